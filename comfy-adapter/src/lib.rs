@@ -1,1 +1,19 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+pub mod adapter;
+mod detect;
+mod endpoints;
+pub mod error;
+pub mod http;
+pub mod line;
+pub mod model;
+pub mod normalize;
+pub mod wire;
+mod ws;
+
+pub use adapter::{ComfyAdapter, EventStream, UploadOptions, WriteOptions};
+pub use detect::{DetectOptions, Detection, NEWEST_TESTED, OLDEST_TESTED, connect, detect};
+pub use error::{ComfyError, Result};
+pub use http::Timeouts;
+pub use line::cancel_api_prompt_id_ok;
+pub use model::server::{Capabilities, Line, ServerInfo};

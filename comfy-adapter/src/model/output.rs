@@ -1,0 +1,107 @@
+//! Outputs, normalized: one entry per file or text a node produced.
+
+use super::NodeId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What kind of thing an output is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    /// A still or animated image (png, jpg, webp, gif).
+    Image,
+    /// A video file (SaveVideo reports mp4 under `images`; this crate looks at
+    /// the extension, not only at the key).
+    Video,
+    /// An audio file.
+    Audio,
+    /// Text (PreviewAny and friends).
+    Text,
+    /// A 3D model file (glb, gltf, obj, fbx, ...).
+    Model3d,
+    /// Anything else; `raw` keeps it.
+    Unknown,
+}
+
+/// Which ComfyUI folder a file lives in (`type` on the wire).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FolderType {
+    /// `output/`
+    Output,
+    /// `input/`
+    Input,
+    /// `temp/` (previews; deleted on restart)
+    Temp,
+    /// Something else, verbatim.
+    Other(String),
+}
+
+impl FolderType {
+    /// Maps the wire string.
+    pub fn from_wire(s: &str) -> Self {
+        match s {
+            "output" => Self::Output,
+            "input" => Self::Input,
+            "temp" => Self::Temp,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// The wire string.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Output => "output",
+            Self::Input => "input",
+            Self::Temp => "temp",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+/// A file on the server, addressable through `/view`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileRef {
+    /// File name.
+    pub filename: String,
+    /// Sub-folder inside the folder (may be empty).
+    pub subfolder: String,
+    /// The folder.
+    pub folder: FolderType,
+}
+
+impl FileRef {
+    /// The `/view` path and query for this file, percent-encoded, relative to
+    /// the server's base URL.
+    pub fn view_path(&self) -> String {
+        let mut ser = url::form_urlencoded::Serializer::new(String::new());
+        ser.append_pair("filename", &self.filename);
+        ser.append_pair("subfolder", &self.subfolder);
+        ser.append_pair("type", self.folder.as_str());
+        format!("/view?{}", ser.finish())
+    }
+}
+
+/// One output of one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    /// The node that produced it.
+    pub node_id: NodeId,
+    /// What it is.
+    pub kind: OutputKind,
+    /// The key it came under in the node's UI dict (`images`, `audio`, `text`, ...).
+    pub key: String,
+    /// The file, for file outputs.
+    pub file: Option<FileRef>,
+    /// The text, for text outputs.
+    pub text: Option<String>,
+    /// The node reported `animated: [true]` for this entry.
+    pub animated: bool,
+    /// The node's result came from cache in this run.
+    pub cached: bool,
+    /// Where to fetch the file: `/view?...`, absolute once the adapter knows
+    /// the server's base URL.
+    pub view_url: Option<String>,
+    /// The entry as the server sent it.
+    pub raw: Value,
+}

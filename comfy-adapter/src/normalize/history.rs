@@ -1,0 +1,112 @@
+use super::outputs::outputs_from_map;
+use super::{i64_field, id_list, str_field};
+use crate::model::job::{Failure, Interruption, JobState, JobStatus};
+use crate::wire::history::{ExecutionStatus, HistoryItem};
+use serde_json::Value;
+
+/// A `/history` answer → `(prompt_id, item)` pairs in the server's order.
+/// Entries that do not have the history shape are skipped, never fatal.
+pub type HistoryEntry = (String, HistoryItem);
+
+/// Parses a `/history` or `/history/{id}` body.
+pub fn history_entries(body: &Value) -> Result<Vec<HistoryEntry>, serde_json::Error> {
+    let map: serde_json::Map<String, Value> = serde_json::from_value(body.clone())?;
+    Ok(map
+        .into_iter()
+        .filter_map(|(id, v)| serde_json::from_value::<HistoryItem>(v).ok().map(|item| (id, item)))
+        .collect())
+}
+
+/// An `execution_error` payload → [`Failure`].
+pub fn failure_from(v: &Value) -> Failure {
+    Failure {
+        node_id: str_field(v, "node_id"),
+        node_type: str_field(v, "node_type"),
+        exception_type: str_field(v, "exception_type"),
+        exception_message: str_field(v, "exception_message"),
+        traceback: id_list(v.get("traceback")),
+        executed: id_list(v.get("executed")),
+        current_inputs: v.get("current_inputs").cloned().unwrap_or(Value::Null),
+        timestamp_ms: i64_field(v, "timestamp"),
+    }
+}
+
+/// An `execution_interrupted` payload → [`Interruption`].
+pub fn interruption_from(v: &Value) -> Interruption {
+    Interruption {
+        node_id: str_field(v, "node_id"),
+        node_type: str_field(v, "node_type"),
+        executed: id_list(v.get("executed")),
+        timestamp_ms: i64_field(v, "timestamp"),
+    }
+}
+
+/// What the status messages of a finished prompt say.
+#[derive(Debug, Default)]
+pub(crate) struct MessageFacts {
+    pub(crate) started_at_ms: Option<i64>,
+    pub(crate) finished_at_ms: Option<i64>,
+    pub(crate) cached_nodes: Vec<String>,
+    pub(crate) failure: Option<Failure>,
+    pub(crate) interruption: Option<Interruption>,
+}
+
+pub(crate) fn message_facts(status: Option<&ExecutionStatus>) -> MessageFacts {
+    let mut facts = MessageFacts::default();
+    for (event, data) in status.map(|s| s.messages.as_slice()).unwrap_or_default() {
+        let ts = i64_field(data, "timestamp");
+        match event.as_str() {
+            "execution_start" => facts.started_at_ms = ts,
+            "execution_cached" => facts.cached_nodes = id_list(data.get("nodes")),
+            "execution_success" => facts.finished_at_ms = ts,
+            "execution_error" => {
+                facts.finished_at_ms = ts;
+                facts.failure = Some(failure_from(data));
+            }
+            "execution_interrupted" => {
+                facts.finished_at_ms = ts;
+                facts.interruption = Some(interruption_from(data));
+            }
+            _ => {}
+        }
+    }
+    facts
+}
+
+/// The state a finished prompt's status gives, as ComfyUI's jobs API reads
+/// it: `success` → succeeded; `error` → interrupted when an interrupt is
+/// recorded, else failed; anything else → succeeded.
+pub(crate) fn finished_state(status: Option<&ExecutionStatus>, facts: &MessageFacts) -> JobState {
+    match status.and_then(|s| s.status_str.as_deref()) {
+        Some("error") if facts.interruption.is_some() => JobState::Interrupted,
+        Some("error") => JobState::Failed,
+        _ => JobState::Succeeded,
+    }
+}
+
+/// A history entry → [`JobStatus`].
+pub fn job_from_history(prompt_id: &str, item: &HistoryItem) -> JobStatus {
+    let facts = message_facts(item.status.as_ref());
+    let state = finished_state(item.status.as_ref(), &facts);
+    let outputs = outputs_from_map(&item.outputs, &facts.cached_nodes);
+    let extra = item.prompt.get(3);
+    JobStatus {
+        prompt_id: prompt_id.to_owned(),
+        state,
+        number: item.prompt.first().and_then(Value::as_f64),
+        created_at_ms: extra.and_then(|e| i64_field(e, "create_time")),
+        started_at_ms: facts.started_at_ms,
+        finished_at_ms: facts.finished_at_ms,
+        workflow_id: extra.and_then(workflow_id_of_extra),
+        outputs_count: Some(super::count_outputs(&outputs)),
+        cached_nodes: facts.cached_nodes,
+        failure: facts.failure,
+        interruption: facts.interruption,
+        outputs,
+    }
+}
+
+/// `extra_data.extra_pnginfo.workflow.id`.
+pub(crate) fn workflow_id_of_extra(extra: &Value) -> Option<String> {
+    extra.pointer("/extra_pnginfo/workflow/id").and_then(Value::as_str).map(str::to_owned)
+}

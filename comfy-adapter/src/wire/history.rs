@@ -1,0 +1,32 @@
+//! `GET /history` and `GET /history/{id}`.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// One history entry (the value under the prompt id key).
+#[derive(Debug, Clone, Deserialize)]
+pub struct HistoryItem {
+    /// The queue tuple `[number, id, prompt, extra_data, outputs_to_execute]`.
+    pub prompt: Vec<Value>,
+    /// Node id → UI dict (free-form keys: `images`, `audio`, `text`, ...).
+    #[serde(default)]
+    pub outputs: Map<String, Value>,
+    /// Absent while a prompt is being written.
+    pub status: Option<ExecutionStatus>,
+    /// Node id → display info.
+    #[serde(default)]
+    pub meta: Map<String, Value>,
+}
+
+/// `status` of a history entry (`execution_status` in the jobs API).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExecutionStatus {
+    /// `success` or `error`.
+    pub status_str: Option<String>,
+    /// Equals success.
+    #[serde(default)]
+    pub completed: bool,
+    /// `[event, data]` pairs.
+    #[serde(default)]
+    pub messages: Vec<(String, Value)>,
+}
