@@ -1,0 +1,2 @@
+//! Load tool (written in a later step).
+fn main() {}

@@ -1,0 +1,232 @@
+//! The job state machine, as pure functions over a stored job. The SQLite backend applies
+//! them inside its write transaction; the Redis Lua scripts (`store/redis/*.lua`) implement
+//! the same rules, and the shared conformance suite holds both to them.
+//!
+//! ```text
+//! pending --claim--> running --complete--> completed
+//!    ^                  |  \--fail--------> failed          (or pending with retry=true
+//!    |                  |   \--fail(cancelled)--> cancelled   while attempts remain)
+//!    +--lease expired---+  (failed once attempts run out: dead letter)
+//! pending --cancel--> cancelled;  running --cancel--> running + cancel_requested
+//! ```
+
+use serde_json::Value;
+
+use crate::clock::Millis;
+use crate::model::{Attempt, AttemptOutcome, Job, Status};
+use crate::store::{Failure, LeaseState, StoreError};
+
+/// A job with the fields the store keeps but never shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredJob {
+    /// The visible job.
+    pub job: Job,
+    /// Token of the current (or last) lease.
+    pub lease_token: Option<String>,
+}
+
+/// What the reaper did to one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// Back to pending.
+    Requeued,
+    /// Out of attempts: failed for good.
+    Dead,
+    /// A cancel had been asked for: cancelled.
+    Cancelled,
+}
+
+fn end_attempt(job: &mut Job, now: Millis, outcome: AttemptOutcome, error: Option<String>) {
+    if let Some(last) = job.history.last_mut()
+        && last.outcome == AttemptOutcome::Running
+    {
+        last.ended_at = Some(now);
+        last.outcome = outcome;
+        last.error = error;
+    }
+}
+
+/// Lease a pending job to `worker_id`.
+pub fn claim(s: &mut StoredJob, worker_id: &str, token: &str, lease_ms: Millis, now: Millis) {
+    let job = &mut s.job;
+    job.status = Status::Running;
+    job.attempts += 1;
+    job.started_at = Some(now);
+    job.completed_at = None;
+    job.worker_id = Some(worker_id.to_owned());
+    job.lease_expires_at = Some(now.saturating_add(lease_ms));
+    job.history.push(Attempt {
+        attempt: job.attempts,
+        worker_id: worker_id.to_owned(),
+        started_at: now,
+        ended_at: None,
+        outcome: AttemptOutcome::Running,
+        error: None,
+    });
+    s.lease_token = Some(token.to_owned());
+}
+
+/// Check that the caller holds the live lease. `token: None` (old workers) only requires
+/// the job to be running with an unexpired lease.
+pub fn fence(s: &StoredJob, token: Option<&str>, now: Millis) -> Result<(), StoreError> {
+    if s.job.status != Status::Running {
+        return Err(StoreError::LeaseConflict(format!(
+            "job is {}, not running",
+            s.job.status.as_str()
+        )));
+    }
+    if let Some(t) = token
+        && s.lease_token.as_deref() != Some(t)
+    {
+        return Err(StoreError::LeaseConflict(
+            "lease token does not match: the job was leased again".into(),
+        ));
+    }
+    if s.job.lease_expires_at.is_some_and(|until| until < now) {
+        return Err(StoreError::LeaseConflict("lease expired".into()));
+    }
+    Ok(())
+}
+
+/// Renew the lease.
+pub fn heartbeat(
+    s: &mut StoredJob,
+    token: &str,
+    lease_ms: Millis,
+    now: Millis,
+) -> Result<LeaseState, StoreError> {
+    fence(s, Some(token), now)?;
+    let until = now.saturating_add(lease_ms);
+    s.job.lease_expires_at = Some(until);
+    Ok(LeaseState {
+        lease_expires_at: until,
+        cancel_requested: s.job.cancel_requested,
+    })
+}
+
+/// A repeat of a fenced call that already took effect (the reply was lost): `true` means
+/// answer success without changing anything.
+fn is_replay(s: &StoredJob, token: Option<&str>, done: &[AttemptOutcome]) -> bool {
+    token.is_some()
+        && s.job.status != Status::Running
+        && s.lease_token.as_deref() == token
+        && s.job
+            .history
+            .last()
+            .is_some_and(|a| done.contains(&a.outcome))
+}
+
+/// Finish with a result. Returns false for a harmless replay.
+pub fn complete(
+    s: &mut StoredJob,
+    token: Option<&str>,
+    result: Value,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    if is_replay(s, token, &[AttemptOutcome::Completed]) {
+        return Ok(false);
+    }
+    fence(s, token, now)?;
+    let job = &mut s.job;
+    job.status = Status::Completed;
+    job.completed_at = Some(now);
+    job.result = Some(result);
+    job.lease_expires_at = None;
+    end_attempt(job, now, AttemptOutcome::Completed, None);
+    Ok(true)
+}
+
+/// End the attempt with an error. Returns false for a harmless replay.
+pub fn fail(
+    s: &mut StoredJob,
+    token: Option<&str>,
+    failure: Failure,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    if is_replay(
+        s,
+        token,
+        &[AttemptOutcome::Failed, AttemptOutcome::Cancelled],
+    ) {
+        return Ok(false);
+    }
+    fence(s, token, now)?;
+    let job = &mut s.job;
+    job.lease_expires_at = None;
+    job.error = Some(failure.error.clone());
+    if failure.cancelled {
+        end_attempt(job, now, AttemptOutcome::Cancelled, Some(failure.error));
+        job.status = Status::Cancelled;
+        job.completed_at = Some(now);
+    } else {
+        end_attempt(job, now, AttemptOutcome::Failed, Some(failure.error));
+        if failure.retry && job.attempts < job.max_attempts && !job.cancel_requested {
+            job.status = Status::Pending;
+        } else {
+            job.status = Status::Failed;
+            job.completed_at = Some(now);
+        }
+    }
+    Ok(true)
+}
+
+/// Whether the lease of a running job ran out before `now`.
+pub fn lease_expired(s: &StoredJob, now: Millis) -> bool {
+    s.job.status == Status::Running && s.job.lease_expires_at.is_some_and(|u| u < now)
+}
+
+/// Take back a job whose lease ran out.
+pub fn expire(s: &mut StoredJob, now: Millis) -> Expired {
+    let job = &mut s.job;
+    let worker = job.worker_id.clone().unwrap_or_default();
+    let msg = format!("lease expired: worker {worker} stopped heartbeating");
+    end_attempt(job, now, AttemptOutcome::LeaseExpired, Some(msg.clone()));
+    job.lease_expires_at = None;
+    if job.cancel_requested {
+        job.status = Status::Cancelled;
+        job.completed_at = Some(now);
+        Expired::Cancelled
+    } else if job.attempts < job.max_attempts {
+        job.status = Status::Pending;
+        job.error = Some(msg);
+        Expired::Requeued
+    } else {
+        job.status = Status::Failed;
+        job.completed_at = Some(now);
+        job.error = Some(format!("{msg}; gave up after {} attempts", job.attempts));
+        Expired::Dead
+    }
+}
+
+/// Cancel: pending → cancelled; running → cancel requested. Returns true if the job is now
+/// cancelled (false: a cancel request was recorded).
+pub fn cancel(s: &mut StoredJob, now: Millis) -> Result<bool, StoreError> {
+    let job = &mut s.job;
+    match job.status {
+        Status::Pending => {
+            job.status = Status::Cancelled;
+            job.completed_at = Some(now);
+            Ok(true)
+        }
+        Status::Running => {
+            job.cancel_requested = true;
+            Ok(false)
+        }
+        st => Err(StoreError::InvalidState(format!(
+            "job is already {}",
+            st.as_str()
+        ))),
+    }
+}
+
+/// Change the priority of a pending job.
+pub fn set_priority(s: &mut StoredJob, priority: u8) -> Result<(), StoreError> {
+    if s.job.status != Status::Pending {
+        return Err(StoreError::InvalidState(format!(
+            "only pending jobs can be reprioritised; job is {}",
+            s.job.status.as_str()
+        )));
+    }
+    s.job.priority = priority;
+    Ok(())
+}

@@ -1,0 +1,445 @@
+//! The job model: statuses, the stored job, its attempts, and validation of what clients send.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::clock::Millis;
+use crate::error::ApiError;
+use crate::scheduler::Requirements;
+
+/// Largest accepted `workflow`, serialized (10 MB).
+pub const MAX_WORKFLOW_BYTES: usize = 10 * 1024 * 1024;
+/// Largest accepted `metadata`, serialized (1 MB).
+pub const MAX_METADATA_BYTES: usize = 1024 * 1024;
+/// Largest accepted `result`, serialized (50 MB).
+pub const MAX_RESULT_BYTES: usize = 50 * 1024 * 1024;
+/// Longest accepted `error`, in characters.
+pub const MAX_ERROR_CHARS: usize = 10_000;
+/// Lowest-urgency priority; lower numbers run first.
+pub const MAX_PRIORITY: u8 = 3;
+/// Priority used when a submit names none.
+pub const DEFAULT_PRIORITY: u8 = 2;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting to be claimed.
+    Pending,
+    /// Leased to a worker.
+    Running,
+    /// Finished with a result.
+    Completed,
+    /// Finished with an error (including jobs that ran out of attempts: the dead letters).
+    Failed,
+    /// Cancelled by a user or an admin.
+    Cancelled,
+}
+
+impl Status {
+    /// Every status, in display order.
+    pub const ALL: [Status; 5] = [
+        Status::Pending,
+        Status::Running,
+        Status::Completed,
+        Status::Failed,
+        Status::Cancelled,
+    ];
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parse the wire spelling.
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// True for completed, failed and cancelled.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
+    }
+}
+
+/// How one attempt at running a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// Still leased.
+    Running,
+    /// The worker reported a result.
+    Completed,
+    /// The worker reported an error.
+    Failed,
+    /// The lease ran out without a heartbeat; the reaper took the job back.
+    LeaseExpired,
+    /// The worker stopped the job after a cancel request.
+    Cancelled,
+}
+
+/// One lease of a job to a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Attempt {
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// The worker that held the lease.
+    pub worker_id: String,
+    /// When the lease was granted (ms since epoch).
+    pub started_at: Millis,
+    /// When the attempt ended (ms since epoch), if it has.
+    pub ended_at: Option<Millis>,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// The error reported or recorded for this attempt.
+    pub error: Option<String>,
+}
+
+/// A job as the store keeps it, without its workflow (see [`crate::store::Claimed`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Job id.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: String,
+    /// Current status.
+    pub status: Status,
+    /// 0 (instructor override) to 3 (low); lower runs first.
+    pub priority: u8,
+    /// Submit time (ms).
+    pub created_at: Millis,
+    /// Start of the latest attempt (ms).
+    pub started_at: Option<Millis>,
+    /// Time it reached a terminal status (ms).
+    pub completed_at: Option<Millis>,
+    /// Worker of the latest attempt.
+    pub worker_id: Option<String>,
+    /// Result object reported by the worker.
+    pub result: Option<Value>,
+    /// Last error.
+    pub error: Option<String>,
+    /// Client metadata (free-form object).
+    pub metadata: Value,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Attempts allowed before the job is failed for good.
+    pub max_attempts: u32,
+    /// A cancel was asked for while the job was running.
+    pub cancel_requested: bool,
+    /// Expiry of the current lease (ms), while running.
+    pub lease_expires_at: Option<Millis>,
+    /// Submission order, global and increasing.
+    pub seq: u64,
+    /// Every attempt, oldest first.
+    pub history: Vec<Attempt>,
+}
+
+/// A validated submit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// Owner.
+    pub user_id: String,
+    /// API-format ComfyUI prompt.
+    pub workflow: Value,
+    /// Priority 0–3.
+    pub priority: u8,
+    /// Free-form object.
+    pub metadata: Value,
+    /// Optional idempotency key (scoped to the user).
+    pub idempotency_key: Option<String>,
+    /// Routing requirements taken from `metadata.requires`.
+    pub requirements: Requirements,
+}
+
+/// A worker as it registered itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkerInfo {
+    /// Worker id.
+    pub worker_id: String,
+    /// ComfyUI version the worker drives, e.g. `0.9.2`.
+    pub comfyui_version: Option<String>,
+    /// The ComfyUI line or flavour (free text, e.g. `stable`).
+    pub line: Option<String>,
+    /// Capabilities, e.g. `jobs_api`.
+    pub capabilities: Vec<String>,
+}
+
+/// A registered worker with its liveness.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkerRecord {
+    /// What the worker registered.
+    #[serde(flatten)]
+    pub info: WorkerInfo,
+    /// First registration (ms).
+    pub registered_at: Millis,
+    /// Last claim, heartbeat or registration (ms).
+    pub last_seen: Millis,
+}
+
+fn user_id_is_valid(s: &str) -> bool {
+    (1..=100).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Validate a `user_id` value (`^[A-Za-z0-9_-]{1,100}$`).
+pub fn validate_user_id(field: &str, v: Option<&Value>) -> Result<String, ApiError> {
+    match v {
+        None | Some(Value::Null) => Err(ApiError::validation(
+            field,
+            "missing_field",
+            format!("`{field}` is required"),
+        )),
+        Some(Value::String(s)) if user_id_is_valid(s) => Ok(s.clone()),
+        Some(Value::String(_)) => Err(ApiError::validation(
+            field,
+            "invalid_user_id",
+            format!("`{field}` must match ^[A-Za-z0-9_-]{{1,100}}$"),
+        )),
+        Some(_) => Err(ApiError::validation(
+            field,
+            "invalid_type",
+            format!("`{field}` must be a string"),
+        )),
+    }
+}
+
+/// Validate a priority given as JSON (integer 0–3).
+pub fn validate_priority(field: &str, v: Option<&Value>) -> Result<Option<u8>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(p) if p <= u64::from(MAX_PRIORITY) => Ok(Some(p as u8)),
+            _ => Err(ApiError::validation(
+                field,
+                "invalid_priority",
+                format!("`{field}` must be an integer from 0 to 3"),
+            )),
+        },
+        Some(_) => Err(ApiError::validation(
+            field,
+            "invalid_type",
+            format!("`{field}` must be an integer from 0 to 3"),
+        )),
+    }
+}
+
+/// Validate a priority given in a query string.
+pub fn parse_priority_text(field: &str, s: &str) -> Result<u8, ApiError> {
+    match s.trim().parse::<u8>() {
+        Ok(p) if p <= MAX_PRIORITY => Ok(p),
+        _ => Err(ApiError::validation(
+            field,
+            "invalid_priority",
+            format!("`{field}` must be an integer from 0 to 3"),
+        )),
+    }
+}
+
+/// Serialized size of a JSON value.
+pub fn json_size(v: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Counter(0);
+    // Writing into a counter cannot fail for a `Value`.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// Validate `workflow`: a non-empty object of at most 10 MB serialized.
+pub fn validate_workflow(v: Option<&Value>) -> Result<Value, ApiError> {
+    match v {
+        None | Some(Value::Null) => Err(ApiError::validation(
+            "workflow",
+            "missing_field",
+            "`workflow` is required",
+        )),
+        Some(Value::Object(m)) if m.is_empty() => Err(ApiError::validation(
+            "workflow",
+            "invalid_workflow",
+            "`workflow` must be a non-empty object",
+        )),
+        Some(w @ Value::Object(_)) => {
+            if json_size(w) > MAX_WORKFLOW_BYTES {
+                Err(ApiError::too_large("workflow", MAX_WORKFLOW_BYTES))
+            } else {
+                Ok(w.clone())
+            }
+        }
+        Some(_) => Err(ApiError::validation(
+            "workflow",
+            "invalid_type",
+            "`workflow` must be a JSON object",
+        )),
+    }
+}
+
+/// Validate `metadata`: an object of at most 1 MB serialized (absent means `{}`).
+pub fn validate_metadata(v: Option<&Value>) -> Result<Value, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(Value::Object(serde_json::Map::new())),
+        Some(m @ Value::Object(_)) => {
+            if json_size(m) > MAX_METADATA_BYTES {
+                Err(ApiError::too_large("metadata", MAX_METADATA_BYTES))
+            } else {
+                Ok(m.clone())
+            }
+        }
+        Some(_) => Err(ApiError::validation(
+            "metadata",
+            "invalid_type",
+            "`metadata` must be a JSON object",
+        )),
+    }
+}
+
+/// Validate a worker `result`: at most 50 MB serialized.
+pub fn validate_result(v: Value) -> Result<Value, ApiError> {
+    if json_size(&v) > MAX_RESULT_BYTES {
+        return Err(ApiError::too_large("result", MAX_RESULT_BYTES));
+    }
+    match v {
+        Value::Object(_) | Value::Null => Ok(v),
+        _ => Err(ApiError::validation(
+            "result",
+            "invalid_type",
+            "`result` must be a JSON object",
+        )),
+    }
+}
+
+/// Validate an `error` text: 1–10,000 characters, not blank.
+pub fn validate_error_text(s: &str) -> Result<String, ApiError> {
+    if s.trim().is_empty() {
+        return Err(ApiError::validation(
+            "error",
+            "invalid_error",
+            "`error` must not be blank",
+        ));
+    }
+    if s.chars().count() > MAX_ERROR_CHARS {
+        return Err(ApiError::validation(
+            "error",
+            "invalid_error",
+            "`error` must be at most 10000 characters",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// Validate a whole submit body (already parsed as JSON).
+pub fn validate_submit(body: &Value, idempotency_key: Option<String>) -> Result<NewJob, ApiError> {
+    let Value::Object(obj) = body else {
+        return Err(ApiError::validation(
+            "body",
+            "invalid_type",
+            "the request body must be a JSON object",
+        ));
+    };
+    let user_id = validate_user_id("user_id", obj.get("user_id"))?;
+    let workflow = validate_workflow(obj.get("workflow"))?;
+    let priority = validate_priority("priority", obj.get("priority"))?.unwrap_or(DEFAULT_PRIORITY);
+    let metadata = validate_metadata(obj.get("metadata"))?;
+    let requirements = Requirements::from_metadata(&metadata)?;
+    Ok(NewJob {
+        user_id,
+        workflow,
+        priority,
+        metadata,
+        idempotency_key,
+        requirements,
+    })
+}
+
+/// Validate an `Idempotency-Key` header value: 1–200 visible ASCII characters.
+pub fn validate_idempotency_key(s: &str) -> Result<String, ApiError> {
+    if s.is_empty() || s.len() > 200 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::validation(
+            "Idempotency-Key",
+            "invalid_idempotency_key",
+            "`Idempotency-Key` must be 1-200 visible ASCII characters",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// Validate a worker id (same alphabet as user ids).
+pub fn validate_worker_id(field: &str, s: &str) -> Result<String, ApiError> {
+    if user_id_is_valid(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(ApiError::validation(
+            field,
+            "invalid_worker_id",
+            format!("`{field}` must match ^[A-Za-z0-9_-]{{1,100}}$"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn user_id_rules() {
+        assert!(user_id_is_valid("user_001-a"));
+        assert!(!user_id_is_valid(""));
+        assert!(!user_id_is_valid("a b"));
+        assert!(!user_id_is_valid(&"a".repeat(101)));
+        assert!(user_id_is_valid(&"a".repeat(100)));
+    }
+
+    #[test]
+    fn submit_defaults_priority_and_metadata() {
+        let j = validate_submit(&json!({"user_id": "u1", "workflow": {"1": {}}}), None).unwrap();
+        assert_eq!(j.priority, DEFAULT_PRIORITY);
+        assert_eq!(j.metadata, json!({}));
+    }
+
+    #[test]
+    fn submit_names_the_bad_field() {
+        let e = validate_submit(&json!({"user_id": "u1", "workflow": {}}), None).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("workflow"));
+        let e = validate_submit(
+            &json!({"user_id": "u1", "workflow": {"a": 1}, "priority": "high"}),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("priority"));
+        let e = validate_submit(
+            &json!({"user_id": "u1", "workflow": {"a": 1}, "priority": 4}),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "invalid_priority");
+    }
+
+    #[test]
+    fn error_text_rules() {
+        assert!(validate_error_text("  ").is_err());
+        assert!(validate_error_text(&"x".repeat(10_001)).is_err());
+        assert!(validate_error_text(&"é".repeat(10_000)).is_ok());
+    }
+
+    #[test]
+    fn json_size_matches_serialization() {
+        let v = json!({"a": [1, 2, "three"]});
+        assert_eq!(json_size(&v), serde_json::to_vec(&v).unwrap().len());
+    }
+}

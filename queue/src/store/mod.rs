@@ -1,0 +1,236 @@
+//! Durable job storage. Two backends implement [`Store`]: [`sqlite::SqliteStore`] (default,
+//! embedded) and [`redis::RedisStore`]. Both pass the same conformance suite
+//! (`queue/tests/conformance.rs`).
+//!
+//! Every operation that changes a job is atomic in the backend (one SQLite transaction, or
+//! one Redis Lua script) and is acknowledged only after it is stored, so a job in flight is
+//! never only in memory.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::clock::Millis;
+use crate::model::{Job, NewJob, Status, WorkerInfo, WorkerRecord};
+
+pub mod redis;
+pub mod sqlite;
+
+/// Why a store operation did not happen. Nothing is written when one is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// No such job.
+    #[error("job not found")]
+    NotFound,
+    /// The job's status does not allow this change.
+    #[error("{0}")]
+    InvalidState(String),
+    /// The lease token is stale or the job is not leased.
+    #[error("{0}")]
+    LeaseConflict(String),
+    /// Too many pending jobs (the cap).
+    #[error("queue full ({0})")]
+    QueueFull(u64),
+    /// Too many pending+running jobs for this user (the cap).
+    #[error("user limit reached ({0})")]
+    UserLimit(u64),
+    /// The backend failed (I/O, connection, corrupt row).
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+/// Caps checked atomically with a submit. 0 means no cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubmitLimits {
+    /// Maximum pending jobs in the whole queue.
+    pub max_pending: u64,
+    /// Maximum pending+running jobs per user.
+    pub max_per_user: u64,
+    /// Attempts a job gets before it is failed for good.
+    pub max_attempts: u32,
+}
+
+/// Result of a submit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    /// The job (new, or the one the idempotency key already named).
+    pub job: Job,
+    /// False when the idempotency key matched an existing job.
+    pub created: bool,
+}
+
+/// A job handed to a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// The job, now running.
+    pub job: Job,
+    /// Its workflow.
+    pub workflow: Value,
+    /// The lease token that fences heartbeat, complete and fail.
+    pub lease_token: String,
+}
+
+/// State of a lease after a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseState {
+    /// New expiry.
+    pub lease_expires_at: Millis,
+    /// A cancel was asked for: the worker should stop and report `cancelled`.
+    pub cancel_requested: bool,
+}
+
+/// How a worker ends an attempt unsuccessfully.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What went wrong.
+    pub error: String,
+    /// Put the job back in the queue if it has attempts left.
+    pub retry: bool,
+    /// The worker stopped because of a cancel request: the job becomes `cancelled`.
+    pub cancelled: bool,
+}
+
+/// What [`Store::reap`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReapReport {
+    /// Jobs put back to pending.
+    pub requeued: Vec<Uuid>,
+    /// Jobs that ran out of attempts and were failed (dead letters).
+    pub dead: Vec<Uuid>,
+    /// Jobs whose cancel request was settled by the expiry.
+    pub cancelled: Vec<Uuid>,
+}
+
+/// Filter for [`Store::list`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Only this user.
+    pub user_id: Option<String>,
+    /// At most this many (newest first).
+    pub limit: u32,
+    /// Skip this many.
+    pub offset: u32,
+}
+
+/// Job counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Jobs per status.
+    pub by_status: BTreeMap<&'static str, u64>,
+    /// Pending and running jobs per user.
+    pub by_user: BTreeMap<String, UserCounts>,
+}
+
+impl Counts {
+    /// Count for one status.
+    pub fn get(&self, s: Status) -> u64 {
+        self.by_status.get(s.as_str()).copied().unwrap_or(0)
+    }
+}
+
+/// Per-user counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserCounts {
+    /// Pending jobs.
+    pub pending: u64,
+    /// Running jobs.
+    pub running: u64,
+}
+
+/// The storage interface every backend implements.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Backend name (`sqlite`, `redis`).
+    fn name(&self) -> &'static str;
+
+    /// Whether the backend answers.
+    async fn ping(&self) -> bool;
+
+    /// Add a job, or return the existing one if `(user_id, idempotency_key)` was seen.
+    /// The caps in `limits` are checked in the same atomic step.
+    async fn submit(
+        &self,
+        job: NewJob,
+        limits: SubmitLimits,
+        now: Millis,
+    ) -> Result<Submitted, StoreError>;
+
+    /// One job.
+    async fn get(&self, id: Uuid) -> Result<Option<Job>, StoreError>;
+
+    /// Jobs matching `filter`, newest first.
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Job>, StoreError>;
+
+    /// 1-based place among pending jobs in (priority, submission) order; `None` unless pending.
+    async fn position(&self, id: Uuid) -> Result<Option<u64>, StoreError>;
+
+    /// Cancel: pending → cancelled at once; running → `cancel_requested` (the worker is told
+    /// in its heartbeat). Finished jobs → [`StoreError::InvalidState`].
+    async fn cancel(&self, id: Uuid, now: Millis) -> Result<Job, StoreError>;
+
+    /// Change the priority of a pending job.
+    async fn set_priority(&self, id: Uuid, priority: u8) -> Result<Job, StoreError>;
+
+    /// Lease the next job `worker` can run, if any, for `lease_ms`.
+    async fn claim(
+        &self,
+        worker: &WorkerInfo,
+        lease_ms: Millis,
+        now: Millis,
+    ) -> Result<Option<Claimed>, StoreError>;
+
+    /// Renew a lease; fails with [`StoreError::LeaseConflict`] if the token is stale.
+    async fn heartbeat(
+        &self,
+        id: Uuid,
+        lease_token: &str,
+        lease_ms: Millis,
+        now: Millis,
+    ) -> Result<LeaseState, StoreError>;
+
+    /// Finish a running job with a result. With `lease_token: None` (old workers) the job
+    /// only has to be running.
+    async fn complete(
+        &self,
+        id: Uuid,
+        lease_token: Option<&str>,
+        result: Value,
+        now: Millis,
+    ) -> Result<Job, StoreError>;
+
+    /// End a running attempt with an error (see [`Failure`]).
+    async fn fail(
+        &self,
+        id: Uuid,
+        lease_token: Option<&str>,
+        failure: Failure,
+        now: Millis,
+    ) -> Result<Job, StoreError>;
+
+    /// Take back every job whose lease expired before `now`: requeue it if it has attempts
+    /// left, else fail it (dead letter); a job with a cancel request becomes cancelled.
+    async fn reap(&self, now: Millis) -> Result<ReapReport, StoreError>;
+
+    /// Counts per status and per user.
+    async fn counts(&self) -> Result<Counts, StoreError>;
+
+    /// Register (or re-register) a worker.
+    async fn register_worker(
+        &self,
+        info: WorkerInfo,
+        now: Millis,
+    ) -> Result<WorkerRecord, StoreError>;
+
+    /// Record that a worker is alive without changing its registration.
+    async fn touch_worker(&self, worker_id: &str, now: Millis) -> Result<(), StoreError>;
+
+    /// One worker.
+    async fn get_worker(&self, worker_id: &str) -> Result<Option<WorkerRecord>, StoreError>;
+
+    /// All workers, by id.
+    async fn list_workers(&self) -> Result<Vec<WorkerRecord>, StoreError>;
+}

@@ -1,0 +1,955 @@
+//! One behavioural suite for every `Store` backend (apalis `generic_storage_test!` style):
+//! each `async fn` in `suite` runs once per backend through the `conformance!` macro.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::Harness;
+
+mod suite {
+    use comfy_queue::clock::Clock;
+    use comfy_queue::model::{AttemptOutcome, NewJob, Status, WorkerInfo};
+    use comfy_queue::scheduler::Requirements;
+    use comfy_queue::store::{Failure, ListFilter, StoreError, SubmitLimits};
+    use serde_json::{Value, json};
+    use uuid::Uuid;
+
+    use super::Harness;
+
+    const LEASE: i64 = 60_000;
+
+    fn limits() -> SubmitLimits {
+        SubmitLimits {
+            max_pending: 0,
+            max_per_user: 0,
+            max_attempts: 3,
+        }
+    }
+
+    fn new_job(user: &str, priority: u8) -> NewJob {
+        NewJob {
+            user_id: user.into(),
+            workflow: json!({"3": {"class_type": "KSampler", "inputs": {"seed": 1}}}),
+            priority,
+            metadata: json!({"batch_index": 0}),
+            idempotency_key: None,
+            requirements: Requirements::default(),
+        }
+    }
+
+    fn worker(id: &str) -> WorkerInfo {
+        WorkerInfo {
+            worker_id: id.into(),
+            ..WorkerInfo::default()
+        }
+    }
+
+    async fn submit(h: &Harness, user: &str, priority: u8) -> Uuid {
+        let now = h.clock.now_ms();
+        h.clock.advance(1);
+        h.store
+            .submit(new_job(user, priority), limits(), now)
+            .await
+            .unwrap()
+            .job
+            .id
+    }
+
+    async fn claim_user(h: &Harness) -> Option<String> {
+        h.store
+            .claim(&worker("w1"), LEASE, h.clock.now_ms())
+            .await
+            .unwrap()
+            .map(|c| c.job.user_id)
+    }
+
+    pub(crate) async fn submit_and_get(h: Harness) {
+        let now = h.clock.now_ms();
+        let s = h
+            .store
+            .submit(new_job("alice", 1), limits(), now)
+            .await
+            .unwrap();
+        assert!(s.created);
+        let got = h.store.get(s.job.id).await.unwrap().unwrap();
+        assert_eq!(got, s.job);
+        assert_eq!(got.status, Status::Pending);
+        assert_eq!(got.user_id, "alice");
+        assert_eq!(got.priority, 1);
+        assert_eq!(got.created_at, now);
+        assert_eq!(got.metadata, json!({"batch_index": 0}));
+        assert_eq!(got.attempts, 0);
+        assert_eq!(got.max_attempts, 3);
+        assert!(got.history.is_empty());
+        assert_eq!(h.store.get(Uuid::new_v4()).await.unwrap(), None);
+        assert!(h.store.ping().await);
+    }
+
+    pub(crate) async fn idempotency_key_returns_the_same_job(h: Harness) {
+        let mut j = new_job("alice", 2);
+        j.idempotency_key = Some("k-1".into());
+        let a = h.store.submit(j.clone(), limits(), 1).await.unwrap();
+        let b = h.store.submit(j.clone(), limits(), 2).await.unwrap();
+        assert!(a.created);
+        assert!(!b.created);
+        assert_eq!(a.job.id, b.job.id);
+        // The key is scoped to the user.
+        let mut other = j.clone();
+        other.user_id = "bob".into();
+        let c = h.store.submit(other, limits(), 3).await.unwrap();
+        assert!(c.created);
+        assert_ne!(c.job.id, a.job.id);
+        let all = h
+            .store
+            .list(&ListFilter {
+                limit: 100,
+                ..ListFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 2);
+    }
+
+    pub(crate) async fn caps_are_enforced(h: Harness) {
+        let caps = SubmitLimits {
+            max_pending: 2,
+            max_per_user: 0,
+            max_attempts: 3,
+        };
+        let mut keyed = new_job("alice", 2);
+        keyed.idempotency_key = Some("same".into());
+        h.store.submit(keyed.clone(), caps, 1).await.unwrap();
+        h.store.submit(new_job("bob", 2), caps, 2).await.unwrap();
+        let e = h
+            .store
+            .submit(new_job("carol", 2), caps, 3)
+            .await
+            .unwrap_err();
+        assert_eq!(e, StoreError::QueueFull(2));
+        // A replay of an accepted submit is still answered at the cap.
+        assert!(!h.store.submit(keyed, caps, 4).await.unwrap().created);
+
+        let per_user = SubmitLimits {
+            max_pending: 0,
+            max_per_user: 2,
+            max_attempts: 3,
+        };
+        h.store
+            .submit(new_job("dave", 2), per_user, 5)
+            .await
+            .unwrap();
+        h.store
+            .submit(new_job("dave", 2), per_user, 6)
+            .await
+            .unwrap();
+        let e = h
+            .store
+            .submit(new_job("dave", 2), per_user, 7)
+            .await
+            .unwrap_err();
+        assert_eq!(e, StoreError::UserLimit(2));
+        h.store
+            .submit(new_job("erin", 2), per_user, 8)
+            .await
+            .unwrap();
+        let counts = h.store.counts().await.unwrap();
+        assert_eq!(counts.get(Status::Pending), 5);
+    }
+
+    pub(crate) async fn claim_marks_running_with_a_lease(h: Harness) {
+        assert!(
+            h.store
+                .claim(&worker("w1"), LEASE, 0)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let id = submit(&h, "alice", 2).await;
+        let now = h.clock.now_ms();
+        let c = h
+            .store
+            .claim(&worker("w1"), LEASE, now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.job.id, id);
+        assert_eq!(c.job.status, Status::Running);
+        assert_eq!(c.job.worker_id.as_deref(), Some("w1"));
+        assert_eq!(c.job.started_at, Some(now));
+        assert_eq!(c.job.lease_expires_at, Some(now + LEASE));
+        assert_eq!(c.job.attempts, 1);
+        assert_eq!(c.workflow["3"]["class_type"], "KSampler");
+        assert!(!c.lease_token.is_empty());
+        assert_eq!(c.job.history.len(), 1);
+        assert_eq!(c.job.history[0].outcome, AttemptOutcome::Running);
+        assert_eq!(c.job.history[0].worker_id, "w1");
+        let stored = h.store.get(id).await.unwrap().unwrap();
+        assert_eq!(stored, c.job);
+        // Nothing else to claim.
+        assert!(
+            h.store
+                .claim(&worker("w2"), LEASE, now)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // An unregistered worker that claims is recorded as seen.
+        let w = h.store.get_worker("w1").await.unwrap().unwrap();
+        assert_eq!(w.last_seen, now);
+    }
+
+    pub(crate) async fn priority_first_then_fifo(h: Harness) {
+        let p2a = submit(&h, "alice", 2).await;
+        let p0 = submit(&h, "alice", 0).await;
+        let p3 = submit(&h, "alice", 3).await;
+        let p2b = submit(&h, "alice", 2).await;
+        let p1 = submit(&h, "alice", 1).await;
+        let mut order = Vec::new();
+        while let Some(c) = h.store.claim(&worker("w"), LEASE, 10).await.unwrap() {
+            order.push(c.job.id);
+        }
+        assert_eq!(order, vec![p0, p1, p2a, p2b, p3]);
+    }
+
+    pub(crate) async fn fair_share_across_users(h: Harness) {
+        for _ in 0..50 {
+            submit(&h, "alice", 2).await;
+        }
+        submit(&h, "bob", 2).await;
+        submit(&h, "carol", 2).await;
+        let mut first = Vec::new();
+        for _ in 0..5 {
+            first.push(claim_user(&h).await.unwrap());
+        }
+        assert_eq!(first, vec!["alice", "bob", "carol", "alice", "alice"]);
+        // A user who arrives later is served next, not after alice's backlog.
+        submit(&h, "dave", 2).await;
+        assert_eq!(claim_user(&h).await.as_deref(), Some("dave"));
+        assert_eq!(claim_user(&h).await.as_deref(), Some("alice"));
+    }
+
+    pub(crate) async fn priority_beats_fairness(h: Harness) {
+        submit(&h, "alice", 1).await;
+        submit(&h, "alice", 1).await;
+        submit(&h, "bob", 2).await;
+        assert_eq!(claim_user(&h).await.as_deref(), Some("alice"));
+        // alice was just served, but her next job has a better priority than bob's.
+        assert_eq!(claim_user(&h).await.as_deref(), Some("alice"));
+        assert_eq!(claim_user(&h).await.as_deref(), Some("bob"));
+    }
+
+    pub(crate) async fn heartbeat_renews_the_lease(h: Harness) {
+        let id = submit(&h, "alice", 2).await;
+        let c = h
+            .store
+            .claim(&worker("w1"), LEASE, h.clock.now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        for _ in 0..3 {
+            h.clock.advance(LEASE - 1_000);
+            let st = h
+                .store
+                .heartbeat(id, &c.lease_token, LEASE, h.clock.now_ms())
+                .await
+                .unwrap();
+            assert_eq!(st.lease_expires_at, h.clock.now_ms() + LEASE);
+            assert!(!st.cancel_requested);
+            let r = h.store.reap(h.clock.now_ms()).await.unwrap();
+            assert!(r.requeued.is_empty() && r.dead.is_empty());
+        }
+        assert_eq!(
+            h.store.get(id).await.unwrap().unwrap().status,
+            Status::Running
+        );
+        let e = h
+            .store
+            .heartbeat(id, "not-the-token", LEASE, h.clock.now_ms())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::LeaseConflict(_)), "{e:?}");
+        assert_eq!(
+            h.store
+                .heartbeat(Uuid::new_v4(), "t", LEASE, 0)
+                .await
+                .unwrap_err(),
+            StoreError::NotFound
+        );
+    }
+
+    pub(crate) async fn expired_lease_is_requeued_and_fenced(h: Harness) {
+        let id = submit(&h, "alice", 2).await;
+        let first = h
+            .store
+            .claim(&worker("w1"), LEASE, h.clock.now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        h.clock.advance(LEASE + 1);
+        let now = h.clock.now_ms();
+        // Expired but not yet reaped: the old holder is already fenced off.
+        let e = h
+            .store
+            .complete(id, Some(&first.lease_token), json!({}), now)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::LeaseConflict(_)), "{e:?}");
+        let r = h.store.reap(now).await.unwrap();
+        assert_eq!(r.requeued, vec![id]);
+        let job = h.store.get(id).await.unwrap().unwrap();
+        assert_eq!(job.status, Status::Pending);
+        assert_eq!(job.attempts, 1);
+        assert_eq!(job.history[0].outcome, AttemptOutcome::LeaseExpired);
+        assert_eq!(job.history[0].ended_at, Some(now));
+        assert!(job.history[0].error.as_deref().unwrap().contains("w1"));
+        // Reaping again changes nothing.
+        assert_eq!(h.store.reap(now).await.unwrap(), Default::default());
+
+        let second = h
+            .store
+            .claim(&worker("w2"), LEASE, now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.job.id, id);
+        assert_eq!(second.job.attempts, 2);
+        assert_ne!(second.lease_token, first.lease_token);
+        // The first worker comes back: it must not complete or heartbeat the re-leased job.
+        let e = h
+            .store
+            .complete(id, Some(&first.lease_token), json!({}), now)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::LeaseConflict(_)));
+        let e = h
+            .store
+            .heartbeat(id, &first.lease_token, LEASE, now)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::LeaseConflict(_)));
+        let done = h
+            .store
+            .complete(
+                id,
+                Some(&second.lease_token),
+                json!({"images": ["a.png"]}),
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.status, Status::Completed);
+        assert_eq!(done.worker_id.as_deref(), Some("w2"));
+        assert_eq!(done.result, Some(json!({"images": ["a.png"]})));
+        assert_eq!(done.history.len(), 2);
+        assert_eq!(done.history[1].outcome, AttemptOutcome::Completed);
+    }
+
+    pub(crate) async fn out_of_attempts_becomes_a_dead_letter(h: Harness) {
+        let caps = SubmitLimits {
+            max_attempts: 2,
+            ..limits()
+        };
+        let id = h
+            .store
+            .submit(new_job("alice", 2), caps, 0)
+            .await
+            .unwrap()
+            .job
+            .id;
+        for n in 1..=2u32 {
+            let c = h
+                .store
+                .claim(&worker(&format!("w{n}")), LEASE, h.clock.now_ms())
+                .await
+                .unwrap();
+            assert_eq!(c.unwrap().job.attempts, n);
+            h.clock.advance(LEASE + 1);
+            h.store.reap(h.clock.now_ms()).await.unwrap();
+        }
+        let job = h.store.get(id).await.unwrap().unwrap();
+        assert_eq!(job.status, Status::Failed);
+        assert_eq!(job.completed_at, Some(h.clock.now_ms()));
+        assert!(
+            job.error
+                .as_deref()
+                .unwrap()
+                .contains("gave up after 2 attempts")
+        );
+        assert_eq!(job.history.len(), 2);
+        assert!(
+            job.history
+                .iter()
+                .all(|a| a.outcome == AttemptOutcome::LeaseExpired)
+        );
+        assert!(
+            h.store
+                .claim(&worker("w3"), LEASE, h.clock.now_ms())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let dead = h
+            .store
+            .list(&ListFilter {
+                status: Some(Status::Failed),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 1);
+    }
+
+    pub(crate) async fn complete_is_fenced_and_replay_safe(h: Harness) {
+        let id = submit(&h, "alice", 2).await;
+        let now = h.clock.now_ms();
+        // Never claimed: refused.
+        let e = h
+            .store
+            .complete(id, None, json!({}), now)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::LeaseConflict(_)));
+        assert_eq!(
+            h.store
+                .complete(Uuid::new_v4(), None, json!({}), now)
+                .await
+                .unwrap_err(),
+            StoreError::NotFound
+        );
+        let c = h
+            .store
+            .claim(&worker("w1"), LEASE, now)
+            .await
+            .unwrap()
+            .unwrap();
+        let e = h
+            .store
+            .complete(id, Some("wrong"), json!({}), now)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::LeaseConflict(_)));
+        let done = h
+            .store
+            .complete(id, Some(&c.lease_token), json!({"ok": 1}), now + 5)
+            .await
+            .unwrap();
+        assert_eq!(done.completed_at, Some(now + 5));
+        // The same call again (its reply was lost) succeeds without changing anything.
+        let again = h
+            .store
+            .complete(id, Some(&c.lease_token), json!({"ok": 2}), now + 9)
+            .await
+            .unwrap();
+        assert_eq!(again, done);
+        // But a fail with that token is refused.
+        let e = h
+            .store
+            .fail(
+                id,
+                Some(&c.lease_token),
+                Failure {
+                    error: "x".into(),
+                    retry: false,
+                    cancelled: false,
+                },
+                now,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::LeaseConflict(_)));
+    }
+
+    pub(crate) async fn tokenless_complete_for_old_workers(h: Harness) {
+        let id = submit(&h, "alice", 2).await;
+        h.store
+            .claim(&worker("w1"), LEASE, h.clock.now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        let done = h
+            .store
+            .complete(id, None, json!({"outputs": {}}), h.clock.now_ms())
+            .await
+            .unwrap();
+        assert_eq!(done.status, Status::Completed);
+        let e = h
+            .store
+            .complete(id, None, json!({}), h.clock.now_ms())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::LeaseConflict(_)));
+    }
+
+    pub(crate) async fn fail_retry_and_cancelled(h: Harness) {
+        let a = submit(&h, "alice", 2).await;
+        let now = h.clock.now_ms();
+        let c = h
+            .store
+            .claim(&worker("w1"), LEASE, now)
+            .await
+            .unwrap()
+            .unwrap();
+        let failed = h
+            .store
+            .fail(
+                a,
+                Some(&c.lease_token),
+                Failure {
+                    error: "out of memory".into(),
+                    retry: true,
+                    cancelled: false,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(failed.status, Status::Pending);
+        assert_eq!(failed.error.as_deref(), Some("out of memory"));
+        assert_eq!(failed.history[0].outcome, AttemptOutcome::Failed);
+        assert_eq!(failed.history[0].error.as_deref(), Some("out of memory"));
+
+        let c = h
+            .store
+            .claim(&worker("w1"), LEASE, now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.job.id, a);
+        let failed = h
+            .store
+            .fail(
+                a,
+                Some(&c.lease_token),
+                Failure {
+                    error: "bad node".into(),
+                    retry: false,
+                    cancelled: false,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(failed.status, Status::Failed);
+        assert_eq!(failed.completed_at, Some(now));
+        assert_eq!(failed.history.len(), 2);
+
+        let b = submit(&h, "bob", 2).await;
+        let c = h
+            .store
+            .claim(&worker("w1"), LEASE, now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.job.id, b);
+        let cancelled = h
+            .store
+            .fail(
+                b,
+                Some(&c.lease_token),
+                Failure {
+                    error: "cancelled by user".into(),
+                    retry: false,
+                    cancelled: true,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(cancelled.status, Status::Cancelled);
+        assert_eq!(cancelled.history[0].outcome, AttemptOutcome::Cancelled);
+    }
+
+    pub(crate) async fn retry_stops_at_max_attempts(h: Harness) {
+        let caps = SubmitLimits {
+            max_attempts: 1,
+            ..limits()
+        };
+        let id = h
+            .store
+            .submit(new_job("alice", 2), caps, 0)
+            .await
+            .unwrap()
+            .job
+            .id;
+        let c = h
+            .store
+            .claim(&worker("w1"), LEASE, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        let job = h
+            .store
+            .fail(
+                id,
+                Some(&c.lease_token),
+                Failure {
+                    error: "boom".into(),
+                    retry: true,
+                    cancelled: false,
+                },
+                1,
+            )
+            .await
+            .unwrap();
+        assert_eq!(job.status, Status::Failed);
+    }
+
+    pub(crate) async fn cancel_pending_and_running(h: Harness) {
+        let pending = submit(&h, "alice", 2).await;
+        let running = submit(&h, "bob", 1).await;
+        let now = h.clock.now_ms();
+        let c = h
+            .store
+            .claim(&worker("w1"), LEASE, now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.job.id, running);
+
+        let j = h.store.cancel(pending, now).await.unwrap();
+        assert_eq!(j.status, Status::Cancelled);
+        assert_eq!(j.completed_at, Some(now));
+        assert!(
+            h.store
+                .claim(&worker("w2"), LEASE, now)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(matches!(
+            h.store.cancel(pending, now).await.unwrap_err(),
+            StoreError::InvalidState(_)
+        ));
+        assert_eq!(
+            h.store.cancel(Uuid::new_v4(), now).await.unwrap_err(),
+            StoreError::NotFound
+        );
+
+        let j = h.store.cancel(running, now).await.unwrap();
+        assert_eq!(j.status, Status::Running);
+        assert!(j.cancel_requested);
+        let st = h
+            .store
+            .heartbeat(running, &c.lease_token, LEASE, now)
+            .await
+            .unwrap();
+        assert!(st.cancel_requested);
+        // Asking twice is harmless.
+        assert!(h.store.cancel(running, now).await.unwrap().cancel_requested);
+        let done = h
+            .store
+            .fail(
+                running,
+                Some(&c.lease_token),
+                Failure {
+                    error: "cancelled".into(),
+                    retry: false,
+                    cancelled: true,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.status, Status::Cancelled);
+    }
+
+    pub(crate) async fn cancel_requested_job_is_not_requeued(h: Harness) {
+        let id = submit(&h, "alice", 2).await;
+        h.store
+            .claim(&worker("w1"), LEASE, h.clock.now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        h.store.cancel(id, h.clock.now_ms()).await.unwrap();
+        h.clock.advance(LEASE + 1);
+        let r = h.store.reap(h.clock.now_ms()).await.unwrap();
+        assert_eq!(r.cancelled, vec![id]);
+        assert_eq!(
+            h.store.get(id).await.unwrap().unwrap().status,
+            Status::Cancelled
+        );
+    }
+
+    pub(crate) async fn reprioritise_pending_only(h: Harness) {
+        let a = submit(&h, "alice", 2).await;
+        let b = submit(&h, "alice", 2).await;
+        let j = h.store.set_priority(b, 0).await.unwrap();
+        assert_eq!(j.priority, 0);
+        let c = h
+            .store
+            .claim(&worker("w"), LEASE, 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.job.id, b);
+        assert!(matches!(
+            h.store.set_priority(b, 1).await.unwrap_err(),
+            StoreError::InvalidState(_)
+        ));
+        assert_eq!(
+            h.store.set_priority(Uuid::new_v4(), 1).await.unwrap_err(),
+            StoreError::NotFound
+        );
+        assert_eq!(h.store.get(a).await.unwrap().unwrap().priority, 2);
+    }
+
+    pub(crate) async fn routing_by_version_and_capabilities(h: Harness) {
+        let mut needs = new_job("alice", 0);
+        needs.metadata = json!({"requires": {"comfyui": ">=0.9", "capabilities": ["jobs_api"]}});
+        needs.requirements = Requirements::from_metadata(&needs.metadata).unwrap();
+        let special = h.store.submit(needs, limits(), 0).await.unwrap().job.id;
+        let plain = h
+            .store
+            .submit(new_job("bob", 2), limits(), 1)
+            .await
+            .unwrap()
+            .job
+            .id;
+
+        let old = WorkerInfo {
+            worker_id: "old".into(),
+            comfyui_version: Some("0.3.40".into()),
+            line: None,
+            capabilities: vec!["jobs_api".into()],
+        };
+        let new = WorkerInfo {
+            worker_id: "new".into(),
+            comfyui_version: Some("0.11.1".into()),
+            line: Some("stable".into()),
+            capabilities: vec!["jobs_api".into()],
+        };
+        // The old worker skips the job it cannot run and gets the next one.
+        let c = h.store.claim(&old, LEASE, 5).await.unwrap().unwrap();
+        assert_eq!(c.job.id, plain);
+        assert!(h.store.claim(&old, LEASE, 5).await.unwrap().is_none());
+        let c = h.store.claim(&new, LEASE, 5).await.unwrap().unwrap();
+        assert_eq!(c.job.id, special);
+    }
+
+    pub(crate) async fn list_filters_and_position(h: Harness) {
+        let a1 = submit(&h, "alice", 2).await;
+        let b1 = submit(&h, "bob", 2).await;
+        let a2 = submit(&h, "alice", 1).await;
+        let all = h
+            .store
+            .list(&ListFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let ids: Vec<Uuid> = all.iter().map(|j| j.id).collect();
+        assert_eq!(ids, vec![a2, b1, a1], "newest first");
+        let alice = h
+            .store
+            .list(&ListFilter {
+                user_id: Some("alice".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(alice.len(), 2);
+        let page = h
+            .store
+            .list(&ListFilter {
+                limit: 1,
+                offset: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page[0].id, b1);
+        assert_eq!(h.store.position(a2).await.unwrap(), Some(1));
+        assert_eq!(h.store.position(a1).await.unwrap(), Some(2));
+        assert_eq!(h.store.position(b1).await.unwrap(), Some(3));
+        h.store
+            .claim(&worker("w"), LEASE, 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.store.position(a2).await.unwrap(), None);
+        assert_eq!(h.store.position(a1).await.unwrap(), Some(1));
+        let running = h
+            .store
+            .list(&ListFilter {
+                status: Some(Status::Running),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(running.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a2]);
+    }
+
+    pub(crate) async fn counts_by_status_and_user(h: Harness) {
+        submit(&h, "alice", 2).await;
+        submit(&h, "alice", 2).await;
+        let b = submit(&h, "bob", 2).await;
+        h.store.cancel(b, 0).await.unwrap();
+        h.store
+            .claim(&worker("w"), LEASE, h.clock.now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        let c = h.store.counts().await.unwrap();
+        assert_eq!(c.get(Status::Pending), 1);
+        assert_eq!(c.get(Status::Running), 1);
+        assert_eq!(c.get(Status::Cancelled), 1);
+        assert_eq!(c.get(Status::Completed), 0);
+        let alice = c.by_user.get("alice").copied().unwrap();
+        assert_eq!((alice.pending, alice.running), (1, 1));
+        assert!(!c.by_user.contains_key("bob"));
+    }
+
+    pub(crate) async fn workers_register_and_list(h: Harness) {
+        let info = WorkerInfo {
+            worker_id: "gpu-1".into(),
+            comfyui_version: Some("0.9.2".into()),
+            line: Some("stable".into()),
+            capabilities: vec!["jobs_api".into(), "video".into()],
+        };
+        let rec = h.store.register_worker(info.clone(), 100).await.unwrap();
+        assert_eq!(rec.info, info);
+        assert_eq!((rec.registered_at, rec.last_seen), (100, 100));
+        h.store.touch_worker("gpu-1", 200).await.unwrap();
+        let mut again = info.clone();
+        again.comfyui_version = Some("0.11.1".into());
+        let rec = h.store.register_worker(again.clone(), 300).await.unwrap();
+        assert_eq!(rec.info, again);
+        assert_eq!((rec.registered_at, rec.last_seen), (100, 300));
+        h.store.touch_worker("gpu-0", 400).await.unwrap();
+        let all = h.store.list_workers().await.unwrap();
+        let ids: Vec<&str> = all.iter().map(|w| w.info.worker_id.as_str()).collect();
+        assert_eq!(ids, vec!["gpu-0", "gpu-1"]);
+        assert_eq!(all[1].last_seen, 300);
+        assert_eq!(h.store.get_worker("nope").await.unwrap(), None);
+    }
+
+    pub(crate) async fn json_values_round_trip(h: Harness) {
+        let mut j = new_job("alice", 2);
+        j.metadata = json!({"nested": {"list": [1, 2.5, null, true, "é"]}, "z": 1, "a": 2});
+        let id = h.store.submit(j.clone(), limits(), 0).await.unwrap().job.id;
+        let got = h.store.get(id).await.unwrap().unwrap();
+        assert_eq!(got.metadata, j.metadata);
+        let keys: Vec<&String> = got.metadata.as_object().unwrap().keys().collect();
+        assert_eq!(keys, vec!["nested", "z", "a"], "key order preserved");
+        let c = h
+            .store
+            .claim(&worker("w"), LEASE, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.workflow, j.workflow);
+        let big: Value = json!({"text": "x".repeat(100_000)});
+        let done = h
+            .store
+            .complete(id, Some(&c.lease_token), big.clone(), 1)
+            .await
+            .unwrap();
+        assert_eq!(done.result, Some(big));
+    }
+}
+
+macro_rules! conformance {
+    ($backend:ident, $setup:path, [$($test:ident),* $(,)?]) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    if let Some(h) = $setup().await {
+                        super::suite::$test(h).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! all_backends {
+    ($($test:ident),* $(,)?) => {
+        conformance!(sqlite, crate::common::sqlite_harness, [$($test),*]);
+        // REDIS_BACKEND_LINE
+    };
+}
+
+all_backends!(
+    submit_and_get,
+    idempotency_key_returns_the_same_job,
+    caps_are_enforced,
+    claim_marks_running_with_a_lease,
+    priority_first_then_fifo,
+    fair_share_across_users,
+    priority_beats_fairness,
+    heartbeat_renews_the_lease,
+    expired_lease_is_requeued_and_fenced,
+    out_of_attempts_becomes_a_dead_letter,
+    complete_is_fenced_and_replay_safe,
+    tokenless_complete_for_old_workers,
+    fail_retry_and_cancelled,
+    retry_stops_at_max_attempts,
+    cancel_pending_and_running,
+    cancel_requested_job_is_not_requeued,
+    reprioritise_pending_only,
+    routing_by_version_and_capabilities,
+    list_filters_and_position,
+    counts_by_status_and_user,
+    workers_register_and_list,
+    json_values_round_trip,
+);
+
+/// SQLite only: what was acknowledged is on disk, the schema version is recorded, and a
+/// running job survives a restart with its lease.
+#[tokio::test]
+async fn sqlite_survives_reopen() {
+    use comfy_queue::model::{Status, WorkerInfo};
+    use comfy_queue::store::sqlite::SqliteStore;
+    use comfy_queue::store::{Store, SubmitLimits};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let (id, token) = {
+        let store = SqliteStore::open(&path).unwrap();
+        let job = comfy_queue::model::validate_submit(
+            &serde_json::json!({"user_id": "alice", "workflow": {"1": {}}}),
+            None,
+        )
+        .unwrap();
+        let limits = SubmitLimits {
+            max_pending: 0,
+            max_per_user: 0,
+            max_attempts: 3,
+        };
+        let id = store.submit(job, limits, 0).await.unwrap().job.id;
+        let w = WorkerInfo {
+            worker_id: "w".into(),
+            ..Default::default()
+        };
+        let c = store.claim(&w, 60_000, 1).await.unwrap().unwrap();
+        (id, c.lease_token)
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    let job = store.get(id).await.unwrap().unwrap();
+    assert_eq!(job.status, Status::Running);
+    store.heartbeat(id, &token, 60_000, 2).await.unwrap();
+    let conn = rusqlite_version(&path);
+    assert_eq!(conn, 1);
+}
+
+fn rusqlite_version(path: &std::path::Path) -> i64 {
+    let out = std::process::Command::new("sqlite3")
+        .arg(path)
+        .arg("PRAGMA user_version")
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().parse().unwrap(),
+        // No sqlite3 CLI: read the header field directly (offset 60, big-endian u32).
+        _ => {
+            let bytes = std::fs::read(path).unwrap();
+            i64::from(u32::from_be_bytes([
+                bytes[60], bytes[61], bytes[62], bytes[63],
+            ]))
+        }
+    }
+}
