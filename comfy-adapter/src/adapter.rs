@@ -7,7 +7,9 @@ use crate::model::output::{FileRef, Output};
 use crate::model::prompt::{Accepted, PromptRequest};
 use crate::model::queue::QueueSnapshot;
 use crate::model::server::{Capabilities, Line, ServerInfo};
-use crate::model::userdata::{ListOptions, Overwrite, UserdataEntry, UserdataPath, UserdataTreeEntry};
+use crate::model::userdata::{
+    ListOptions, Overwrite, UserdataEntry, UserdataPath, UserdataTreeEntry,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -31,7 +33,11 @@ pub struct UploadOptions {
 
 impl Default for UploadOptions {
     fn default() -> Self {
-        UploadOptions { folder: "input".into(), subfolder: None, overwrite: true }
+        UploadOptions {
+            folder: "input".into(),
+            subfolder: None,
+            overwrite: true,
+        }
     }
 }
 
@@ -46,7 +52,10 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions { overwrite: Overwrite::Allow, full_info: false }
+        WriteOptions {
+            overwrite: Overwrite::Allow,
+            full_info: false,
+        }
     }
 }
 
@@ -120,13 +129,22 @@ pub trait ComfyAdapter: Send + Sync + std::fmt::Debug {
     async fn object_info(&self, class: Option<&str>) -> Result<Map<String, Value>>;
 
     /// Uploads an image (`POST /upload/image`); returns where it was stored.
-    async fn upload_image(&self, filename: &str, bytes: Bytes, options: &UploadOptions) -> Result<FileRef>;
+    async fn upload_image(
+        &self,
+        filename: &str,
+        bytes: Bytes,
+        options: &UploadOptions,
+    ) -> Result<FileRef>;
 
     /// Downloads a file through `/view`.
     async fn view(&self, file: &FileRef) -> Result<Bytes>;
 
     /// Lists files under a userdata directory (`NotFound` when it does not exist).
-    async fn userdata_list(&self, dir: &UserdataPath, options: ListOptions) -> Result<Vec<UserdataEntry>>;
+    async fn userdata_list(
+        &self,
+        dir: &UserdataPath,
+        options: ListOptions,
+    ) -> Result<Vec<UserdataEntry>>;
 
     /// The recursive tree under a directory (or the user root) (`/v2/userdata`).
     async fn userdata_tree(&self, dir: Option<&UserdataPath>) -> Result<Vec<UserdataTreeEntry>>;
@@ -136,10 +154,20 @@ pub trait ComfyAdapter: Send + Sync + std::fmt::Debug {
 
     /// Writes a userdata file (parents are created). With
     /// `Overwrite::Deny` an existing file is `ComfyError::Conflict`.
-    async fn userdata_put(&self, path: &UserdataPath, bytes: Bytes, options: WriteOptions) -> Result<UserdataEntry>;
+    async fn userdata_put(
+        &self,
+        path: &UserdataPath,
+        bytes: Bytes,
+        options: WriteOptions,
+    ) -> Result<UserdataEntry>;
 
     /// Moves a userdata file.
-    async fn userdata_move(&self, from: &UserdataPath, to: &UserdataPath, options: WriteOptions) -> Result<UserdataEntry>;
+    async fn userdata_move(
+        &self,
+        from: &UserdataPath,
+        to: &UserdataPath,
+        options: WriteOptions,
+    ) -> Result<UserdataEntry>;
 
     /// Deletes a userdata file (`NotFound` when missing).
     async fn userdata_delete(&self, path: &UserdataPath) -> Result<()>;

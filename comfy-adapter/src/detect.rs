@@ -50,7 +50,13 @@ pub struct Detection {
 }
 
 /// Builds the adapter for a line you name, without asking the server.
-pub fn connect(url: &str, line: Line, capabilities: Capabilities, timeouts: Timeouts, user: Option<String>) -> Result<Arc<dyn ComfyAdapter>> {
+pub fn connect(
+    url: &str,
+    line: Line,
+    capabilities: Capabilities,
+    timeouts: Timeouts,
+    user: Option<String>,
+) -> Result<Arc<dyn ComfyAdapter>> {
     let core = HttpCore::new(url, timeouts, user)?;
     Ok(adapter_for(line, core, capabilities))
 }
@@ -90,9 +96,14 @@ pub async fn detect(url: &str, options: &DetectOptions) -> Result<Detection> {
                     oldest.0, oldest.1, newest.0, newest.1
                 );
                 if options.strict {
-                    return Err(ComfyError::UnsupportedVersion { version: reported.to_owned(), reason: why });
+                    return Err(ComfyError::UnsupportedVersion {
+                        version: reported.to_owned(),
+                        reason: why,
+                    });
                 }
-                warnings.push(format!("{why}; using the {probed} line the probes point to"));
+                warnings.push(format!(
+                    "{why}; using the {probed} line the probes point to"
+                ));
             } else if by_version != probed {
                 warnings.push(format!(
                     "ComfyUI {reported} should be on the {by_version} line but the probes say {probed}; using {probed}"
@@ -106,9 +117,14 @@ pub async fn detect(url: &str, options: &DetectOptions) -> Result<Detection> {
                 None => "no comfyui_version in /system_stats".to_owned(),
             };
             if options.strict {
-                return Err(ComfyError::UnsupportedVersion { version: reported.unwrap_or_default().to_owned(), reason: why });
+                return Err(ComfyError::UnsupportedVersion {
+                    version: reported.unwrap_or_default().to_owned(),
+                    reason: why,
+                });
             }
-            warnings.push(format!("{why}; using the {probed} line the probes point to"));
+            warnings.push(format!(
+                "{why}; using the {probed} line the probes point to"
+            ));
             probed
         }
     };
@@ -125,7 +141,13 @@ pub async fn detect(url: &str, options: &DetectOptions) -> Result<Detection> {
     for w in &warnings {
         tracing::warn!(url, "{w}");
     }
-    Ok(Detection { adapter: adapter_for(line, core, caps.clone()), info, line, capabilities: caps, warnings })
+    Ok(Detection {
+        adapter: adapter_for(line, core, caps.clone()),
+        info,
+        line,
+        capabilities: caps,
+        warnings,
+    })
 }
 
 async fn read_system_stats(core: &HttpCore) -> Result<ServerInfo> {
@@ -135,10 +157,16 @@ async fn read_system_stats(core: &HttpCore) -> Result<ServerInfo> {
         return Err(resp.into_error("/system_stats"));
     }
     if !resp.is_success() {
-        return Err(ComfyError::NotComfyUi { url, reason: format!("GET /system_stats answered {}", resp.status) });
+        return Err(ComfyError::NotComfyUi {
+            url,
+            reason: format!("GET /system_stats answered {}", resp.status),
+        });
     }
-    let stats: crate::wire::system::SystemStats = serde_json::from_slice(&resp.body)
-        .map_err(|e| ComfyError::NotComfyUi { url, reason: format!("/system_stats is not ComfyUI's shape: {e}") })?;
+    let stats: crate::wire::system::SystemStats =
+        serde_json::from_slice(&resp.body).map_err(|e| ComfyError::NotComfyUi {
+            url,
+            reason: format!("/system_stats is not ComfyUI's shape: {e}"),
+        })?;
     Ok(normalize::server_info(stats))
 }
 

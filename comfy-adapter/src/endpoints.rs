@@ -8,11 +8,13 @@ use crate::model::output::{FileRef, FolderType};
 use crate::model::prompt::{Accepted, PromptRequest, QueuePosition};
 use crate::model::queue::QueueSnapshot;
 use crate::model::server::{Line, ServerInfo};
-use crate::model::userdata::{ListOptions, Overwrite, UserdataEntry, UserdataPath, UserdataTreeEntry};
+use crate::model::userdata::URI_COMPONENT;
+use crate::model::userdata::{
+    ListOptions, Overwrite, UserdataEntry, UserdataPath, UserdataTreeEntry,
+};
 use crate::normalize;
 use crate::wire;
 use bytes::Bytes;
-use crate::model::userdata::URI_COMPONENT;
 use percent_encoding::utf8_percent_encode;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
@@ -32,7 +34,11 @@ pub(crate) async fn features(core: &HttpCore) -> Result<Option<wire::system::Fea
 }
 
 /// `POST /prompt` with `prompt_id` already decided.
-pub(crate) async fn post_prompt(core: &HttpCore, req: &PromptRequest, prompt_id: &str) -> Result<Accepted> {
+pub(crate) async fn post_prompt(
+    core: &HttpCore,
+    req: &PromptRequest,
+    prompt_id: &str,
+) -> Result<Accepted> {
     let (front, number) = match req.position {
         QueuePosition::Back => (None, None),
         QueuePosition::Front => (Some(true), None),
@@ -60,17 +66,27 @@ pub(crate) async fn post_prompt(core: &HttpCore, req: &PromptRequest, prompt_id:
 }
 
 pub(crate) async fn queue(core: &HttpCore) -> Result<QueueSnapshot> {
-    let q: wire::queue::QueueWire = core.get("/queue", &[]).await?.ok("/queue")?.json("/queue")?;
+    let q: wire::queue::QueueWire = core
+        .get("/queue", &[])
+        .await?
+        .ok("/queue")?
+        .json("/queue")?;
     Ok(normalize::queue_snapshot(&q))
 }
 
 pub(crate) async fn queue_remaining(core: &HttpCore) -> Result<u64> {
-    let info: wire::queue::PromptInfo = core.get("/prompt", &[]).await?.ok("GET /prompt")?.json("GET /prompt")?;
+    let info: wire::queue::PromptInfo = core
+        .get("/prompt", &[])
+        .await?
+        .ok("GET /prompt")?
+        .json("GET /prompt")?;
     Ok(info.exec_info.queue_remaining)
 }
 
 pub(crate) async fn post_queue(core: &HttpCore, body: Value) -> Result<()> {
-    core.post("/queue", &[], Body::Json(body)).await?.ok("POST /queue")?;
+    core.post("/queue", &[], Body::Json(body))
+        .await?
+        .ok("POST /queue")?;
     Ok(())
 }
 
@@ -79,52 +95,94 @@ pub(crate) async fn interrupt(core: &HttpCore, prompt_id: Option<&str>) -> Resul
         Some(id) => json!({ "prompt_id": id }),
         None => json!({}),
     };
-    core.post("/interrupt", &[], Body::Json(body)).await?.ok("POST /interrupt")?;
+    core.post("/interrupt", &[], Body::Json(body))
+        .await?
+        .ok("POST /interrupt")?;
     Ok(())
 }
 
 pub(crate) async fn delete_history(core: &HttpCore, ids: &[String]) -> Result<()> {
-    core.post("/history", &[], Body::Json(json!({ "delete": ids }))).await?.ok("POST /history")?;
+    core.post("/history", &[], Body::Json(json!({ "delete": ids })))
+        .await?
+        .ok("POST /history")?;
     Ok(())
 }
 
 /// `GET /history/{id}`: `None` when the server does not have it (`{}`).
-pub(crate) async fn history_item(core: &HttpCore, prompt_id: &str) -> Result<Option<wire::history::HistoryItem>> {
+pub(crate) async fn history_item(
+    core: &HttpCore,
+    prompt_id: &str,
+) -> Result<Option<wire::history::HistoryItem>> {
     let path = format!("/history/{}", encode_segment(prompt_id));
-    let body: Value = core.get(&path, &[]).await?.ok(path.clone())?.json("/history/{id}")?;
-    let entries =
-        normalize::history_entries(&body).map_err(|e| ComfyError::Decode { what: path, reason: e.to_string() })?;
-    Ok(entries.into_iter().find(|(id, _)| id == prompt_id).map(|(_, item)| item))
+    let body: Value = core
+        .get(&path, &[])
+        .await?
+        .ok(path.clone())?
+        .json("/history/{id}")?;
+    let entries = normalize::history_entries(&body).map_err(|e| ComfyError::Decode {
+        what: path,
+        reason: e.to_string(),
+    })?;
+    Ok(entries
+        .into_iter()
+        .find(|(id, _)| id == prompt_id)
+        .map(|(_, item)| item))
 }
 
 pub(crate) async fn history_all(core: &HttpCore) -> Result<Vec<normalize::HistoryEntry>> {
-    let body: Value = core.get("/history", &[]).await?.ok("/history")?.json("/history")?;
-    normalize::history_entries(&body).map_err(|e| ComfyError::Decode { what: "/history".into(), reason: e.to_string() })
+    let body: Value = core
+        .get("/history", &[])
+        .await?
+        .ok("/history")?
+        .json("/history")?;
+    normalize::history_entries(&body).map_err(|e| ComfyError::Decode {
+        what: "/history".into(),
+        reason: e.to_string(),
+    })
 }
 
 pub(crate) async fn free(core: &HttpCore, unload_models: bool, free_memory: bool) -> Result<()> {
     let body = json!({ "unload_models": unload_models, "free_memory": free_memory });
-    core.post("/free", &[], Body::Json(body)).await?.ok("POST /free")?;
+    core.post("/free", &[], Body::Json(body))
+        .await?
+        .ok("POST /free")?;
     Ok(())
 }
 
-pub(crate) async fn object_info(core: &HttpCore, class: Option<&str>) -> Result<Map<String, Value>> {
+pub(crate) async fn object_info(
+    core: &HttpCore,
+    class: Option<&str>,
+) -> Result<Map<String, Value>> {
     let path = match class {
         Some(c) => format!("/object_info/{}", encode_segment(c)),
         None => "/object_info".to_owned(),
     };
-    let map: Map<String, Value> = core.get(&path, &[]).await?.ok(path.clone())?.json("/object_info")?;
+    let map: Map<String, Value> = core
+        .get(&path, &[])
+        .await?
+        .ok(path.clone())?
+        .json("/object_info")?;
     if let Some(c) = class
         && !map.contains_key(c)
     {
-        return Err(ComfyError::NotFound { what: format!("node class {c}") });
+        return Err(ComfyError::NotFound {
+            what: format!("node class {c}"),
+        });
     }
     Ok(map)
 }
 
-pub(crate) async fn upload_image(core: &HttpCore, filename: &str, bytes: Bytes, opts: &UploadOptions) -> Result<FileRef> {
+pub(crate) async fn upload_image(
+    core: &HttpCore,
+    filename: &str,
+    bytes: Bytes,
+    opts: &UploadOptions,
+) -> Result<FileRef> {
     if filename.is_empty() || filename.contains(['/', '\\', '\0']) {
-        return Err(ComfyError::InvalidInput { field: "filename", reason: format!("{filename:?} is not a plain file name") });
+        return Err(ComfyError::InvalidInput {
+            field: "filename",
+            reason: format!("{filename:?} is not a plain file name"),
+        });
     }
     let part = reqwest::multipart::Part::stream(bytes).file_name(filename.to_owned());
     let mut form = reqwest::multipart::Form::new()
@@ -134,16 +192,30 @@ pub(crate) async fn upload_image(core: &HttpCore, filename: &str, bytes: Bytes, 
     if let Some(sub) = &opts.subfolder {
         form = form.text("subfolder", sub.clone());
     }
-    let resp = core.post("/upload/image", &[], Body::Multipart(form)).await?.ok("POST /upload/image")?;
+    let resp = core
+        .post("/upload/image", &[], Body::Multipart(form))
+        .await?
+        .ok("POST /upload/image")?;
     let up: wire::userdata::UploadWire = resp.json("/upload/image answer")?;
-    Ok(FileRef { filename: up.name, subfolder: up.subfolder, folder: FolderType::from_wire(&up.kind) })
+    Ok(FileRef {
+        filename: up.name,
+        subfolder: up.subfolder,
+        folder: FolderType::from_wire(&up.kind),
+    })
 }
 
 pub(crate) async fn view(core: &HttpCore, file: &FileRef) -> Result<Bytes> {
-    let query = [("filename", file.filename.as_str()), ("subfolder", file.subfolder.as_str()), ("type", file.folder.as_str())];
+    let query = [
+        ("filename", file.filename.as_str()),
+        ("subfolder", file.subfolder.as_str()),
+        ("type", file.folder.as_str()),
+    ];
     let resp = core.get("/view", &query).await?;
     if resp.status == 400 {
-        return Err(ComfyError::InvalidInput { field: "filename", reason: resp.text() });
+        return Err(ComfyError::InvalidInput {
+            field: "filename",
+            reason: resp.text(),
+        });
     }
     Ok(resp.ok(format!("file {}", file.filename))?.body)
 }
@@ -152,30 +224,59 @@ fn flag<'a>(name: &'a str, on: bool) -> Option<(&'a str, &'a str)> {
     on.then_some((name, "true"))
 }
 
-pub(crate) async fn userdata_list(core: &HttpCore, line: Line, dir: &UserdataPath, opts: ListOptions) -> Result<Vec<UserdataEntry>> {
+pub(crate) async fn userdata_list(
+    core: &HttpCore,
+    line: Line,
+    dir: &UserdataPath,
+    opts: ListOptions,
+) -> Result<Vec<UserdataEntry>> {
     let mut query = vec![("dir", dir.as_str())];
     query.extend(flag("recurse", opts.recurse));
     query.extend(flag("full_info", opts.full_info));
-    let resp = core.get("/userdata", &query).await?.ok(format!("userdata directory {dir}"))?;
+    let resp = core
+        .get("/userdata", &query)
+        .await?
+        .ok(format!("userdata directory {dir}"))?;
     if opts.full_info {
         let list: Vec<wire::userdata::FileInfoWire> = resp.json("/userdata listing")?;
-        Ok(list.into_iter().map(|w| normalize::file_info(w, line)).collect())
+        Ok(list
+            .into_iter()
+            .map(|w| normalize::file_info(w, line))
+            .collect())
     } else {
         let list: Vec<String> = resp.json("/userdata listing")?;
-        Ok(list.into_iter().map(|path| UserdataEntry { path, size: None, modified: None, created: None }).collect())
+        Ok(list
+            .into_iter()
+            .map(|path| UserdataEntry {
+                path,
+                size: None,
+                modified: None,
+                created: None,
+            })
+            .collect())
     }
 }
 
-pub(crate) async fn userdata_tree(core: &HttpCore, dir: Option<&UserdataPath>) -> Result<Vec<UserdataTreeEntry>> {
+pub(crate) async fn userdata_tree(
+    core: &HttpCore,
+    dir: Option<&UserdataPath>,
+) -> Result<Vec<UserdataTreeEntry>> {
     let query: Vec<(&str, &str)> = dir.map(|d| ("path", d.as_str())).into_iter().collect();
-    let resp = core.get("/v2/userdata", &query).await?.ok("userdata tree")?;
+    let resp = core
+        .get("/v2/userdata", &query)
+        .await?
+        .ok("userdata tree")?;
     let list: Vec<wire::userdata::TreeEntryWire> = resp.json("/v2/userdata listing")?;
     Ok(list.into_iter().map(normalize::tree_entry).collect())
 }
 
 pub(crate) async fn userdata_get(core: &HttpCore, path: &UserdataPath) -> Result<Bytes> {
     let p = format!("/userdata/{}", path.encoded());
-    Ok(core.get(&p, &[]).await?.ok(format!("userdata file {path}"))?.body)
+    Ok(core
+        .get(&p, &[])
+        .await?
+        .ok(format!("userdata file {path}"))?
+        .body)
 }
 
 fn write_query(opts: WriteOptions) -> Vec<(&'static str, &'static str)> {
@@ -187,20 +288,38 @@ fn write_query(opts: WriteOptions) -> Vec<(&'static str, &'static str)> {
     q
 }
 
-fn written_entry(resp: &crate::http::Response, line: Line, opts: WriteOptions) -> Result<UserdataEntry> {
+fn written_entry(
+    resp: &crate::http::Response,
+    line: Line,
+    opts: WriteOptions,
+) -> Result<UserdataEntry> {
     if opts.full_info {
         let info: wire::userdata::FileInfoWire = resp.json("userdata write answer")?;
         Ok(normalize::file_info(info, line))
     } else {
         // The server answers the relative path as a JSON string (backslashes on Windows).
         let path: String = resp.json("userdata write answer")?;
-        Ok(UserdataEntry { path: path.replace('\\', "/"), size: None, modified: None, created: None })
+        Ok(UserdataEntry {
+            path: path.replace('\\', "/"),
+            size: None,
+            modified: None,
+            created: None,
+        })
     }
 }
 
-pub(crate) async fn userdata_put(core: &HttpCore, line: Line, path: &UserdataPath, bytes: Bytes, opts: WriteOptions) -> Result<UserdataEntry> {
+pub(crate) async fn userdata_put(
+    core: &HttpCore,
+    line: Line,
+    path: &UserdataPath,
+    bytes: Bytes,
+    opts: WriteOptions,
+) -> Result<UserdataEntry> {
     let p = format!("/userdata/{}", path.encoded());
-    let resp = core.post(&p, &write_query(opts), Body::Bytes(bytes)).await?.ok(format!("userdata file {path}"))?;
+    let resp = core
+        .post(&p, &write_query(opts), Body::Bytes(bytes))
+        .await?
+        .ok(format!("userdata file {path}"))?;
     written_entry(&resp, line, opts)
 }
 
@@ -213,13 +332,18 @@ pub(crate) async fn userdata_move(
 ) -> Result<UserdataEntry> {
     let p = format!("/userdata/{}/move/{}", from.encoded(), to.encoded());
     let what = format!("userdata move {from} -> {to}");
-    let resp = core.send(Method::POST, &p, &write_query(opts), Body::None).await?.ok(what)?;
+    let resp = core
+        .send(Method::POST, &p, &write_query(opts), Body::None)
+        .await?
+        .ok(what)?;
     written_entry(&resp, line, opts)
 }
 
 pub(crate) async fn userdata_delete(core: &HttpCore, path: &UserdataPath) -> Result<()> {
     let p = format!("/userdata/{}", path.encoded());
-    core.send(Method::DELETE, &p, &[], Body::None).await?.ok(format!("userdata file {path}"))?;
+    core.send(Method::DELETE, &p, &[], Body::None)
+        .await?
+        .ok(format!("userdata file {path}"))?;
     Ok(())
 }
 

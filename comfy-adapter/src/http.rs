@@ -19,7 +19,10 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { connect: Duration::from_secs(5), request: Duration::from_secs(30) }
+        Timeouts {
+            connect: Duration::from_secs(5),
+            request: Duration::from_secs(30),
+        }
     }
 }
 
@@ -39,7 +42,10 @@ impl Response {
 
     /// The body as JSON, or a decode error naming what was expected.
     pub(crate) fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T> {
-        serde_json::from_slice(&self.body).map_err(|e| ComfyError::Decode { what: what.to_owned(), reason: e.to_string() })
+        serde_json::from_slice(&self.body).map_err(|e| ComfyError::Decode {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        })
     }
 
     pub(crate) fn text(&self) -> String {
@@ -57,7 +63,11 @@ impl Response {
 
     /// Maps a non-2xx status to the matching error; 2xx passes through.
     pub(crate) fn ok(self, what: impl Into<String>) -> Result<Self> {
-        if self.is_success() { Ok(self) } else { Err(self.into_error(what)) }
+        if self.is_success() {
+            Ok(self)
+        } else {
+            Err(self.into_error(what))
+        }
     }
 
     /// The error this (non-2xx) answer stands for.
@@ -68,8 +78,18 @@ impl Response {
             404 => ComfyError::NotFound { what },
             409 => ComfyError::Conflict { what },
             403 => ComfyError::Forbidden { what },
-            status if status >= 500 => ComfyError::Server { method, path, status, body },
-            status => ComfyError::UnexpectedStatus { method, path, status, body },
+            status if status >= 500 => ComfyError::Server {
+                method,
+                path,
+                status,
+                body,
+            },
+            status => ComfyError::UnexpectedStatus {
+                method,
+                path,
+                status,
+                body,
+            },
         }
     }
 }
@@ -87,7 +107,10 @@ impl Body {
     pub(crate) fn json<T: Serialize>(v: &T) -> Result<Body> {
         serde_json::to_value(v)
             .map(Body::Json)
-            .map_err(|e| ComfyError::InvalidInput { field: "body", reason: e.to_string() })
+            .map_err(|e| ComfyError::InvalidInput {
+                field: "body",
+                reason: e.to_string(),
+            })
     }
 }
 
@@ -104,12 +127,21 @@ impl HttpCore {
     /// A transport for `base` (`http://host:8188`, optionally with a path
     /// prefix). `user` is sent as `comfy-user` (multi-user servers).
     pub fn new(base: &str, timeouts: Timeouts, user: Option<String>) -> Result<Self> {
-        let mut url = Url::parse(base).map_err(|e| ComfyError::InvalidUrl { url: base.to_owned(), reason: e.to_string() })?;
+        let mut url = Url::parse(base).map_err(|e| ComfyError::InvalidUrl {
+            url: base.to_owned(),
+            reason: e.to_string(),
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(ComfyError::InvalidUrl { url: base.to_owned(), reason: "scheme must be http or https".into() });
+            return Err(ComfyError::InvalidUrl {
+                url: base.to_owned(),
+                reason: "scheme must be http or https".into(),
+            });
         }
         if url.cannot_be_a_base() || url.host().is_none() {
-            return Err(ComfyError::InvalidUrl { url: base.to_owned(), reason: "no host".into() });
+            return Err(ComfyError::InvalidUrl {
+                url: base.to_owned(),
+                reason: "no host".into(),
+            });
         }
         let trimmed = url.path().trim_end_matches('/').to_owned();
         url.set_path(&trimmed);
@@ -119,8 +151,16 @@ impl HttpCore {
             .connect_timeout(timeouts.connect)
             .timeout(timeouts.request)
             .build()
-            .map_err(|e| ComfyError::Transport { url: base.to_owned(), source: e })?;
-        Ok(HttpCore { base: url, client, user, timeouts })
+            .map_err(|e| ComfyError::Transport {
+                url: base.to_owned(),
+                source: e,
+            })?;
+        Ok(HttpCore {
+            base: url,
+            client,
+            user,
+            timeouts,
+        })
     }
 
     /// The base URL, without a trailing slash.
@@ -149,7 +189,13 @@ impl HttpCore {
 
     /// Sends a request and reads the whole answer. `path` must already be
     /// percent-encoded; `query` pairs are encoded here.
-    pub(crate) async fn send(&self, method: Method, path: &str, query: &[(&str, &str)], body: Body) -> Result<Response> {
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Body,
+    ) -> Result<Response> {
         let url = self.url(path);
         let mut req = self.client.request(method.clone(), &url);
         if !query.is_empty() {
@@ -167,14 +213,24 @@ impl HttpCore {
         let resp = req.send().await.map_err(|e| transport_error(&url, e))?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await.map_err(|e| transport_error(&url, e))?;
-        Ok(Response { status, body, method, path: path.to_owned() })
+        Ok(Response {
+            status,
+            body,
+            method,
+            path: path.to_owned(),
+        })
     }
 
     pub(crate) async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Response> {
         self.send(Method::GET, path, query, Body::None).await
     }
 
-    pub(crate) async fn post(&self, path: &str, query: &[(&str, &str)], body: Body) -> Result<Response> {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Body,
+    ) -> Result<Response> {
         self.send(Method::POST, path, query, body).await
     }
 }

@@ -17,21 +17,34 @@ pub(crate) async fn connect(core: &HttpCore, client_id: &str) -> Result<EventStr
     let (socket, _) = tokio::time::timeout(core.timeouts().connect, connecting)
         .await
         .map_err(|_| ComfyError::Timeout { url: url.clone() })?
-        .map_err(|e| ComfyError::WebSocket { url: url.clone(), reason: e.to_string() })?;
+        .map_err(|e| ComfyError::WebSocket {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
     let stream = socket
         .take_while(|m| std::future::ready(!matches!(m, Ok(Message::Close(_)))))
         .filter_map(move |msg| {
             let url = url.clone();
             std::future::ready(match msg {
-                Ok(Message::Text(text)) => Some(parse_text_frame(text.as_str()).map_err(|e| decode(e.to_string()))),
-                Ok(Message::Binary(bytes)) => Some(parse_binary_frame(&bytes).map_err(|e| decode(e.to_string()))),
+                Ok(Message::Text(text)) => {
+                    Some(parse_text_frame(text.as_str()).map_err(|e| decode(e.to_string())))
+                }
+                Ok(Message::Binary(bytes)) => {
+                    Some(parse_binary_frame(&bytes).map_err(|e| decode(e.to_string())))
+                }
                 Ok(_) => None,
-                Err(e) => Some(Err(ComfyError::WebSocket { url, reason: e.to_string() })),
+                Err(e) => Some(Err(ComfyError::WebSocket {
+                    url,
+                    reason: e.to_string(),
+                })),
             })
         });
     Ok(stream.boxed())
 }
 
 fn decode(reason: String) -> ComfyError {
-    ComfyError::Decode { what: "websocket frame".into(), reason }
+    ComfyError::Decode {
+        what: "websocket frame".into(),
+        reason,
+    }
 }

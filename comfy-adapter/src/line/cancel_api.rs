@@ -32,7 +32,9 @@ impl LineBehaviour for CancelApi {
         } else {
             Err(ComfyError::InvalidInput {
                 field: "prompt_id",
-                reason: format!("{prompt_id:?} is not a canonical lowercase UUID, which ComfyUI 0.26+ requires; omit it to get one generated"),
+                reason: format!(
+                    "{prompt_id:?} is not a canonical lowercase UUID, which ComfyUI 0.26+ requires; omit it to get one generated"
+                ),
             })
         }
     }
@@ -49,6 +51,10 @@ impl LineBehaviour for CancelApi {
         let path = format!("/api/jobs/{}/cancel", encode_segment(prompt_id));
         let resp = core.post(&path, &[], Body::None).await?.ok(path.clone())?;
         let answer: wire::jobs::Cancelled = resp.json("cancel answer")?;
-        Ok(if answer.cancelled { CancelOutcome::Cancelled } else { CancelOutcome::NotCancellable })
+        Ok(if answer.cancelled {
+            CancelOutcome::Cancelled
+        } else {
+            CancelOutcome::NotCancellable
+        })
     }
 }

@@ -51,13 +51,25 @@ fn server_statuses(states: &[JobState], caps: &Capabilities) -> Vec<&'static str
 /// `GET /api/jobs` with the query mapped to the server's parameters. States
 /// the server cannot filter exactly (interrupted vs. failed before 0.9) are
 /// filtered again after normalizing.
-pub(super) async fn list(core: &HttpCore, caps: &Capabilities, query: &JobQuery) -> Result<JobPage> {
+pub(super) async fn list(
+    core: &HttpCore,
+    caps: &Capabilities,
+    query: &JobQuery,
+) -> Result<JobPage> {
     let statuses = server_statuses(&query.states, caps).join(",");
-    let (limit, offset) = (query.limit.map(|l| l.max(1).to_string()), query.offset.map(|o| o.to_string()));
+    let (limit, offset) = (
+        query.limit.map(|l| l.max(1).to_string()),
+        query.offset.map(|o| o.to_string()),
+    );
     let mut q: Vec<(&str, &str)> = Vec::new();
     if !query.states.is_empty() {
         if statuses.is_empty() {
-            return Ok(JobPage { jobs: Vec::new(), total: 0, offset: 0, has_more: false });
+            return Ok(JobPage {
+                jobs: Vec::new(),
+                total: 0,
+                offset: 0,
+                has_more: false,
+            });
         }
         q.push(("status", &statuses));
     }
@@ -76,7 +88,10 @@ pub(super) async fn list(core: &HttpCore, caps: &Capabilities, query: &JobQuery)
     let resp = core.get("/api/jobs", &q).await?;
     if resp.status == 400 {
         let err: Option<wire::jobs::JobsError> = resp.json("/api/jobs error").ok();
-        return Err(ComfyError::InvalidInput { field: "query", reason: err.map(|e| e.error).unwrap_or_else(|| resp.text()) });
+        return Err(ComfyError::InvalidInput {
+            field: "query",
+            reason: err.map(|e| e.error).unwrap_or_else(|| resp.text()),
+        });
     }
     let list: wire::jobs::JobsList = resp.ok("/api/jobs")?.json("/api/jobs")?;
     let mut page = normalize::job_page(list);

@@ -27,7 +27,11 @@ impl LineBehaviour for Legacy {
     async fn list_jobs(core: &HttpCore, _caps: &Capabilities, query: &JobQuery) -> Result<JobPage> {
         let queue = endpoints::queue(core).await?;
         let history = endpoints::history_all(core).await?;
-        let queued = queue.running.iter().map(|e| (e, JobState::Running)).chain(queue.pending.iter().map(|e| (e, JobState::Pending)));
+        let queued = queue
+            .running
+            .iter()
+            .map(|e| (e, JobState::Running))
+            .chain(queue.pending.iter().map(|e| (e, JobState::Pending)));
         let mut jobs: Vec<JobStatus> = queued
             .map(|(e, state)| {
                 let mut s = JobStatus::unknown(&e.prompt_id);
@@ -38,7 +42,11 @@ impl LineBehaviour for Legacy {
                 s
             })
             .collect();
-        jobs.extend(history.iter().map(|(id, item)| normalize::job_from_history(id, item)));
+        jobs.extend(
+            history
+                .iter()
+                .map(|(id, item)| normalize::job_from_history(id, item)),
+        );
         Ok(page_locally(jobs, query))
     }
 

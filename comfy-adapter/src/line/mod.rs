@@ -38,13 +38,24 @@ pub trait LineBehaviour: Send + Sync + std::fmt::Debug + 'static {
     fn check_prompt_id(prompt_id: &str) -> Result<()>;
 
     /// Status of one prompt.
-    fn job(core: &HttpCore, caps: &Capabilities, prompt_id: &str) -> impl Future<Output = Result<JobStatus>> + Send;
+    fn job(
+        core: &HttpCore,
+        caps: &Capabilities,
+        prompt_id: &str,
+    ) -> impl Future<Output = Result<JobStatus>> + Send;
 
     /// A page of jobs.
-    fn list_jobs(core: &HttpCore, caps: &Capabilities, query: &JobQuery) -> impl Future<Output = Result<JobPage>> + Send;
+    fn list_jobs(
+        core: &HttpCore,
+        caps: &Capabilities,
+        query: &JobQuery,
+    ) -> impl Future<Output = Result<JobPage>> + Send;
 
     /// Cancels one prompt.
-    fn cancel(core: &HttpCore, prompt_id: &str) -> impl Future<Output = Result<CancelOutcome>> + Send;
+    fn cancel(
+        core: &HttpCore,
+        prompt_id: &str,
+    ) -> impl Future<Output = Result<CancelOutcome>> + Send;
 }
 
 /// A ComfyUI adapter for line `L`.
@@ -58,7 +69,11 @@ pub struct Adapter<L: LineBehaviour> {
 impl<L: LineBehaviour> Adapter<L> {
     /// An adapter over `core` with the given capabilities.
     pub fn new(core: HttpCore, caps: Capabilities) -> Self {
-        Adapter { core, caps, line: PhantomData }
+        Adapter {
+            core,
+            caps,
+            line: PhantomData,
+        }
     }
 
     fn absolutize(&self, mut outputs: Vec<Output>) -> Vec<Output> {
@@ -95,7 +110,10 @@ impl<L: LineBehaviour> ComfyAdapter for Adapter<L> {
 
     async fn submit(&self, request: &PromptRequest) -> Result<Accepted> {
         if request.prompt.is_empty() {
-            return Err(ComfyError::InvalidInput { field: "prompt", reason: "the prompt has no nodes".into() });
+            return Err(ComfyError::InvalidInput {
+                field: "prompt",
+                reason: "the prompt has no nodes".into(),
+            });
         }
         let prompt_id = match &request.prompt_id {
             Some(id) => {
@@ -157,7 +175,12 @@ impl<L: LineBehaviour> ComfyAdapter for Adapter<L> {
         endpoints::object_info(&self.core, class).await
     }
 
-    async fn upload_image(&self, filename: &str, bytes: Bytes, options: &UploadOptions) -> Result<FileRef> {
+    async fn upload_image(
+        &self,
+        filename: &str,
+        bytes: Bytes,
+        options: &UploadOptions,
+    ) -> Result<FileRef> {
         endpoints::upload_image(&self.core, filename, bytes, options).await
     }
 
@@ -165,7 +188,11 @@ impl<L: LineBehaviour> ComfyAdapter for Adapter<L> {
         endpoints::view(&self.core, file).await
     }
 
-    async fn userdata_list(&self, dir: &UserdataPath, options: ListOptions) -> Result<Vec<UserdataEntry>> {
+    async fn userdata_list(
+        &self,
+        dir: &UserdataPath,
+        options: ListOptions,
+    ) -> Result<Vec<UserdataEntry>> {
         endpoints::userdata_list(&self.core, L::LINE, dir, options).await
     }
 
@@ -177,11 +204,21 @@ impl<L: LineBehaviour> ComfyAdapter for Adapter<L> {
         endpoints::userdata_get(&self.core, path).await
     }
 
-    async fn userdata_put(&self, path: &UserdataPath, bytes: Bytes, options: WriteOptions) -> Result<UserdataEntry> {
+    async fn userdata_put(
+        &self,
+        path: &UserdataPath,
+        bytes: Bytes,
+        options: WriteOptions,
+    ) -> Result<UserdataEntry> {
         endpoints::userdata_put(&self.core, L::LINE, path, bytes, options).await
     }
 
-    async fn userdata_move(&self, from: &UserdataPath, to: &UserdataPath, options: WriteOptions) -> Result<UserdataEntry> {
+    async fn userdata_move(
+        &self,
+        from: &UserdataPath,
+        to: &UserdataPath,
+        options: WriteOptions,
+    ) -> Result<UserdataEntry> {
         endpoints::userdata_move(&self.core, L::LINE, from, to, options).await
     }
 
@@ -200,7 +237,11 @@ async fn job_from_queue_and_history(core: &HttpCore, prompt_id: &str) -> Result<
     let queue = endpoints::queue(core).await?;
     if let Some((entry, running)) = queue.find(prompt_id) {
         let mut status = JobStatus::unknown(prompt_id);
-        status.state = if running { JobState::Running } else { JobState::Pending };
+        status.state = if running {
+            JobState::Running
+        } else {
+            JobState::Pending
+        };
         status.number = Some(entry.number);
         status.created_at_ms = entry.created_at_ms;
         status.workflow_id = entry.workflow_id.clone();
@@ -240,7 +281,11 @@ fn page_locally(mut jobs: Vec<JobStatus>, query: &JobQuery) -> JobPage {
         jobs.retain(|j| j.workflow_id.as_deref() == Some(wf.as_str()));
     }
     let key = |j: &JobStatus| (j.created_at_ms.unwrap_or(0), j.number.unwrap_or(0.0));
-    jobs.sort_by(|a, b| key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal));
+    jobs.sort_by(|a, b| {
+        key(a)
+            .partial_cmp(&key(b))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     if query.order == crate::model::job::SortOrder::Desc {
         jobs.reverse();
     }
@@ -251,5 +296,10 @@ fn page_locally(mut jobs: Vec<JobStatus>, query: &JobQuery) -> JobPage {
         page.truncate(limit as usize);
     }
     let has_more = (offset + page.len()) < total as usize;
-    JobPage { jobs: page, total, offset: offset as u64, has_more }
+    JobPage {
+        jobs: page,
+        total,
+        offset: offset as u64,
+        has_more,
+    }
 }

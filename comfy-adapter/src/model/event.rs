@@ -145,9 +145,9 @@ impl Event {
             | Event::ExecutionSuccess { prompt_id, .. }
             | Event::ExecutionError { prompt_id, .. }
             | Event::ExecutionInterrupted { prompt_id, .. } => Some(prompt_id),
-            Event::Executing { prompt_id, .. } | Event::Progress { prompt_id, .. } | Event::Preview { prompt_id, .. } => {
-                prompt_id.as_deref()
-            }
+            Event::Executing { prompt_id, .. }
+            | Event::Progress { prompt_id, .. }
+            | Event::Preview { prompt_id, .. } => prompt_id.as_deref(),
             _ => None,
         }
     }
@@ -160,7 +160,11 @@ impl Event {
             Event::ExecutionSuccess { .. }
                 | Event::ExecutionError { .. }
                 | Event::ExecutionInterrupted { .. }
-                | Event::Executing { node: None, prompt_id: Some(_), .. }
+                | Event::Executing {
+                    node: None,
+                    prompt_id: Some(_),
+                    ..
+                }
         )
     }
 }

@@ -29,7 +29,10 @@ pub enum JobState {
 impl JobState {
     /// Whether the prompt will not change state any more.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Interrupted | Self::Cancelled)
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Interrupted | Self::Cancelled
+        )
     }
 }
 
@@ -115,7 +118,9 @@ impl Failure {
     pub fn is_out_of_memory(&self) -> bool {
         let t = self.exception_type.as_deref().unwrap_or_default();
         let m = self.exception_message.as_deref().unwrap_or_default();
-        t.contains("OutOfMemory") || m.contains("out of memory") || m.contains("Allocation on device")
+        t.contains("OutOfMemory")
+            || m.contains("out of memory")
+            || m.contains("Allocation on device")
     }
 }
 

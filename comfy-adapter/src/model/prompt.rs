@@ -141,7 +141,13 @@ impl std::fmt::Display for PromptRejected {
         }
         for node in &self.node_errors {
             for e in &node.errors {
-                write!(f, "; node {} ({}): {}", node.node_id, node.class_type.as_deref().unwrap_or("?"), e.message)?;
+                write!(
+                    f,
+                    "; node {} ({}): {}",
+                    node.node_id,
+                    node.class_type.as_deref().unwrap_or("?"),
+                    e.message
+                )?;
                 if let Some(input) = &e.input_name {
                     write!(f, " [{input}]")?;
                 }

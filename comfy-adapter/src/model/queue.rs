@@ -20,7 +20,12 @@ impl QueueSnapshot {
             .iter()
             .find(|e| e.prompt_id == prompt_id)
             .map(|e| (e, true))
-            .or_else(|| self.pending.iter().find(|e| e.prompt_id == prompt_id).map(|e| (e, false)))
+            .or_else(|| {
+                self.pending
+                    .iter()
+                    .find(|e| e.prompt_id == prompt_id)
+                    .map(|e| (e, false))
+            })
     }
 }
 

@@ -11,7 +11,11 @@ use std::fmt;
 
 /// What one URL path segment may carry unencoded: the unreserved set of
 /// RFC 3986. Everything else, `/`, space and `%` included, is encoded.
-pub(crate) const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+pub(crate) const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Why a userdata path was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -26,13 +26,17 @@ pub enum EventError {
 }
 
 fn need_str(data: &Value, kind: &str, field: &'static str) -> Result<String, EventError> {
-    str_field(data, field).ok_or_else(|| EventError::Malformed { kind: kind.to_owned(), field })
+    str_field(data, field).ok_or_else(|| EventError::Malformed {
+        kind: kind.to_owned(),
+        field,
+    })
 }
 
 /// Parses a text frame. Unknown types become [`Event::Unknown`]; a known type
 /// with broken data is an error, never a panic.
 pub fn parse_text_frame(text: &str) -> Result<Event, EventError> {
-    let msg: WsMessage = serde_json::from_str(text).map_err(|e| EventError::NotAMessage(e.to_string()))?;
+    let msg: WsMessage =
+        serde_json::from_str(text).map_err(|e| EventError::NotAMessage(e.to_string()))?;
     let kind = msg.kind.as_str();
     let d = &msg.data;
     let prompt_id = || need_str(d, kind, "prompt_id");
@@ -41,10 +45,16 @@ pub fn parse_text_frame(text: &str) -> Result<Event, EventError> {
             queue_remaining: d
                 .pointer("/status/exec_info/queue_remaining")
                 .and_then(Value::as_u64)
-                .ok_or(EventError::Malformed { kind: msg.kind.clone(), field: "status.exec_info.queue_remaining" })?,
+                .ok_or(EventError::Malformed {
+                    kind: msg.kind.clone(),
+                    field: "status.exec_info.queue_remaining",
+                })?,
             sid: str_field(d, "sid"),
         },
-        "execution_start" => Event::ExecutionStart { prompt_id: prompt_id()?, timestamp_ms: i64_field(d, "timestamp") },
+        "execution_start" => Event::ExecutionStart {
+            prompt_id: prompt_id()?,
+            timestamp_ms: i64_field(d, "timestamp"),
+        },
         "execution_cached" => Event::ExecutionCached {
             prompt_id: prompt_id()?,
             nodes: id_list(d.get("nodes")),
@@ -66,23 +76,43 @@ pub fn parse_text_frame(text: &str) -> Result<Event, EventError> {
             nodes: d
                 .get("nodes")
                 .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(id, p)| (id.clone(), node_progress(p))).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(id, p)| (id.clone(), node_progress(p)))
+                        .collect()
+                })
                 .unwrap_or_else(BTreeMap::new),
         },
         "executed" => {
             let node = need_str(d, kind, "node")?;
-            let outputs = d.get("output").map(|ui| outputs_from_ui(&node, ui, false)).unwrap_or_default();
-            Event::Executed { prompt_id: prompt_id()?, display_node: str_field(d, "display_node"), node, outputs }
+            let outputs = d
+                .get("output")
+                .map(|ui| outputs_from_ui(&node, ui, false))
+                .unwrap_or_default();
+            Event::Executed {
+                prompt_id: prompt_id()?,
+                display_node: str_field(d, "display_node"),
+                node,
+                outputs,
+            }
         }
-        "execution_success" => {
-            Event::ExecutionSuccess { prompt_id: prompt_id()?, timestamp_ms: i64_field(d, "timestamp") }
-        }
-        "execution_error" => Event::ExecutionError { prompt_id: prompt_id()?, failure: failure_from(d) },
-        "execution_interrupted" => {
-            Event::ExecutionInterrupted { prompt_id: prompt_id()?, interruption: interruption_from(d) }
-        }
+        "execution_success" => Event::ExecutionSuccess {
+            prompt_id: prompt_id()?,
+            timestamp_ms: i64_field(d, "timestamp"),
+        },
+        "execution_error" => Event::ExecutionError {
+            prompt_id: prompt_id()?,
+            failure: failure_from(d),
+        },
+        "execution_interrupted" => Event::ExecutionInterrupted {
+            prompt_id: prompt_id()?,
+            interruption: interruption_from(d),
+        },
         "feature_flags" => Event::FeatureFlags { flags: msg.data },
-        _ => Event::Unknown { kind: msg.kind, data: msg.data },
+        _ => Event::Unknown {
+            kind: msg.kind,
+            data: msg.data,
+        },
     })
 }
 
@@ -117,11 +147,19 @@ pub fn parse_binary_frame(frame: &[u8]) -> Result<Event, EventError> {
                 2 => Some("image/png".to_owned()),
                 _ => None,
             };
-            Event::Preview { mime, node_id: None, prompt_id: None, bytes: payload.len() - 4 }
+            Event::Preview {
+                mime,
+                node_id: None,
+                prompt_id: None,
+                bytes: payload.len() - 4,
+            }
         }
         3 => {
-            let len = u32_at(payload, 0).ok_or(EventError::Truncated("text node id length"))? as usize;
-            let node = payload.get(4..4usize.saturating_add(len)).ok_or(EventError::Truncated("text node id"))?;
+            let len =
+                u32_at(payload, 0).ok_or(EventError::Truncated("text node id length"))? as usize;
+            let node = payload
+                .get(4..4usize.saturating_add(len))
+                .ok_or(EventError::Truncated("text node id"))?;
             let text = &payload[4 + len..];
             Event::Text {
                 node_id: String::from_utf8_lossy(node).into_owned(),
@@ -130,7 +168,9 @@ pub fn parse_binary_frame(frame: &[u8]) -> Result<Event, EventError> {
         }
         4 => {
             let len = u32_at(payload, 0).ok_or(EventError::Truncated("metadata length"))? as usize;
-            let meta = payload.get(4..4usize.saturating_add(len)).ok_or(EventError::Truncated("metadata"))?;
+            let meta = payload
+                .get(4..4usize.saturating_add(len))
+                .ok_or(EventError::Truncated("metadata"))?;
             let meta: Value = serde_json::from_slice(meta).unwrap_or(Value::Null);
             Event::Preview {
                 mime: str_field(&meta, "image_type"),
@@ -139,6 +179,9 @@ pub fn parse_binary_frame(frame: &[u8]) -> Result<Event, EventError> {
                 bytes: payload.len() - 4 - len,
             }
         }
-        other => Event::UnknownBinary { event_type: other, bytes: payload.len() },
+        other => Event::UnknownBinary {
+            event_type: other,
+            bytes: payload.len(),
+        },
     })
 }

@@ -13,7 +13,11 @@ pub fn history_entries(body: &Value) -> Result<Vec<HistoryEntry>, serde_json::Er
     let map: serde_json::Map<String, Value> = serde_json::from_value(body.clone())?;
     Ok(map
         .into_iter()
-        .filter_map(|(id, v)| serde_json::from_value::<HistoryItem>(v).ok().map(|item| (id, item)))
+        .filter_map(|(id, v)| {
+            serde_json::from_value::<HistoryItem>(v)
+                .ok()
+                .map(|item| (id, item))
+        })
         .collect())
 }
 
@@ -108,5 +112,8 @@ pub fn job_from_history(prompt_id: &str, item: &HistoryItem) -> JobStatus {
 
 /// `extra_data.extra_pnginfo.workflow.id`.
 pub(crate) fn workflow_id_of_extra(extra: &Value) -> Option<String> {
-    extra.pointer("/extra_pnginfo/workflow/id").and_then(Value::as_str).map(str::to_owned)
+    extra
+        .pointer("/extra_pnginfo/workflow/id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }

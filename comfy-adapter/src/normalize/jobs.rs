@@ -31,11 +31,19 @@ pub fn job_from_wire(job: JobWire) -> JobStatus {
             state = state_from_jobs_status(&job.status);
         }
     }
-    if state == JobState::Cancelled && (facts.interruption.is_some() || job.execution_start_time.is_some()) {
+    if state == JobState::Cancelled
+        && (facts.interruption.is_some() || job.execution_start_time.is_some())
+    {
         state = JobState::Interrupted;
     }
-    let failure = facts.failure.or_else(|| job.execution_error.as_ref().map(super::failure_from));
-    let outputs = job.outputs.as_ref().map(|m| outputs_from_map(m, &facts.cached_nodes)).unwrap_or_default();
+    let failure = facts
+        .failure
+        .or_else(|| job.execution_error.as_ref().map(super::failure_from));
+    let outputs = job
+        .outputs
+        .as_ref()
+        .map(|m| outputs_from_map(m, &facts.cached_nodes))
+        .unwrap_or_default();
     JobStatus {
         prompt_id: job.id,
         state,

@@ -13,7 +13,9 @@ mod system;
 mod userdata;
 
 pub use event::{EventError, parse_binary_frame, parse_text_frame};
-pub use history::{HistoryEntry, failure_from, history_entries, interruption_from, job_from_history};
+pub use history::{
+    HistoryEntry, failure_from, history_entries, interruption_from, job_from_history,
+};
 pub use jobs::{job_from_wire, job_page, state_from_jobs_status};
 pub use outputs::{count_outputs, outputs_from_ui};
 pub use prompt::{accepted, node_errors, rejection};

@@ -4,12 +4,17 @@ use serde_json::{Map, Value};
 const VIDEO_EXT: &[&str] = &["mp4", "webm", "mov", "mkv", "avi", "m4v"];
 const AUDIO_EXT: &[&str] = &["flac", "mp3", "wav", "ogg", "opus", "m4a", "aac"];
 const MODEL3D_EXT: &[&str] = &["glb", "gltf", "obj", "fbx", "stl", "ply", "usdz"];
-const IMAGE_EXT: &[&str] = &["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff", "avif"];
+const IMAGE_EXT: &[&str] = &[
+    "png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff", "avif",
+];
 
 /// The kind of a file output, from its extension first (SaveVideo reports
 /// mp4 files under `images`), then from the key it came under.
 fn file_kind(key: &str, filename: &str) -> OutputKind {
-    let ext = filename.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let ext = filename
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
     let ext = ext.as_str();
     if VIDEO_EXT.contains(&ext) {
         OutputKind::Video
@@ -40,7 +45,11 @@ fn file_ref(v: &Value) -> Option<FileRef> {
     let filename = o.get("filename")?.as_str()?.to_owned();
     Some(FileRef {
         filename,
-        subfolder: o.get("subfolder").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        subfolder: o
+            .get("subfolder")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
         folder: FolderType::from_wire(o.get("type").and_then(Value::as_str).unwrap_or("output")),
     })
 }
@@ -87,7 +96,11 @@ pub fn outputs_from_ui(node_id: &str, ui: &Value, cached: bool) -> Vec<Output> {
                     ..base
                 }
             } else if let (Value::String(s), OutputKind::Text) = (item, key_kind(key)) {
-                Output { kind: OutputKind::Text, text: Some(s.clone()), ..base }
+                Output {
+                    kind: OutputKind::Text,
+                    text: Some(s.clone()),
+                    ..base
+                }
             } else {
                 base
             };
@@ -106,5 +119,8 @@ pub(crate) fn outputs_from_map(map: &Map<String, Value>, cached_nodes: &[String]
 
 /// Counts outputs the way this crate lists them (files and texts).
 pub fn count_outputs(outputs: &[Output]) -> u64 {
-    outputs.iter().filter(|o| o.file.is_some() || o.text.is_some()).count() as u64
+    outputs
+        .iter()
+        .filter(|o| o.file.is_some() || o.text.is_some())
+        .count() as u64
 }

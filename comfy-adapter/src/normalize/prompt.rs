@@ -1,11 +1,17 @@
 use super::{id_list, str_field};
-use crate::model::prompt::{Accepted, InputError, InputErrorKind, NodeError, PromptRejected, RejectionKind};
+use crate::model::prompt::{
+    Accepted, InputError, InputErrorKind, NodeError, PromptRejected, RejectionKind,
+};
 use crate::wire::prompt::{ErrorObject, NodeErrorsWire, PromptErrorBody, PromptOk};
 use serde_json::{Map, Value};
 
 /// 200 answer → [`Accepted`].
 pub fn accepted(ok: PromptOk) -> Accepted {
-    Accepted { prompt_id: ok.prompt_id, number: ok.number, node_errors: node_errors(&ok.node_errors) }
+    Accepted {
+        prompt_id: ok.prompt_id,
+        number: ok.number,
+        node_errors: node_errors(&ok.node_errors),
+    }
 }
 
 /// `node_errors` → one [`NodeError`] per node, in the server's order.

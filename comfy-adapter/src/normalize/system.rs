@@ -51,7 +51,11 @@ pub fn server_info(stats: SystemStats) -> ServerInfo {
         packages: sys
             .comfy_package_versions
             .into_iter()
-            .map(|p| PackageVersion { name: p.name, installed: p.installed, required: p.required })
+            .map(|p| PackageVersion {
+                name: p.name,
+                installed: p.installed,
+                required: p.required,
+            })
             .collect(),
     }
 }
@@ -59,5 +63,8 @@ pub fn server_info(stats: SystemStats) -> ServerInfo {
 /// Folds `/features` into capabilities.
 pub fn capabilities_from_features(caps: &mut Capabilities, features: &Features) {
     caps.preview_metadata = features.supports_preview_metadata;
-    caps.max_upload_size = features.max_upload_size.filter(|x| x.is_finite() && *x >= 0.0).map(|x| x as u64);
+    caps.max_upload_size = features
+        .max_upload_size
+        .filter(|x| x.is_finite() && *x >= 0.0)
+        .map(|x| x as u64);
 }

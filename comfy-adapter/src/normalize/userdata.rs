@@ -11,10 +11,21 @@ pub fn file_info(w: FileInfoWire, line: Line) -> UserdataEntry {
         Line::CancelApi => t.map(|ms| ms / 1000.0),
         Line::Legacy | Line::JobsApi => t,
     };
-    UserdataEntry { path: w.path, size: w.size, modified: secs(w.modified), created: secs(w.created) }
+    UserdataEntry {
+        path: w.path,
+        size: w.size,
+        modified: secs(w.modified),
+        created: secs(w.created),
+    }
 }
 
 /// A `/v2/userdata` entry → [`UserdataTreeEntry`].
 pub fn tree_entry(w: TreeEntryWire) -> UserdataTreeEntry {
-    UserdataTreeEntry { is_dir: w.kind == "directory", name: w.name, path: w.path, size: w.size, modified: w.modified }
+    UserdataTreeEntry {
+        is_dir: w.kind == "directory",
+        name: w.name,
+        path: w.path,
+        size: w.size,
+        modified: w.modified,
+    }
 }
