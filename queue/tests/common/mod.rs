@@ -141,3 +141,97 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+// ---- HTTP helpers -------------------------------------------------------------------
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use comfy_queue::{AppState, Settings};
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// An app on a fresh SQLite file with a manual clock.
+pub struct TestApp {
+    pub app: Router,
+    pub state: AppState,
+    pub clock: ManualClock,
+    _dir: tempfile::TempDir,
+}
+
+pub fn test_app(settings: Settings) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
+    let clock = ManualClock::default();
+    let state = AppState::new(Arc::new(store), Arc::new(clock.clone()), settings);
+    TestApp {
+        app: comfy_queue::app(state.clone()),
+        state,
+        clock,
+        _dir: dir,
+    }
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl TestApp {
+    pub async fn req(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = match body {
+            Some(bytes) => b
+                .header("content-type", "application/json")
+                .body(Body::from(bytes))
+                .unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        };
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    pub async fn get(&self, uri: &str) -> Resp {
+        self.req("GET", uri, &[], None).await
+    }
+
+    pub async fn post_json(&self, uri: &str, body: &Value) -> Resp {
+        self.req("POST", uri, &[], Some(serde_json::to_vec(body).unwrap()))
+            .await
+    }
+
+    /// Submit a small job for `user`, returning its id.
+    pub async fn submit(&self, user: &str, priority: u8) -> String {
+        let r = self
+            .post_json(
+                "/api/jobs",
+                &serde_json::json!({"user_id": user, "workflow": {"1": {"class_type": "X"}}, "priority": priority}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.json["id"].as_str().unwrap().to_owned()
+    }
+}

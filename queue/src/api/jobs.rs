@@ -1,0 +1,328 @@
+//! `/api/jobs`: submit, list, get, cancel, reprioritise.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{JobResponse, QueryMap, SMALL_BODY_LIMIT, SUBMIT_BODY_LIMIT, job_response, json_body};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::clock::to_rfc3339;
+use crate::error::{ApiError, ErrorBody};
+use crate::events::Event;
+use crate::model::{self, Job, Status};
+use crate::store::{ListFilter, SubmitLimits};
+
+/// Publish a job event (never carrying the workflow).
+pub fn publish(state: &AppState, kind: &'static str, job: &Job, position: Option<u64>) {
+    let data = serde_json::to_value(JobResponse::new(
+        job,
+        position,
+        state.metrics.mean_run_secs(),
+    ))
+    .unwrap_or(Value::Null);
+    state.events.publish(Event {
+        kind,
+        data,
+        timestamp: to_rfc3339(state.now()),
+        user_id: Some(job.user_id.clone()),
+    });
+}
+
+/// Submit a job.
+#[utoipa::path(
+    post, path = "/api/jobs", tag = "jobs",
+    request_body(content = inline(SubmitRequest), description = "The job"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key (per user) → same job: 201 the first time, 200 after")),
+    responses(
+        (status = 201, description = "Created", body = JobResponse),
+        (status = 200, description = "Idempotent replay: the job created earlier with this key", body = JobResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Too large", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 429, description = "Queue full or user limit", body = ErrorBody),
+    )
+)]
+pub async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let scope = caller.require_user()?;
+    let Some(body) = json_body(body, SUBMIT_BODY_LIMIT)? else {
+        return Err(ApiError::validation(
+            "body",
+            "missing_body",
+            "a JSON body is required",
+        ));
+    };
+    let key = match headers.get("idempotency-key") {
+        Some(v) => Some(model::validate_idempotency_key(v.to_str().unwrap_or(""))?),
+        None => None,
+    };
+    let new = model::validate_submit(&body, key)?;
+    if let Some(user) = scope {
+        if user != new.user_id {
+            return Err(ApiError {
+                field: Some("user_id".into()),
+                ..ApiError::forbidden("you may only submit jobs as yourself")
+            });
+        }
+        if new.priority == 0 {
+            return Err(ApiError {
+                field: Some("priority".into()),
+                ..ApiError::forbidden("priority 0 (instructor override) needs the admin token")
+            });
+        }
+    }
+    let limits = SubmitLimits {
+        max_pending: state.settings.max_pending,
+        max_per_user: state.settings.max_per_user,
+        max_attempts: state.settings.max_attempts,
+    };
+    let submitted = state.store.submit(new, limits, state.now()).await?;
+    let resp = job_response(&state, &submitted.job).await?;
+    if submitted.created {
+        state.metrics.submitted.inc();
+        publish(
+            &state,
+            "job_created",
+            &submitted.job,
+            resp.position_in_queue,
+        );
+        state.job_available.notify_waiters();
+        tracing::info!(job_id = %submitted.job.id, user_id = %submitted.job.user_id, priority = submitted.job.priority, "job submitted");
+        Ok((StatusCode::CREATED, Json(resp)).into_response())
+    } else {
+        Ok((StatusCode::OK, Json(resp)).into_response())
+    }
+}
+
+/// Body of a submit (for the OpenAPI document).
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct SubmitRequest {
+    /// `^[A-Za-z0-9_-]{1,100}$`
+    pub user_id: String,
+    /// API-format ComfyUI prompt: a non-empty object, at most 10 MB.
+    #[schema(value_type = Object)]
+    pub workflow: Value,
+    /// 0 (instructor override) … 3 (low); default 2.
+    pub priority: Option<u8>,
+    /// At most 1 MB. `metadata.requires = {comfyui: ">=0.9", capabilities: [..]}` routes the job.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+}
+
+/// List jobs, newest first.
+#[utoipa::path(
+    get, path = "/api/jobs", tag = "jobs",
+    params(
+        ("status" = Option<String>, Query, description = "pending|running|completed|failed|cancelled"),
+        ("user_id" = Option<String>, Query, description = "Only this user's jobs"),
+        ("limit" = Option<u32>, Query, description = "1–1000, default 100"),
+        ("offset" = Option<u32>, Query, description = "Skip this many (paging)"),
+    ),
+    responses((status = 200, body = Vec<JobResponse>), (status = 422, body = ErrorBody))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: QueryMap,
+) -> Result<Json<Vec<JobResponse>>, ApiError> {
+    let scope = caller.require_user()?;
+    let q = super::query_map(query)?;
+    let status = match q.get("status").map(String::as_str) {
+        None | Some("") => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            ApiError::validation(
+                "status",
+                "invalid_status",
+                "`status` must be one of pending, running, completed, failed, cancelled",
+            )
+        })?),
+    };
+    let mut user_id = match q.get("user_id").map(String::as_str) {
+        None | Some("") => None,
+        Some(u) => Some(model::validate_user_id(
+            "user_id",
+            Some(&Value::String(u.to_owned())),
+        )?),
+    };
+    if let Some(me) = scope {
+        if user_id.as_deref().is_some_and(|u| u != me) {
+            return Ok(Json(Vec::new()));
+        }
+        user_id = Some(me.to_owned());
+    }
+    let limit = parse_count(&q, "limit", 100, 1, 1000)?;
+    let offset = match q.get("page") {
+        Some(_) if !q.contains_key("offset") => {
+            let page = parse_count(&q, "page", 1, 1, 1_000_000)?;
+            (page - 1).saturating_mul(limit)
+        }
+        _ => parse_count(&q, "offset", 0, 0, u32::MAX)?,
+    };
+    let jobs = state
+        .store
+        .list(&ListFilter {
+            status,
+            user_id,
+            limit,
+            offset,
+        })
+        .await?;
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        out.push(job_response(&state, job).await?);
+    }
+    Ok(Json(out))
+}
+
+fn parse_count(
+    q: &std::collections::HashMap<String, String>,
+    field: &str,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> Result<u32, ApiError> {
+    match q.get(field) {
+        None => Ok(default),
+        Some(s) => match s.trim().parse::<u32>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::validation(
+                field,
+                "invalid_integer",
+                format!("`{field}` must be an integer from {min} to {max}"),
+            )),
+        },
+    }
+}
+
+async fn load_visible(state: &AppState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
+    caller.require_user()?;
+    let id = super::parse_job_id(id)?;
+    match state.store.get(id).await? {
+        Some(job) if caller.may_touch(&job.user_id) => Ok(job),
+        // Another user's job is reported as missing, so ids cannot be probed.
+        _ => Err(ApiError::job_not_found()),
+    }
+}
+
+/// One job.
+#[utoipa::path(
+    get, path = "/api/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobResponse), (status = 404, body = ErrorBody))
+)]
+pub async fn get_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobResponse>, ApiError> {
+    let job = load_visible(&state, &caller, &id).await?;
+    Ok(Json(job_response(&state, &job).await?))
+}
+
+/// Cancel: a pending job is cancelled at once; a running job gets `cancel_requested`, which
+/// its worker sees in the next heartbeat response.
+#[utoipa::path(
+    delete, path = "/api/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 204, description = "Cancelled, or cancel requested (running job)"),
+        (status = 400, description = "Already finished", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let job = load_visible(&state, &caller, &id).await?;
+    let job = state.store.cancel(job.id, state.now()).await?;
+    publish(&state, "job_updated", &job, None);
+    if job.status == Status::Cancelled {
+        state.events.publish(Event {
+            kind: "job_deleted",
+            data: json!({"job_id": job.id}),
+            timestamp: to_rfc3339(state.now()),
+            user_id: Some(job.user_id.clone()),
+        });
+    }
+    tracing::info!(job_id = %job.id, status = job.status.as_str(), cancel_requested = job.cancel_requested, "job cancel");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change the priority of a pending job. `priority` comes from the query string (as the
+/// original API read it) or from a JSON body `{"priority": n}` (as its dashboard sent it).
+#[utoipa::path(
+    patch, path = "/api/jobs/{id}/priority", tag = "jobs",
+    params(
+        ("id" = String, Path, description = "Job id"),
+        ("priority" = Option<u8>, Query, description = "0–3 (or in the JSON body)"),
+    ),
+    request_body(content = inline(PriorityRequest), description = "Alternative to the query parameter"),
+    responses(
+        (status = 200, body = JobResponse),
+        (status = 400, description = "Not pending", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    )
+)]
+pub async fn set_priority(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: QueryMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<JobResponse>, ApiError> {
+    let q = super::query_map(query)?;
+    let priority = match q.get("priority") {
+        Some(p) => model::parse_priority_text("priority", p)?,
+        None => {
+            let body = json_body(body, SMALL_BODY_LIMIT)?;
+            let from_body = match &body {
+                Some(Value::Object(o)) => model::validate_priority("priority", o.get("priority"))?,
+                Some(_) => {
+                    return Err(ApiError::validation(
+                        "body",
+                        "invalid_type",
+                        "the request body must be a JSON object",
+                    ));
+                }
+                None => None,
+            };
+            from_body.ok_or_else(|| {
+                ApiError::validation(
+                    "priority",
+                    "missing_field",
+                    "`priority` is required (query string or JSON body)",
+                )
+            })?
+        }
+    };
+    let job = load_visible(&state, &caller, &id).await?;
+    if caller != Caller::Admin && priority == 0 {
+        return Err(ApiError {
+            field: Some("priority".into()),
+            ..ApiError::forbidden("priority 0 (instructor override) needs the admin token")
+        });
+    }
+    let job = state.store.set_priority(job.id, priority).await?;
+    let resp = job_response(&state, &job).await?;
+    publish(&state, "job_updated", &job, resp.position_in_queue);
+    Ok(Json(resp))
+}
+
+/// Body of a priority change.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct PriorityRequest {
+    /// 0–3.
+    pub priority: u8,
+}

@@ -1,0 +1,257 @@
+//! The HTTP surface: routes, shared extractors and the job response shape.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Query};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::{get, patch, post};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::clock::to_rfc3339;
+use crate::error::ApiError;
+use crate::model::{Attempt, AttemptOutcome, Job, MAX_RESULT_BYTES, Status};
+
+pub mod admin;
+pub mod jobs;
+pub mod metrics;
+pub mod openapi;
+pub mod queue_status;
+pub mod workers;
+pub mod ws;
+
+/// Body limit for submits: a 10 MB workflow plus 1 MB of metadata and the envelope.
+pub const SUBMIT_BODY_LIMIT: usize = 12 * 1024 * 1024;
+/// Body limit for complete-job: a 50 MB result plus the envelope.
+pub const RESULT_BODY_LIMIT: usize = MAX_RESULT_BYTES + 1024 * 1024;
+/// Body limit for everything else.
+pub const SMALL_BODY_LIMIT: usize = 1024 * 1024;
+
+/// Build the whole service. Tests drive it with `tower::ServiceExt::oneshot`; `main`
+/// serves it on a socket.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(queue_status::health))
+        .route("/api/health", get(queue_status::health))
+        .route("/api/queue/status", get(queue_status::queue_status))
+        .route(
+            "/api/jobs",
+            post(jobs::submit)
+                .layer(DefaultBodyLimit::max(SUBMIT_BODY_LIMIT))
+                .get(jobs::list),
+        )
+        .route("/api/jobs/{id}", get(jobs::get_job).delete(jobs::cancel))
+        .route("/api/jobs/{id}/priority", patch(jobs::set_priority))
+        .route("/api/workers", get(workers::list_workers))
+        .route("/api/workers/register", post(workers::register))
+        .route("/api/workers/next-job", get(workers::next_job))
+        .route(
+            "/api/workers/complete-job",
+            post(workers::complete_job).layer(DefaultBodyLimit::max(RESULT_BODY_LIMIT)),
+        )
+        .route("/api/workers/fail-job", post(workers::fail_job))
+        .route("/api/workers/heartbeat", post(workers::heartbeat))
+        .route("/ws", get(ws::ws_handler))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/openapi.json", get(openapi::openapi_json))
+        .route("/admin", get(admin::admin_page))
+        .route("/admin/", get(admin::admin_page))
+        .fallback(|| async { ApiError::route_not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT))
+        .with_state(state)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(state.settings.auth.identify(&parts.headers, None))
+    }
+}
+
+/// Query parameters as strings; a malformed query string is a 400 naming `query`.
+pub(crate) type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+pub(crate) fn query_map(q: QueryMap) -> Result<HashMap<String, String>, ApiError> {
+    q.map(|Query(m)| m).map_err(|e| {
+        ApiError::validation(
+            "query",
+            "invalid_query",
+            format!("malformed query string: {e}"),
+        )
+    })
+}
+
+/// Parse a JSON body; `Ok(None)` for an empty body.
+pub(crate) fn json_body(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<Option<Value>, ApiError> {
+    let bytes = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError::too_large("body", limit));
+        }
+        Err(e) => {
+            return Err(ApiError::malformed_json(e.body_text()));
+        }
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(ApiError::malformed_json)
+}
+
+/// Parse a job id from the path. An id that is not a UUID names no job: 404.
+pub(crate) fn parse_job_id(s: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(s).map_err(|_| ApiError::job_not_found())
+}
+
+/// Parse a job id given as a parameter (query or body).
+pub(crate) fn parse_job_id_param(v: Option<&str>) -> Result<Uuid, ApiError> {
+    let Some(s) = v else {
+        return Err(ApiError::validation(
+            "job_id",
+            "missing_field",
+            "`job_id` is required",
+        ));
+    };
+    Uuid::parse_str(s.trim())
+        .map_err(|_| ApiError::validation("job_id", "invalid_job_id", "`job_id` must be a UUID"))
+}
+
+/// Parse a boolean flag given as a query string value.
+pub(crate) fn parse_flag(field: &str, s: &str) -> Result<bool, ApiError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" | "" => Ok(false),
+        _ => Err(ApiError::validation(
+            field,
+            "invalid_type",
+            format!("`{field}` must be true or false"),
+        )),
+    }
+}
+
+/// One attempt, as shown in job responses.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AttemptResponse {
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// Worker that held the lease.
+    pub worker_id: String,
+    /// Lease start (RFC 3339).
+    pub started_at: String,
+    /// End of the attempt (RFC 3339), if it ended.
+    pub ended_at: Option<String>,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// Error recorded for this attempt.
+    pub error: Option<String>,
+}
+
+impl From<&Attempt> for AttemptResponse {
+    fn from(a: &Attempt) -> Self {
+        Self {
+            attempt: a.attempt,
+            worker_id: a.worker_id.clone(),
+            started_at: to_rfc3339(a.started_at),
+            ended_at: a.ended_at.map(to_rfc3339),
+            outcome: a.outcome,
+            error: a.error.clone(),
+        }
+    }
+}
+
+/// A job as every endpoint returns it (the workflow is never included).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobResponse {
+    /// Job id (UUID).
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: String,
+    /// Status.
+    pub status: Status,
+    /// 0–3, lower runs first.
+    pub priority: u8,
+    /// Submit time (RFC 3339 UTC).
+    pub created_at: String,
+    /// Start of the latest attempt.
+    pub started_at: Option<String>,
+    /// Time it finished.
+    pub completed_at: Option<String>,
+    /// Worker of the latest attempt.
+    pub worker_id: Option<String>,
+    /// Result reported by the worker.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// Last error.
+    pub error: Option<String>,
+    /// 1-based place among pending jobs (priority, then submission order); null unless pending.
+    pub position_in_queue: Option<u64>,
+    /// Rough wait in seconds (position × mean run time); null unless pending.
+    pub estimated_wait_time: Option<f64>,
+    /// Client metadata.
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// A cancel is waiting for the worker to stop the job.
+    pub cancel_requested: bool,
+    /// Expiry of the current lease, while running.
+    pub lease_expires_at: Option<String>,
+    /// Every attempt, oldest first (worker, times, error).
+    pub history: Vec<AttemptResponse>,
+}
+
+impl JobResponse {
+    /// Build from a job and its queue position.
+    pub fn new(job: &Job, position: Option<u64>, mean_run_secs: f64) -> Self {
+        Self {
+            id: job.id,
+            user_id: job.user_id.clone(),
+            status: job.status,
+            priority: job.priority,
+            created_at: to_rfc3339(job.created_at),
+            started_at: job.started_at.map(to_rfc3339),
+            completed_at: job.completed_at.map(to_rfc3339),
+            worker_id: job.worker_id.clone(),
+            result: job.result.clone(),
+            error: job.error.clone(),
+            position_in_queue: position,
+            estimated_wait_time: position.map(|p| (p as f64 * mean_run_secs).round()),
+            metadata: job.metadata.clone(),
+            attempts: job.attempts,
+            max_attempts: job.max_attempts,
+            cancel_requested: job.cancel_requested,
+            lease_expires_at: job.lease_expires_at.map(to_rfc3339),
+            history: job.history.iter().map(AttemptResponse::from).collect(),
+        }
+    }
+}
+
+/// Job response with its position looked up.
+pub(crate) async fn job_response(state: &AppState, job: &Job) -> Result<JobResponse, ApiError> {
+    let position = if job.status == Status::Pending {
+        state.store.position(job.id).await?
+    } else {
+        None
+    };
+    Ok(JobResponse::new(
+        job,
+        position,
+        state.metrics.mean_run_secs(),
+    ))
+}

@@ -1,0 +1,140 @@
+//! Command-line and environment configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::Settings;
+use crate::auth::AuthConfig;
+
+/// Queue manager of the multi-user ComfyUI platform.
+///
+/// Every flag can also be set through the environment variable shown. With neither
+/// --worker-token nor --admin-token set, authentication is OFF (a warning is logged).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "comfy-queue", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "QUEUE_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// SQLite database file (created on first start). Ignored when --redis-url is set.
+    #[arg(long, env = "QUEUE_DB", default_value = "./comfy-queue.db")]
+    pub db: PathBuf,
+
+    /// Use the Redis backend at this URL (e.g. redis://127.0.0.1:6379/0) instead of SQLite.
+    #[arg(long, env = "QUEUE_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Key prefix for the Redis backend.
+    #[arg(long, env = "QUEUE_REDIS_PREFIX", default_value = "cq")]
+    pub redis_prefix: String,
+
+    /// Bearer token workers present on /api/workers/*.
+    #[arg(long, env = "QUEUE_WORKER_TOKEN", hide_env_values = true)]
+    pub worker_token: Option<String>,
+
+    /// Bearer token for admins (any user's jobs, priorities, dashboard).
+    #[arg(long, env = "QUEUE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Trusted header naming the user (set by the reverse proxy after basic auth).
+    #[arg(long, env = "QUEUE_USER_HEADER", default_value = "X-Forwarded-User")]
+    pub user_header: String,
+
+    /// Lease length in seconds for registered workers (renewed by heartbeats).
+    #[arg(long, env = "QUEUE_LEASE_SECS", default_value_t = 60.0)]
+    pub lease_secs: f64,
+
+    /// Lease length in seconds for workers that never registered (they send no heartbeats).
+    #[arg(long, env = "QUEUE_LEGACY_LEASE_SECS", default_value_t = 3600.0)]
+    pub legacy_lease_secs: f64,
+
+    /// Attempts per job before it is failed for good (dead letter).
+    #[arg(long, env = "QUEUE_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+
+    /// Pending-job cap; submits beyond it get 429 (0 = no cap).
+    #[arg(long, env = "QUEUE_MAX_PENDING", default_value_t = 100)]
+    pub max_pending: u64,
+
+    /// Pending+running cap per user (0 = no cap).
+    #[arg(long, env = "QUEUE_MAX_PER_USER", default_value_t = 0)]
+    pub max_per_user: u64,
+
+    /// Longest long-poll (next-job `wait=`) in seconds.
+    #[arg(long, env = "QUEUE_MAX_WAIT_SECS", default_value_t = 30.0)]
+    pub max_wait_secs: f64,
+
+    /// Seconds between reaper passes.
+    #[arg(long, env = "QUEUE_REAP_INTERVAL_SECS", default_value_t = 5.0)]
+    pub reap_interval_secs: f64,
+}
+
+fn secs_to_ms(s: f64) -> i64 {
+    if s.is_finite() && s > 0.0 {
+        (s * 1000.0) as i64
+    } else {
+        1000
+    }
+}
+
+impl Config {
+    /// The service settings this configuration describes.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            lease_ms: secs_to_ms(self.lease_secs),
+            legacy_lease_ms: secs_to_ms(self.legacy_lease_secs),
+            max_attempts: self.max_attempts.max(1),
+            max_pending: self.max_pending,
+            max_per_user: self.max_per_user,
+            max_wait_secs: if self.max_wait_secs.is_finite() {
+                self.max_wait_secs.max(0.0)
+            } else {
+                30.0
+            },
+            auth: AuthConfig {
+                worker_token: self.worker_token.clone().filter(|t| !t.is_empty()),
+                admin_token: self.admin_token.clone().filter(|t| !t.is_empty()),
+                user_header: self.user_header.clone(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = Config::try_parse_from(["comfy-queue"]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.db, PathBuf::from("./comfy-queue.db"));
+        let s = c.settings();
+        assert_eq!(s.max_pending, 100);
+        assert_eq!(s.lease_ms, 60_000);
+        assert!(!s.auth.enabled());
+    }
+
+    #[test]
+    fn flags_override() {
+        let c = Config::try_parse_from([
+            "comfy-queue",
+            "--listen",
+            "0.0.0.0:9000",
+            "--admin-token",
+            "x",
+            "--max-pending",
+            "0",
+            "--lease-secs",
+            "2.5",
+        ])
+        .unwrap();
+        let s = c.settings();
+        assert!(s.auth.enabled());
+        assert_eq!(s.max_pending, 0);
+        assert_eq!(s.lease_ms, 2500);
+    }
+}

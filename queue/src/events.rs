@@ -1,0 +1,45 @@
+//! Live events for `/ws`: `{"type": "job_created"|"job_updated"|"job_deleted", "data", "timestamp"}`.
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// One event, with the owner kept aside so per-user sockets can be filtered.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// `job_created`, `job_updated`, `job_deleted` or `worker_updated`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The job response (never the workflow), or `{job_id}` for `job_deleted`.
+    pub data: Value,
+    /// RFC 3339 UTC.
+    pub timestamp: String,
+    /// Owner of the job, for filtering; not sent.
+    #[serde(skip)]
+    pub user_id: Option<String>,
+}
+
+/// Fan-out of events to every open socket. Slow sockets skip what they missed.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<Event>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        let (tx, _) = broadcast::channel(1024);
+        Self { tx }
+    }
+}
+
+impl EventBus {
+    /// Send to whoever listens (no listener is fine).
+    pub fn publish(&self, event: Event) {
+        let _ = self.tx.send(event);
+    }
+
+    /// A new receiver.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+}
