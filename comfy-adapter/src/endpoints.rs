@@ -114,15 +114,12 @@ pub(crate) async fn history_item(
     prompt_id: &str,
 ) -> Result<Option<wire::history::HistoryItem>> {
     let path = format!("/history/{}", encode_segment(prompt_id));
-    let body: Value = core
-        .get(&path, &[])
-        .await?
-        .ok(path.clone())?
-        .json("/history/{id}")?;
-    let entries = normalize::history_entries(&body).map_err(|e| ComfyError::Decode {
-        what: path,
-        reason: e.to_string(),
-    })?;
+    let resp = core.get(&path, &[]).await?.ok(path.clone())?;
+    let entries =
+        normalize::history_entries_from_slice(&resp.body).map_err(|e| ComfyError::Decode {
+            what: path,
+            reason: e.to_string(),
+        })?;
     Ok(entries
         .into_iter()
         .find(|(id, _)| id == prompt_id)
@@ -130,12 +127,8 @@ pub(crate) async fn history_item(
 }
 
 pub(crate) async fn history_all(core: &HttpCore) -> Result<Vec<normalize::HistoryEntry>> {
-    let body: Value = core
-        .get("/history", &[])
-        .await?
-        .ok("/history")?
-        .json("/history")?;
-    normalize::history_entries(&body).map_err(|e| ComfyError::Decode {
+    let resp = core.get("/history", &[]).await?.ok("/history")?;
+    normalize::history_entries_from_slice(&resp.body).map_err(|e| ComfyError::Decode {
         what: "/history".into(),
         reason: e.to_string(),
     })
@@ -157,11 +150,11 @@ pub(crate) async fn object_info(
         Some(c) => format!("/object_info/{}", encode_segment(c)),
         None => "/object_info".to_owned(),
     };
-    let map: Map<String, Value> = core
-        .get(&path, &[])
-        .await?
-        .ok(path.clone())?
-        .json("/object_info")?;
+    let resp = core.get(&path, &[]).await?.ok(path.clone())?;
+    let map = normalize::object_info_from_slice(&resp.body).map_err(|e| ComfyError::Decode {
+        what: path.clone(),
+        reason: e.to_string(),
+    })?;
     if let Some(c) = class
         && !map.contains_key(c)
     {
@@ -220,7 +213,7 @@ pub(crate) async fn view(core: &HttpCore, file: &FileRef) -> Result<Bytes> {
     Ok(resp.ok(format!("file {}", file.filename))?.body)
 }
 
-fn flag<'a>(name: &'a str, on: bool) -> Option<(&'a str, &'a str)> {
+fn flag(name: &str, on: bool) -> Option<(&str, &str)> {
     on.then_some((name, "true"))
 }
 

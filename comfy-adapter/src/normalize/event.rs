@@ -4,7 +4,6 @@ use super::{i64_field, id_list, str_field};
 use crate::model::event::{Event, NodeProgress};
 use crate::wire::ws::WsMessage;
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 /// Why a WebSocket frame could not be turned into an [`Event`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,7 +80,7 @@ pub fn parse_text_frame(text: &str) -> Result<Event, EventError> {
                         .map(|(id, p)| (id.clone(), node_progress(p)))
                         .collect()
                 })
-                .unwrap_or_else(BTreeMap::new),
+                .unwrap_or_default(),
         },
         "executed" => {
             let node = need_str(d, kind, "node")?;

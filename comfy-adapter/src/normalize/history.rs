@@ -2,15 +2,32 @@ use super::outputs::outputs_from_map;
 use super::{i64_field, id_list, str_field};
 use crate::model::job::{Failure, Interruption, JobState, JobStatus};
 use crate::wire::history::{ExecutionStatus, HistoryItem};
+use serde::Deserialize;
 use serde_json::Value;
 
-/// A `/history` answer → `(prompt_id, item)` pairs in the server's order.
-/// Entries that do not have the history shape are skipped, never fatal.
+/// A `/history` entry: the prompt id and its item.
 pub type HistoryEntry = (String, HistoryItem);
 
-/// Parses a `/history` or `/history/{id}` body.
+/// A `/history` or `/history/{id}` body → entries in the server's order.
+/// Entries without the history shape are skipped, never fatal; a body that
+/// is not a JSON object is an error.
 pub fn history_entries(body: &Value) -> Result<Vec<HistoryEntry>, serde_json::Error> {
-    let map: serde_json::Map<String, Value> = serde_json::from_value(body.clone())?;
+    let map = body.as_object().ok_or_else(|| {
+        <serde_json::Error as serde::de::Error>::custom("history is not an object")
+    })?;
+    Ok(map
+        .iter()
+        .filter_map(|(id, v)| {
+            HistoryItem::deserialize(v)
+                .ok()
+                .map(|item| (id.clone(), item))
+        })
+        .collect())
+}
+
+/// [`history_entries`] straight from the response bytes.
+pub fn history_entries_from_slice(body: &[u8]) -> Result<Vec<HistoryEntry>, serde_json::Error> {
+    let map: serde_json::Map<String, Value> = serde_json::from_slice(body)?;
     Ok(map
         .into_iter()
         .filter_map(|(id, v)| {

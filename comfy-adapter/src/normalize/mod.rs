@@ -14,7 +14,8 @@ mod userdata;
 
 pub use event::{EventError, parse_binary_frame, parse_text_frame};
 pub use history::{
-    HistoryEntry, failure_from, history_entries, interruption_from, job_from_history,
+    HistoryEntry, failure_from, history_entries, history_entries_from_slice, interruption_from,
+    job_from_history,
 };
 pub use jobs::{job_from_wire, job_page, state_from_jobs_status};
 pub use outputs::{count_outputs, outputs_from_ui};
@@ -22,6 +23,14 @@ pub use prompt::{accepted, node_errors, rejection};
 pub use queue::{queue_entry, queue_snapshot};
 pub use system::{capabilities_from_features, parse_version, server_info};
 pub use userdata::{file_info, tree_entry};
+
+/// A full or single-class `/object_info` body → the catalogue, class name →
+/// node description, in the server's order.
+pub fn object_info_from_slice(
+    body: &[u8],
+) -> Result<serde_json::Map<String, Value>, serde_json::Error> {
+    serde_json::from_slice(body)
+}
 
 use serde_json::Value;
 
