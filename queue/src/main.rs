@@ -8,6 +8,7 @@ use clap::Parser;
 use comfy_queue::clock::SystemClock;
 use comfy_queue::config::Config;
 use comfy_queue::store::Store;
+use comfy_queue::store::redis::RedisStore;
 use comfy_queue::store::sqlite::SqliteStore;
 use comfy_queue::{AppState, app};
 use tracing_subscriber::EnvFilter;
@@ -23,7 +24,11 @@ async fn main() -> anyhow::Result<()> {
     let settings = config.settings();
 
     let store: Arc<dyn Store> = match &config.redis_url {
-        Some(_url) => anyhow::bail!("the Redis backend is not available in this build yet"),
+        Some(url) => Arc::new(
+            RedisStore::connect(url, &config.redis_prefix)
+                .await
+                .context("connecting to Redis")?,
+        ),
         None => Arc::new(
             SqliteStore::open(&config.db)
                 .with_context(|| format!("opening {}", config.db.display()))?,

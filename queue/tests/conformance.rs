@@ -870,7 +870,7 @@ macro_rules! conformance {
 macro_rules! all_backends {
     ($($test:ident),* $(,)?) => {
         conformance!(sqlite, crate::common::sqlite_harness, [$($test),*]);
-        // REDIS_BACKEND_LINE
+        conformance!(redis, crate::common::redis_harness, [$($test),*]);
     };
 }
 
@@ -952,4 +952,49 @@ fn rusqlite_version(path: &std::path::Path) -> i64 {
             ]))
         }
     }
+}
+
+/// Redis only: after `redis-server` restarts, the connection manager reconnects, the
+/// scripts reload themselves (NOSCRIPT) and calls that are safe to repeat are retried.
+#[tokio::test]
+async fn redis_reconnects_after_restart() {
+    use comfy_queue::model::WorkerInfo;
+    use comfy_queue::store::redis::RedisStore;
+    use comfy_queue::store::{Store, SubmitLimits};
+
+    let Some(mut server) = common::RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url(), "rc").await.unwrap();
+    let limits = SubmitLimits {
+        max_pending: 0,
+        max_per_user: 0,
+        max_attempts: 3,
+    };
+    let job = || {
+        let mut j = comfy_queue::model::validate_submit(
+            &serde_json::json!({"user_id": "alice", "workflow": {"1": {}}}),
+            None,
+        )
+        .unwrap();
+        j.idempotency_key = Some(uuid::Uuid::new_v4().to_string());
+        j
+    };
+    store.submit(job(), limits, 0).await.unwrap();
+    server.restart();
+    // A read right after the restart is retried over the reconnect.
+    assert_eq!(store.get(uuid::Uuid::new_v4()).await.unwrap(), None);
+    assert!(store.ping().await);
+    // Scripts were flushed by the restart: they are reloaded transparently.
+    let id = store.submit(job(), limits, 1).await.unwrap().job.id;
+    let w = WorkerInfo {
+        worker_id: "w".into(),
+        ..Default::default()
+    };
+    let c = store.claim(&w, 60_000, 2).await.unwrap().unwrap();
+    assert_eq!(c.job.id, id);
+    store
+        .complete(id, Some(&c.lease_token), serde_json::json!({}), 3)
+        .await
+        .unwrap();
 }

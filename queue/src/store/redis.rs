@@ -1,1 +1,716 @@
-//! Redis backend (written in a later step).
+//! Redis backend. Every state change is ONE Lua script (`store/redis/*.lua`, loaded with
+//! `include_str!`) that checks the lease token itself, so a change is all-or-nothing and a
+//! fenced call repeated after a lost reply is harmless. Scripts take "now" from the caller's
+//! [`crate::clock::Clock`] (one queue process per Redis; see `docs/queue.md`).
+//!
+//! The `ConnectionManager` reconnects after Redis restarts and `Script` reloads itself on
+//! `NOSCRIPT`; calls that are safe to repeat are retried on connection errors.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, FromRedisValue, Script};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{
+    Claimed, Counts, Failure, LeaseState, ListFilter, ReapReport, Store, StoreError, SubmitLimits,
+    Submitted, UserCounts,
+};
+use crate::clock::Millis;
+use crate::model::{Job, NewJob, Status, WorkerInfo, WorkerRecord};
+use crate::scheduler::Requirements;
+
+const COMMON: &str = include_str!("redis/common.lua");
+const FIELD_COUNT: usize = 18;
+
+struct Scripts {
+    submit: Script,
+    claim: Script,
+    heartbeat: Script,
+    complete: Script,
+    fail: Script,
+    reap: Script,
+    cancel: Script,
+    set_priority: Script,
+    list: Script,
+    position: Script,
+}
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{COMMON}\n{body}"))
+}
+
+impl Scripts {
+    fn load() -> Self {
+        Self {
+            submit: script(include_str!("redis/submit.lua")),
+            claim: script(include_str!("redis/claim.lua")),
+            heartbeat: script(include_str!("redis/heartbeat.lua")),
+            complete: script(include_str!("redis/complete.lua")),
+            fail: script(include_str!("redis/fail.lua")),
+            reap: script(include_str!("redis/reap.lua")),
+            cancel: script(include_str!("redis/cancel.lua")),
+            set_priority: script(include_str!("redis/set_priority.lua")),
+            list: script(include_str!("redis/list.lua")),
+            position: script(include_str!("redis/position.lua")),
+        }
+    }
+}
+
+/// The Redis store.
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    scripts: Scripts,
+    /// Requirement classes already parsed.
+    classes: Mutex<HashMap<String, Option<Requirements>>>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(e: redis::RedisError) -> StoreError {
+    StoreError::Backend(format!("redis: {e}"))
+}
+
+fn transient(e: &redis::RedisError) -> bool {
+    e.is_connection_dropped() || e.is_io_error() || e.is_timeout() || e.is_connection_refusal()
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Backend(format!("corrupt job in redis: {what}"))
+}
+
+fn num<T: std::str::FromStr>(v: &Option<String>, what: &str) -> Result<T, StoreError> {
+    v.as_deref()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| corrupt(what))
+}
+
+fn opt_num(v: &Option<String>) -> Option<i64> {
+    v.as_deref()
+        .and_then(|s| s.parse::<f64>().ok())
+        .map(|f| f as i64)
+}
+
+/// Build a job from the script's field list (see `FIELDS` in common.lua).
+fn parse_job(f: &[Option<String>]) -> Result<Job, StoreError> {
+    if f.len() < FIELD_COUNT {
+        return Err(corrupt("short reply"));
+    }
+    let id = f[0]
+        .as_deref()
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .ok_or_else(|| corrupt("id"))?;
+    let status = f[3]
+        .as_deref()
+        .and_then(Status::parse)
+        .ok_or_else(|| corrupt("status"))?;
+    let metadata: Value =
+        serde_json::from_str(f[9].as_deref().unwrap_or("{}")).map_err(|_| corrupt("metadata"))?;
+    let result = match &f[10] {
+        Some(r) => Some(serde_json::from_str(r).map_err(|_| corrupt("result"))?),
+        None => None,
+    };
+    let history = serde_json::from_str(f[17].as_deref().unwrap_or("[]"))
+        .map_err(|e| corrupt(&format!("history: {e}")))?;
+    Ok(Job {
+        id,
+        seq: num(&f[1], "seq")?,
+        user_id: f[2].clone().ok_or_else(|| corrupt("user_id"))?,
+        status,
+        priority: num(&f[4], "priority")?,
+        created_at: opt_num(&f[5]).ok_or_else(|| corrupt("created_at"))?,
+        started_at: opt_num(&f[6]),
+        completed_at: opt_num(&f[7]),
+        worker_id: f[8].clone(),
+        metadata,
+        result,
+        error: f[11].clone(),
+        attempts: num(&f[12], "attempts")?,
+        max_attempts: num(&f[13], "max_attempts")?,
+        cancel_requested: f[14].as_deref() == Some("1"),
+        lease_expires_at: if status == Status::Running {
+            opt_num(&f[16])
+        } else {
+            None
+        },
+        history,
+    })
+}
+
+/// Turn a `{code, ...}` reply into the job or the store error it names.
+fn job_reply(v: &[Option<String>]) -> Result<(String, Job), StoreError> {
+    let code = v.first().cloned().flatten().unwrap_or_default();
+    let msg = || v.get(1).cloned().flatten().unwrap_or_default();
+    match code.as_str() {
+        "OK" | "EXISTS" => Ok((code, parse_job(&v[1..])?)),
+        "NOT_FOUND" => Err(StoreError::NotFound),
+        "CONFLICT" => Err(StoreError::LeaseConflict(msg())),
+        "INVALID_STATE" => Err(StoreError::InvalidState(msg())),
+        "QUEUE_FULL" => Err(StoreError::QueueFull(msg().parse().unwrap_or(0))),
+        "USER_LIMIT" => Err(StoreError::UserLimit(msg().parse().unwrap_or(0))),
+        other => Err(StoreError::Backend(format!(
+            "unexpected script reply {other:?}"
+        ))),
+    }
+}
+
+fn worker_from_hash(h: HashMap<String, String>) -> Result<Option<WorkerRecord>, StoreError> {
+    let Some(worker_id) = h.get("worker_id").cloned() else {
+        return Ok(None);
+    };
+    let capabilities = serde_json::from_str(h.get("capabilities").map_or("[]", String::as_str))
+        .map_err(|_| corrupt("worker capabilities"))?;
+    Ok(Some(WorkerRecord {
+        info: WorkerInfo {
+            worker_id,
+            comfyui_version: h.get("comfyui_version").cloned(),
+            line: h.get("line").cloned(),
+            capabilities,
+        },
+        registered_at: h
+            .get("registered_at")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        last_seen: h.get("last_seen").and_then(|s| s.parse().ok()).unwrap_or(0),
+    }))
+}
+
+impl RedisStore {
+    /// Connect to `url`, keeping every key under `prefix:`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(backend)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(4);
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(backend)?;
+        let store = Self {
+            conn,
+            prefix: prefix.to_owned(),
+            scripts: Scripts::load(),
+            classes: Mutex::new(HashMap::new()),
+        };
+        let mut c = store.conn.clone();
+        let _: String = redis::cmd("PING")
+            .query_async(&mut c)
+            .await
+            .map_err(backend)?;
+        Ok(store)
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.prefix)
+    }
+
+    /// Run a script; `retry` only for calls that are safe to repeat.
+    async fn eval<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        args: &[&str],
+        retry: bool,
+    ) -> Result<T, StoreError> {
+        let mut attempt = 0u32;
+        loop {
+            let mut conn = self.conn.clone();
+            let mut inv = script.prepare_invoke();
+            inv.arg(&self.prefix);
+            for a in args {
+                inv.arg(*a);
+            }
+            match inv.invoke_async::<T>(&mut conn).await {
+                Ok(v) => return Ok(v),
+                Err(e) if retry && attempt < 4 && transient(&e) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "redis call failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * 2u64.pow(attempt))).await;
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        }
+    }
+
+    /// Run a plain command with retries (reads only).
+    async fn read<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            match f(self.conn.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < 4 && transient(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * 2u64.pow(attempt))).await;
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        }
+    }
+
+    fn class_lists(&self, worker: &WorkerInfo) -> (String, String) {
+        let mut ok = Vec::new();
+        let mut no = Vec::new();
+        if let Ok(classes) = self.classes.lock() {
+            for (class, req) in classes.iter() {
+                if req.as_ref().is_some_and(|r| r.satisfied_by(worker)) {
+                    ok.push(class.clone());
+                } else {
+                    no.push(class.clone());
+                }
+            }
+        }
+        (
+            serde_json::to_string(&ok).unwrap_or_else(|_| "[]".into()),
+            serde_json::to_string(&no).unwrap_or_else(|_| "[]".into()),
+        )
+    }
+}
+
+const FIELDS: [&str; FIELD_COUNT] = [
+    "id",
+    "seq",
+    "user_id",
+    "status",
+    "priority",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "worker_id",
+    "metadata",
+    "result",
+    "error",
+    "attempts",
+    "max_attempts",
+    "cancel_requested",
+    "lease_token",
+    "lease_until",
+    "history",
+];
+
+#[async_trait]
+impl Store for RedisStore {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn ping(&self) -> bool {
+        let mut c = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut c)
+            .await
+            .is_ok()
+    }
+
+    async fn submit(
+        &self,
+        new: NewJob,
+        limits: SubmitLimits,
+        now: Millis,
+    ) -> Result<Submitted, StoreError> {
+        let id = Uuid::new_v4().to_string();
+        let workflow =
+            serde_json::to_string(&new.workflow).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let metadata =
+            serde_json::to_string(&new.metadata).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let idem = new.idempotency_key.clone().unwrap_or_default();
+        let v: Vec<Option<String>> = self
+            .eval(
+                &self.scripts.submit,
+                &[
+                    &id,
+                    &new.user_id,
+                    &new.priority.to_string(),
+                    &now.to_string(),
+                    &workflow,
+                    &metadata,
+                    &limits.max_attempts.max(1).to_string(),
+                    &new.requirements.class_key(),
+                    &idem,
+                    &limits.max_pending.to_string(),
+                    &limits.max_per_user.to_string(),
+                ],
+                // Repeating a submit is only harmless when a key makes it idempotent.
+                !idem.is_empty(),
+            )
+            .await?;
+        let (code, job) = job_reply(&v)?;
+        Ok(Submitted {
+            job,
+            created: code == "OK",
+        })
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
+        let key = self.key(&format!("job:{id}"));
+        let v: Vec<Option<String>> = self
+            .read(|mut c| {
+                let key = key.clone();
+                async move {
+                    redis::cmd("HMGET")
+                        .arg(&key)
+                        .arg(&FIELDS[..])
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        if v.first().is_none_or(Option::is_none) {
+            return Ok(None);
+        }
+        parse_job(&v).map(Some)
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Job>, StoreError> {
+        let rows: Vec<Vec<Option<String>>> = self
+            .eval(
+                &self.scripts.list,
+                &[
+                    filter.status.map_or("", Status::as_str),
+                    filter.user_id.as_deref().unwrap_or(""),
+                    &filter.limit.to_string(),
+                    &filter.offset.to_string(),
+                ],
+                true,
+            )
+            .await?;
+        rows.iter().map(|r| parse_job(r)).collect()
+    }
+
+    async fn position(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
+        self.eval(&self.scripts.position, &[&id.to_string()], true)
+            .await
+    }
+
+    async fn cancel(&self, id: Uuid, now: Millis) -> Result<Job, StoreError> {
+        let v: Vec<Option<String>> = self
+            .eval(
+                &self.scripts.cancel,
+                &[&id.to_string(), &now.to_string()],
+                false,
+            )
+            .await?;
+        job_reply(&v).map(|(_, j)| j)
+    }
+
+    async fn set_priority(&self, id: Uuid, priority: u8) -> Result<Job, StoreError> {
+        let v: Vec<Option<String>> = self
+            .eval(
+                &self.scripts.set_priority,
+                &[&id.to_string(), &priority.to_string()],
+                true,
+            )
+            .await?;
+        job_reply(&v).map(|(_, j)| j)
+    }
+
+    async fn claim(
+        &self,
+        worker: &WorkerInfo,
+        lease_ms: Millis,
+        now: Millis,
+    ) -> Result<Option<Claimed>, StoreError> {
+        for _ in 0..32 {
+            let (ok, no) = self.class_lists(worker);
+            let token = Uuid::new_v4().simple().to_string();
+            // Not retried: a lost reply leaves a lease nobody holds, which the reaper
+            // takes back (at-least-once).
+            let v: Vec<Option<String>> = self
+                .eval(
+                    &self.scripts.claim,
+                    &[
+                        &worker.worker_id,
+                        &now.to_string(),
+                        &lease_ms.to_string(),
+                        &token,
+                        &ok,
+                        &no,
+                    ],
+                    false,
+                )
+                .await?;
+            match v.first().cloned().flatten().as_deref() {
+                Some("NONE") => return Ok(None),
+                Some("UNKNOWN") => {
+                    let class = v.get(1).cloned().flatten().unwrap_or_default();
+                    if let Ok(mut classes) = self.classes.lock() {
+                        let req = Requirements::from_class_key(&class);
+                        classes.insert(class, req);
+                    }
+                }
+                Some("OK") => {
+                    let job = parse_job(&v[1..])?;
+                    let workflow = v
+                        .get(1 + FIELD_COUNT)
+                        .cloned()
+                        .flatten()
+                        .ok_or_else(|| corrupt("workflow"))?;
+                    let workflow =
+                        serde_json::from_str(&workflow).map_err(|_| corrupt("workflow"))?;
+                    return Ok(Some(Claimed {
+                        job,
+                        workflow,
+                        lease_token: token,
+                    }));
+                }
+                other => {
+                    return Err(StoreError::Backend(format!(
+                        "unexpected claim reply {other:?}"
+                    )));
+                }
+            }
+        }
+        Err(StoreError::Backend(
+            "too many requirement classes to judge".into(),
+        ))
+    }
+
+    async fn heartbeat(
+        &self,
+        id: Uuid,
+        lease_token: &str,
+        lease_ms: Millis,
+        now: Millis,
+    ) -> Result<LeaseState, StoreError> {
+        let v: Vec<Option<String>> = self
+            .eval(
+                &self.scripts.heartbeat,
+                &[
+                    &id.to_string(),
+                    lease_token,
+                    &now.to_string(),
+                    &lease_ms.to_string(),
+                ],
+                true,
+            )
+            .await?;
+        match v.first().cloned().flatten().as_deref() {
+            Some("OK") => Ok(LeaseState {
+                lease_expires_at: opt_num(v.get(1).unwrap_or(&None))
+                    .ok_or_else(|| corrupt("lease"))?,
+                cancel_requested: v.get(2).cloned().flatten().as_deref() == Some("1"),
+            }),
+            _ => job_reply(&v).map(|_| LeaseState {
+                lease_expires_at: 0,
+                cancel_requested: false,
+            }),
+        }
+    }
+
+    async fn complete(
+        &self,
+        id: Uuid,
+        lease_token: Option<&str>,
+        result: Value,
+        now: Millis,
+    ) -> Result<Job, StoreError> {
+        let result =
+            serde_json::to_string(&result).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let v: Vec<Option<String>> = self
+            .eval(
+                &self.scripts.complete,
+                &[
+                    &id.to_string(),
+                    lease_token.unwrap_or(""),
+                    &now.to_string(),
+                    &result,
+                ],
+                // With a token a repeat is recognised as a replay.
+                lease_token.is_some(),
+            )
+            .await?;
+        job_reply(&v).map(|(_, j)| j)
+    }
+
+    async fn fail(
+        &self,
+        id: Uuid,
+        lease_token: Option<&str>,
+        failure: Failure,
+        now: Millis,
+    ) -> Result<Job, StoreError> {
+        let v: Vec<Option<String>> = self
+            .eval(
+                &self.scripts.fail,
+                &[
+                    &id.to_string(),
+                    lease_token.unwrap_or(""),
+                    &now.to_string(),
+                    &failure.error,
+                    if failure.retry { "1" } else { "0" },
+                    if failure.cancelled { "1" } else { "0" },
+                ],
+                lease_token.is_some(),
+            )
+            .await?;
+        job_reply(&v).map(|(_, j)| j)
+    }
+
+    async fn reap(&self, now: Millis) -> Result<ReapReport, StoreError> {
+        let v: Vec<String> = self
+            .eval(&self.scripts.reap, &[&now.to_string()], true)
+            .await?;
+        let mut report = ReapReport::default();
+        for pair in v.chunks(2) {
+            let [kind, id] = pair else { continue };
+            let Ok(id) = Uuid::parse_str(id) else {
+                continue;
+            };
+            match kind.as_str() {
+                "requeued" => report.requeued.push(id),
+                "dead" => report.dead.push(id),
+                _ => report.cancelled.push(id),
+            }
+        }
+        Ok(report)
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        let status_keys: Vec<String> = Status::ALL
+            .iter()
+            .map(|s| self.key(&format!("status:{}", s.as_str())))
+            .collect();
+        let upending = self.key("upending");
+        let urunning = self.key("urunning");
+        let (cards, pending, running): (Vec<u64>, HashMap<String, u64>, HashMap<String, u64>) =
+            self.read(|mut c| {
+                let mut pipe = redis::pipe();
+                for k in &status_keys {
+                    pipe.zcard(k);
+                }
+                pipe.hgetall(&upending).hgetall(&urunning);
+                async move {
+                    let (a, b, c2, d, e, pending, running): (
+                        u64,
+                        u64,
+                        u64,
+                        u64,
+                        u64,
+                        HashMap<String, u64>,
+                        HashMap<String, u64>,
+                    ) = pipe.query_async(&mut c).await?;
+                    Ok((vec![a, b, c2, d, e], pending, running))
+                }
+            })
+            .await?;
+        let mut counts = Counts::default();
+        for (st, n) in Status::ALL.iter().zip(cards) {
+            counts.by_status.insert(st.as_str(), n);
+        }
+        for (user, n) in pending.into_iter().filter(|(_, n)| *n > 0) {
+            counts
+                .by_user
+                .entry(user)
+                .or_insert_with(UserCounts::default)
+                .pending = n;
+        }
+        for (user, n) in running.into_iter().filter(|(_, n)| *n > 0) {
+            counts
+                .by_user
+                .entry(user)
+                .or_insert_with(UserCounts::default)
+                .running = n;
+        }
+        Ok(counts)
+    }
+
+    async fn register_worker(
+        &self,
+        info: WorkerInfo,
+        now: Millis,
+    ) -> Result<WorkerRecord, StoreError> {
+        let key = self.key(&format!("worker:{}", info.worker_id));
+        let caps = serde_json::to_string(&info.capabilities)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset_multiple(
+                &key,
+                &[
+                    ("worker_id", info.worker_id.as_str()),
+                    ("capabilities", caps.as_str()),
+                    ("last_seen", now.to_string().as_str()),
+                ],
+            )
+            .ignore()
+            .hset_nx(&key, "registered_at", now)
+            .ignore()
+            .sadd(self.key("workers"), &info.worker_id)
+            .ignore();
+        match &info.comfyui_version {
+            Some(v) => pipe.hset(&key, "comfyui_version", v).ignore(),
+            None => pipe.hdel(&key, "comfyui_version").ignore(),
+        };
+        match &info.line {
+            Some(l) => pipe.hset(&key, "line", l).ignore(),
+            None => pipe.hdel(&key, "line").ignore(),
+        };
+        let mut c = self.conn.clone();
+        let () = pipe.query_async(&mut c).await.map_err(backend)?;
+        self.get_worker(&info.worker_id)
+            .await?
+            .ok_or_else(|| StoreError::Backend("worker vanished after registering".into()))
+    }
+
+    async fn touch_worker(&self, worker_id: &str, now: Millis) -> Result<(), StoreError> {
+        let key = self.key(&format!("worker:{worker_id}"));
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset_multiple(
+                &key,
+                &[("worker_id", worker_id), ("last_seen", &now.to_string())],
+            )
+            .ignore()
+            .hset_nx(&key, "registered_at", now)
+            .ignore()
+            .hset_nx(&key, "capabilities", "[]")
+            .ignore()
+            .sadd(self.key("workers"), worker_id)
+            .ignore();
+        let mut c = self.conn.clone();
+        let () = pipe.query_async(&mut c).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn get_worker(&self, worker_id: &str) -> Result<Option<WorkerRecord>, StoreError> {
+        let key = self.key(&format!("worker:{worker_id}"));
+        let h: HashMap<String, String> = self
+            .read(|mut c| {
+                let key = key.clone();
+                async move { c.hgetall(&key).await }
+            })
+            .await?;
+        worker_from_hash(h)
+    }
+
+    async fn list_workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+        let set = self.key("workers");
+        let mut ids: Vec<String> = self
+            .read(|mut c| {
+                let set = set.clone();
+                async move { c.smembers(&set).await }
+            })
+            .await?;
+        ids.sort();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(w) = self.get_worker(&id).await? {
+                out.push(w);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -29,7 +29,6 @@ pub async fn sqlite_harness() -> Option<Harness> {
     })
 }
 
-#[cfg(any())]
 pub async fn redis_harness() -> Option<Harness> {
     let server = RedisServer::start()?;
     let store = comfy_queue::store::redis::RedisStore::connect(&server.url(), "test")

@@ -1,0 +1,51 @@
+-- ARGV: P, worker_id, now, lease_ms, token, eligible classes (JSON array),
+--       ineligible classes (JSON array)
+-- Order: priority, then the least recently served user, then FIFO. A job whose
+-- requirement class the caller has not judged yet is answered {'UNKNOWN', class}; the
+-- caller judges it and calls again.
+local worker, now, lease_ms, token = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local ok, no = {}, {}
+for _, c in ipairs(cjson.decode(ARGV[6])) do ok[c] = true end
+for _, c in ipairs(cjson.decode(ARGV[7])) do no[c] = true end
+touch_worker(worker, now)
+local pick, pick_user, pick_prio
+for prio = 0, 3 do
+  local users = redis.call('ZRANGE', P .. ':users:' .. prio, 0, -1)
+  for _, user in ipairs(users) do
+    local ids = redis.call('ZRANGE', P .. ':ready:' .. prio .. ':' .. user, 0, -1)
+    for _, id in ipairs(ids) do
+      local class = redis.call('HGET', jkey(id), 'req_class') or ''
+      if class == '' or ok[class] then
+        pick, pick_user, pick_prio = id, user, prio
+        break
+      elseif not no[class] then
+        return {'UNKNOWN', class}
+      end
+    end
+    if pick then break end
+  end
+  if pick then break end
+end
+if not pick then return {'NONE'} end
+local k = jkey(pick)
+local seq = tonumber(redis.call('HGET', k, 'seq'))
+leave_ready(pick, pick_user, pick_prio)
+move_status(pick, pick_user, seq, 'pending', 'running')
+local attempts = redis.call('HINCRBY', k, 'attempts', 1)
+local until_ms = now + lease_ms
+redis.call('HSET', k, 'started_at', now, 'worker_id', worker, 'lease_token', token,
+  'lease_until', until_ms)
+redis.call('HDEL', k, 'completed_at')
+redis.call('ZADD', P .. ':leases', until_ms, pick)
+local h = history(pick)
+h[#h + 1] = {attempt = attempts, worker_id = worker, started_at = now,
+  ended_at = cjson.null, outcome = 'running', error = cjson.null}
+save_history(pick, h)
+local served = redis.call('INCR', P .. ':serve_seq')
+redis.call('HSET', P .. ':served', pick_user, served)
+for p = 0, 3 do
+  redis.call('ZADD', P .. ':users:' .. p, 'XX', served, pick_user)
+end
+local out = reply('OK', pick)
+out[#out + 1] = redis.call('HGET', k, 'workflow')
+return out

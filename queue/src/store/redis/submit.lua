@@ -1,0 +1,30 @@
+-- ARGV: P, id, user, priority, now, workflow, metadata, max_attempts, req_class, idem_key,
+--       max_pending, max_per_user
+local id, user, prio, now = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local idem = ARGV[10]
+local max_pending, max_per_user = tonumber(ARGV[11]), tonumber(ARGV[12])
+if idem ~= '' then
+  local existing = redis.call('HGET', P .. ':idem', user .. '\0' .. idem)
+  if existing then return reply('EXISTS', existing) end
+end
+if max_pending > 0 and redis.call('ZCARD', P .. ':status:pending') >= max_pending then
+  return fail_reply('QUEUE_FULL', tostring(max_pending))
+end
+if max_per_user > 0 then
+  local n = tonumber(redis.call('HGET', P .. ':upending', user) or '0')
+    + tonumber(redis.call('HGET', P .. ':urunning', user) or '0')
+  if n >= max_per_user then return fail_reply('USER_LIMIT', tostring(max_per_user)) end
+end
+local seq = redis.call('INCR', P .. ':seq')
+redis.call('HSET', jkey(id), 'id', id, 'seq', seq, 'user_id', user, 'priority', prio,
+  'created_at', now, 'workflow', ARGV[6], 'metadata', ARGV[7], 'attempts', 0,
+  'max_attempts', ARGV[8], 'cancel_requested', 0, 'req_class', ARGV[9], 'history', '[]')
+if idem ~= '' then
+  redis.call('HSET', jkey(id), 'idem_key', idem)
+  redis.call('HSET', P .. ':idem', user .. '\0' .. idem, id)
+end
+redis.call('ZADD', P .. ':all', seq, id)
+redis.call('ZADD', P .. ':user:' .. user, seq, id)
+move_status(id, user, seq, nil, 'pending')
+enter_ready(id, user, prio, seq)
+return reply('OK', id)
