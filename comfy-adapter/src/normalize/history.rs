@@ -25,17 +25,10 @@ pub fn history_entries(body: &Value) -> Result<Vec<HistoryEntry>, serde_json::Er
         .collect())
 }
 
-/// [`history_entries`] straight from the response bytes.
+/// [`history_entries`] straight from the response bytes (the fast path the
+/// adapter uses).
 pub fn history_entries_from_slice(body: &[u8]) -> Result<Vec<HistoryEntry>, serde_json::Error> {
-    let map: serde_json::Map<String, Value> = serde_json::from_slice(body)?;
-    Ok(map
-        .into_iter()
-        .filter_map(|(id, v)| {
-            serde_json::from_value::<HistoryItem>(v)
-                .ok()
-                .map(|item| (id, item))
-        })
-        .collect())
+    Ok(serde_json::from_slice::<crate::wire::LenientEntries<HistoryItem>>(body)?.0)
 }
 
 /// An `execution_error` payload → [`Failure`].
@@ -110,27 +103,19 @@ pub fn job_from_history(prompt_id: &str, item: &HistoryItem) -> JobStatus {
     let facts = message_facts(item.status.as_ref());
     let state = finished_state(item.status.as_ref(), &facts);
     let outputs = outputs_from_map(&item.outputs, &facts.cached_nodes);
-    let extra = item.prompt.get(3);
+    let extra = &item.prompt.extra_data;
     JobStatus {
         prompt_id: prompt_id.to_owned(),
         state,
-        number: item.prompt.first().and_then(Value::as_f64),
-        created_at_ms: extra.and_then(|e| i64_field(e, "create_time")),
+        number: item.prompt.number,
+        created_at_ms: extra.create_time.map(|t| t as i64),
         started_at_ms: facts.started_at_ms,
         finished_at_ms: facts.finished_at_ms,
-        workflow_id: extra.and_then(workflow_id_of_extra),
+        workflow_id: extra.workflow_id(),
         outputs_count: Some(super::count_outputs(&outputs)),
         cached_nodes: facts.cached_nodes,
         failure: facts.failure,
         interruption: facts.interruption,
         outputs,
     }
-}
-
-/// `extra_data.extra_pnginfo.workflow.id`.
-pub(crate) fn workflow_id_of_extra(extra: &Value) -> Option<String> {
-    extra
-        .pointer("/extra_pnginfo/workflow/id")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
 }

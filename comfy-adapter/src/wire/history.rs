@@ -1,21 +1,23 @@
 //! `GET /history` and `GET /history/{id}`.
 
+use super::tuple::QueueTuple;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 
 /// One history entry (the value under the prompt id key).
 #[derive(Debug, Clone, Deserialize)]
 pub struct HistoryItem {
     /// The queue tuple `[number, id, prompt, extra_data, outputs_to_execute]`.
-    pub prompt: Vec<Value>,
+    pub prompt: QueueTuple,
     /// Node id → UI dict (free-form keys: `images`, `audio`, `text`, ...).
     #[serde(default)]
     pub outputs: Map<String, Value>,
     /// Absent while a prompt is being written.
     pub status: Option<ExecutionStatus>,
-    /// Node id → display info.
+    /// Node id → display info (not used by the model; skipped).
     #[serde(default)]
-    pub meta: Map<String, Value>,
+    pub meta: Option<IgnoredAny>,
 }
 
 /// `status` of a history entry (`execution_status` in the jobs API).

@@ -10,5 +10,40 @@ pub mod jobs;
 pub mod prompt;
 pub mod queue;
 pub mod system;
+pub mod tuple;
 pub mod userdata;
 pub mod ws;
+
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// A JSON object read as `(key, T)` pairs in document order; values that do
+/// not have `T`'s shape are skipped instead of failing the whole object (one
+/// odd history entry must not hide the others).
+#[derive(Debug)]
+pub struct LenientEntries<T>(pub Vec<(String, T)>);
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for LenientEntries<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor<T>(PhantomData<T>);
+        impl<'de, T: DeserializeOwned> Visitor<'de> for EntriesVisitor<T> {
+            type Value = LenientEntries<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some((key, raw)) = map.next_entry::<String, Box<RawValue>>()? {
+                    if let Ok(v) = serde_json::from_str::<T>(raw.get()) {
+                        out.push((key, v));
+                    }
+                }
+                Ok(LenientEntries(out))
+            }
+        }
+        d.deserialize_map(EntriesVisitor(PhantomData))
+    }
+}

@@ -1,7 +1,7 @@
 //! `GET /queue`.
 
+use super::tuple::QueueTuple;
 use serde::Deserialize;
-use serde_json::Value;
 
 /// `GET /queue`. Items are queue tuples
 /// `[number, prompt_id, prompt, extra_data, outputs_to_execute]`.
@@ -9,10 +9,10 @@ use serde_json::Value;
 pub struct QueueWire {
     /// Running tuples.
     #[serde(default)]
-    pub queue_running: Vec<Vec<Value>>,
+    pub queue_running: Vec<QueueTuple>,
     /// Pending tuples.
     #[serde(default)]
-    pub queue_pending: Vec<Vec<Value>>,
+    pub queue_pending: Vec<QueueTuple>,
 }
 
 /// `GET /prompt`.
