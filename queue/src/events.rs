@@ -38,6 +38,11 @@ impl EventBus {
         let _ = self.tx.send(event);
     }
 
+    /// Whether any socket listens (events are not even built otherwise).
+    pub fn has_listeners(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     /// A new receiver.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()

@@ -86,7 +86,8 @@ pub struct Inner {
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// Registrations seen by this process (a cache of the store's).
-    pub workers: RwLock<HashMap<String, WorkerInfo>>,
+    /// The flag is true for workers that registered (they heartbeat: normal lease).
+    pub workers: RwLock<HashMap<String, (WorkerInfo, bool)>>,
     /// Process start.
     pub started: Instant,
 }

@@ -71,6 +71,7 @@ mod suite {
             .await
             .unwrap();
         assert!(s.created);
+        assert_eq!(s.position, Some(1));
         let got = h.store.get(s.job.id).await.unwrap().unwrap();
         assert_eq!(got, s.job);
         assert_eq!(got.status, Status::Pending);
@@ -93,6 +94,7 @@ mod suite {
         assert!(a.created);
         assert!(!b.created);
         assert_eq!(a.job.id, b.job.id);
+        assert_eq!(b.position, Some(1));
         // The key is scoped to the user.
         let mut other = j.clone();
         other.user_id = "bob".into();

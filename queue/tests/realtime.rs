@@ -220,3 +220,46 @@ async fn long_poll_is_capped_by_the_server() {
     assert_eq!(r, json!({"job": null}));
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn each_waiting_worker_gets_one_of_the_new_jobs() {
+    let s = serve(Settings::default()).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", s.addr);
+    let mut polls = Vec::new();
+    for w in ["w1", "w2"] {
+        let http = http.clone();
+        let url = format!("{base}/api/workers/next-job?worker_id={w}&wait=10");
+        polls.push(tokio::spawn(async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    for _ in 0..2 {
+        let r = http
+            .post(format!("{base}/api/jobs"))
+            .json(&json!({"user_id": "alice", "workflow": {"1": {}}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let mut ids = Vec::new();
+    for p in polls {
+        let v = p.await.unwrap();
+        ids.push(v["job"]["id"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_ne!(ids[0], ids[1]);
+}

@@ -19,6 +19,9 @@ use crate::store::{ListFilter, SubmitLimits};
 
 /// Publish a job event (never carrying the workflow).
 pub fn publish(state: &AppState, kind: &'static str, job: &Job, position: Option<u64>) {
+    if !state.events.has_listeners() {
+        return;
+    }
     let data = serde_json::to_value(JobResponse::new(
         job,
         position,
@@ -85,8 +88,15 @@ pub async fn submit(
         max_per_user: state.settings.max_per_user,
         max_attempts: state.settings.max_attempts,
     };
+    // A job any worker can run needs only one waiting worker woken; a routed job wakes all
+    // of them so the one that can run it gets the chance.
+    let anyone = new.requirements.is_empty();
     let submitted = state.store.submit(new, limits, state.now()).await?;
-    let resp = job_response(&state, &submitted.job).await?;
+    let resp = JobResponse::new(
+        &submitted.job,
+        submitted.position,
+        state.metrics.mean_run_secs(),
+    );
     if submitted.created {
         state.metrics.submitted.inc();
         publish(
@@ -95,7 +105,11 @@ pub async fn submit(
             &submitted.job,
             resp.position_in_queue,
         );
-        state.job_available.notify_waiters();
+        if anyone {
+            state.job_available.notify_one();
+        } else {
+            state.job_available.notify_waiters();
+        }
         tracing::info!(job_id = %submitted.job.id, user_id = %submitted.job.user_id, priority = submitted.job.priority, "job submitted");
         Ok((StatusCode::CREATED, Json(resp)).into_response())
     } else {

@@ -72,29 +72,30 @@ pub struct WorkerAck {
 
 async fn worker_info(state: &AppState, worker_id: &str) -> Result<(WorkerInfo, bool), ApiError> {
     if let Ok(cache) = state.workers.read()
-        && let Some(info) = cache.get(worker_id)
+        && let Some(hit) = cache.get(worker_id)
     {
-        return Ok((info.clone(), true));
+        return Ok(hit.clone());
     }
-    match state.store.get_worker(worker_id).await? {
+    let found = match state.store.get_worker(worker_id).await? {
         Some(rec)
             if rec.info.comfyui_version.is_some()
                 || rec.info.line.is_some()
                 || !rec.info.capabilities.is_empty() =>
         {
-            if let Ok(mut cache) = state.workers.write() {
-                cache.insert(worker_id.to_owned(), rec.info.clone());
-            }
-            Ok((rec.info, true))
+            (rec.info, true)
         }
-        _ => Ok((
+        _ => (
             WorkerInfo {
                 worker_id: worker_id.to_owned(),
                 ..WorkerInfo::default()
             },
             false,
-        )),
+        ),
+    };
+    if let Ok(mut cache) = state.workers.write() {
+        cache.insert(worker_id.to_owned(), found.clone());
     }
+    Ok(found)
 }
 
 /// Lease the next job this worker can run. With `wait=N` (seconds, capped by the server)
@@ -618,7 +619,7 @@ pub async fn register(
         .register_worker(info.clone(), state.now())
         .await?;
     if let Ok(mut cache) = state.workers.write() {
-        cache.insert(info.worker_id.clone(), info);
+        cache.insert(info.worker_id.clone(), (info, true));
     }
     // New capabilities may make waiting jobs runnable.
     state.job_available.notify_waiters();

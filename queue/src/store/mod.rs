@@ -59,6 +59,8 @@ pub struct Submitted {
     pub job: Job,
     /// False when the idempotency key matched an existing job.
     pub created: bool,
+    /// 1-based queue position when pending (as [`Store::position`]).
+    pub position: Option<u64>,
 }
 
 /// A job handed to a worker.

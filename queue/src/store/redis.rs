@@ -348,9 +348,15 @@ impl Store for RedisStore {
             )
             .await?;
         let (code, job) = job_reply(&v)?;
+        let position = v
+            .get(1 + FIELD_COUNT)
+            .cloned()
+            .flatten()
+            .and_then(|p| p.parse().ok());
         Ok(Submitted {
             job,
             created: code == "OK",
+            position,
         })
     }
 

@@ -422,6 +422,20 @@ fn count(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<u64, 
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// 1-based place among pending jobs by (priority, seq); `None` unless pending.
+fn position_of(conn: &Connection, job: &Job) -> Result<Option<u64>, StoreError> {
+    if job.status != Status::Pending {
+        return Ok(None);
+    }
+    let n = count(
+        conn,
+        "SELECT COUNT(*) FROM jobs WHERE status = 'pending' \
+         AND (priority < ?1 OR (priority = ?1 AND seq <= ?2))",
+        params![job.priority, i64::try_from(job.seq).unwrap_or(i64::MAX)],
+    )?;
+    Ok(Some(n))
+}
+
 fn next_counter(conn: &Connection, name: &str) -> Result<i64, StoreError> {
     conn.prepare_cached(
         "INSERT INTO counters(name, value) VALUES (?1, 1) \
@@ -512,9 +526,11 @@ impl Store for SqliteStore {
                     let id = Uuid::parse_str(&id)
                         .map_err(|e| StoreError::Backend(format!("bad id: {e}")))?;
                     let job = load_existing(conn, id)?.job;
+                    let position = position_of(conn, &job)?;
                     return Ok(Submitted {
                         job,
                         created: false,
+                        position,
                     });
                 }
             }
@@ -559,7 +575,12 @@ impl Store for SqliteStore {
             ])
             .map_err(db_err)?;
             let job = load_existing(conn, id)?.job;
-            Ok(Submitted { job, created: true })
+            let position = position_of(conn, &job)?;
+            Ok(Submitted {
+                job,
+                created: true,
+                position,
+            })
         })
         .await
     }
@@ -598,20 +619,9 @@ impl Store for SqliteStore {
     }
 
     async fn position(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
-        self.call(move |ctx| {
-            let Some(s) = load(&ctx.conn, id)? else {
-                return Ok(None);
-            };
-            if s.job.status != Status::Pending {
-                return Ok(None);
-            }
-            let n = count(
-                &ctx.conn,
-                "SELECT COUNT(*) FROM jobs WHERE status = 'pending' \
-                 AND (priority < ?1 OR (priority = ?1 AND seq <= ?2))",
-                params![s.job.priority, i64::try_from(s.job.seq).unwrap_or(i64::MAX)],
-            )?;
-            Ok(Some(n))
+        self.call(move |ctx| match load(&ctx.conn, id)? {
+            Some(s) => position_of(&ctx.conn, &s.job),
+            None => Ok(None),
         })
         .await
     }

@@ -30,6 +30,13 @@ local function reply(code, id)
   return out
 end
 
+-- 1-based place among pending jobs by (priority, seq), or false.
+local function position(id)
+  local score = redis.call('ZSCORE', P .. ':pending', id)
+  if not score then return false end
+  return redis.call('ZCOUNT', P .. ':pending', '-inf', score)
+end
+
 local function fail_reply(code, msg) return {code, msg} end
 
 local function count_user(status, user, delta)

@@ -5,7 +5,11 @@ local idem = ARGV[10]
 local max_pending, max_per_user = tonumber(ARGV[11]), tonumber(ARGV[12])
 if idem ~= '' then
   local existing = redis.call('HGET', P .. ':idem', user .. '\0' .. idem)
-  if existing then return reply('EXISTS', existing) end
+  if existing then
+    local out = reply('EXISTS', existing)
+    out[#out + 1] = position(existing)
+    return out
+  end
 end
 if max_pending > 0 and redis.call('ZCARD', P .. ':status:pending') >= max_pending then
   return fail_reply('QUEUE_FULL', tostring(max_pending))
@@ -27,4 +31,6 @@ redis.call('ZADD', P .. ':all', seq, id)
 redis.call('ZADD', P .. ':user:' .. user, seq, id)
 move_status(id, user, seq, nil, 'pending')
 enter_ready(id, user, prio, seq)
-return reply('OK', id)
+local out = reply('OK', id)
+out[#out + 1] = position(id)
+return out
