@@ -76,6 +76,9 @@ fn bench(c: &mut Criterion) {
             black_box(jobs)
         });
     });
+    g.bench_function("parse_only_1mb", |b| {
+        b.iter(|| black_box(normalize::history_entries_from_slice(black_box(&history)).unwrap()));
+    });
     g.finish();
 
     let info = big_object_info(10 << 20);
@@ -83,8 +86,19 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("object_info");
     g.throughput(Throughput::Bytes(info.len() as u64));
     g.sample_size(20);
-    g.bench_function("parse_10mb", |b| {
+    g.bench_function("split_10mb", |b| {
         b.iter(|| black_box(normalize::object_info_from_slice(black_box(&info)).unwrap()));
+    });
+    g.bench_function("split_10mb_and_parse_ksampler", |b| {
+        b.iter(|| {
+            let catalogue = normalize::object_info_from_slice(black_box(&info)).unwrap();
+            black_box(catalogue.node("KSampler_0").unwrap().unwrap())
+        });
+    });
+    g.bench_function("full_value_10mb_for_comparison", |b| {
+        b.iter(|| {
+            black_box(serde_json::from_slice::<Map<String, Value>>(black_box(&info)).unwrap())
+        });
     });
     g.finish();
 }

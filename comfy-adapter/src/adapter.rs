@@ -1,6 +1,7 @@
 //! The one trait callers program against.
 
 use crate::error::Result;
+use crate::model::catalogue::NodeCatalogue;
 use crate::model::event::Event;
 use crate::model::job::{CancelOutcome, JobPage, JobQuery, JobStatus};
 use crate::model::output::{FileRef, Output};
@@ -13,7 +14,6 @@ use crate::model::userdata::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
-use serde_json::{Map, Value};
 
 /// A live stream of WebSocket events. Frames that cannot be parsed come
 /// through as `Err(ComfyError::Decode)` without ending the stream; the stream
@@ -126,7 +126,7 @@ pub trait ComfyAdapter: Send + Sync + std::fmt::Debug {
     async fn free_memory(&self, unload_models: bool, free_memory: bool) -> Result<()>;
 
     /// Node catalogue: one class (`NotFound` when unknown) or all.
-    async fn object_info(&self, class: Option<&str>) -> Result<Map<String, Value>>;
+    async fn object_info(&self, class: Option<&str>) -> Result<NodeCatalogue>;
 
     /// Uploads an image (`POST /upload/image`); returns where it was stored.
     async fn upload_image(

@@ -4,6 +4,7 @@
 use crate::adapter::{UploadOptions, WriteOptions};
 use crate::error::{ComfyError, Result};
 use crate::http::{Body, HttpCore};
+use crate::model::catalogue::NodeCatalogue;
 use crate::model::output::{FileRef, FolderType};
 use crate::model::prompt::{Accepted, PromptRequest, QueuePosition};
 use crate::model::queue::QueueSnapshot;
@@ -17,7 +18,7 @@ use crate::wire;
 use bytes::Bytes;
 use percent_encoding::utf8_percent_encode;
 use reqwest::Method;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 pub(crate) async fn system_stats(core: &HttpCore) -> Result<ServerInfo> {
     let resp = core.get("/system_stats", &[]).await?.ok("/system_stats")?;
@@ -142,10 +143,7 @@ pub(crate) async fn free(core: &HttpCore, unload_models: bool, free_memory: bool
     Ok(())
 }
 
-pub(crate) async fn object_info(
-    core: &HttpCore,
-    class: Option<&str>,
-) -> Result<Map<String, Value>> {
+pub(crate) async fn object_info(core: &HttpCore, class: Option<&str>) -> Result<NodeCatalogue> {
     let path = match class {
         Some(c) => format!("/object_info/{}", encode_segment(c)),
         None => "/object_info".to_owned(),
@@ -156,7 +154,7 @@ pub(crate) async fn object_info(
         reason: e.to_string(),
     })?;
     if let Some(c) = class
-        && !map.contains_key(c)
+        && !map.contains(c)
     {
         return Err(ComfyError::NotFound {
             what: format!("node class {c}"),

@@ -131,17 +131,20 @@ fn object_info(x: &Value, path: &str) -> Value {
         // 016 is the recorder's own summary of the catalogue, not a server answer.
         return json!({ "summary_of_catalogue": { "node_count": b["node_count"], "classes": b["node_classes"].as_array().map(Vec::len) } });
     }
+    let catalogue =
+        normalize::object_info_from_slice(&serde_json::to_vec(body(x)).unwrap()).unwrap();
     if path == "/object_info" {
-        let mut names: Vec<&String> = b.keys().collect();
-        names.sort();
-        return json!({ "node_count": b.len(), "first": names.iter().take(3).collect::<Vec<_>>() });
+        let mut names: Vec<&str> = catalogue.class_names().collect();
+        names.sort_unstable();
+        return json!({ "node_count": catalogue.len(), "first": names.iter().take(3).collect::<Vec<_>>() });
     }
-    if b.is_empty() {
+    if catalogue.is_empty() {
         return json!({ "unknown_class": true });
     }
-    let summary: BTreeMap<&String, Value> = b
-        .iter()
-        .map(|(class, info)| {
+    let summary: BTreeMap<&str, Value> = catalogue
+        .class_names()
+        .map(|class| {
+            let info = Value::Object(catalogue.node(class).unwrap().unwrap());
             let inputs = |kind: &str| -> Vec<String> {
                 info["input"][kind].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
             };

@@ -17,6 +17,7 @@ use crate::adapter::{ComfyAdapter, EventStream, UploadOptions, WriteOptions};
 use crate::endpoints;
 use crate::error::{ComfyError, Result};
 use crate::http::HttpCore;
+use crate::model::catalogue::NodeCatalogue;
 use crate::model::job::{CancelOutcome, JobPage, JobQuery, JobState, JobStatus};
 use crate::model::output::{FileRef, Output};
 use crate::model::prompt::{Accepted, PromptRequest};
@@ -25,7 +26,7 @@ use crate::model::server::{Capabilities, Line, ServerInfo};
 use crate::model::userdata::{ListOptions, UserdataEntry, UserdataPath, UserdataTreeEntry};
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use std::future::Future;
 use std::marker::PhantomData;
 
@@ -171,7 +172,7 @@ impl<L: LineBehaviour> ComfyAdapter for Adapter<L> {
         endpoints::free(&self.core, unload_models, free_memory).await
     }
 
-    async fn object_info(&self, class: Option<&str>) -> Result<Map<String, Value>> {
+    async fn object_info(&self, class: Option<&str>) -> Result<NodeCatalogue> {
         endpoints::object_info(&self.core, class).await
     }
 

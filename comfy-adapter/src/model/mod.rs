@@ -3,6 +3,7 @@
 //! Nothing here knows about a wire format. `crate::wire` holds the per-line
 //! wire types and `crate::normalize` turns them into these.
 
+pub mod catalogue;
 pub mod event;
 pub mod job;
 pub mod output;

@@ -102,6 +102,7 @@ pub struct Output {
     /// Where to fetch the file: `/view?...`, absolute once the adapter knows
     /// the server's base URL.
     pub view_url: Option<String>,
-    /// The entry as the server sent it.
-    pub raw: Value,
+    /// The entry as the server sent it, for [`OutputKind::Unknown`] entries
+    /// (files and texts are fully described by the fields above).
+    pub raw: Option<Value>,
 }

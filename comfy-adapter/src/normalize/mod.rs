@@ -24,12 +24,12 @@ pub use queue::{queue_entry, queue_snapshot};
 pub use system::{capabilities_from_features, parse_version, server_info};
 pub use userdata::{file_info, tree_entry};
 
-/// A full or single-class `/object_info` body → the catalogue, class name →
-/// node description, in the server's order.
+/// A full or single-class `/object_info` body → the catalogue (split into
+/// classes, each parsed on demand).
 pub fn object_info_from_slice(
     body: &[u8],
-) -> Result<serde_json::Map<String, Value>, serde_json::Error> {
-    serde_json::from_slice(body)
+) -> Result<crate::model::catalogue::NodeCatalogue, serde_json::Error> {
+    crate::model::catalogue::NodeCatalogue::from_slice(body)
 }
 
 use serde_json::Value;

@@ -85,7 +85,7 @@ pub fn outputs_from_ui(node_id: &str, ui: &Value, cached: bool) -> Vec<Output> {
                 animated: false,
                 cached,
                 view_url: None,
-                raw: item.clone(),
+                raw: None,
             };
             let entry = if let Some(file) = file_ref(item) {
                 Output {
@@ -102,7 +102,10 @@ pub fn outputs_from_ui(node_id: &str, ui: &Value, cached: bool) -> Vec<Output> {
                     ..base
                 }
             } else {
-                base
+                Output {
+                    raw: Some(item.clone()),
+                    ..base
+                }
             };
             out.push(entry);
         }
