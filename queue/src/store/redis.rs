@@ -523,7 +523,7 @@ impl Store for RedisStore {
         result: Value,
         now: Millis,
     ) -> Result<Job, StoreError> {
-        let result =
+        let result_text =
             serde_json::to_string(&result).map_err(|e| StoreError::Backend(e.to_string()))?;
         let v: Vec<Option<String>> = self
             .eval(
@@ -532,13 +532,18 @@ impl Store for RedisStore {
                     &id.to_string(),
                     lease_token.unwrap_or(""),
                     &now.to_string(),
-                    &result,
+                    &result_text,
                 ],
                 // With a token a repeat is recognised as a replay.
                 lease_token.is_some(),
             )
             .await?;
-        job_reply(&v).map(|(_, j)| j)
+        let (_, mut job) = job_reply(&v)?;
+        // The script does not send the result back unless this was a replay.
+        if job.result.is_none() {
+            job.result = Some(result);
+        }
+        Ok(job)
     }
 
     async fn fail(

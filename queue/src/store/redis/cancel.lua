@@ -1,18 +1,18 @@
 -- ARGV: P, id, now
 local id, now = ARGV[2], tonumber(ARGV[3])
+local j = load(id)
+if not j then return fail_reply('NOT_FOUND', 'job not found') end
 local k = jkey(id)
-local st = redis.call('HGET', k, 'status')
-if not st then return fail_reply('NOT_FOUND', 'job not found') end
-if st == 'pending' then
-  local user = redis.call('HGET', k, 'user_id')
-  local seq = tonumber(redis.call('HGET', k, 'seq'))
-  local prio = tonumber(redis.call('HGET', k, 'priority'))
-  leave_ready(id, user, prio)
-  move_status(id, user, seq, 'pending', 'cancelled')
-  redis.call('HSET', k, 'completed_at', now)
-elseif st == 'running' then
+if j.status == 'pending' then
+  local seq = tonumber(j.seq)
+  leave_ready(id, j.user_id, tonumber(j.priority))
+  move_status(id, j.user_id, seq, 'pending', 'cancelled')
+  redis.call('HSET', k, 'status', 'cancelled', 'completed_at', now)
+  j.status, j.completed_at = 'cancelled', tostring(now)
+elseif j.status == 'running' then
   redis.call('HSET', k, 'cancel_requested', 1)
+  j.cancel_requested = '1'
 else
-  return fail_reply('INVALID_STATE', 'job is already ' .. st)
+  return fail_reply('INVALID_STATE', 'job is already ' .. j.status)
 end
-return reply('OK', id)
+return reply('OK', j)

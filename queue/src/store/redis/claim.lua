@@ -1,12 +1,12 @@
 -- ARGV: P, worker_id, now, lease_ms, token, eligible classes (JSON array),
---       ineligible classes (JSON array)
+--       ineligible classes (JSON array). Reply: job fields, then the workflow.
 -- Order: priority, then the least recently served user, then FIFO. A job whose
 -- requirement class the caller has not judged yet is answered {'UNKNOWN', class}; the
 -- caller judges it and calls again.
 local worker, now, lease_ms, token = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local ok, no = {}, {}
-for _, c in ipairs(cjson.decode(ARGV[6])) do ok[c] = true end
-for _, c in ipairs(cjson.decode(ARGV[7])) do no[c] = true end
+if ARGV[6] ~= '[]' then for _, c in ipairs(cjson.decode(ARGV[6])) do ok[c] = true end end
+if ARGV[7] ~= '[]' then for _, c in ipairs(cjson.decode(ARGV[7])) do no[c] = true end end
 touch_worker(worker, now)
 local pick, pick_user, pick_prio
 for prio = 0, 3 do
@@ -27,25 +27,26 @@ for prio = 0, 3 do
   if pick then break end
 end
 if not pick then return {'NONE'} end
+local j = load(pick, {'workflow'})
 local k = jkey(pick)
-local seq = tonumber(redis.call('HGET', k, 'seq'))
+local seq = tonumber(j.seq)
 leave_ready(pick, pick_user, pick_prio)
 move_status(pick, pick_user, seq, 'pending', 'running')
-local attempts = redis.call('HINCRBY', k, 'attempts', 1)
+local attempts = tonumber(j.attempts) + 1
 local until_ms = now + lease_ms
-redis.call('HSET', k, 'started_at', now, 'worker_id', worker, 'lease_token', token,
-  'lease_until', until_ms)
-redis.call('HDEL', k, 'completed_at')
-redis.call('ZADD', P .. ':leases', until_ms, pick)
-local h = history(pick)
+local h = decode_history(j)
 h[#h + 1] = {attempt = attempts, worker_id = worker, started_at = now,
   ended_at = cjson.null, outcome = 'running', error = cjson.null}
-save_history(pick, h)
+j.status, j.attempts, j.started_at, j.worker_id = 'running', tostring(attempts), tostring(now), worker
+j.lease_token, j.lease_until, j.history = token, tostring(until_ms), encode_history(h)
+redis.call('HSET', k, 'status', 'running', 'attempts', attempts, 'started_at', now,
+  'worker_id', worker, 'lease_token', token, 'lease_until', until_ms, 'history', j.history)
+redis.call('ZADD', P .. ':leases', until_ms, pick)
 local served = redis.call('INCR', P .. ':serve_seq')
 redis.call('HSET', P .. ':served', pick_user, served)
 for p = 0, 3 do
   redis.call('ZADD', P .. ':users:' .. p, 'XX', served, pick_user)
 end
-local out = reply('OK', pick)
-out[#out + 1] = redis.call('HGET', k, 'workflow')
+local out = reply('OK', j)
+out[#out + 1] = j.workflow
 return out

@@ -1,13 +1,15 @@
--- ARGV: P, id, token ('' = none), now, result JSON
+-- ARGV: P, id, token ('' = none), now, result JSON. The reply leaves `result` out (the
+-- caller has it) except for a replay, which answers the stored job as it is.
 local id, token, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
-if is_replay(id, token, {'completed'}) then return reply('OK', id) end
-local err = fence(id, token, now)
+local j = load(id)
+if is_replay(j, token, {'completed'}) then return reply('OK', j) end
+local err = fence(j, token, now)
 if err then return err end
 local k = jkey(id)
-local user = redis.call('HGET', k, 'user_id')
-local seq = tonumber(redis.call('HGET', k, 'seq'))
-move_status(id, user, seq, 'running', 'completed')
-redis.call('HSET', k, 'completed_at', now, 'result', ARGV[5])
-stop_lease(id)
-end_attempt(id, now, 'completed', nil)
-return reply('OK', id)
+move_status(id, j.user_id, tonumber(j.seq), 'running', 'completed')
+stop_lease(id, j)
+end_attempt(j, now, 'completed', nil)
+j.status, j.completed_at = 'completed', tostring(now)
+redis.call('HSET', k, 'status', 'completed', 'completed_at', now, 'result', ARGV[5],
+  'history', j.history)
+return reply('OK', j)

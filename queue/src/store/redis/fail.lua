@@ -1,30 +1,33 @@
 -- ARGV: P, id, token ('' = none), now, error, retry (0/1), cancelled (0/1)
 local id, token, now, msg = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local retry, cancelled = ARGV[6] == '1', ARGV[7] == '1'
-if is_replay(id, token, {'failed', 'cancelled'}) then return reply('OK', id) end
-local err = fence(id, token, now)
+local j = load(id)
+if is_replay(j, token, {'failed', 'cancelled'}) then return reply('OK', j) end
+local err = fence(j, token, now)
 if err then return err end
 local k = jkey(id)
-local user = redis.call('HGET', k, 'user_id')
-local seq = tonumber(redis.call('HGET', k, 'seq'))
-local prio = tonumber(redis.call('HGET', k, 'priority'))
-local attempts = tonumber(redis.call('HGET', k, 'attempts'))
-local max_attempts = tonumber(redis.call('HGET', k, 'max_attempts'))
-local cancel_requested = redis.call('HGET', k, 'cancel_requested') == '1'
-stop_lease(id)
-redis.call('HSET', k, 'error', msg)
+local user, seq, prio = j.user_id, tonumber(j.seq), tonumber(j.priority)
+stop_lease(id, j)
+j.error = msg
 if cancelled then
-  end_attempt(id, now, 'cancelled', msg)
+  end_attempt(j, now, 'cancelled', msg)
   move_status(id, user, seq, 'running', 'cancelled')
-  redis.call('HSET', k, 'completed_at', now)
+  j.status, j.completed_at = 'cancelled', tostring(now)
 else
-  end_attempt(id, now, 'failed', msg)
-  if retry and attempts < max_attempts and not cancel_requested then
+  end_attempt(j, now, 'failed', msg)
+  if retry and tonumber(j.attempts) < tonumber(j.max_attempts) and j.cancel_requested ~= '1' then
     move_status(id, user, seq, 'running', 'pending')
     enter_ready(id, user, prio, seq)
+    j.status = 'pending'
   else
     move_status(id, user, seq, 'running', 'failed')
-    redis.call('HSET', k, 'completed_at', now)
+    j.status, j.completed_at = 'failed', tostring(now)
   end
 end
-return reply('OK', id)
+if j.completed_at then
+  redis.call('HSET', k, 'status', j.status, 'error', msg, 'history', j.history,
+    'completed_at', j.completed_at)
+else
+  redis.call('HSET', k, 'status', j.status, 'error', msg, 'history', j.history)
+end
+return reply('OK', j)

@@ -2,6 +2,7 @@
 -- is a job's fields.
 local status, user = ARGV[2], ARGV[3]
 local limit, offset = tonumber(ARGV[4]), tonumber(ARGV[5])
+local function fields(id) return redis.call('HMGET', jkey(id), unpack(FIELDS)) end
 local out = {}
 if status ~= '' and user ~= '' then
   -- Walk the user's jobs, newest first, keeping those in the status.
@@ -15,7 +16,7 @@ if status ~= '' and user ~= '' then
         if skipped < offset then
           skipped = skipped + 1
         elseif #out < limit then
-          out[#out + 1] = view(id)
+          out[#out + 1] = fields(id)
         end
       end
     end
@@ -28,6 +29,6 @@ if user ~= '' then src = P .. ':user:' .. user end
 if status ~= '' then src = P .. ':status:' .. status end
 if limit == 0 then return out end
 for _, id in ipairs(redis.call('ZREVRANGE', src, offset, offset + limit - 1)) do
-  out[#out + 1] = view(id)
+  out[#out + 1] = fields(id)
 end
 return out

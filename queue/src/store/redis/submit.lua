@@ -1,13 +1,16 @@
 -- ARGV: P, id, user, priority, now, workflow, metadata, max_attempts, req_class, idem_key,
---       max_pending, max_per_user
+--       max_pending, max_per_user. Reply: job fields, then the queue position.
 local id, user, prio, now = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local idem = ARGV[10]
 local max_pending, max_per_user = tonumber(ARGV[11]), tonumber(ARGV[12])
 if idem ~= '' then
   local existing = redis.call('HGET', P .. ':idem', user .. '\0' .. idem)
   if existing then
-    local out = reply('EXISTS', existing)
-    out[#out + 1] = position(existing)
+    local j = load(existing)
+    local out = reply('EXISTS', j)
+    if j.status == 'pending' then
+      out[#out + 1] = position(tonumber(j.priority), tonumber(j.seq))
+    end
     return out
   end
 end
@@ -20,17 +23,21 @@ if max_per_user > 0 then
   if n >= max_per_user then return fail_reply('USER_LIMIT', tostring(max_per_user)) end
 end
 local seq = redis.call('INCR', P .. ':seq')
-redis.call('HSET', jkey(id), 'id', id, 'seq', seq, 'user_id', user, 'priority', prio,
-  'created_at', now, 'workflow', ARGV[6], 'metadata', ARGV[7], 'attempts', 0,
-  'max_attempts', ARGV[8], 'cancel_requested', 0, 'req_class', ARGV[9], 'history', '[]')
+local k = jkey(id)
 if idem ~= '' then
-  redis.call('HSET', jkey(id), 'idem_key', idem)
+  redis.call('HSET', k, 'idem_key', idem)
   redis.call('HSET', P .. ':idem', user .. '\0' .. idem, id)
 end
+redis.call('HSET', k, 'id', id, 'seq', seq, 'user_id', user, 'status', 'pending',
+  'priority', prio, 'created_at', now, 'workflow', ARGV[6], 'metadata', ARGV[7],
+  'attempts', 0, 'max_attempts', ARGV[8], 'cancel_requested', 0, 'req_class', ARGV[9],
+  'history', '[]')
 redis.call('ZADD', P .. ':all', seq, id)
 redis.call('ZADD', P .. ':user:' .. user, seq, id)
 move_status(id, user, seq, nil, 'pending')
 enter_ready(id, user, prio, seq)
-local out = reply('OK', id)
-out[#out + 1] = position(id)
+local out = reply('OK', {id = id, seq = tostring(seq), user_id = user, status = 'pending',
+  priority = tostring(prio), created_at = now, metadata = ARGV[7], attempts = '0',
+  max_attempts = ARGV[8], cancel_requested = '0', history = '[]'})
+out[#out + 1] = position(prio, seq)
 return out
