@@ -5,6 +5,8 @@
 //! catalogue is therefore split into classes at scan speed and each class is
 //! parsed only when asked for.
 
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -19,7 +21,7 @@ pub struct NodeCatalogue {
 impl NodeCatalogue {
     /// Splits an `/object_info` body into classes.
     pub fn from_slice(body: &[u8]) -> Result<Self, serde_json::Error> {
-        let entries: crate::wire::LenientEntries<Box<RawValue>> = serde_json::from_slice(body)?;
+        let entries: RawEntries = serde_json::from_slice(body)?;
         Ok(Self::from_entries(entries.0))
     }
 
@@ -60,5 +62,29 @@ impl NodeCatalogue {
     /// One class's description, parsed (`input`, `output`, `category`, ...).
     pub fn node(&self, class: &str) -> Option<Result<Map<String, Value>, serde_json::Error>> {
         self.raw(class).map(|raw| serde_json::from_str(raw.get()))
+    }
+}
+
+/// A JSON object as `(key, raw value)` pairs in document order: one scan,
+/// one copy of each value's bytes.
+struct RawEntries(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for RawEntries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RawVisitor;
+        impl<'de> Visitor<'de> for RawVisitor {
+            type Value = RawEntries;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object_info object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEntries, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) = map.next_entry::<String, Box<RawValue>>()? {
+                    out.push(entry);
+                }
+                Ok(RawEntries(out))
+            }
+        }
+        d.deserialize_map(RawVisitor)
     }
 }

@@ -74,11 +74,13 @@ impl FileRef {
     /// The `/view` path and query for this file, percent-encoded, relative to
     /// the server's base URL.
     pub fn view_path(&self) -> String {
-        let mut ser = url::form_urlencoded::Serializer::new(String::new());
-        ser.append_pair("filename", &self.filename);
-        ser.append_pair("subfolder", &self.subfolder);
-        ser.append_pair("type", self.folder.as_str());
-        format!("/view?{}", ser.finish())
+        let mut path = String::with_capacity(40 + self.filename.len() + self.subfolder.len());
+        path.push_str("/view?");
+        url::form_urlencoded::Serializer::for_suffix(path, 6)
+            .append_pair("filename", &self.filename)
+            .append_pair("subfolder", &self.subfolder)
+            .append_pair("type", self.folder.as_str())
+            .finish()
     }
 }
 

@@ -13,16 +13,16 @@ const IMAGE_EXT: &[&str] = &[
 fn file_kind(key: &str, filename: &str) -> OutputKind {
     let ext = filename
         .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
+        .map(|(_, e)| e)
         .unwrap_or_default();
-    let ext = ext.as_str();
-    if VIDEO_EXT.contains(&ext) {
+    let is = |list: &[&str]| list.iter().any(|x| x.eq_ignore_ascii_case(ext));
+    if is(VIDEO_EXT) {
         OutputKind::Video
-    } else if AUDIO_EXT.contains(&ext) {
+    } else if is(AUDIO_EXT) {
         OutputKind::Audio
-    } else if MODEL3D_EXT.contains(&ext) {
+    } else if is(MODEL3D_EXT) {
         OutputKind::Model3d
-    } else if IMAGE_EXT.contains(&ext) {
+    } else if is(IMAGE_EXT) {
         OutputKind::Image
     } else {
         key_kind(key)
