@@ -7,34 +7,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use comfy_adapter::model::server::{Capabilities, Line};
 use comfy_adapter::normalize;
 use comfy_adapter::wire;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-const VERSIONS: [&str; 6] = ["0.3.64", "0.6.0", "0.9.2", "0.11.1", "0.26.0", "0.33.0"];
-
-fn fixture_dir(version: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(format!("comfyui-{version}"))
-}
+use support::VERSIONS;
 
 fn files(version: &str) -> Vec<(String, Value)> {
-    let mut out: Vec<(String, Value)> = std::fs::read_dir(fixture_dir(version))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .map(|p| {
-            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
-            let v: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-            (name, v)
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+    support::all_fixtures(version)
 }
 
 fn line_of(version: &str) -> Line {

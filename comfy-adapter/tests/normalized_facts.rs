@@ -4,27 +4,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use comfy_adapter::model::job::JobState;
 use comfy_adapter::model::output::{FolderType, OutputKind};
 use comfy_adapter::model::prompt::{InputErrorKind, RejectionKind};
 use comfy_adapter::normalize;
 use comfy_adapter::wire;
 use serde_json::Value;
-use std::path::PathBuf;
+use support::VERSIONS;
 
-const VERSIONS: [&str; 6] = ["0.3.64", "0.6.0", "0.9.2", "0.11.1", "0.26.0", "0.33.0"];
 const JOBS_VERSIONS: [&str; 5] = ["0.6.0", "0.9.2", "0.11.1", "0.26.0", "0.33.0"];
 
 fn load(version: &str, prefix: &str) -> Value {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(format!("comfyui-{version}"));
-    let path = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
-        .unwrap_or_else(|| panic!("{version}: no fixture {prefix}"));
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    support::read_fixture(version, prefix).1
 }
 
 fn body(x: &Value) -> Value {

@@ -3,26 +3,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
 
+mod support;
+
 use comfy_adapter::model::event::Event;
 use comfy_adapter::{Capabilities, ComfyError, Line, Timeouts, connect};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use std::path::PathBuf;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
 fn trace(version: &str, prefix: &str) -> Value {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(format!("comfyui-{version}"));
-    let path = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
-        .unwrap();
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    support::read_fixture(version, prefix).1
 }
 
 /// Serves one WebSocket connection: checks the path and client id, sends the

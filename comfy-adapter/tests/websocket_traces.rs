@@ -3,27 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use comfy_adapter::model::event::Event;
 use comfy_adapter::normalize::{self, EventError, parse_binary_frame, parse_text_frame};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-
-const VERSIONS: [&str; 6] = ["0.3.64", "0.6.0", "0.9.2", "0.11.1", "0.26.0", "0.33.0"];
-
-fn dir(version: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(format!("comfyui-{version}"))
-}
+use support::VERSIONS;
 
 fn load(version: &str, prefix: &str) -> Value {
-    let path = std::fs::read_dir(dir(version))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
-        .unwrap();
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    support::read_fixture(version, prefix).1
 }
 
 fn events(trace: &Value) -> Vec<Event> {

@@ -53,9 +53,27 @@ pub struct Exchange {
     pub raw: Value,
 }
 
-/// Loads the exchange whose file name starts with `name_prefix` (`"023-"`).
-/// Refuses WebSocket traces and the synthesized `016` summary.
-pub fn load(version: &str, name_prefix: &str) -> Exchange {
+/// Every fixture file of a version as `(file stem, contents)`, in order.
+pub fn all_fixtures(version: &str) -> Vec<(String, Value)> {
+    let dir = fixture_dir(version);
+    let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{version}: cannot read {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+            let v: Value = serde_json::from_slice(&std::fs::read(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{version}: {stem} is not JSON: {e}"));
+            (stem, v)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The one fixture file (HTTP exchange or WebSocket trace) whose name starts
+/// with `name_prefix` (`"024-"`), as `(file stem, contents)`.
+pub fn read_fixture(version: &str, name_prefix: &str) -> (String, Value) {
     let dir = fixture_dir(version);
     let mut hits: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{version}: cannot read {}: {e}", dir.display()))
@@ -72,6 +90,15 @@ pub fn load(version: &str, name_prefix: &str) -> Exchange {
     );
     let file = hits.pop().unwrap();
     let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+    let raw: Value = serde_json::from_slice(&std::fs::read(&file).unwrap())
+        .unwrap_or_else(|e| panic!("{version}: {stem} is not JSON: {e}"));
+    (stem, raw)
+}
+
+/// Loads the exchange whose file name starts with `name_prefix` (`"023-"`).
+/// Refuses WebSocket traces and the synthesized `016` summary.
+pub fn load(version: &str, name_prefix: &str) -> Exchange {
+    let (stem, raw) = read_fixture(version, name_prefix);
     assert!(
         !stem.contains("-ws-"),
         "{version}: {stem} is a WebSocket trace, not an HTTP exchange"
@@ -80,8 +107,6 @@ pub fn load(version: &str, name_prefix: &str) -> Exchange {
         !stem.starts_with("016-"),
         "{version}: {stem} is a synthesized summary, not a real response: never mount it"
     );
-    let raw: Value = serde_json::from_slice(&std::fs::read(&file).unwrap())
-        .unwrap_or_else(|e| panic!("{version}: {stem} is not JSON: {e}"));
     assert_eq!(
         raw["comfyui_version"].as_str(),
         Some(version),
