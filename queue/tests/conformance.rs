@@ -431,6 +431,15 @@ mod suite {
             .await
             .unwrap_err();
         assert!(matches!(e, StoreError::LeaseConflict(_)));
+        // An empty token is a wrong token, not "no token".
+        let e = h
+            .store
+            .complete(id, Some(""), json!({}), now)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::LeaseConflict(_)));
+        let e = h.store.heartbeat(id, "", LEASE, now).await.unwrap_err();
+        assert!(matches!(e, StoreError::LeaseConflict(_)));
         let done = h
             .store
             .complete(id, Some(&c.lease_token), json!({"ok": 1}), now + 5)

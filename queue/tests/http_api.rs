@@ -1022,3 +1022,46 @@ async fn no_input_causes_a_5xx() {
         "pending"
     );
 }
+
+/// The same HTTP lifecycle over the Redis backend (own redis-server).
+#[tokio::test]
+async fn redis_backend_over_http() {
+    let Some(server) = common::RedisServer::start() else {
+        return;
+    };
+    let store = comfy_queue::store::redis::RedisStore::connect(&server.url(), "http")
+        .await
+        .unwrap();
+    let a = common::test_app_with(
+        std::sync::Arc::new(store),
+        Settings::default(),
+        Box::new(server),
+    );
+    let r = a.get("/health").await;
+    assert_eq!(r.json["backend"], "redis");
+    assert_eq!(r.json["redis_connected"], true);
+    let id = a.submit("alice", 2).await;
+    let r = a.get(&format!("/api/jobs/{id}")).await;
+    assert_eq!(r.json["position_in_queue"], 1);
+    let r = a.get("/api/workers/next-job?worker_id=w1").await;
+    let token = r.json["job"]["lease_token"].as_str().unwrap().to_owned();
+    let r = a
+        .post_json(
+            &format!("/api/workers/complete-job?job_id={id}&lease_token={token}"),
+            &json!({"result": {"images": ["x.png"]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = a.get(&format!("/api/jobs/{id}")).await;
+    assert_eq!(r.json["status"], "completed");
+    assert_eq!(r.json["result"], json!({"images": ["x.png"]}));
+    let r = a
+        .post_json(
+            &format!("/api/workers/complete-job?job_id={id}&lease_token="),
+            &json!({"result": {}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "lease_conflict");
+    let r = a.get("/api/queue/status").await;
+    assert_eq!(r.json["completed_jobs"], 1);
+}

@@ -165,6 +165,12 @@ fn job_reply(v: &[Option<String>]) -> Result<(String, Job), StoreError> {
     }
 }
 
+/// Token argument for the scripts: `""` for none, else `t:<token>` (so `Some("")` stays a
+/// token that matches nothing instead of turning into "no token").
+fn token_arg(token: Option<&str>) -> String {
+    token.map_or_else(String::new, |t| format!("t:{t}"))
+}
+
 fn worker_from_hash(h: HashMap<String, String>) -> Result<Option<WorkerRecord>, StoreError> {
     let Some(worker_id) = h.get("worker_id").cloned() else {
         return Ok(None);
@@ -496,7 +502,7 @@ impl Store for RedisStore {
                 &self.scripts.heartbeat,
                 &[
                     &id.to_string(),
-                    lease_token,
+                    &token_arg(Some(lease_token)),
                     &now.to_string(),
                     &lease_ms.to_string(),
                 ],
@@ -530,7 +536,7 @@ impl Store for RedisStore {
                 &self.scripts.complete,
                 &[
                     &id.to_string(),
-                    lease_token.unwrap_or(""),
+                    &token_arg(lease_token),
                     &now.to_string(),
                     &result_text,
                 ],
@@ -558,7 +564,7 @@ impl Store for RedisStore {
                 &self.scripts.fail,
                 &[
                     &id.to_string(),
-                    lease_token.unwrap_or(""),
+                    &token_arg(lease_token),
                     &now.to_string(),
                     &failure.error,
                     if failure.retry { "1" } else { "0" },

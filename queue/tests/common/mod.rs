@@ -155,19 +155,28 @@ pub struct TestApp {
     pub app: Router,
     pub state: AppState,
     pub clock: ManualClock,
-    _dir: tempfile::TempDir,
+    _dir: Box<dyn Any + Send>,
 }
 
 pub fn test_app(settings: Settings) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
+    test_app_with(Arc::new(store), settings, Box::new(dir))
+}
+
+/// An app over any store; `guard` lives as long as the app.
+pub fn test_app_with(
+    store: Arc<dyn Store>,
+    settings: Settings,
+    guard: Box<dyn Any + Send>,
+) -> TestApp {
     let clock = ManualClock::default();
-    let state = AppState::new(Arc::new(store), Arc::new(clock.clone()), settings);
+    let state = AppState::new(store, Arc::new(clock.clone()), settings);
     TestApp {
         app: comfy_queue::app(state.clone()),
         state,
         clock,
-        _dir: dir,
+        _dir: guard,
     }
 }
 

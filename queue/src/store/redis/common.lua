@@ -108,13 +108,21 @@ local function end_attempt(j, now, outcome, err)
   end
 end
 
--- nil when the caller holds the live lease, else an error reply.
+-- Token arguments are '' for "no token" (old workers) or 't:' .. token, so an empty token
+-- can never pass for "no token".
+local function parse_token(arg)
+  if arg == '' then return nil end
+  return string.sub(arg, 3)
+end
+
+-- nil when the caller holds the live lease (token nil: only running and unexpired), else
+-- an error reply.
 local function fence(j, token, now)
   if not j then return fail_reply('NOT_FOUND', 'job not found') end
   if j.status ~= 'running' then
     return fail_reply('CONFLICT', 'job is ' .. j.status .. ', not running')
   end
-  if token ~= '' and j.lease_token ~= token then
+  if token ~= nil and j.lease_token ~= token then
     return fail_reply('CONFLICT', 'lease token does not match: the job was leased again')
   end
   if tonumber(j.lease_until or '0') < now then return fail_reply('CONFLICT', 'lease expired') end
@@ -123,7 +131,7 @@ end
 
 -- A repeat of a fenced call that already took effect.
 local function is_replay(j, token, outcomes)
-  if not j or token == '' or j.status == 'running' or j.lease_token ~= token then
+  if not j or token == nil or j.status == 'running' or j.lease_token ~= token then
     return false
   end
   local h = decode_history(j)

@@ -1,5 +1,5 @@
--- ARGV: P, id, token ('' = none), now, error, retry (0/1), cancelled (0/1)
-local id, token, now, msg = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+-- ARGV: P, id, token ('' = none, else 't:' .. token), now, error, retry (0/1), cancelled (0/1)
+local id, token, now, msg = ARGV[2], parse_token(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local retry, cancelled = ARGV[6] == '1', ARGV[7] == '1'
 local j = load(id)
 if is_replay(j, token, {'failed', 'cancelled'}) then return reply('OK', j) end

@@ -1,5 +1,5 @@
--- ARGV: P, id, token, now, lease_ms
-local id, token, now, lease_ms = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+-- ARGV: P, id, 't:' .. token, now, lease_ms
+local id, token, now, lease_ms = ARGV[2], parse_token(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local v = redis.call('HMGET', jkey(id), 'id', 'status', 'lease_token', 'lease_until',
   'worker_id', 'cancel_requested')
 local j = nil
