@@ -2,6 +2,7 @@
 
 pub mod adapter;
 mod detect;
+pub mod diff;
 mod endpoints;
 pub mod error;
 pub mod http;

@@ -2,11 +2,14 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use comfy_adapter::diff::{self, Class, FixtureSet};
 use comfy_adapter::{DetectOptions, Timeouts, detect};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Tools for ComfyUI upgrades: detect a server's version line and capabilities.
+/// Tools for ComfyUI upgrades: detect a server's line and capabilities, diff
+/// recorded API behaviour between versions.
 #[derive(Debug, Parser)]
 #[command(name = "comfyctl", version, about, long_about = None)]
 struct Cli {
@@ -18,6 +21,27 @@ struct Cli {
 enum Command {
     /// Detect a server's version, behaviour line and capabilities.
     Detect(DetectArgs),
+    /// Compare two recorded fixture sets: status codes, fields, headers,
+    /// error kinds and WebSocket messages, each change classed breaking,
+    /// additive or value-only.
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Args)]
+struct DiffArgs {
+    /// The fixture set before the upgrade (a folder like fixtures/comfyui-0.9.2).
+    a: PathBuf,
+    /// The fixture set after the upgrade.
+    b: PathBuf,
+    /// Print JSON for scripts.
+    #[arg(long, conflicts_with = "markdown")]
+    json: bool,
+    /// Print Markdown (as in docs/upgrades/).
+    #[arg(long)]
+    markdown: bool,
+    /// Exit with status 3 when a breaking change is found.
+    #[arg(long)]
+    fail_on_breaking: bool,
 }
 
 #[derive(Debug, Args)]
@@ -62,9 +86,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Detect(args) => run_detect(args).await,
+        Command::Diff(args) => run_diff(&args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("comfyctl: {e:#}");
             ExitCode::FAILURE
@@ -72,7 +97,36 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run_detect(args: DetectArgs) -> anyhow::Result<()> {
+/// Writes to stdout; a closed pipe (`comfyctl diff ... | head`) is not an error.
+fn emit(s: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+fn run_diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
+    let a = FixtureSet::load(&args.a)?;
+    let b = FixtureSet::load(&args.b)?;
+    let d = diff::diff(&a, &b);
+    let out = if args.json {
+        serde_json::to_string_pretty(&d)? + "\n"
+    } else if args.markdown {
+        diff::markdown(&d)
+    } else {
+        diff::text(&d)
+    };
+    emit(&out)?;
+    Ok(if args.fail_on_breaking && d.count(Class::Breaking) > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn run_detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
     let secs = Duration::from_secs_f64(args.timeout);
     let options = DetectOptions {
         timeouts: Timeouts {
@@ -101,7 +155,7 @@ async fn run_detect(args: DetectArgs) -> anyhow::Result<()> {
             "warnings": found.warnings,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     let caps = &found.capabilities;
     println!("server:   {}", found.adapter.base_url());
@@ -165,5 +219,5 @@ async fn run_detect(args: DetectArgs) -> anyhow::Result<()> {
     for w in &found.warnings {
         println!("warning:  {w}");
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
