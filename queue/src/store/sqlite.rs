@@ -230,7 +230,19 @@ fn writer_loop(ctx: &mut Ctx, rx: &mpsc::Receiver<Box<dyn Op>>) {
             }
             continue;
         }
-        for op in &mut batch {
+        let mut i = 0;
+        while i < batch.len() {
+            // Operations that arrived while this batch ran join it before the commit.
+            if i + 1 == batch.len() {
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    }
+                }
+            }
+            let op = &mut batch[i];
+            i += 1;
             if let Err(e) = ctx.conn.execute_batch("SAVEPOINT op") {
                 tracing::error!(error = %e, "savepoint failed");
                 continue;
