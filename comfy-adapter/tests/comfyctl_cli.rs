@@ -100,3 +100,51 @@ async fn errors_are_one_clear_line_and_a_failure_code() {
     let (ok, stdout, _) = comfyctl(&["--help"]).await;
     assert!(ok && stdout.contains("detect"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_prints_json_text_and_markdown_and_can_gate_on_breaking() {
+    let a = support::fixture_dir("0.11.1");
+    let b = support::fixture_dir("0.26.0");
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let (ok, stdout, stderr) = comfyctl(&["diff", a, b, "--json"]).await;
+    assert!(ok, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (v["a"].as_str(), v["b"].as_str()),
+        (Some("0.11.1"), Some("0.26.0"))
+    );
+    assert!(
+        v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["probe"] == "prompt-unknown-class" && c["class"] == "breaking")
+    );
+
+    let (ok, stdout, _) = comfyctl(&["diff", a, b]).await;
+    assert!(
+        ok && stdout.starts_with("ComfyUI 0.11.1 → 0.26.0"),
+        "{stdout}"
+    );
+    let (ok, stdout, _) = comfyctl(&["diff", a, b, "--markdown"]).await;
+    assert!(
+        ok && stdout.starts_with("# ComfyUI 0.11.1 → 0.26.0"),
+        "{stdout}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_comfyctl"))
+        .args(["diff", a, b, "--fail-on-breaking"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let out = Command::new(env!("CARGO_BIN_EXE_comfyctl"))
+        .args(["diff", a, a, "--fail-on-breaking"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+
+    let (ok, _, stderr) = comfyctl(&["diff", a, "/nonexistent/fixtures"]).await;
+    assert!(!ok && stderr.contains("cannot read"), "{stderr}");
+}
