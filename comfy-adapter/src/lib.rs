@@ -3,6 +3,8 @@
 pub mod adapter;
 mod detect;
 pub mod diff;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 mod endpoints;
 pub mod error;
 pub mod http;

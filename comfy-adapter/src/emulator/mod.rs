@@ -1,0 +1,226 @@
+//! An emulated ComfyUI server (feature `emulator`): accepts prompts, runs
+//! them through queued → running → done with plausible timing, produces
+//! outputs, and answers `/system_stats`, `/features`, `/object_info`,
+//! `/prompt`, `/queue`, `/history`, `/interrupt`, `/view`, `/api/jobs`
+//! (0.6+), the cancel endpoints (0.26+) and `/ws` in the recorded shapes of
+//! the version it emulates. Good enough to run the whole platform without a
+//! GPU; a later issue makes it faithful to every recorded exchange.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use comfy_adapter::emulator::{Emulator, EmulatorConfig};
+//! let emu = Emulator::start(EmulatorConfig::new("0.11.1")).await?;
+//! let detection = comfy_adapter::detect(&emu.url(), &Default::default()).await?;
+//! assert_eq!(detection.info.version_string.as_deref(), Some("0.11.1"));
+//! emu.stop().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Failure injection: a `SaveImage` whose `filename_prefix` contains `..`
+//! fails as recorded ("Saving image outside the output folder"); one that
+//! contains `emulator_oom` raises `torch.OutOfMemoryError`; one that
+//! contains `emulator_stall` runs until interrupted. [`Faults`] switches the
+//! same at run time, plus a silent WebSocket.
+
+mod catalogue;
+mod engine;
+mod profile;
+mod routes;
+mod validate;
+mod ws;
+
+pub use catalogue::default_fixtures_dir;
+pub use engine::Faults;
+pub use profile::VERSIONS;
+
+use engine::Engine;
+use profile::Profile;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How to start an emulator.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// A recorded version: one of [`VERSIONS`].
+    pub version: String,
+    /// Where to listen (`127.0.0.1:0` picks a free port).
+    pub addr: SocketAddr,
+    /// Time each node takes (zero for benchmarks).
+    pub node_time: Duration,
+    /// The recordings (for `/object_info`); [`default_fixtures_dir`] when `None`.
+    pub fixtures_dir: Option<PathBuf>,
+    /// Faults switched on from the start.
+    pub faults: Faults,
+}
+
+impl EmulatorConfig {
+    /// Defaults for `version`: a free local port, 20 ms per node.
+    pub fn new(version: &str) -> Self {
+        EmulatorConfig {
+            version: version.to_owned(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            node_time: Duration::from_millis(20),
+            fixtures_dir: None,
+            faults: Faults::default(),
+        }
+    }
+
+    /// Listen on `addr`.
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Each node takes `d`.
+    pub fn node_time(mut self, d: Duration) -> Self {
+        self.node_time = d;
+        self
+    }
+}
+
+/// Why an emulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// The version is not one of the recorded ones.
+    #[error("no recordings for ComfyUI {0}; known: {known}", known = VERSIONS.join(", "))]
+    UnknownVersion(String),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Starts emulators.
+#[derive(Debug)]
+pub struct Emulator;
+
+impl Emulator {
+    /// Starts serving; the returned handle stops it (also on drop).
+    pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorError> {
+        let profile = Profile::recorded(&config.version)
+            .ok_or_else(|| EmulatorError::UnknownVersion(config.version.clone()))?;
+        let dir = config
+            .fixtures_dir
+            .clone()
+            .unwrap_or_else(default_fixtures_dir);
+        let version = config.version.clone();
+        let classes = tokio::task::spawn_blocking(move || catalogue::load(&dir, &version))
+            .await
+            .unwrap_or_else(|_| catalogue::builtin());
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| EmulatorError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| EmulatorError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        let engine = Arc::new(Engine::new(
+            profile,
+            classes,
+            config.node_time,
+            config.faults.clone(),
+        ));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let app = routes::App {
+            engine: engine.clone(),
+            port: addr.port(),
+            shutdown: stop_rx.clone(),
+        };
+        let executor = tokio::spawn(engine.clone().run());
+        let mut stop_signal = stop_rx;
+        let server = tokio::spawn(async move {
+            let serve =
+                axum::serve(listener, routes::router(app)).with_graceful_shutdown(async move {
+                    let _ = stop_signal.changed().await;
+                });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "emulator server ended");
+            }
+        });
+        tracing::info!(%addr, version = %config.version, "emulated ComfyUI listening");
+        Ok(EmulatorHandle {
+            addr,
+            engine,
+            stop: stop_tx,
+            tasks: vec![executor, server],
+        })
+    }
+}
+
+/// A running emulator. Dropping it stops it.
+#[derive(Debug)]
+pub struct EmulatorHandle {
+    addr: SocketAddr,
+    engine: Arc<Engine>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl EmulatorHandle {
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The emulated version.
+    pub fn version(&self) -> &str {
+        &self.engine.profile.version
+    }
+
+    /// Replaces the faults.
+    pub fn set_faults(&self, faults: Faults) {
+        self.engine.lock().faults = faults;
+    }
+
+    /// Prompts accepted so far.
+    pub fn submitted(&self) -> u64 {
+        self.engine.lock().submitted
+    }
+
+    /// Pending + running prompts.
+    pub fn queue_remaining(&self) -> usize {
+        self.engine.lock().remaining()
+    }
+
+    /// The id of the running prompt, if any.
+    pub fn running(&self) -> Option<String> {
+        self.engine.lock().running.as_ref().map(|r| r.id.clone())
+    }
+
+    /// Stops serving: sockets close, the running prompt is abandoned (as a
+    /// crashed server would), the port is released.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,529 @@
+//! The HTTP routes, answering in the recorded shapes of the emulated line.
+
+use super::engine::{Done, Engine, Entry, Outcome, Submission};
+use super::validate;
+use super::ws;
+use crate::model::server::Line;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Shared by every handler.
+#[derive(Debug, Clone)]
+pub(crate) struct App {
+    /// The engine.
+    pub(crate) engine: Arc<Engine>,
+    /// The port served (for `argv`).
+    pub(crate) port: u16,
+    /// Ends WebSockets on stop.
+    pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+type Q = Query<HashMap<String, String>>;
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn ok(body: Value) -> Response {
+    json_response(StatusCode::OK, body)
+}
+
+fn empty_ok() -> Response {
+    StatusCode::OK.into_response()
+}
+
+fn server_error() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "500 Internal Server Error\n\nServer got itself in trouble",
+    )
+        .into_response()
+}
+
+fn not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::ALLOW, "GET,HEAD"),
+        ],
+        "405: Method Not Allowed",
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        "",
+    )
+        .into_response()
+}
+
+fn parse_object(body: &Bytes) -> Option<Map<String, Value>> {
+    if body.is_empty() {
+        return Some(Map::new());
+    }
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => None,
+    }
+}
+
+/// The router of one emulated server.
+pub(crate) fn router(app: App) -> Router {
+    let common = Router::new()
+        .route("/system_stats", get(system_stats))
+        .route("/features", get(features))
+        .route("/object_info", get(object_info_all))
+        .route("/object_info/{class}", get(object_info_one))
+        .route("/prompt", post(submit).get(prompt_info))
+        .route("/queue", get(queue).post(queue_control))
+        .route("/history", get(history_all).post(history_control))
+        .route("/history/{id}", get(history_one))
+        .route("/interrupt", post(interrupt))
+        .route("/free", post(free))
+        .route("/view", get(view))
+        .route("/ws", get(ws::upgrade));
+    let mut jobs = Router::new()
+        .route("/api/jobs/cancel", post(cancel_batch))
+        .route("/api/jobs/{id}/cancel", post(cancel_one));
+    if app.engine.profile.line != Line::Legacy {
+        jobs = jobs
+            .route("/api/jobs", get(jobs_list))
+            .route("/api/jobs/{id}", get(job_by_id));
+    }
+    Router::new()
+        .merge(common.clone())
+        .nest("/api", common)
+        .merge(jobs)
+        .fallback(not_found)
+        .with_state(app)
+}
+
+async fn system_stats(State(app): State<App>) -> Response {
+    ok(app.engine.profile.system_stats_for_port(app.port))
+}
+
+async fn features(State(app): State<App>) -> Response {
+    ok(app.engine.profile.features.clone())
+}
+
+async fn object_info_all(State(app): State<App>) -> Response {
+    ok(Value::Object((*app.engine.classes).clone()))
+}
+
+async fn object_info_one(State(app): State<App>, Path(class): Path<String>) -> Response {
+    let mut m = Map::new();
+    if let Some(d) = app.engine.classes.get(&class) {
+        m.insert(class, d.clone());
+    }
+    ok(Value::Object(m))
+}
+
+fn canonical_uuid(s: &str) -> bool {
+    uuid::Uuid::parse_str(s).is_ok_and(|u| u.hyphenated().to_string() == s)
+}
+
+async fn submit(State(app): State<App>, body: Bytes) -> Response {
+    let Some(mut body) = parse_object(&body) else {
+        return server_error();
+    };
+    let engine = &app.engine;
+    let Some(Value::Object(prompt)) = body.remove("prompt") else {
+        return json_response(StatusCode::BAD_REQUEST, validate::no_prompt());
+    };
+    let prompt_id = match body.get("prompt_id") {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    if engine.profile.line == Line::CancelApi
+        && let Some(p) = &prompt_id
+        && !canonical_uuid(p)
+    {
+        return json_response(StatusCode::BAD_REQUEST, validate::invalid_prompt_id());
+    }
+    let validated = match validate::validate(engine.profile.line, &engine.classes, &prompt) {
+        Ok(v) => v,
+        Err(rejection) => return json_response(StatusCode::BAD_REQUEST, rejection),
+    };
+    let id = prompt_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let client_id = body
+        .get("client_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let extra_data = match body.remove("extra_data") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    let number = body.get("number").and_then(Value::as_f64);
+    let front = body.get("front").and_then(Value::as_bool).unwrap_or(false);
+    let n = engine.enqueue(Submission {
+        id: id.clone(),
+        prompt,
+        extra_data,
+        outputs: validated.outputs,
+        client_id,
+        number,
+        front,
+    });
+    ok(json!({"prompt_id": id, "number": n, "node_errors": validated.node_errors}))
+}
+
+async fn prompt_info(State(app): State<App>) -> Response {
+    let remaining = app.engine.lock().remaining();
+    ok(json!({"exec_info": {"queue_remaining": remaining}}))
+}
+
+async fn queue(State(app): State<App>) -> Response {
+    let st = app.engine.lock();
+    let running: Vec<Value> = st.running.iter().map(Entry::tuple).collect();
+    let pending: Vec<Value> = st.pending.iter().map(Entry::tuple).collect();
+    ok(json!({"queue_running": running, "queue_pending": pending}))
+}
+
+fn id_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn queue_control(State(app): State<App>, body: Bytes) -> Response {
+    let Some(body) = parse_object(&body) else {
+        return server_error();
+    };
+    if body.get("clear").and_then(Value::as_bool) == Some(true) {
+        let ids: Vec<String> = app
+            .engine
+            .lock()
+            .pending
+            .iter()
+            .map(|e| e.id.clone())
+            .collect();
+        app.engine.delete_pending(&ids);
+    }
+    let ids = id_list(body.get("delete"));
+    if !ids.is_empty() {
+        app.engine.delete_pending(&ids);
+    }
+    empty_ok()
+}
+
+async fn history_all(State(app): State<App>, Query(q): Q) -> Response {
+    let max = match q.get("max_items") {
+        None => None,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) => Some(n),
+            Err(_) => return server_error(),
+        },
+    };
+    let st = app.engine.lock();
+    let skip = max.map_or(0, |m| st.history.len().saturating_sub(m));
+    let map: Map<String, Value> = st
+        .history
+        .iter()
+        .skip(skip)
+        .map(|d| (d.entry.id.clone(), d.history_item()))
+        .collect();
+    ok(Value::Object(map))
+}
+
+async fn history_one(State(app): State<App>, Path(id): Path<String>) -> Response {
+    let st = app.engine.lock();
+    let mut map = Map::new();
+    if let Some(d) = st.done(&id) {
+        map.insert(id, d.history_item());
+    }
+    ok(Value::Object(map))
+}
+
+async fn history_control(State(app): State<App>, body: Bytes) -> Response {
+    let Some(body) = parse_object(&body) else {
+        return server_error();
+    };
+    let mut st = app.engine.lock();
+    if body.get("clear").and_then(Value::as_bool) == Some(true) {
+        st.history.clear();
+    }
+    let ids = id_list(body.get("delete"));
+    st.history.retain(|d| !ids.contains(&d.entry.id));
+    drop(st);
+    empty_ok()
+}
+
+async fn interrupt(State(app): State<App>, body: Bytes) -> Response {
+    let body = parse_object(&body).unwrap_or_default();
+    let target = body.get("prompt_id").and_then(Value::as_str);
+    app.engine.interrupt(target);
+    empty_ok()
+}
+
+async fn free() -> Response {
+    empty_ok()
+}
+
+/// A 1×1 transparent PNG, served for every output the emulator produced.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00, 0x01, 0x00, 0x00,
+    0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae,
+    0x42, 0x60, 0x82,
+];
+
+async fn view(State(app): State<App>, Query(q): Q) -> Response {
+    let filename = q.get("filename").cloned().unwrap_or_default();
+    if filename.contains("..") || filename.starts_with('/') {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    let known = app.engine.lock().history.iter().any(|d| {
+        d.outputs.values().any(|ui| {
+            ui.as_object().is_some_and(|m| {
+                m.values()
+                    .filter_map(Value::as_array)
+                    .flatten()
+                    .any(|f| f.get("filename").and_then(Value::as_str) == Some(filename.as_str()))
+            })
+        })
+    });
+    if !known {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "image/png".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("filename=\"{filename}\""),
+            ),
+        ],
+        PNG,
+    )
+        .into_response()
+}
+
+fn preview(done: &Done) -> Option<Value> {
+    for (node, ui) in &done.outputs {
+        for (media, files) in ui.as_object()? {
+            if let Some(f) = files.as_array().and_then(|a| a.first())
+                && f.get("filename").is_some()
+            {
+                let mut p = f.clone();
+                if let Some(o) = p.as_object_mut() {
+                    o.insert("nodeId".into(), json!(node));
+                    o.insert("mediaType".into(), json!(media));
+                }
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+fn workflow_id(entry: &Entry) -> Option<Value> {
+    entry
+        .extra_data
+        .get("extra_pnginfo")?
+        .get("workflow")?
+        .get("id")
+        .cloned()
+}
+
+fn queued_job(e: &Entry, status: &str) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(e.id));
+    m.insert("status".into(), json!(status));
+    m.insert("priority".into(), json!(e.number));
+    m.insert("create_time".into(), json!(e.create_time));
+    m.insert("outputs_count".into(), json!(0));
+    if let Some(w) = workflow_id(e) {
+        m.insert("workflow_id".into(), w);
+    }
+    Value::Object(m)
+}
+
+fn done_job(app: &App, d: &Done, full: bool) -> Value {
+    let status = match d.outcome {
+        Outcome::Success => "completed",
+        Outcome::Error => "failed",
+        Outcome::Interrupted if app.engine.profile.cancelled_status() => "cancelled",
+        Outcome::Interrupted => "failed",
+    };
+    let mut m = Map::new();
+    m.insert("id".into(), json!(d.entry.id));
+    m.insert("status".into(), json!(status));
+    m.insert("priority".into(), json!(d.entry.number));
+    m.insert("create_time".into(), json!(d.entry.create_time));
+    m.insert(
+        "execution_start_time".into(),
+        json!(d.entry.start_time.unwrap_or(d.entry.create_time)),
+    );
+    m.insert("execution_end_time".into(), json!(d.end_time));
+    if let Some(e) = &d.error {
+        m.insert("execution_error".into(), e.clone());
+    }
+    let count = d.outputs_count();
+    m.insert("outputs_count".into(), json!(count));
+    if app.engine.profile.version == "0.33.0" {
+        m.insert("previewable_outputs_count".into(), json!(count));
+    }
+    if let Some(p) = preview(d) {
+        m.insert("preview_output".into(), p);
+    }
+    if let Some(w) = workflow_id(&d.entry) {
+        m.insert("workflow_id".into(), w);
+    }
+    if full {
+        m.insert("outputs".into(), Value::Object(d.outputs.clone()));
+        m.insert("execution_status".into(), d.status());
+        m.insert(
+            "workflow".into(),
+            json!({"prompt": d.entry.prompt, "extra_data": d.entry.extra_data}),
+        );
+    }
+    Value::Object(m)
+}
+
+fn find_job(app: &App, id: &str, full: bool) -> Option<Value> {
+    let st = app.engine.lock();
+    if let Some(r) = st.running.as_ref().filter(|r| r.id == id) {
+        return Some(queued_job(r, "in_progress"));
+    }
+    if let Some(p) = st.pending.iter().find(|p| p.id == id) {
+        return Some(queued_job(p, "pending"));
+    }
+    st.done(id).map(|d| done_job(app, d, full))
+}
+
+async fn job_by_id(State(app): State<App>, Path(id): Path<String>) -> Response {
+    match find_job(&app, &id, true) {
+        Some(j) => ok(j),
+        None => json_response(StatusCode::NOT_FOUND, json!({"error": "Job not found"})),
+    }
+}
+
+async fn jobs_list(State(app): State<App>, Query(q): Q) -> Response {
+    let bad = |msg: &str| json_response(StatusCode::BAD_REQUEST, json!({"error": msg}));
+    let limit = match q.get("limit") {
+        None => None,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => return bad("limit must be a positive integer"),
+        },
+    };
+    let offset = match q.get("offset") {
+        None => 0,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) => n,
+            Err(_) => return bad("offset must be a non-negative integer"),
+        },
+    };
+    let mut valid = vec!["pending", "in_progress", "completed", "failed"];
+    if app.engine.profile.cancelled_status() {
+        valid.push("cancelled");
+    }
+    let statuses: Option<Vec<String>> = q
+        .get("status")
+        .map(|s| s.split(',').map(|x| x.trim().to_owned()).collect());
+    if let Some(st) = &statuses
+        && let Some(badone) = st.iter().find(|s| !valid.contains(&s.as_str()))
+    {
+        return bad(&format!(
+            "Invalid status value(s): {badone}. Valid values: {}",
+            valid.join(", ")
+        ));
+    }
+    let mut all: Vec<(i64, Value)> = {
+        let st = app.engine.lock();
+        let mut v: Vec<(i64, Value)> = Vec::new();
+        for p in &st.pending {
+            v.push((p.create_time, queued_job(p, "pending")));
+        }
+        if let Some(r) = &st.running {
+            v.push((r.create_time, queued_job(r, "in_progress")));
+        }
+        for d in &st.history {
+            v.push((d.entry.create_time, done_job(&app, d, false)));
+        }
+        v
+    };
+    if let Some(st) = &statuses {
+        all.retain(|(_, j)| {
+            j.get("status")
+                .and_then(Value::as_str)
+                .is_some_and(|s| st.iter().any(|x| x == s))
+        });
+    }
+    if q.get("sort_order").map(String::as_str) == Some("asc") {
+        all.sort_by_key(|(t, _)| *t);
+    } else {
+        all.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+    }
+    let total = all.len();
+    let jobs: Vec<Value> = all
+        .into_iter()
+        .skip(offset)
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|(_, j)| j)
+        .collect();
+    let has_more = offset + jobs.len() < total;
+    ok(
+        json!({"jobs": jobs, "pagination": {"offset": offset, "limit": limit, "total": total, "has_more": has_more}}),
+    )
+}
+
+fn cancel_prompt(app: &App, id: &str) -> bool {
+    if app.engine.delete_pending(&[id.to_owned()]) > 0 {
+        return true;
+    }
+    app.engine.interrupt(Some(id))
+}
+
+async fn cancel_one(State(app): State<App>, Path(id): Path<String>) -> Response {
+    if app.engine.profile.line != Line::CancelApi {
+        return not_allowed();
+    }
+    ok(json!({"cancelled": cancel_prompt(&app, &id)}))
+}
+
+async fn cancel_batch(State(app): State<App>, body: Bytes) -> Response {
+    if app.engine.profile.line != Line::CancelApi {
+        return not_allowed();
+    }
+    let Some(body) = parse_object(&body) else {
+        return server_error();
+    };
+    let ids = id_list(body.get("job_ids"));
+    let invalid: Vec<&String> = ids.iter().filter(|i| !canonical_uuid(i)).collect();
+    if !invalid.is_empty() {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "job_ids contains invalid id(s)", "invalid_ids": invalid}),
+        );
+    }
+    let mut any = false;
+    for id in &ids {
+        any |= cancel_prompt(&app, id);
+    }
+    ok(json!({"cancelled": any}))
+}

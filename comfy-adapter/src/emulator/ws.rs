@@ -1,0 +1,59 @@
+//! `/ws?clientId=`: the greeting, then every message addressed to this
+//! client or to all, until the client leaves or the emulator stops.
+
+use super::routes::App;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use serde_json::json;
+use std::collections::HashMap;
+
+pub(super) async fn upgrade(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let sid = q
+        .get("clientId")
+        .cloned()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    ws.on_upgrade(move |socket| serve(app, sid, socket))
+}
+
+async fn serve(app: App, sid: String, mut socket: WebSocket) {
+    let mut rx = app.engine.ws.subscribe();
+    let mut shutdown = app.shutdown.clone();
+    let remaining = app.engine.lock().remaining();
+    let greeting = json!({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": remaining}}, "sid": sid}});
+    if socket
+        .send(Message::Text(greeting.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            msg = rx.recv() => match msg {
+                Ok(m) => {
+                    if m.to.as_deref().is_some_and(|to| to != sid) {
+                        continue;
+                    }
+                    if app.engine.lock().faults.silent_ws {
+                        continue;
+                    }
+                    if socket.send(Message::Text(m.text.to_string().into())).await.is_err() {
+                        break;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+}
