@@ -66,6 +66,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT))
+        // A panic in a handler becomes a 500 instead of a dropped connection (none is
+        // known; no input is meant to reach one).
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
