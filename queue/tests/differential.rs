@@ -236,6 +236,47 @@ async fn step(side: &mut Side, op: &Op, now: i64) -> String {
     }
 }
 
+/// Invariants every stored job must satisfy, whatever happened before.
+fn check_invariants(j: &Job) {
+    use comfy_queue::model::{AttemptOutcome, Status};
+    assert_eq!(
+        j.attempts as usize,
+        j.history.len(),
+        "one history entry per attempt: {j:?}"
+    );
+    assert!(
+        j.attempts <= j.max_attempts,
+        "attempts within the limit: {j:?}"
+    );
+    let running_attempts = j
+        .history
+        .iter()
+        .filter(|a| a.outcome == AttemptOutcome::Running)
+        .count();
+    if j.status == Status::Running {
+        assert!(
+            j.lease_expires_at.is_some(),
+            "a running job is leased: {j:?}"
+        );
+        assert_eq!(
+            running_attempts, 1,
+            "exactly the last attempt is running: {j:?}"
+        );
+        assert_eq!(
+            j.history.last().map(|a| a.outcome),
+            Some(AttemptOutcome::Running)
+        );
+    } else {
+        assert!(
+            j.lease_expires_at.is_none(),
+            "only running jobs hold a lease: {j:?}"
+        );
+        assert_eq!(running_attempts, 0, "no attempt left open: {j:?}");
+    }
+    assert_eq!(j.status.is_terminal(), j.completed_at.is_some(), "{j:?}");
+    assert_eq!(j.status == Status::Completed, j.result.is_some(), "{j:?}");
+}
+
 async fn snapshot(side: &Side) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for id in &side.ids {
@@ -245,6 +286,7 @@ async fn snapshot(side: &Side) -> Vec<serde_json::Value> {
             .await
             .unwrap()
             .expect("an acknowledged job vanished");
+        check_invariants(&j);
         let pos = side.store.position(*id).await.unwrap();
         out.push(json!({"job": normal(&j), "position": pos}));
     }
@@ -258,6 +300,11 @@ async fn snapshot(side: &Side) -> Vec<serde_json::Value> {
         .unwrap();
     assert_eq!(listed.len(), side.ids.len(), "list shows every job");
     let counts = side.store.counts().await.unwrap();
+    assert_eq!(
+        counts.by_status.values().sum::<u64>(),
+        side.ids.len() as u64,
+        "every job is in exactly one status"
+    );
     out.push(json!({"counts": format!("{counts:?}")}));
     out
 }
