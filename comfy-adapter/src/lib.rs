@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 pub mod adapter;
+pub mod check;
+pub mod convert;
 mod detect;
 pub mod diff;
 #[cfg(feature = "emulator")]

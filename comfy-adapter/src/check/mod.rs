@@ -1,0 +1,1 @@
+//! Will a prompt run on a given server? (filled in below)

@@ -1,0 +1,279 @@
+//! Widget values → input names, from a node class's `/object_info` entry.
+//!
+//! The frontend gives a node one widget per widget-typed input (INT, FLOAT,
+//! STRING, BOOLEAN, COMBO, dynamic combos), in declared order (`required`
+//! then `optional`), and saves their values positionally in
+//! `widgets_values`. Some widgets only live in the frontend and are saved
+//! but never sent: `control_after_generate` after a seed-like INT (and,
+//! with `control_filter_list`, after a COMBO that declares it), and the
+//! `upload` button after an upload COMBO.
+
+use serde_json::{Map, Value};
+
+/// Input types the frontend draws as a widget.
+const WIDGET_TYPES: [&str; 6] = ["INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", DYNAMIC_COMBO];
+
+/// A V3 combo whose chosen option brings its own nested inputs.
+pub const DYNAMIC_COMBO: &str = "COMFY_DYNAMICCOMBO_V3";
+
+/// Upload buttons that follow a COMBO (saved, never sent).
+const UPLOAD_FLAGS: [&str; 5] = [
+    "image_upload",
+    "video_upload",
+    "audio_upload",
+    "animated_image_upload",
+    "model_upload",
+];
+
+/// One slot of a node's `widgets_values`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Widget {
+    /// A widget backing input `name`: its value is sent.
+    Input {
+        /// API input name.
+        name: String,
+        /// The input's spec (`[type, options]`).
+        spec: Value,
+    },
+    /// A frontend-only widget (`control_after_generate`, `upload`, ...).
+    FrontendOnly(&'static str),
+}
+
+/// One declared input of a class: `(name, spec, required)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputDecl {
+    /// Input name.
+    pub name: String,
+    /// `[type, options]` as declared.
+    pub spec: Value,
+    /// Declared under `required`.
+    pub required: bool,
+}
+
+/// Every declared input (`required` then `optional`; `hidden` left out),
+/// in `input_order` when the server sends one.
+pub fn declared_inputs(class: &Map<String, Value>) -> Vec<InputDecl> {
+    let input = class.get("input").and_then(Value::as_object);
+    let order = class.get("input_order").and_then(Value::as_object);
+    let mut out = Vec::new();
+    for (section, required) in [("required", true), ("optional", false)] {
+        let Some(decls) = input
+            .and_then(|i| i.get(section))
+            .and_then(Value::as_object)
+        else {
+            continue;
+        };
+        let names: Vec<&str> = match order.and_then(|o| o.get(section)).and_then(Value::as_array) {
+            Some(names) => names.iter().filter_map(Value::as_str).collect(),
+            None => decls.keys().map(String::as_str).collect(),
+        };
+        for name in names {
+            if let Some(spec) = decls.get(name) {
+                out.push(InputDecl {
+                    name: name.to_owned(),
+                    spec: spec.clone(),
+                    required,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The type of a spec: `"COMBO"` for a list, else the type string.
+pub fn spec_type(spec: &Value) -> &str {
+    match spec.get(0) {
+        Some(Value::Array(_)) => "COMBO",
+        Some(Value::String(s)) => s,
+        _ => "",
+    }
+}
+
+/// The widget a spec is drawn as: `options.widgetType` when the input
+/// accepts several types (`"FLOAT,INT"` drawn as FLOAT), else its type.
+pub fn widget_type(spec: &Value) -> &str {
+    spec_options(spec)
+        .and_then(|o| o.get("widgetType"))
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| spec_type(spec))
+}
+
+/// The options object of a spec (empty when absent).
+pub fn spec_options(spec: &Value) -> Option<&Map<String, Value>> {
+    spec.get(1).and_then(Value::as_object)
+}
+
+/// The allowed values of a COMBO spec (old `[[...]]` or new
+/// `["COMBO", {"options": [...]}]`); `None` when the spec is no combo.
+pub fn combo_values(spec: &Value) -> Option<Vec<Value>> {
+    match spec.get(0) {
+        Some(Value::Array(list)) => Some(list.clone()),
+        Some(Value::String(t)) if t == "COMBO" => Some(
+            spec_options(spec)
+                .and_then(|o| o.get("options"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        ),
+        Some(Value::String(t)) if t == DYNAMIC_COMBO => Some(
+            dynamic_options(spec)
+                .iter()
+                .map(|(k, _)| Value::String(k.clone()))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// The options of a dynamic combo as `(key, nested input object)`.
+pub fn dynamic_options(spec: &Value) -> Vec<(String, Map<String, Value>)> {
+    spec_options(spec)
+        .and_then(|o| o.get("options"))
+        .and_then(Value::as_array)
+        .map(|opts| {
+            opts.iter()
+                .filter_map(|o| {
+                    let key = match o.get("key")? {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    let inputs = o
+                        .get("inputs")
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .unwrap_or_default();
+                    Some((key, inputs))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the frontend draws this input as a widget.
+pub fn is_widget(spec: &Value) -> bool {
+    let forced = spec_options(spec)
+        .and_then(|o| o.get("forceInput"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    !forced && WIDGET_TYPES.contains(&widget_type(spec))
+}
+
+fn flag(spec: &Value, key: &str) -> bool {
+    spec_options(spec)
+        .and_then(|o| o.get(key))
+        .is_some_and(|v| !matches!(v, Value::Bool(false) | Value::Null))
+}
+
+/// The widgets of a class in `widgets_values` order.
+pub fn widgets(class: &Map<String, Value>) -> Vec<Widget> {
+    let mut out = Vec::new();
+    for decl in declared_inputs(class) {
+        push_widget(&mut out, &decl.name, &decl.spec);
+    }
+    out
+}
+
+fn push_widget(out: &mut Vec<Widget>, name: &str, spec: &Value) {
+    if !is_widget(spec) {
+        return;
+    }
+    out.push(Widget::Input {
+        name: name.to_owned(),
+        spec: spec.clone(),
+    });
+    match widget_type(spec) {
+        "INT" if flag(spec, "control_after_generate") || matches!(name, "seed" | "noise_seed") => {
+            out.push(Widget::FrontendOnly("control_after_generate"));
+        }
+        "COMBO" => {
+            if flag(spec, "control_after_generate") {
+                out.push(Widget::FrontendOnly("control_after_generate"));
+                out.push(Widget::FrontendOnly("control_filter_list"));
+            }
+            if UPLOAD_FLAGS.iter().any(|f| flag(spec, f)) {
+                out.push(Widget::FrontendOnly("upload"));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The value a widget starts with when the saved workflow has none.
+pub fn default_value(spec: &Value) -> Value {
+    let opts = spec_options(spec);
+    if let Some(d) = opts.and_then(|o| o.get("default")) {
+        return d.clone();
+    }
+    match widget_type(spec) {
+        "INT" | "FLOAT" => opts
+            .and_then(|o| o.get("min"))
+            .cloned()
+            .unwrap_or(Value::from(0)),
+        "STRING" => Value::String(String::new()),
+        "BOOLEAN" => Value::Bool(false),
+        _ => combo_values(spec)
+            .and_then(|v| v.into_iter().next())
+            .unwrap_or(Value::Null),
+    }
+}
+
+/// A node's serialised widget inputs as `(name, value)`, in widget order:
+/// positional `widgets_values` (or keyed by name when it is an object),
+/// frontend-only widgets skipped, defaults for values the save lacks, the
+/// chosen option's nested inputs after a dynamic combo (`codec.crf`), and
+/// arrays wrapped as `{"__value__": [...]}` as the frontend sends them.
+pub fn widget_inputs(class: &Map<String, Value>, saved: Option<&Value>) -> Vec<(String, Value)> {
+    let list = widgets(class);
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    collect(&list, saved, &mut pos, "", &mut out);
+    out
+}
+
+fn saved_value(saved: Option<&Value>, pos: usize, name: &str) -> Option<Value> {
+    match saved {
+        Some(Value::Array(a)) => a.get(pos).cloned(),
+        Some(Value::Object(o)) => o.get(name).cloned(),
+        _ => None,
+    }
+}
+
+fn collect(
+    list: &[Widget],
+    saved: Option<&Value>,
+    pos: &mut usize,
+    prefix: &str,
+    out: &mut Vec<(String, Value)>,
+) {
+    for w in list {
+        let here = *pos;
+        *pos += 1;
+        let Widget::Input { name, spec } = w else {
+            continue;
+        };
+        let full = format!("{prefix}{name}");
+        let value = saved_value(saved, here, &full).unwrap_or_else(|| default_value(spec));
+        let value = match value {
+            Value::Array(a) => {
+                let mut m = Map::new();
+                m.insert("__value__".to_owned(), Value::Array(a));
+                Value::Object(m)
+            }
+            v => v,
+        };
+        let chosen = value.clone();
+        out.push((full.clone(), value));
+        if spec_type(spec) == DYNAMIC_COMBO {
+            let key = match &chosen {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if let Some((_, nested)) = dynamic_options(spec).into_iter().find(|(k, _)| *k == key) {
+                let mut inner = Map::new();
+                inner.insert("input".to_owned(), Value::Object(nested));
+                let nested_widgets = widgets(&inner);
+                collect(&nested_widgets, saved, pos, &format!("{full}."), out);
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! `convert` against what three real frontends produced from the same UI
+//! workflows (`workflows/api-ground-truth/<frontend>/<name>.api.json`), with
+//! the object_info recorded from the ComfyUI release that ships that
+//! frontend. The prompts must be equal as JSON values.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use comfy_adapter::convert::{self, ConvertError, ConvertOptions};
+use comfy_adapter::model::catalogue::NodeCatalogue;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// (frontend version, ComfyUI release whose fixtures hold its object_info).
+const PAIRS: [(&str, &str); 3] = [
+    ("1.36.14", "0.9.2"),
+    ("1.37.11", "0.11.1"),
+    ("1.48.7", "0.33.0"),
+];
+
+const WORKFLOWS: [&str; 5] = [
+    "image_flux2_klein_text_to_image",
+    "image_flux2_text_to_image_9b",
+    "tiny_bypass_mute",
+    "video_ltx2_t2v",
+    "video_ltx2_t2v_distilled",
+];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
+}
+
+fn catalogue(version: &str) -> NodeCatalogue {
+    let raw = read_json(
+        &repo()
+            .join("fixtures")
+            .join(format!("comfyui-{version}"))
+            .join("018-object_info-full.json"),
+    );
+    let body = serde_json::to_vec(&raw["response"]["body"]).unwrap();
+    NodeCatalogue::from_slice(&body).unwrap()
+}
+
+fn options(version: &str) -> ConvertOptions {
+    ConvertOptions::for_server(&semver::Version::parse(version).unwrap())
+}
+
+/// Differences as readable lines (which node, which field).
+fn describe_diff(got: &Value, want: &Value) -> Vec<String> {
+    let (Some(g), Some(w)) = (got.as_object(), want.as_object()) else {
+        return vec!["not objects".into()];
+    };
+    let mut out = Vec::new();
+    for (k, wv) in w {
+        match g.get(k) {
+            None => out.push(format!("missing node {k}: {wv}")),
+            Some(gv) if gv != wv => out.push(format!("node {k}:\n  got  {gv}\n  want {wv}")),
+            _ => {}
+        }
+    }
+    for k in g.keys() {
+        if !w.contains_key(k) {
+            out.push(format!("extra node {k}: {}", g[k]));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_workflow_equals_every_frontend() {
+    let mut failures = Vec::new();
+    for (frontend, server) in PAIRS {
+        let cat = catalogue(server);
+        let opts = options(server);
+        for name in WORKFLOWS {
+            let ui = read_json(&repo().join("workflows/ui").join(format!("{name}.json")));
+            let want = read_json(
+                &repo()
+                    .join("workflows/api-ground-truth")
+                    .join(frontend)
+                    .join(format!("{name}.api.json")),
+            );
+            let got = Value::Object(
+                convert::convert(&ui, &cat, &opts)
+                    .unwrap_or_else(|e| panic!("{name} on {server}: {e}")),
+            );
+            if got != want {
+                failures.push(format!(
+                    "{name} × {frontend} (object_info of {server}):\n{}",
+                    describe_diff(&got, &want).join("\n")
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn keys_come_in_the_frontends_order() {
+    let ui = read_json(&repo().join("workflows/ui/video_ltx2_t2v.json"));
+    let want = read_json(&repo().join("workflows/api-ground-truth/1.48.7/video_ltx2_t2v.api.json"));
+    let got = convert::convert(&ui, &catalogue("0.33.0"), &options("0.33.0")).unwrap();
+    let want_keys: Vec<&String> = want.as_object().unwrap().keys().collect();
+    let got_keys: Vec<&String> = got.keys().collect();
+    assert_eq!(got_keys, want_keys);
+}
+
+#[test]
+fn renumbering_only_where_the_frontend_does_it() {
+    let ui = read_json(&repo().join("workflows/ui/video_ltx2_t2v.json"));
+    let cat = catalogue("0.33.0");
+    let old = convert::convert(&ui, &cat, &ConvertOptions::default()).unwrap();
+    let new = convert::convert(&ui, &cat, &options("0.33.0")).unwrap();
+    assert!(old.contains_key("92:94") && !old.contains_key("92:103"));
+    assert!(new.contains_key("92:103") && new.contains_key("92:100"));
+    assert_eq!(new["92:101"]["inputs"]["samples"], json!(["92:98", 1]));
+}
+
+#[test]
+fn unknown_node_type_is_an_error_naming_the_node() {
+    let ui = read_json(&repo().join("workflows/ui/video_ltx2_t2v.json"));
+    let mut text = serde_json::to_string(&ui).unwrap();
+    text = text.replace("\"LTXVCropGuides\"", "\"NoSuchCropNode\"");
+    let ui: Value = serde_json::from_str(&text).unwrap();
+    let err = convert::convert(&ui, &catalogue("0.11.1"), &options("0.11.1")).unwrap_err();
+    match &err {
+        ConvertError::MissingNodeType {
+            node_id,
+            class_type,
+        } => {
+            assert_eq!(node_id, "92:81");
+            assert_eq!(class_type, "NoSuchCropNode");
+        }
+        other => panic!("wrong error {other:?}"),
+    }
+    assert!(err.to_string().contains("92:81"), "{err}");
+}
+
+fn node(id: i64, kind: &str, mode: i64, inputs: Value, outputs: Value, wv: Value) -> Value {
+    json!({"id": id, "type": kind, "mode": mode, "inputs": inputs, "outputs": outputs,
+           "properties": {}, "widgets_values": wv})
+}
+
+#[test]
+fn reroute_primitive_and_muted_source() {
+    // EmptyImage(1) → Reroute(2) → SaveImage(3); a legacy PrimitiveNode(4)
+    // drives EmptyImage's width; a muted EmptyImage(5) feeds PreviewImage(6).
+    let ui = json!({
+        "nodes": [
+            node(1, "EmptyImage", 0,
+                json!([{"name": "width", "type": "INT", "link": 4, "widget": {"name": "width"}}]),
+                json!([{"name": "IMAGE", "type": "IMAGE", "links": [1]}]),
+                json!([64, 64, 1, 0])),
+            node(2, "Reroute", 0, json!([{"name": "", "type": "*", "link": 1}]),
+                json!([{"name": "", "type": "IMAGE", "links": [2]}]), Value::Null),
+            node(3, "SaveImage", 0, json!([{"name": "images", "type": "IMAGE", "link": 2}]),
+                json!([]), json!(["x"])),
+            node(4, "PrimitiveNode", 0, json!([]),
+                json!([{"name": "INT", "type": "INT", "links": [4], "widget": {"name": "width"}}]),
+                json!([320, "fixed"])),
+            node(5, "EmptyImage", 2, json!([]),
+                json!([{"name": "IMAGE", "type": "IMAGE", "links": [5]}]), json!([8, 8, 1, 0])),
+            node(6, "PreviewImage", 0, json!([{"name": "images", "type": "IMAGE", "link": 5}]),
+                json!([]), json!([])),
+            node(7, "Note", 0, json!([]), json!([]), json!(["hello"])),
+        ],
+        "links": [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"], [4, 4, 0, 1, 0, "INT"],
+                  [5, 5, 0, 6, 0, "IMAGE"]],
+        "version": 0.4
+    });
+    let got = convert::convert(&ui, &catalogue("0.11.1"), &ConvertOptions::default()).unwrap();
+    assert_eq!(
+        Value::Object(got),
+        json!({
+            "1": {"inputs": {"width": 320, "height": 64, "batch_size": 1, "color": 0},
+                  "class_type": "EmptyImage", "_meta": {"title": "EmptyImage"}},
+            "3": {"inputs": {"filename_prefix": "x", "images": ["1", 0]},
+                  "class_type": "SaveImage", "_meta": {"title": "Save Image"}},
+            "6": {"inputs": {}, "class_type": "PreviewImage", "_meta": {"title": "Preview Image"}}
+        })
+    );
+}
+
+#[test]
+fn control_widgets_upload_buttons_and_defaults() {
+    // KSampler stores control_after_generate after the seed; LoadImage stores
+    // its upload button; a short widgets_values falls back to defaults.
+    let ui = json!({
+        "nodes": [
+            node(1, "KSampler", 0, json!([]), json!([]),
+                json!([42, "randomize", 20, 7.5, "euler", "normal", 1])),
+            node(2, "LoadImage", 0, json!([]), json!([]), json!(["example.png", "image"])),
+            node(3, "EmptyLatentImage", 0, json!([]), json!([]), json!([512])),
+        ],
+        "links": [],
+        "version": 0.4
+    });
+    let got = convert::convert(&ui, &catalogue("0.11.1"), &ConvertOptions::default()).unwrap();
+    assert_eq!(
+        got["1"]["inputs"],
+        json!({"seed": 42, "steps": 20, "cfg": 7.5, "sampler_name": "euler",
+               "scheduler": "normal", "denoise": 1})
+    );
+    assert_eq!(got["2"]["inputs"], json!({"image": "example.png"}));
+    assert_eq!(
+        got["3"]["inputs"],
+        json!({"width": 512, "height": 512, "batch_size": 1})
+    );
+}
+
+#[test]
+fn group_nodes_are_refused_clearly() {
+    let ui = json!({
+        "nodes": [node(1, "workflow>My group", 0, json!([]), json!([]), json!([]))],
+        "links": [], "version": 0.4
+    });
+    let err = convert::convert(&ui, &catalogue("0.11.1"), &ConvertOptions::default()).unwrap_err();
+    assert!(matches!(err, ConvertError::GroupNode { .. }), "{err}");
+}
