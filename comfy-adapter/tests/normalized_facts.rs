@@ -294,3 +294,40 @@ fn version_strings_parse() {
     assert!(normalize::parse_version("banana").is_none());
     assert!(normalize::parse_version("").is_none());
 }
+
+#[test]
+fn custom_node_outputs_keep_files_and_raw_unknowns() {
+    use serde_json::json;
+    // VideoHelperSuite-style: a file reference with extra fields under `gifs`.
+    let ui = json!({
+        "gifs": [{"filename": "clip_00001.mp4", "subfolder": "", "type": "output", "format": "video/h264-mp4", "frame_rate": 8}],
+        "mesh": {"filename": "m.glb", "type": "output"},
+        "scores": [0.5, {"label": "cat"}],
+        "text": "single string",
+        "animated": [false]
+    });
+    let outs = normalize::outputs_from_ui("12", &ui, true);
+    let kinds: Vec<OutputKind> = outs.iter().map(|o| o.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            OutputKind::Video,
+            OutputKind::Model3d,
+            OutputKind::Unknown,
+            OutputKind::Unknown,
+            OutputKind::Text
+        ]
+    );
+    assert!(outs.iter().all(|o| o.cached && o.node_id == "12"));
+    assert_eq!(
+        outs[1].file.as_ref().unwrap().subfolder,
+        "",
+        "absent subfolder reads as empty"
+    );
+    assert_eq!(outs[2].raw, Some(json!(0.5)));
+    assert_eq!(outs[3].raw, Some(json!({"label": "cat"})));
+    assert_eq!(outs[4].text.as_deref(), Some("single string"));
+    assert!(outs.iter().all(|o| o.file.is_none() || o.raw.is_none()));
+    assert!(normalize::outputs_from_ui("1", &json!([1, 2]), false).is_empty());
+    assert!(normalize::outputs_from_ui("1", &json!(null), false).is_empty());
+}

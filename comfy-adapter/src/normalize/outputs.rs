@@ -1,5 +1,7 @@
 use crate::model::output::{FileRef, FolderType, Output, OutputKind};
-use serde_json::{Map, Value};
+use crate::wire::outputs::{NodeOutputs, UiDict, UiItem};
+use serde::Deserialize;
+use serde_json::Value;
 
 const VIDEO_EXT: &[&str] = &["mp4", "webm", "mov", "mkv", "avi", "m4v"];
 const AUDIO_EXT: &[&str] = &["flac", "mp3", "wav", "ogg", "opus", "m4a", "aac"];
@@ -40,41 +42,27 @@ fn key_kind(key: &str) -> OutputKind {
     }
 }
 
-fn file_ref(v: &Value) -> Option<FileRef> {
-    let o = v.as_object()?;
-    let filename = o.get("filename")?.as_str()?.to_owned();
-    Some(FileRef {
-        filename,
-        subfolder: o
-            .get("subfolder")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        folder: FolderType::from_wire(o.get("type").and_then(Value::as_str).unwrap_or("output")),
-    })
-}
-
 /// One node's UI dict (`{"images": [...], "animated": [true]}`) → outputs.
 /// `animated` is folded into the file entries it describes; anything not a
 /// file or a text is kept as [`OutputKind::Unknown`] with its raw value.
 pub fn outputs_from_ui(node_id: &str, ui: &Value, cached: bool) -> Vec<Output> {
-    let Some(ui) = ui.as_object() else {
-        return Vec::new();
-    };
-    let animated: Vec<bool> = ui
-        .get("animated")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().map(|x| x.as_bool().unwrap_or(false)).collect())
-        .unwrap_or_default();
+    UiDict::deserialize(ui)
+        .map(|d| outputs_from_dict(node_id, &d, cached))
+        .unwrap_or_default()
+}
+
+/// [`outputs_from_ui`] on an already parsed dict.
+pub(crate) fn outputs_from_dict(node_id: &str, ui: &UiDict, cached: bool) -> Vec<Output> {
+    let animated: &[UiItem] =
+        ui.0.iter()
+            .find(|(k, _)| k == "animated")
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or_default();
     let mut out = Vec::new();
-    for (key, value) in ui {
+    for (key, items) in &ui.0 {
         if key == "animated" {
             continue;
         }
-        let items: &[Value] = match value {
-            Value::Array(a) => a,
-            other => std::slice::from_ref(other),
-        };
         for (i, item) in items.iter().enumerate() {
             let base = Output {
                 node_id: node_id.to_owned(),
@@ -87,25 +75,42 @@ pub fn outputs_from_ui(node_id: &str, ui: &Value, cached: bool) -> Vec<Output> {
                 view_url: None,
                 raw: None,
             };
-            let entry = if let Some(file) = file_ref(item) {
-                Output {
-                    kind: file_kind(key, &file.filename),
-                    animated: animated.get(i).copied().unwrap_or(false),
-                    view_url: Some(file.view_path()),
-                    file: Some(file),
-                    ..base
+            let entry = match item {
+                UiItem::File {
+                    filename,
+                    subfolder,
+                    folder,
+                } => {
+                    let file = FileRef {
+                        filename: filename.clone(),
+                        subfolder: subfolder.clone().unwrap_or_default(),
+                        folder: FolderType::from_wire(folder.as_deref().unwrap_or("output")),
+                    };
+                    Output {
+                        kind: file_kind(key, &file.filename),
+                        animated: matches!(animated.get(i), Some(UiItem::Bool(true))),
+                        view_url: Some(file.view_path()),
+                        file: Some(file),
+                        ..base
+                    }
                 }
-            } else if let (Value::String(s), OutputKind::Text) = (item, key_kind(key)) {
-                Output {
+                UiItem::Text(s) if key_kind(key) == OutputKind::Text => Output {
                     kind: OutputKind::Text,
                     text: Some(s.clone()),
                     ..base
-                }
-            } else {
-                Output {
-                    raw: Some(item.clone()),
+                },
+                UiItem::Text(s) => Output {
+                    raw: Some(Value::String(s.clone())),
                     ..base
-                }
+                },
+                UiItem::Bool(b) => Output {
+                    raw: Some(Value::Bool(*b)),
+                    ..base
+                },
+                UiItem::Other(v) => Output {
+                    raw: Some(v.clone()),
+                    ..base
+                },
             };
             out.push(entry);
         }
@@ -114,9 +119,10 @@ pub fn outputs_from_ui(node_id: &str, ui: &Value, cached: bool) -> Vec<Output> {
 }
 
 /// All nodes' outputs of a history entry, in the server's order.
-pub(crate) fn outputs_from_map(map: &Map<String, Value>, cached_nodes: &[String]) -> Vec<Output> {
-    map.iter()
-        .flat_map(|(node, ui)| outputs_from_ui(node, ui, cached_nodes.iter().any(|c| c == node)))
+pub(crate) fn outputs_from_map(map: &NodeOutputs, cached_nodes: &[String]) -> Vec<Output> {
+    map.0
+        .iter()
+        .flat_map(|(node, ui)| outputs_from_dict(node, ui, cached_nodes.iter().any(|c| c == node)))
         .collect()
 }
 

@@ -1,9 +1,10 @@
 //! `GET /history` and `GET /history/{id}`.
 
+use super::outputs::NodeOutputs;
 use super::tuple::QueueTuple;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// One history entry (the value under the prompt id key).
 #[derive(Debug, Clone, Deserialize)]
@@ -12,7 +13,7 @@ pub struct HistoryItem {
     pub prompt: QueueTuple,
     /// Node id → UI dict (free-form keys: `images`, `audio`, `text`, ...).
     #[serde(default)]
-    pub outputs: Map<String, Value>,
+    pub outputs: NodeOutputs,
     /// Absent while a prompt is being written.
     pub status: Option<ExecutionStatus>,
     /// Node id → display info (not used by the model; skipped).

@@ -1,8 +1,9 @@
 //! `/api/jobs` (0.6+) and the cancel endpoints (0.26+).
 
 use super::history::ExecutionStatus;
+use super::outputs::NodeOutputs;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// `GET /api/jobs`.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,7 +55,7 @@ pub struct JobWire {
     /// Workflow id.
     pub workflow_id: Option<String>,
     /// By id, finished jobs: outputs as in history.
-    pub outputs: Option<Map<String, Value>>,
+    pub outputs: Option<NodeOutputs>,
     /// By id, finished jobs: the history `status`.
     pub execution_status: Option<ExecutionStatus>,
     /// Failed jobs: the `execution_error` payload.

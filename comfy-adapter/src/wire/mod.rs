@@ -7,6 +7,7 @@
 
 pub mod history;
 pub mod jobs;
+pub mod outputs;
 pub mod prompt;
 pub mod queue;
 pub mod system;
