@@ -1,0 +1,302 @@
+//! `comfy-worker`: the GPU worker of the multi-user ComfyUI platform.
+//!
+//! On start, and whenever ComfyUI was unreachable or changed version, the
+//! worker detects the server through `comfy-adapter`, picks the adapter for
+//! its line and registers with the queue (version, line, capabilities). Then
+//! it loops: long-poll `next-job`, check ComfyUI is still the one it
+//! detected, run the job ([`runner`]), report. SIGTERM/SIGINT stop claiming;
+//! the current job gets a grace period, then is interrupted and handed back.
+//! See `docs/worker.md`.
+
+pub mod classify;
+pub mod config;
+pub mod health;
+pub mod queue_client;
+pub mod runner;
+pub mod stack;
+pub mod watch;
+
+use crate::config::{Config, secs};
+use crate::health::{Health, Status};
+use crate::queue_client::{FailReport, QueueClient, Registration};
+use crate::runner::{JobEnd, RunContext, run_job};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use comfy_adapter::{ComfyAdapter, DetectOptions, Line, Timeouts, detect};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch as tokio_watch;
+
+/// What detection gave us.
+#[derive(Debug, Clone)]
+struct Detected {
+    adapter: Arc<dyn ComfyAdapter>,
+    version: Option<String>,
+}
+
+fn line_name(line: Line) -> &'static str {
+    match line {
+        Line::Legacy => "legacy",
+        Line::JobsApi => "jobs-api",
+        Line::CancelApi => "cancel-api",
+    }
+}
+
+fn capability_names(c: &comfy_adapter::Capabilities) -> Vec<String> {
+    let mut v = Vec::new();
+    for (on, name) in [
+        (c.jobs_api, "jobs_api"),
+        (c.jobs_cancel_api, "cancel_api"),
+        (c.cancelled_status, "cancelled_status"),
+        (c.uuid_prompt_ids, "uuid_prompt_ids"),
+        (c.missing_node_type_errors, "missing_node_type_errors"),
+        (c.targeted_interrupt, "targeted_interrupt"),
+        (c.multi_user, "multi_user"),
+        (c.preview_metadata, "preview_metadata"),
+    ] {
+        if on {
+            v.push(name.to_owned());
+        }
+    }
+    v
+}
+
+/// Resolves once `rx` says true (or its sender is gone).
+async fn stopped(rx: &mut tokio_watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// One worker process (or task).
+#[derive(Debug)]
+pub struct Worker {
+    config: Config,
+    queue: QueueClient,
+    health: Arc<Health>,
+    client_id: String,
+}
+
+impl Worker {
+    /// A worker for `config`.
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        let worker_id = config.worker_id();
+        let queue = QueueClient::new(
+            &config.queue_url,
+            config.worker_token.clone(),
+            &worker_id,
+            secs(config.queue_request_secs, 15.0),
+        )?;
+        let health = Arc::new(Health::new(&worker_id, &config.comfy_url));
+        Ok(Worker {
+            config,
+            queue,
+            health,
+            client_id: uuid::Uuid::new_v4().to_string(),
+        })
+    }
+
+    /// The health record (serve it with [`health::serve`]).
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    /// The worker id.
+    pub fn worker_id(&self) -> &str {
+        self.queue.worker_id()
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = Duration> + use<> {
+        ExponentialBuilder::default()
+            .with_min_delay(secs(self.config.backoff_min_secs, 0.5))
+            .with_max_delay(secs(self.config.backoff_max_secs, 30.0))
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    async fn detect_and_register(&self) -> Result<Detected, String> {
+        let options = DetectOptions {
+            timeouts: Timeouts {
+                connect: secs(self.config.comfy_connect_secs, 5.0),
+                request: secs(self.config.comfy_request_secs, 30.0),
+            },
+            ..DetectOptions::default()
+        };
+        let d = detect(&self.config.comfy_url, &options)
+            .await
+            .map_err(|e| format!("ComfyUI at {} not usable: {e}", self.config.comfy_url))?;
+        let version = d.info.version_string.clone();
+        let reg = Registration {
+            worker_id: self.worker_id().to_owned(),
+            comfyui_version: version.clone().filter(|v| !v.is_empty()),
+            line: Some(line_name(d.line).to_owned()),
+            capabilities: capability_names(&d.capabilities),
+        };
+        self.queue
+            .register(&reg)
+            .await
+            .map_err(|e| format!("registration with the queue failed: {e}"))?;
+        self.health
+            .detected(version.clone(), line_name(d.line).to_owned());
+        tracing::info!(version = ?version, line = %d.line, "ComfyUI detected; registered with the queue");
+        Ok(Detected {
+            adapter: d.adapter,
+            version,
+        })
+    }
+
+    /// Sleeps `d` unless shutdown comes first; false when shutting down.
+    async fn pause(d: Duration, shutdown: &mut tokio_watch::Receiver<bool>) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = stopped(shutdown) => false,
+        }
+    }
+
+    /// Runs until `shutdown` turns true; then finishes or hands back the
+    /// current job within the grace period.
+    pub async fn run(self, mut shutdown: tokio_watch::Receiver<bool>) -> anyhow::Result<()> {
+        let mut detected: Option<Detected> = None;
+        let mut backoff = self.backoff();
+        let wait = secs(self.config.poll_wait_secs, 25.0);
+        let grace = secs(self.config.shutdown_grace_secs, 20.0);
+        let watch = crate::watch::WatchOptions {
+            poll: secs(self.config.status_poll_secs, 1.0).max(Duration::from_millis(10)),
+            silence: secs(self.config.ws_silence_secs, 15.0),
+            unreachable: secs(self.config.unreachable_secs, 10.0),
+            timeout: secs(self.config.job_timeout_secs, 3600.0),
+        };
+        tracing::info!(worker_id = self.worker_id(), queue = %self.config.queue_url, comfy = %self.config.comfy_url, "worker starting");
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let d = match &detected {
+                Some(d) => d.clone(),
+                None => match self.detect_and_register().await {
+                    Ok(d) => {
+                        self.health.set_status(Status::Healthy, None);
+                        backoff = self.backoff();
+                        detected = Some(d.clone());
+                        d
+                    }
+                    Err(why) => {
+                        let pause = backoff.next().unwrap_or(Duration::from_secs(30));
+                        tracing::warn!(%why, retry_in = ?pause, "unhealthy; backing off");
+                        self.health.set_status(Status::Unhealthy, Some(why));
+                        if !Self::pause(pause, &mut shutdown).await {
+                            break;
+                        }
+                        continue;
+                    }
+                },
+            };
+
+            let claimed = tokio::select! {
+                r = self.queue.next_job(wait) => r,
+                _ = stopped(&mut shutdown) => break,
+            };
+            let job = match claimed {
+                Ok(Some(job)) => job,
+                Ok(None) => continue,
+                Err(e) => {
+                    let pause = backoff.next().unwrap_or(Duration::from_secs(30));
+                    tracing::warn!(error = %e, retry_in = ?pause, "queue unreachable; backing off");
+                    self.health
+                        .set_status(Status::Unhealthy, Some(format!("queue: {e}")));
+                    if !Self::pause(pause, &mut shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            self.health.set_status(Status::Healthy, None);
+
+            // Is ComfyUI still the server we detected? (restarted or upgraded in place)
+            let d = match d.adapter.server_info().await {
+                Ok(info) if info.version_string == d.version => d,
+                outcome => {
+                    match &outcome {
+                        Ok(info) => {
+                            tracing::warn!(was = ?d.version, now = ?info.version_string, "ComfyUI changed version; re-detecting");
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "ComfyUI unreachable; re-detecting");
+                        }
+                    }
+                    detected = None;
+                    match self.detect_and_register().await {
+                        Ok(d) => {
+                            detected = Some(d.clone());
+                            d
+                        }
+                        Err(why) => {
+                            let err = classify::JobError::new(
+                                classify::ErrorClass::ComfyUnavailable,
+                                why.clone(),
+                            );
+                            let r = FailReport {
+                                error: err.report_text(),
+                                retry: true,
+                                cancelled: false,
+                            };
+                            if let Err(e) = self.queue.fail(&job.id, &job.lease_token, &r).await {
+                                tracing::warn!(job_id = %job.id, error = %e, "could not hand the job back; its lease will expire");
+                            }
+                            self.health.set_status(Status::Unhealthy, Some(why));
+                            let pause = backoff.next().unwrap_or(Duration::from_secs(30));
+                            if !Self::pause(pause, &mut shutdown).await {
+                                break;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+
+            let ctx = RunContext {
+                queue: self.queue.clone(),
+                adapter: d.adapter.clone(),
+                comfyui_version: d.version.clone(),
+                client_id: self.client_id.clone(),
+                watch,
+                heartbeat: self.config.heartbeat_secs.map(|s| secs(s, 1.0)),
+                health: self.health.clone(),
+            };
+            let (hand_back_tx, hand_back_rx) = tokio_watch::channel(false);
+            let running = run_job(&ctx, job, hand_back_rx);
+            tokio::pin!(running);
+            let mut stop = shutdown.clone();
+            let end = tokio::select! {
+                end = &mut running => end,
+                _ = stopped(&mut stop) => {
+                    tracing::info!(grace = ?grace, "shutdown requested; letting the current job finish");
+                    self.health.set_status(Status::Stopping, None);
+                    tokio::select! {
+                        end = &mut running => end,
+                        _ = tokio::time::sleep(grace) => {
+                            tracing::warn!("grace period over; interrupting and handing the job back");
+                            let _ = hand_back_tx.send(true);
+                            running.await
+                        }
+                    }
+                }
+            };
+            if let JobEnd::Failed(e) = &end
+                && e.class.worker_unhealthy()
+            {
+                let pause = backoff.next().unwrap_or(Duration::from_secs(30));
+                tracing::warn!(class = e.class.as_str(), retry_in = ?pause, "ComfyUI failing; re-detecting after a pause");
+                self.health
+                    .set_status(Status::Unhealthy, Some(e.to_string()));
+                detected = None;
+                if !Self::pause(pause, &mut shutdown).await {
+                    break;
+                }
+            } else {
+                backoff = self.backoff();
+            }
+        }
+        self.health.set_status(Status::Stopping, None);
+        tracing::info!("worker stopped; nothing is leased to it");
+        Ok(())
+    }
+}

@@ -1,0 +1,341 @@
+//! HTTP client of the queue manager's worker API (`docs/queue.md`).
+//!
+//! The serde types here mirror the queue's JSON by hand; they belong in a
+//! crate shared with `comfy-queue` once its API settles.
+
+use backon::{ExponentialBuilder, Retryable};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::time::Duration;
+
+/// A job as `next-job` hands it out.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LeasedJob {
+    /// Job id (UUID).
+    pub id: String,
+    /// API-format prompt.
+    pub workflow: Value,
+    /// Owner.
+    pub user_id: String,
+    /// Client metadata.
+    #[serde(default)]
+    pub metadata: Value,
+    /// Priority 0–3.
+    #[serde(default)]
+    pub priority: u8,
+    /// Fencing token for heartbeat/complete/fail.
+    pub lease_token: String,
+    /// RFC 3339.
+    #[serde(default)]
+    pub lease_expires_at: String,
+    /// Lease length.
+    #[serde(default)]
+    pub lease_seconds: f64,
+    /// Suggested heartbeat period.
+    #[serde(default)]
+    pub heartbeat_interval_seconds: f64,
+    /// 1-based attempt.
+    #[serde(default)]
+    pub attempt: u32,
+    /// Attempts allowed.
+    #[serde(default)]
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Deserialize)]
+struct NextJob {
+    job: Option<LeasedJob>,
+}
+
+/// What registration tells the queue.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Registration {
+    /// The worker.
+    pub worker_id: String,
+    /// ComfyUI version string.
+    pub comfyui_version: Option<String>,
+    /// The adapter line (`legacy`, `jobs-api`, `cancel-api`).
+    pub line: Option<String>,
+    /// Capability names (`jobs_api`, `cancel_api`, ...).
+    pub capabilities: Vec<String>,
+}
+
+/// Progress sent with a heartbeat (the queue stores what it understands).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Progress {
+    /// 0–100.
+    pub percent: f64,
+    /// The node running now.
+    pub node: Option<String>,
+    /// Its class.
+    pub node_class: Option<String>,
+    /// ComfyUI's prompt id.
+    pub prompt_id: Option<String>,
+}
+
+/// The heartbeat answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HeartbeatReply {
+    /// The user or an admin asked to cancel the job.
+    #[serde(default)]
+    pub cancel_requested: bool,
+}
+
+/// How a job failed, for `fail-job`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailReport {
+    /// Error text (1–10,000 characters).
+    pub error: String,
+    /// Requeue while attempts remain.
+    pub retry: bool,
+    /// The job stopped because of a cancel request.
+    pub cancelled: bool,
+}
+
+/// Why a queue call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// 409: the lease expired or went to another worker. Abandon the job.
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
+    /// Any other non-success answer.
+    #[error("queue answered {status}: {body}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Body (truncated).
+        body: String,
+    },
+    /// The queue could not be reached or the answer not read.
+    #[error("queue unreachable: {0}")]
+    Transport(#[from] reqwest::Error),
+}
+
+impl QueueError {
+    /// Worth repeating the same call: transport failures and 5xx/429.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            QueueError::Transport(_) => true,
+            QueueError::Status { status, .. } => *status >= 500 || *status == 429,
+            QueueError::LeaseLost(_) => false,
+        }
+    }
+}
+
+/// The worker side of the queue API.
+#[derive(Debug, Clone)]
+pub struct QueueClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    worker_id: String,
+    request_timeout: Duration,
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+impl QueueClient {
+    /// A client for the queue at `base` (`http://host:3000`).
+    pub fn new(
+        base: &str,
+        token: Option<String>,
+        worker_id: &str,
+        request_timeout: Duration,
+    ) -> Result<Self, QueueError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(QueueClient {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.filter(|t| !t.is_empty()),
+            worker_id: worker_id.to_owned(),
+            request_timeout,
+        })
+    }
+
+    /// The worker id calls are made for.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        timeout: Duration,
+    ) -> reqwest::RequestBuilder {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .timeout(timeout);
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        r
+    }
+
+    async fn read<T: for<'de> Deserialize<'de>>(resp: reqwest::Response) -> Result<T, QueueError> {
+        let status = resp.status().as_u16();
+        if status == 409 {
+            return Err(QueueError::LeaseLost(truncate(
+                resp.text().await.unwrap_or_default(),
+                500,
+            )));
+        }
+        if !(200..300).contains(&status) {
+            let body = truncate(resp.text().await.unwrap_or_default(), 2000);
+            return Err(QueueError::Status { status, body });
+        }
+        Ok(resp.json::<T>().await?)
+    }
+
+    /// Registers (or re-registers after a ComfyUI change).
+    pub async fn register(&self, reg: &Registration) -> Result<(), QueueError> {
+        let resp = self
+            .request(
+                reqwest::Method::POST,
+                "/api/workers/register",
+                self.request_timeout,
+            )
+            .json(reg)
+            .send()
+            .await?;
+        Self::read::<Value>(resp).await.map(|_| ())
+    }
+
+    /// Leases the next job, waiting up to `wait` for one.
+    pub async fn next_job(&self, wait: Duration) -> Result<Option<LeasedJob>, QueueError> {
+        let wait_s = format!("{:.3}", wait.as_secs_f64());
+        let resp = self
+            .request(
+                reqwest::Method::GET,
+                "/api/workers/next-job",
+                self.request_timeout + wait,
+            )
+            .query(&[
+                ("worker_id", self.worker_id.as_str()),
+                ("wait", wait_s.as_str()),
+            ])
+            .send()
+            .await?;
+        Ok(Self::read::<NextJob>(resp).await?.job)
+    }
+
+    /// Renews the lease; tells whether a cancel was requested.
+    pub async fn heartbeat(
+        &self,
+        job_id: &str,
+        lease_token: &str,
+        progress: &Progress,
+    ) -> Result<HeartbeatReply, QueueError> {
+        let body = serde_json::json!({
+            "job_id": job_id,
+            "lease_token": lease_token,
+            "worker_id": self.worker_id,
+            "progress": progress,
+        });
+        let resp = self
+            .request(
+                reqwest::Method::POST,
+                "/api/workers/heartbeat",
+                self.request_timeout,
+            )
+            .json(&body)
+            .send()
+            .await?;
+        Self::read(resp).await
+    }
+
+    /// Idle keep-alive (the dashboard's heartbeat age).
+    pub async fn keepalive(&self) -> Result<(), QueueError> {
+        let resp = self
+            .request(
+                reqwest::Method::POST,
+                "/api/workers/heartbeat",
+                self.request_timeout,
+            )
+            .json(&serde_json::json!({"worker_id": self.worker_id}))
+            .send()
+            .await?;
+        Self::read::<Value>(resp).await.map(|_| ())
+    }
+
+    fn retry_policy() -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(5))
+            .with_max_times(6)
+            .with_jitter()
+    }
+
+    /// Reports success (repeated on transient errors: the queue answers a
+    /// repeat with the same token as a success).
+    pub async fn complete(
+        &self,
+        job_id: &str,
+        lease_token: &str,
+        result: &Value,
+    ) -> Result<(), QueueError> {
+        let body = serde_json::json!({"result": result, "lease_token": lease_token});
+        (|| async {
+            let resp = self
+                .request(
+                    reqwest::Method::POST,
+                    "/api/workers/complete-job",
+                    self.request_timeout,
+                )
+                .query(&[("job_id", job_id)])
+                .json(&body)
+                .send()
+                .await?;
+            Self::read::<Value>(resp).await.map(|_| ())
+        })
+        .retry(Self::retry_policy())
+        .when(QueueError::is_transient)
+        .notify(|e, d| tracing::warn!(error = %e, retry_in = ?d, "complete-job failed; retrying"))
+        .await
+    }
+
+    /// Reports failure (repeated on transient errors).
+    pub async fn fail(
+        &self,
+        job_id: &str,
+        lease_token: &str,
+        report: &FailReport,
+    ) -> Result<(), QueueError> {
+        let body = serde_json::json!({
+            "error": truncate(report.error.clone(), 10_000),
+            "retry": report.retry,
+            "cancelled": report.cancelled,
+            "lease_token": lease_token,
+        });
+        (|| async {
+            let resp = self
+                .request(
+                    reqwest::Method::POST,
+                    "/api/workers/fail-job",
+                    self.request_timeout,
+                )
+                .query(&[("job_id", job_id)])
+                .json(&body)
+                .send()
+                .await?;
+            Self::read::<Value>(resp).await.map(|_| ())
+        })
+        .retry(Self::retry_policy())
+        .when(QueueError::is_transient)
+        .notify(|e, d| tracing::warn!(error = %e, retry_in = ?d, "fail-job failed; retrying"))
+        .await
+    }
+}

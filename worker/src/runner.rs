@@ -1,0 +1,391 @@
+//! One job end to end: submit through the adapter, follow it, heartbeat the
+//! lease with progress, report outputs or a classified error.
+
+use crate::classify::{ErrorClass, JobError};
+use crate::health::{CurrentJob, Health, Outcome};
+use crate::queue_client::{FailReport, LeasedJob, Progress, QueueClient, QueueError};
+use crate::watch::{Follow, ProgressTracker, Stop, WatchEnd, WatchOptions};
+use comfy_adapter::ComfyAdapter;
+use comfy_adapter::model::job::{JobState, JobStatus};
+use comfy_adapter::model::output::Output;
+use comfy_adapter::model::prompt::PromptRequest;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+/// What a job runs against.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// The queue.
+    pub queue: QueueClient,
+    /// The ComfyUI server.
+    pub adapter: Arc<dyn ComfyAdapter>,
+    /// Its version string.
+    pub comfyui_version: Option<String>,
+    /// This worker's WebSocket client id.
+    pub client_id: String,
+    /// Watch timings.
+    pub watch: WatchOptions,
+    /// Heartbeat period override.
+    pub heartbeat: Option<Duration>,
+    /// Health record.
+    pub health: Arc<Health>,
+}
+
+/// How the job ended for the worker.
+#[derive(Debug)]
+pub enum JobEnd {
+    /// Reported complete.
+    Completed,
+    /// Reported failed (`retry` says whether the queue requeues it).
+    Failed(JobError),
+    /// Reported cancelled.
+    Cancelled,
+    /// Handed back on shutdown.
+    HandedBack,
+    /// The lease was lost; nothing reported.
+    LeaseLost,
+}
+
+impl JobEnd {
+    /// The health counter this end maps to.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            JobEnd::Completed => Outcome::Completed,
+            JobEnd::Failed(e) if e.retryable => Outcome::Retried,
+            JobEnd::Failed(_) => Outcome::Failed,
+            JobEnd::Cancelled => Outcome::Cancelled,
+            JobEnd::HandedBack => Outcome::HandedBack,
+            JobEnd::LeaseLost => Outcome::LeaseLost,
+        }
+    }
+}
+
+fn node_classes(prompt: &Map<String, Value>) -> HashMap<String, String> {
+    prompt
+        .iter()
+        .map(|(id, n)| {
+            let class = n
+                .get("class_type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            (id.clone(), class)
+        })
+        .collect()
+}
+
+fn output_json(adapter: &dyn ComfyAdapter, o: &Output) -> Value {
+    let view_url = match (&o.view_url, &o.file) {
+        (Some(u), _) if u.starts_with("http") => Some(u.clone()),
+        (_, Some(f)) => Some(adapter.view_url(f)),
+        (u, None) => u.clone(),
+    };
+    json!({
+        "node_id": o.node_id,
+        "kind": o.kind,
+        "filename": o.file.as_ref().map(|f| f.filename.clone()),
+        "subfolder": o.file.as_ref().map(|f| f.subfolder.clone()),
+        "type": o.file.as_ref().map(|f| f.folder.as_str().to_owned()),
+        "view_url": view_url,
+        "text": o.text,
+        "cached": o.cached,
+    })
+}
+
+fn ms_since_epoch() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Runs `job` to its end and reports it. `hand_back` turning true asks to
+/// interrupt the prompt and give the job back (shutdown past the grace period).
+pub async fn run_job(ctx: &RunContext, job: LeasedJob, hand_back: watch::Receiver<bool>) -> JobEnd {
+    let span = tracing::info_span!(
+        "job",
+        job_id = %job.id,
+        user_id = %job.user_id,
+        prompt_id = tracing::field::Empty,
+        attempt = job.attempt,
+    );
+    run_job_inner(ctx, job, hand_back).instrument(span).await
+}
+
+async fn run_job_inner(
+    ctx: &RunContext,
+    job: LeasedJob,
+    mut hand_back: watch::Receiver<bool>,
+) -> JobEnd {
+    let leased_at = Instant::now();
+    let prompt_id = uuid::Uuid::new_v4().to_string();
+    tracing::Span::current().record("prompt_id", prompt_id.as_str());
+    tracing::info!("job leased; running");
+    ctx.health.set_job(Some(CurrentJob {
+        job_id: job.id.clone(),
+        user_id: job.user_id.clone(),
+        attempt: job.attempt,
+        progress: Progress {
+            prompt_id: Some(prompt_id.clone()),
+            ..Progress::default()
+        },
+    }));
+
+    let (stop_tx, mut stop_rx) = watch::channel(None::<Stop>);
+    let (progress_tx, progress_rx) = watch::channel(Progress {
+        prompt_id: Some(prompt_id.clone()),
+        ..Progress::default()
+    });
+
+    // Heartbeats: renew the lease with progress; a cancel request or a lost
+    // lease stops the prompt; so does a hand-back on shutdown.
+    let every = ctx.heartbeat.unwrap_or_else(|| {
+        Duration::from_secs_f64(job.heartbeat_interval_seconds.clamp(0.1, 300.0))
+    });
+    let heartbeat = {
+        let queue = ctx.queue.clone();
+        let health = ctx.health.clone();
+        let (job_id, token) = (job.id.clone(), job.lease_token.clone());
+        let stop_tx = stop_tx.clone();
+        let progress_rx = progress_rx.clone();
+        tokio::spawn(
+            async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                let mut watching_hand_back = true;
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        r = hand_back.wait_for(|v| *v), if watching_hand_back => {
+                            let asked = r.is_ok();
+                            watching_hand_back = false;
+                            if asked {
+                                stop_tx.send_replace(Some(Stop::HandBack));
+                            }
+                            // Keep renewing the lease while the prompt is being stopped.
+                            continue;
+                        }
+                    }
+                    let p = progress_rx.borrow().clone();
+                    health.set_progress(p.clone());
+                    match queue.heartbeat(&job_id, &token, &p).await {
+                        Ok(r) if r.cancel_requested => {
+                            tracing::info!("cancel requested through the queue");
+                            stop_tx.send_if_modified(|s| {
+                                if s.is_none() {
+                                    *s = Some(Stop::Cancel);
+                                    true
+                                } else {
+                                    false
+                                }
+                            });
+                        }
+                        Ok(_) => {}
+                        Err(QueueError::LeaseLost(why)) => {
+                            tracing::warn!(%why, "lease lost; abandoning the job");
+                            stop_tx.send_replace(Some(Stop::Abandon));
+                            return;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                    }
+                }
+            }
+            .in_current_span(),
+        )
+    };
+
+    let end = execute(ctx, &job, &prompt_id, &mut stop_rx, &progress_tx).await;
+    heartbeat.abort();
+    let total_ms = leased_at.elapsed().as_millis() as u64;
+    let reported = report(ctx, &job, end, total_ms).await;
+    ctx.health.set_job(None);
+    ctx.health.record(reported.outcome(), total_ms);
+    reported
+}
+
+/// What the prompt came to, before reporting.
+enum Ran {
+    Succeeded(Value),
+    Failed(JobError),
+    Stopped(Stop),
+}
+
+async fn execute(
+    ctx: &RunContext,
+    job: &LeasedJob,
+    prompt_id: &str,
+    stop: &mut watch::Receiver<Option<Stop>>,
+    progress: &watch::Sender<Progress>,
+) -> Ran {
+    let Some(prompt) = job.workflow.as_object().cloned() else {
+        return Ran::Failed(JobError::new(
+            ErrorClass::ValidationError,
+            "the workflow is not an API-format prompt (a JSON object of nodes)",
+        ));
+    };
+    if prompt.contains_key("nodes") && prompt.contains_key("links") {
+        return Ran::Failed(JobError::new(
+            ErrorClass::ValidationError,
+            "the workflow is in UI (graph) format; submit the API format (graphToPrompt().output)",
+        ));
+    }
+    let classes = node_classes(&prompt);
+    let request = PromptRequest::new(prompt)
+        .with_client_id(&ctx.client_id)
+        .with_prompt_id(prompt_id);
+
+    // Open the socket first so no event of this prompt is missed.
+    let events = match ctx.adapter.events(&ctx.client_id).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "WebSocket unavailable; following by polling only");
+            None
+        }
+    };
+    let submitted_ms = ms_since_epoch();
+    let submitted = Instant::now();
+    if let Err(e) = ctx.adapter.submit(&request).await {
+        let err = JobError::from_comfy(&e);
+        tracing::warn!(error = %err, "submission failed");
+        return Ran::Failed(err);
+    }
+    tracing::info!("prompt submitted");
+    let follow = Follow {
+        adapter: &ctx.adapter,
+        client_id: &ctx.client_id,
+        prompt_id,
+        options: ctx.watch,
+    };
+    let mut tracker = ProgressTracker::new(prompt_id, classes);
+    match follow.run(events, &mut tracker, progress, stop).await {
+        WatchEnd::Stopped(s) => Ran::Stopped(s),
+        WatchEnd::Failed(e) => Ran::Failed(e),
+        WatchEnd::Finished(status) => finished(ctx, job, *status, submitted_ms, submitted).await,
+    }
+}
+
+async fn finished(
+    ctx: &RunContext,
+    job: &LeasedJob,
+    mut status: JobStatus,
+    submitted_ms: i64,
+    submitted: Instant,
+) -> Ran {
+    match status.state {
+        JobState::Succeeded => {}
+        JobState::Failed => {
+            return Ran::Failed(match &status.failure {
+                Some(f) => JobError::from_failure(f),
+                None => JobError::new(ErrorClass::ExecutionError, "ComfyUI says the prompt failed"),
+            });
+        }
+        _ => return Ran::Failed(JobError::from_interruption(status.interruption.as_ref())),
+    }
+    if status.outputs.is_empty() && status.outputs_count.unwrap_or(0) > 0 {
+        match ctx.adapter.outputs(&status.prompt_id).await {
+            Ok(o) => status.outputs = o,
+            Err(e) => tracing::warn!(error = %e, "could not read the outputs"),
+        }
+    }
+    let observed_ms = submitted.elapsed().as_millis() as i64;
+    let execution_ms = status.execution_ms();
+    let queued_ms = status
+        .started_at_ms
+        .map(|s| s - status.created_at_ms.unwrap_or(submitted_ms))
+        .map(|q| q.max(0));
+    let outputs: Vec<Value> = status
+        .outputs
+        .iter()
+        .map(|o| output_json(ctx.adapter.as_ref(), o))
+        .collect();
+    tracing::info!(outputs = outputs.len(), ?execution_ms, "prompt succeeded");
+    Ran::Succeeded(json!({
+        "prompt_id": status.prompt_id,
+        "worker_id": ctx.queue.worker_id(),
+        "attempt": job.attempt,
+        "comfyui": {
+            "url": ctx.adapter.base_url().as_str(),
+            "version": ctx.comfyui_version,
+            "line": ctx.adapter.line(),
+        },
+        "outputs": outputs,
+        "cached_nodes": status.cached_nodes,
+        "timings": {
+            "comfy_queued_ms": queued_ms,
+            "comfy_execution_ms": execution_ms,
+            "submit_to_done_ms": observed_ms,
+        },
+    }))
+}
+
+async fn report(ctx: &RunContext, job: &LeasedJob, ran: Ran, total_ms: u64) -> JobEnd {
+    let token = job.lease_token.as_str();
+    let (result, end) = match ran {
+        Ran::Succeeded(mut result) => {
+            if let Some(t) = result.get_mut("timings").and_then(Value::as_object_mut) {
+                t.insert("total_ms".into(), json!(total_ms));
+            }
+            (
+                ctx.queue.complete(&job.id, token, &result).await,
+                JobEnd::Completed,
+            )
+        }
+        Ran::Failed(err) => {
+            tracing::warn!(class = err.class.as_str(), retry = err.retryable, error = %err.message, "job failed");
+            let r = FailReport {
+                error: err.report_text(),
+                retry: err.retryable,
+                cancelled: false,
+            };
+            (
+                ctx.queue.fail(&job.id, token, &r).await,
+                JobEnd::Failed(err),
+            )
+        }
+        Ran::Stopped(Stop::Abandon) => return JobEnd::LeaseLost,
+        Ran::Stopped(Stop::Cancel) => {
+            let err = JobError::new(
+                ErrorClass::Cancelled,
+                "cancelled through the queue; the prompt was interrupted",
+            );
+            let r = FailReport {
+                error: err.report_text(),
+                retry: false,
+                cancelled: true,
+            };
+            (ctx.queue.fail(&job.id, token, &r).await, JobEnd::Cancelled)
+        }
+        Ran::Stopped(Stop::HandBack) => {
+            let err = JobError::new(
+                ErrorClass::Shutdown,
+                "the worker is shutting down; handed back",
+            );
+            let r = FailReport {
+                error: err.report_text(),
+                retry: true,
+                cancelled: false,
+            };
+            (ctx.queue.fail(&job.id, token, &r).await, JobEnd::HandedBack)
+        }
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(total_ms, "reported");
+            end
+        }
+        Err(QueueError::LeaseLost(why)) => {
+            tracing::warn!(%why, "lease lost before the report; the queue has re-leased the job");
+            JobEnd::LeaseLost
+        }
+        Err(e) => {
+            // The lease will expire and the queue will retry the job.
+            tracing::error!(error = %e, "could not report the job; its lease will expire");
+            end
+        }
+    }
+}

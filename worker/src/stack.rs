@@ -1,0 +1,136 @@
+//! The platform in one process: the queue manager (from the `comfy-queue`
+//! library), workers and emulated ComfyUI servers. Used by `comfy-stack`
+//! and by the end-to-end tests.
+
+use anyhow::Context;
+use comfy_queue::clock::SystemClock;
+use comfy_queue::store::Store;
+use comfy_queue::store::redis::RedisStore;
+use comfy_queue::store::sqlite::SqliteStore;
+use comfy_queue::{AppState, Settings, app};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Which store the queue uses.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A SQLite file (created on first start).
+    Sqlite(PathBuf),
+    /// A Redis server URL and key prefix.
+    Redis(String, String),
+}
+
+/// How to run the queue.
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    /// Where to listen (`127.0.0.1:0` picks a port).
+    pub listen: SocketAddr,
+    /// The store.
+    pub backend: Backend,
+    /// Tunables (leases, attempts, caps, auth).
+    pub settings: Settings,
+    /// Reaper period.
+    pub reap_every: Duration,
+}
+
+impl QueueOptions {
+    /// Embedded defaults on a SQLite file.
+    pub fn sqlite(path: impl Into<PathBuf>) -> Self {
+        QueueOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            backend: Backend::Sqlite(path.into()),
+            settings: Settings::default(),
+            reap_every: Duration::from_secs(5),
+        }
+    }
+
+    /// Short leases for tests: `lease` seconds, reaper every tenth of it.
+    pub fn short_leases(mut self, lease: Duration) -> Self {
+        self.settings.lease_ms = lease.as_millis() as i64;
+        self.reap_every = (lease / 10).max(Duration::from_millis(50));
+        self
+    }
+}
+
+/// A queue manager serving in this process.
+#[derive(Debug)]
+pub struct RunningQueue {
+    addr: SocketAddr,
+    state: AppState,
+    tasks: Vec<JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl RunningQueue {
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The service state (store, metrics).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops serving.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for RunningQueue {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Opens the store and serves the queue's HTTP API.
+pub async fn start_queue(opts: QueueOptions) -> anyhow::Result<RunningQueue> {
+    let store: Arc<dyn Store> = match &opts.backend {
+        Backend::Sqlite(path) => Arc::new(
+            SqliteStore::open(path).with_context(|| format!("opening {}", path.display()))?,
+        ),
+        Backend::Redis(url, prefix) => Arc::new(
+            RedisStore::connect(url, prefix)
+                .await
+                .with_context(|| format!("connecting to Redis at {url}"))?,
+        ),
+    };
+    let state = AppState::new(store, Arc::new(SystemClock), opts.settings.clone());
+    let reaper = state.spawn_reaper(opts.reap_every);
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("binding {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let service = app(state.clone());
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "queue server ended");
+        }
+    });
+    Ok(RunningQueue {
+        addr,
+        state,
+        tasks: vec![reaper, server],
+        stop,
+    })
+}
