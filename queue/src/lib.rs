@@ -90,6 +90,8 @@ pub struct Inner {
     pub workers: RwLock<HashMap<String, (WorkerInfo, bool)>>,
     /// Process start.
     pub started: Instant,
+    /// Set when the server is stopping: long-polls answer at once.
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 impl std::ops::Deref for AppState {
@@ -111,12 +113,26 @@ impl AppState {
             metrics: Metrics::default(),
             workers: RwLock::new(HashMap::new()),
             started: Instant::now(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
     /// Current time from the clock.
     pub fn now(&self) -> Millis {
         self.clock.now_ms()
+    }
+
+    /// Stop serving long-polls: waiting `next-job` calls answer `{"job": null}` now, so a
+    /// graceful shutdown does not wait out their `wait=`.
+    pub fn begin_shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.job_available.notify_waiters();
+    }
+
+    /// Whether [`AppState::begin_shutdown`] was called.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Take back expired leases once; publishes events and wakes waiting workers.

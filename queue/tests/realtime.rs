@@ -263,3 +263,31 @@ async fn each_waiting_worker_gets_one_of_the_new_jobs() {
     );
     assert_ne!(ids[0], ids[1]);
 }
+
+#[tokio::test]
+async fn shutdown_answers_waiting_long_polls_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
+    let state = AppState::new(Arc::new(store), Arc::new(SystemClock), Settings::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app_state = state.clone();
+    tokio::spawn(async move { axum::serve(listener, app(app_state)).await });
+    let poll = tokio::spawn(async move {
+        let started = Instant::now();
+        let v: Value = reqwest::get(format!(
+            "http://{addr}/api/workers/next-job?worker_id=w&wait=20"
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        (v, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    state.begin_shutdown();
+    let (v, took) = poll.await.unwrap();
+    assert_eq!(v, json!({"job": null}));
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}

@@ -161,7 +161,7 @@ pub async fn next_job(
             }));
         }
         let now = Instant::now();
-        if now >= deadline {
+        if now >= deadline || state.is_stopping() {
             return Ok(Json(NextJobResponse { job: None }));
         }
         if tokio::time::timeout(deadline - now, notified)
