@@ -90,7 +90,7 @@ impl Config {
             max_pending: self.max_pending,
             max_per_user: self.max_per_user,
             max_wait_secs: if self.max_wait_secs.is_finite() {
-                self.max_wait_secs.max(0.0)
+                self.max_wait_secs.clamp(0.0, 3600.0)
             } else {
                 30.0
             },

@@ -144,7 +144,10 @@ pub async fn next_job(
     } else {
         state.settings.legacy_lease_ms
     };
-    let deadline = Instant::now() + Duration::from_secs_f64(wait);
+    let wait = Duration::try_from_secs_f64(wait).unwrap_or(Duration::from_secs(3600));
+    let deadline = Instant::now()
+        .checked_add(wait)
+        .unwrap_or_else(Instant::now);
     loop {
         // Register interest before looking, so a submit between the look and the wait
         // still wakes us.
