@@ -1,1 +1,224 @@
-//! Helpers of the end-to-end tests (`tests/tests/*.rs`).
+//! Helpers of the end-to-end tests (`tests/tests/*.rs`): a queue (SQLite or
+//! a private Redis), emulated ComfyUI servers and in-process workers with
+//! short leases and fast polls, so the suite stays quick.
+
+use comfy_adapter::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use comfy_worker::Worker;
+use comfy_worker::config::Config;
+use comfy_worker::stack::{Backend, QueueOptions, RunningQueue, UserApi, start_queue};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Lease used by the tests.
+pub const LEASE: Duration = Duration::from_secs(2);
+
+/// The API prompt of fixture 023 (EmptyImage → SaveImage) with a prefix.
+pub fn image_prompt(prefix: &str) -> Value {
+    json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}, "_meta": {"title": "EmptyImage"}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}, "_meta": {"title": "Save Image"}},
+    })
+}
+
+/// The seed's metadata for a single submission.
+pub fn seed_metadata() -> Value {
+    json!({"batch_index": 0, "batch_total": 1})
+}
+
+/// The classified error a worker reported, parsed.
+pub fn reported_error(job: &Value) -> Value {
+    job["error"]
+        .as_str()
+        .and_then(|e| serde_json::from_str(e).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// A queue with its store kept alive.
+#[derive(Debug)]
+pub struct TestQueue {
+    /// The queue.
+    pub queue: RunningQueue,
+    /// A user-side client.
+    pub api: UserApi,
+    _dir: Option<tempfile::TempDir>,
+    _redis: Option<RedisServer>,
+}
+
+impl TestQueue {
+    /// Its URL.
+    pub fn url(&self) -> String {
+        self.queue.url()
+    }
+}
+
+fn options(backend: Backend, max_attempts: u32) -> QueueOptions {
+    let mut o = QueueOptions::sqlite("unused").short_leases(LEASE);
+    o.backend = backend;
+    o.settings.max_attempts = max_attempts;
+    o.settings.max_pending = 0;
+    o.settings.max_wait_secs = 2.0;
+    o
+}
+
+/// A queue on a fresh SQLite file.
+pub async fn sqlite_queue(max_attempts: u32) -> TestQueue {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let o = options(Backend::Sqlite(dir.path().join("queue.db")), max_attempts);
+    let queue = start_queue(o)
+        .await
+        .unwrap_or_else(|e| panic!("queue: {e:#}"));
+    TestQueue {
+        api: UserApi::new(&queue.url()),
+        queue,
+        _dir: Some(dir),
+        _redis: None,
+    }
+}
+
+/// A queue on a private redis-server, or `None` when it is not installed
+/// (a failure instead with `COMFY_REQUIRE_REDIS=1`).
+pub async fn redis_queue(max_attempts: u32) -> Option<TestQueue> {
+    let redis = RedisServer::start()?;
+    let o = options(Backend::Redis(redis.url(), "e2e".into()), max_attempts);
+    let queue = start_queue(o)
+        .await
+        .unwrap_or_else(|e| panic!("queue: {e:#}"));
+    Some(TestQueue {
+        api: UserApi::new(&queue.url()),
+        queue,
+        _dir: None,
+        _redis: Some(redis),
+    })
+}
+
+/// An emulator of `version` with `node_ms` per node.
+pub async fn emulator(version: &str, node_ms: u64) -> EmulatorHandle {
+    Emulator::start(EmulatorConfig::new(version).node_time(Duration::from_millis(node_ms)))
+        .await
+        .unwrap_or_else(|e| panic!("emulator: {e}"))
+}
+
+/// Worker settings for tests: fast polls, short pauses, no health port.
+pub fn worker_config(queue_url: &str, comfy_url: &str, id: &str) -> Config {
+    let mut c = Config::for_urls(queue_url, comfy_url);
+    c.worker_id = Some(id.to_owned());
+    c.poll_wait_secs = 1.0;
+    c.status_poll_secs = 0.1;
+    c.ws_silence_secs = 1.0;
+    c.unreachable_secs = 1.0;
+    c.heartbeat_secs = Some(0.3);
+    c.backoff_min_secs = 0.05;
+    c.backoff_max_secs = 0.5;
+    c.shutdown_grace_secs = 1.0;
+    c.health_listen = "off".into();
+    c
+}
+
+/// A worker running as a task of this process.
+#[derive(Debug)]
+pub struct TestWorker {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+    /// Its health record.
+    pub health: std::sync::Arc<comfy_worker::health::Health>,
+}
+
+impl TestWorker {
+    /// Starts a worker.
+    pub fn start(config: Config) -> TestWorker {
+        let worker = Worker::new(config).unwrap_or_else(|e| panic!("worker: {e:#}"));
+        let health = worker.health();
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(worker.run(rx));
+        TestWorker { stop, task, health }
+    }
+
+    /// Asks it to stop and waits.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// A private `redis-server` on a free port in a temp dir, killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn redis_binary() -> Option<PathBuf> {
+    ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// A free local TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+impl RedisServer {
+    /// Starts one, or `None` when redis-server is missing (panics instead
+    /// with `COMFY_REQUIRE_REDIS=1`).
+    pub fn start() -> Option<RedisServer> {
+        let Some(bin) = redis_binary() else {
+            assert!(
+                std::env::var("COMFY_REQUIRE_REDIS").as_deref() != Ok("1"),
+                "redis-server not found and COMFY_REQUIRE_REDIS=1"
+            );
+            eprintln!("SKIPPED: redis-server not found; Redis end-to-end test skipped");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let port = free_port();
+        let child = Command::new(bin)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("redis-server: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Some(RedisServer {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

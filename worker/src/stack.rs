@@ -134,3 +134,140 @@ pub async fn start_queue(opts: QueueOptions) -> anyhow::Result<RunningQueue> {
         stop,
     })
 }
+
+/// The user/admin side of the queue API, as the frontends and the dashboard
+/// call it (for the demo and the end-to-end tests).
+#[derive(Debug, Clone)]
+pub struct UserApi {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// A user-side call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Transport or decoding.
+    #[error("queue call failed: {0}")]
+    Http(#[from] reqwest::Error),
+    /// Unexpected status.
+    #[error("queue answered {0}: {1}")]
+    Status(u16, String),
+    /// A wait ran out.
+    #[error("timed out waiting: {0}")]
+    Timeout(String),
+}
+
+impl UserApi {
+    /// A client for the queue at `base`.
+    pub fn new(base: &str) -> Self {
+        UserApi {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// `POST /api/jobs` with the seed's payload; returns the job.
+    pub async fn submit(
+        &self,
+        user_id: &str,
+        workflow: &serde_json::Value,
+        metadata: serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        let body = serde_json::json!({
+            "user_id": user_id, "workflow": workflow, "priority": 1, "metadata": metadata,
+        });
+        let resp = self
+            .http
+            .post(format!("{}/api/jobs", self.base))
+            .json(&body)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        if status != 201 && status != 200 {
+            return Err(ApiError::Status(
+                status,
+                resp.text().await.unwrap_or_default(),
+            ));
+        }
+        Ok(resp.json().await?)
+    }
+
+    /// `GET /api/jobs/{id}`.
+    pub async fn job(&self, id: &str) -> Result<serde_json::Value, ApiError> {
+        let resp = self
+            .http
+            .get(format!("{}/api/jobs/{id}", self.base))
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(ApiError::Status(
+                status,
+                resp.text().await.unwrap_or_default(),
+            ));
+        }
+        Ok(resp.json().await?)
+    }
+
+    /// `DELETE /api/jobs/{id}` (cancel).
+    pub async fn cancel(&self, id: &str) -> Result<(), ApiError> {
+        let resp = self
+            .http
+            .delete(format!("{}/api/jobs/{id}", self.base))
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(ApiError::Status(
+                status,
+                resp.text().await.unwrap_or_default(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `GET /api/workers`.
+    pub async fn workers(&self) -> Result<serde_json::Value, ApiError> {
+        let resp = self
+            .http
+            .get(format!("{}/api/workers", self.base))
+            .send()
+            .await?;
+        Ok(resp.json().await?)
+    }
+
+    /// Polls the job until `done(job)` holds.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value, ApiError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let job = self.job(id).await?;
+            if done(&job) {
+                return Ok(job);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::Timeout(format!("job {id}: {job}")));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Polls the job until it is completed, failed or cancelled.
+    pub async fn wait_terminal(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, ApiError> {
+        self.wait_for(id, timeout, |j| {
+            matches!(
+                j["status"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            )
+        })
+        .await
+    }
+}

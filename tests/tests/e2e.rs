@@ -1,0 +1,314 @@
+//! The whole stack through its public HTTP APIs: queue (SQLite, Redis),
+//! in-process workers, emulated ComfyUI servers of each line.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use comfy_adapter::emulator::{Emulator, EmulatorConfig, Faults};
+use comfy_e2e::*;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+
+fn attempts(job: &Value) -> u64 {
+    job["attempts"].as_u64().unwrap_or(0)
+}
+
+async fn completes_on(q: &TestQueue, version: &str) {
+    let emu = emulator(version, 10).await;
+    let worker = TestWorker::start(worker_config(
+        &q.url(),
+        &emu.url(),
+        &format!("w-{}", version.replace('.', "-")),
+    ));
+    let job = q
+        .api
+        .submit("user001", &image_prompt("e2e"), seed_metadata())
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap();
+    let done = q.api.wait_terminal(id, T).await.unwrap();
+    assert_eq!(done["status"], "completed", "{version}: {done}");
+    assert_eq!(attempts(&done), 1);
+    let result = &done["result"];
+    assert_eq!(result["comfyui"]["version"], version);
+    let outputs = result["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 1, "{result}");
+    let o = &outputs[0];
+    assert_eq!(o["kind"], "image");
+    assert_eq!(o["node_id"], "2");
+    assert_eq!(o["type"], "output");
+    assert_eq!(o["cached"], false);
+    assert!(o["filename"].as_str().unwrap().starts_with("e2e_"));
+    let view = o["view_url"].as_str().unwrap();
+    assert!(
+        view.starts_with(&emu.url()) && view.contains("/view?filename="),
+        "{view}"
+    );
+    assert!(reqwest::get(view).await.unwrap().status().is_success());
+    for t in ["comfy_execution_ms", "comfy_queued_ms", "total_ms"] {
+        assert!(result["timings"][t].is_number(), "{t}: {result}");
+    }
+    let workers = q.api.workers().await.unwrap();
+    let me = workers
+        .as_array()
+        .or_else(|| workers["workers"].as_array())
+        .unwrap()
+        .iter()
+        .find(|w| {
+            w["worker_id"]
+                .as_str()
+                .is_some_and(|id| id.contains(&version.replace('.', "-")))
+        })
+        .cloned()
+        .unwrap();
+    assert_eq!(me["comfyui_version"], version, "{me}");
+    worker.stop().await;
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_job_completes_with_outputs_on_each_line() {
+    let q = sqlite_queue(3).await;
+    for v in ["0.3.64", "0.9.2", "0.11.1", "0.33.0"] {
+        completes_on(&q, v).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_job_completes_on_the_redis_backend() {
+    let Some(q) = redis_queue(3).await else {
+        return;
+    };
+    completes_on(&q, "0.11.1").await;
+    completes_on(&q, "0.3.64").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_and_execution_errors_are_classified_and_not_retried() {
+    let q = sqlite_queue(3).await;
+    for v in ["0.3.64", "0.33.0"] {
+        let emu = emulator(v, 5).await;
+        let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-errors"));
+
+        let bad = json!({"1": {"class_type": "DoesNotExist", "inputs": {}}});
+        let id = q
+            .api
+            .submit("user002", &bad, seed_metadata())
+            .await
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let job = q.api.wait_terminal(&id, T).await.unwrap();
+        assert_eq!(job["status"], "failed", "{v}: {job}");
+        assert_eq!(attempts(&job), 1, "{v}: not retried");
+        let e = reported_error(&job);
+        assert_eq!(e["class"], "validation_error", "{v}: {e}");
+        assert_eq!(e["retryable"], false);
+        assert_eq!(e["detail"]["kind"], "unknown_node_type");
+
+        // A frontend-made prompt whose models are not installed (recorded as a 400).
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../workflows/api-ground-truth/1.37.11/image_flux2_klein_text_to_image.api.json"
+        );
+        let flux: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let id = q
+            .api
+            .submit("user002", &flux, seed_metadata())
+            .await
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let job = q.api.wait_terminal(&id, T).await.unwrap();
+        assert_eq!(job["status"], "failed", "{v}: {job}");
+        assert_eq!(attempts(&job), 1, "{v}: not retried");
+        let e = reported_error(&job);
+        assert_eq!(e["class"], "validation_error", "{v}: {e}");
+        if v == "0.3.64" {
+            // Its catalogue predates the Flux.2 nodes.
+            assert_eq!(e["detail"]["kind"], "unknown_node_type", "{e}");
+        } else {
+            let kinds: Vec<&str> = e["detail"]["node_errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|n| n["errors"].as_array().unwrap())
+                .map(|x| x["type"].as_str().unwrap())
+                .collect();
+            assert!(
+                !kinds.is_empty() && kinds.iter().all(|k| *k == "value_not_in_list"),
+                "{v}: {kinds:?}"
+            );
+        }
+
+        let outside = image_prompt("../../outside");
+        let id = q
+            .api
+            .submit("user002", &outside, seed_metadata())
+            .await
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let job = q.api.wait_terminal(&id, T).await.unwrap();
+        assert_eq!(job["status"], "failed", "{v}: {job}");
+        assert_eq!(attempts(&job), 1, "{v}: not retried");
+        let e = reported_error(&job);
+        assert_eq!(e["class"], "execution_error", "{v}: {e}");
+        assert_eq!(e["detail"]["node_id"], "2");
+        assert_eq!(e["detail"]["node_type"], "SaveImage");
+        assert_eq!(e["detail"]["exception_type"], "Exception");
+        assert!(
+            e["detail"]["exception_message"]
+                .as_str()
+                .unwrap()
+                .contains("outside the output folder")
+        );
+        assert!(!e["detail"]["traceback"].as_array().unwrap().is_empty());
+
+        worker.stop().await;
+        emu.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_memory_is_retried_then_given_up() {
+    let q = sqlite_queue(2).await;
+    let emu = emulator("0.11.1", 5).await;
+    let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-oom"));
+    let id = q
+        .api
+        .submit("user003", &image_prompt("emulator_oom"), seed_metadata())
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = q.api.wait_terminal(&id, T).await.unwrap();
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(
+        attempts(&job),
+        2,
+        "retried once, then out of attempts: {job}"
+    );
+    let e = reported_error(&job);
+    assert_eq!(e["class"], "out_of_memory", "{e}");
+    assert_eq!(e["retryable"], true);
+    worker.stop().await;
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_of_a_running_job_interrupts_the_prompt() {
+    let q = sqlite_queue(3).await;
+    for v in ["0.3.64", "0.11.1", "0.33.0"] {
+        let emu = emulator(v, 5).await;
+        let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-cancel"));
+        let id = q
+            .api
+            .submit("user004", &image_prompt("emulator_stall"), seed_metadata())
+            .await
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        q.api
+            .wait_for(&id, T, |j| j["status"] == "running")
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + T;
+        while emu.running().is_none() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{v}: prompt never ran"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        q.api.cancel(&id).await.unwrap();
+        let job = q.api.wait_terminal(&id, T).await.unwrap();
+        assert_eq!(job["status"], "cancelled", "{v}: {job}");
+        assert_eq!(emu.running(), None, "{v}: the prompt was interrupted");
+        assert_eq!(emu.queue_remaining(), 0);
+        worker.stop().await;
+        emu.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_websocket_never_hangs_a_job() {
+    let q = sqlite_queue(3).await;
+    let emu = emulator("0.9.2", 5).await;
+    emu.set_faults(Faults {
+        silent_ws: true,
+        ..Faults::default()
+    });
+    let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-silent"));
+    let id = q
+        .api
+        .submit("user005", &image_prompt("quiet"), seed_metadata())
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = q.api.wait_terminal(&id, T).await.unwrap();
+    assert_eq!(job["status"], "completed", "{job}");
+    worker.stop().await;
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comfy_restarted_mid_job_as_another_version_retries_and_redetects() {
+    let q = sqlite_queue(3).await;
+    let emu = emulator("0.9.2", 800).await;
+    let addr = emu.addr();
+    let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-upgrade"));
+    let id = q
+        .api
+        .submit("user006", &image_prompt("upgrade"), seed_metadata())
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = tokio::time::Instant::now() + T;
+    while emu.running().is_none() {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ComfyUI dies mid-prompt and comes back upgraded on the same address.
+    emu.stop().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let upgraded = Emulator::start(
+        EmulatorConfig::new("0.11.1")
+            .addr(addr)
+            .node_time(Duration::from_millis(5)),
+    )
+    .await
+    .unwrap();
+    let job = q
+        .api
+        .wait_terminal(&id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        attempts(&job),
+        2,
+        "the interrupted attempt was retried: {job}"
+    );
+    assert_eq!(job["result"]["comfyui"]["version"], "0.11.1");
+    assert!(worker.health.detections() >= 2, "re-detected");
+    let workers = q.api.workers().await.unwrap();
+    let list = workers
+        .as_array()
+        .or_else(|| workers["workers"].as_array())
+        .unwrap();
+    let me = list.iter().find(|w| w["worker_id"] == "w-upgrade").unwrap();
+    assert_eq!(me["comfyui_version"], "0.11.1", "re-registered: {me}");
+    worker.stop().await;
+    upgraded.stop().await;
+}
