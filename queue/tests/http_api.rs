@@ -71,6 +71,10 @@ async fn submit_returns_the_contract_job_shape() {
         assert!(j.get(f).is_some(), "missing {f}");
     }
     assert_eq!(j["status"], "pending");
+    assert_eq!(
+        j["job_id"], j["id"],
+        "the original submit answer's job_id is kept"
+    );
     assert_eq!(j["priority"], 1);
     assert_eq!(j["position_in_queue"], 1);
     assert!(j["estimated_wait_time"].is_number());
@@ -947,6 +951,12 @@ async fn metrics_openapi_and_admin_page() {
     let r = a.get("/api/openapi.json").await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.json["openapi"].as_str().unwrap().starts_with("3."));
+    for schema in ["SubmitResponse", "JobResponse", "ErrorBody", "LeasedJob"] {
+        assert!(
+            r.json["components"]["schemas"].get(schema).is_some(),
+            "missing schema {schema}"
+        );
+    }
     for p in [
         "/api/jobs",
         "/api/jobs/{id}",

@@ -42,8 +42,8 @@ pub fn publish(state: &AppState, kind: &'static str, job: &Job, position: Option
     request_body(content = inline(SubmitRequest), description = "The job"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key (per user) → same job: 201 the first time, 200 after")),
     responses(
-        (status = 201, description = "Created", body = JobResponse),
-        (status = 200, description = "Idempotent replay: the job created earlier with this key", body = JobResponse),
+        (status = 201, description = "Created", body = SubmitResponse),
+        (status = 200, description = "Idempotent replay: the job created earlier with this key", body = SubmitResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Too large", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
@@ -111,9 +111,29 @@ pub async fn submit(
             state.job_available.notify_waiters();
         }
         tracing::info!(job_id = %submitted.job.id, user_id = %submitted.job.user_id, priority = submitted.job.priority, "job submitted");
-        Ok((StatusCode::CREATED, Json(resp)).into_response())
+        Ok((StatusCode::CREATED, Json(SubmitResponse::from(resp))).into_response())
     } else {
-        Ok((StatusCode::OK, Json(resp)).into_response())
+        Ok((StatusCode::OK, Json(SubmitResponse::from(resp))).into_response())
+    }
+}
+
+/// Submit answer: the job response plus `job_id` (the same as `id`), which the original
+/// service's submit answer used.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SubmitResponse {
+    /// Same as `id`.
+    pub job_id: uuid::Uuid,
+    /// The job.
+    #[serde(flatten)]
+    pub job: JobResponse,
+}
+
+impl From<JobResponse> for SubmitResponse {
+    fn from(job: JobResponse) -> Self {
+        Self {
+            job_id: job.id,
+            job,
+        }
     }
 }
 

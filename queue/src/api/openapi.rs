@@ -38,6 +38,7 @@ use crate::model::{AttemptOutcome, Status};
         ErrorBody,
         ErrorDetail,
         jobs::SubmitRequest,
+        jobs::SubmitResponse,
         jobs::PriorityRequest,
         workers::LeasedJob,
         workers::NextJobResponse,
