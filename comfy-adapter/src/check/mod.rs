@@ -45,7 +45,7 @@ pub enum Severity {
 
 impl fmt::Display for Severity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Severity::Error => "error",
             Severity::Warning => "warning",
             Severity::Info => "info",
@@ -383,8 +383,8 @@ impl CheckReport {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckOptions {
     /// The catalogue comes from a machine without the models (a CPU
-    /// frontend): a model file missing from an empty list is a warning,
-    /// not an error.
+    /// frontend): a model file missing from a list that holds no model
+    /// files at all is a warning, not an error.
     pub models_elsewhere: bool,
 }
 
@@ -634,12 +634,17 @@ impl Checker<'_> {
                 );
             }
             if !ok {
-                let severity =
-                    if model.is_some() && allowed.is_empty() && self.options.models_elsewhere {
-                        Severity::Warning
-                    } else {
-                        Severity::Error
-                    };
+                // A list without a single model file: nothing is installed
+                // on the machine the catalogue came from.
+                let no_models_here = !allowed
+                    .iter()
+                    .any(|a| a.as_str().is_some_and(is_model_file));
+                let severity = if model.is_some() && no_models_here && self.options.models_elsewhere
+                {
+                    Severity::Warning
+                } else {
+                    Severity::Error
+                };
                 self.push(
                     severity,
                     here(&|node_id, class_type, input| FindingKind::NotInList {
