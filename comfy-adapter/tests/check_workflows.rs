@@ -454,3 +454,62 @@ fn not_a_workflow_is_an_error() {
     );
     assert!(err.is_err());
 }
+
+#[test]
+fn nodes_that_feed_no_output_are_warnings() {
+    // The server validates only what output nodes depend on: node 3 is
+    // broken but feeds nothing, so the prompt runs.
+    let cat = catalogue("0.11.1");
+    let report = check(
+        &json!({"1": {"class_type": "EmptyImage",
+                      "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+                "2": save(json!(["1", 0])),
+                "3": {"class_type": "EmptyImage",
+                      "inputs": {"width": 0, "height": 64, "batch_size": 1, "color": 0}}}),
+        &cat,
+    );
+    assert!(report.is_ok(), "{:#?}", report.findings);
+    let f = &report.findings[0];
+    assert!(
+        f.feeds_no_output && f.severity == Severity::Warning,
+        "{f:?}"
+    );
+    assert!(f.to_string().contains("feeds no output"), "{f}");
+}
+
+#[test]
+fn an_older_release_lacks_the_new_nodes() {
+    // Planning a downgrade (or a stale worker): every workflow using a node
+    // class 0.3.64 does not have is flagged with all such nodes, not only
+    // the first.
+    let cat = catalogue("0.3.64");
+    let ui = read_json(&repo().join("workflows/ui/image_flux2_klein_text_to_image.json"));
+    let report = check_document(
+        &ui,
+        &cat,
+        &ConvertOptions::default(),
+        &CheckOptions::default(),
+    )
+    .unwrap();
+    let missing: BTreeSet<(String, String)> = report
+        .errors()
+        .map(|f| match &f.kind {
+            FindingKind::MissingNodeType {
+                node_id,
+                class_type,
+            } => (node_id.clone(), class_type.clone().unwrap()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(missing.contains(&("75:62".to_owned(), "Flux2Scheduler".to_owned())));
+    assert!(missing.contains(&("75:66".to_owned(), "EmptyFlux2LatentImage".to_owned())));
+    let tiny = read_json(&repo().join("workflows/ui/tiny_bypass_mute.json"));
+    let ok = check_document(
+        &tiny,
+        &cat,
+        &ConvertOptions::default(),
+        &CheckOptions::default(),
+    )
+    .unwrap();
+    assert!(ok.is_ok(), "{:#?}", ok.findings);
+}

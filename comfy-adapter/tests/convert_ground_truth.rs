@@ -221,3 +221,58 @@ fn group_nodes_are_refused_clearly() {
     let err = convert::convert(&ui, &catalogue("0.11.1"), &ConvertOptions::default()).unwrap_err();
     assert!(matches!(err, ConvertError::GroupNode { .. }), "{err}");
 }
+
+#[test]
+fn nested_subgraphs_and_boundary_passthrough() {
+    // Root: instance 10 of A → SaveImage 11. A holds EmptyImage 20 →
+    // instance 21 of B → A's output. B passes its input straight through a
+    // bypassed ImageInvert to its output, and an unlinked boundary input
+    // `w` gives EmptyImage 30 (inside B) its width from B's instance widget.
+    let a = "aaaaaaaa-0000-4000-8000-000000000001";
+    let b = "bbbbbbbb-0000-4000-8000-000000000002";
+    let ui = json!({
+        "last_node_id": 11,
+        "nodes": [
+            node(10, a, 0, json!([]), json!([{"name": "IMAGE", "type": "IMAGE", "links": [1]}]), json!([])),
+            node(11, "SaveImage", 0, json!([{"name": "images", "type": "IMAGE", "link": 1}]), json!([]), json!(["n"])),
+        ],
+        "links": [[1, 10, 0, 11, 0, "IMAGE"]],
+        "definitions": {"subgraphs": [
+            {"id": a, "name": "A", "inputs": [], "outputs": [{"name": "IMAGE", "type": "IMAGE"}],
+             "nodes": [
+                node(20, "EmptyImage", 0, json!([]), json!([{"name": "IMAGE", "type": "IMAGE", "links": [5]}]), json!([8, 8, 1, 0])),
+                {"id": 21, "type": b, "mode": 0,
+                 "inputs": [{"name": "image", "type": "IMAGE", "link": 5}],
+                 "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [6]}],
+                 "properties": {"proxyWidgets": [["-1", "w"]]}, "widgets_values": [48]}
+             ],
+             "links": [
+                {"id": 5, "origin_id": 20, "origin_slot": 0, "target_id": 21, "target_slot": 0, "type": "IMAGE"},
+                {"id": 6, "origin_id": 21, "origin_slot": 0, "target_id": -20, "target_slot": 0, "type": "IMAGE"}
+             ]},
+            {"id": b, "name": "B",
+             "inputs": [{"name": "image", "type": "IMAGE"}, {"name": "w", "type": "INT"}],
+             "outputs": [{"name": "IMAGE", "type": "IMAGE"}],
+             "nodes": [
+                node(31, "ImageInvert", 4, json!([{"name": "image", "type": "IMAGE", "link": 7}]),
+                     json!([{"name": "IMAGE", "type": "IMAGE", "links": [8]}]), json!([])),
+                node(30, "EmptyImage", 0, json!([{"name": "width", "type": "INT", "link": 9, "widget": {"name": "width"}}]),
+                     json!([{"name": "IMAGE", "type": "IMAGE", "links": [10]}]), json!([16, 16, 1, 0])),
+                node(32, "SaveImage", 0, json!([{"name": "images", "type": "IMAGE", "link": 10}]), json!([]), json!(["inner"])),
+             ],
+             "links": [
+                {"id": 7, "origin_id": -10, "origin_slot": 0, "target_id": 31, "target_slot": 0, "type": "IMAGE"},
+                {"id": 8, "origin_id": 31, "origin_slot": 0, "target_id": -20, "target_slot": 0, "type": "IMAGE"},
+                {"id": 9, "origin_id": -10, "origin_slot": 1, "target_id": 30, "target_slot": 0, "type": "INT"},
+                {"id": 10, "origin_id": 30, "origin_slot": 0, "target_id": 32, "target_slot": 0, "type": "IMAGE"}
+             ]}
+        ]},
+        "version": 0.4
+    });
+    let got = convert::convert(&ui, &catalogue("0.11.1"), &ConvertOptions::default()).unwrap();
+    assert_eq!(got["11"]["inputs"]["images"], json!(["10:20", 0]));
+    assert_eq!(got["10:21:30"]["inputs"]["width"], json!(48));
+    assert_eq!(got["10:21:32"]["inputs"]["images"], json!(["10:21:30", 0]));
+    let keys: Vec<&str> = got.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["11", "10:20", "10:21:30", "10:21:32"]);
+}

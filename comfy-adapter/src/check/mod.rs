@@ -173,6 +173,10 @@ pub struct Finding {
     /// What it is.
     #[serde(flatten)]
     pub kind: FindingKind,
+    /// The node feeds no output node, so the server neither validates nor
+    /// runs it: its problems are warnings.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub feeds_no_output: bool,
 }
 
 impl Finding {
@@ -334,7 +338,11 @@ impl fmt::Display for Finding {
                 }
             ),
             NoOutputNode => write!(f, "the prompt has no output node"),
+        }?;
+        if self.feeds_no_output {
+            write!(f, " [feeds no output: not run]")?;
         }
+        Ok(())
     }
 }
 
@@ -413,17 +421,18 @@ pub fn check_document(
     if convert::is_ui_workflow(doc) {
         return match convert::convert(doc, catalogue, convert_options) {
             Ok(prompt) => Ok(check_prompt(&prompt, catalogue, options)),
-            Err(ConvertError::MissingNodeType {
-                node_id,
-                class_type,
-            }) => Ok(CheckReport {
-                findings: vec![Finding {
-                    severity: Severity::Error,
-                    kind: FindingKind::MissingNodeType {
-                        node_id,
-                        class_type: Some(class_type),
-                    },
-                }],
+            Err(ConvertError::MissingNodeType { .. }) => Ok(CheckReport {
+                findings: convert::unknown_node_types(doc, catalogue, convert_options)?
+                    .into_iter()
+                    .map(|(node_id, class_type)| Finding {
+                        severity: Severity::Error,
+                        kind: FindingKind::MissingNodeType {
+                            node_id,
+                            class_type: Some(class_type),
+                        },
+                        feeds_no_output: false,
+                    })
+                    .collect(),
             }),
             Err(e) => Err(e.into()),
         };
@@ -448,8 +457,10 @@ pub fn check_prompt(
         prompt,
         catalogue,
         options,
+        idle: std::collections::HashSet::new(),
         out: Vec::new(),
     };
+    c.idle = c.idle_nodes();
     let mut any_output = false;
     for (id, node) in prompt {
         any_output |= c.node(id, node);
@@ -470,12 +481,72 @@ struct Checker<'a> {
     prompt: &'a Map<String, Value>,
     catalogue: &'a NodeCatalogue,
     options: &'a CheckOptions,
+    /// Nodes no output node depends on (empty when there is no output).
+    idle: std::collections::HashSet<String>,
     out: Vec<Finding>,
 }
 
 impl Checker<'_> {
     fn push(&mut self, severity: Severity, kind: FindingKind) {
-        self.out.push(Finding { severity, kind });
+        let mut f = Finding {
+            severity,
+            kind,
+            feeds_no_output: false,
+        };
+        // The server checks every class exists, but validates only what
+        // the output nodes depend on.
+        if !matches!(f.kind, FindingKind::MissingNodeType { .. })
+            && f.node_id().is_some_and(|id| self.idle.contains(id))
+        {
+            f.feeds_no_output = true;
+            if f.severity == Severity::Error {
+                f.severity = Severity::Warning;
+            }
+        }
+        self.out.push(f);
+    }
+
+    /// Nodes that no output node reaches through links.
+    fn idle_nodes(&self) -> std::collections::HashSet<String> {
+        let is_output = |node: &Value| {
+            node.get("class_type")
+                .and_then(Value::as_str)
+                .and_then(|c| self.class(c))
+                .and_then(|c| c.get("output_node").and_then(Value::as_bool))
+                .unwrap_or(false)
+        };
+        let mut stack: Vec<&str> = self
+            .prompt
+            .iter()
+            .filter(|(_, n)| is_output(n))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if stack.is_empty() {
+            return std::collections::HashSet::new();
+        }
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            let inputs = self
+                .prompt
+                .get(id)
+                .and_then(|n| n.get("inputs"))
+                .and_then(Value::as_object);
+            for v in inputs.into_iter().flat_map(|i| i.values()) {
+                if let Some(from) = convert::link_target(v)
+                    && let Some((key, _)) = self.prompt.get_key_value(from)
+                {
+                    stack.push(key.as_str());
+                }
+            }
+        }
+        self.prompt
+            .keys()
+            .filter(|k| !seen.contains(k.as_str()))
+            .cloned()
+            .collect()
     }
 
     fn class(&self, name: &str) -> Option<Map<String, Value>> {

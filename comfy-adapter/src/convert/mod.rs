@@ -115,6 +115,28 @@ pub fn is_ui_workflow(doc: &Value) -> bool {
     doc.get("nodes").is_some_and(Value::is_array)
 }
 
+/// Every active node whose class the catalogue lacks, as `(prompt id,
+/// class)` in walk order (conversion stops at the first; a check wants
+/// them all).
+pub fn unknown_node_types(
+    doc: &Value,
+    catalogue: &NodeCatalogue,
+    options: &ConvertOptions,
+) -> Result<Vec<(String, String)>, ConvertError> {
+    let mut wf: UiWorkflow = serde_json::from_value(doc.clone())
+        .map_err(|e| ConvertError::NotUiWorkflow(e.to_string()))?;
+    if options.dedupe_subgraph_node_ids {
+        graph::dedupe_subgraph_node_ids(&mut wf);
+    }
+    let graphs = Graphs::new(&wf);
+    Ok(graphs
+        .emitted()?
+        .into_iter()
+        .filter(|e| !catalogue.contains(&e.node.kind))
+        .map(|e| (e.exec_id, e.node.kind.clone()))
+        .collect())
+}
+
 /// Converts a UI workflow into the API prompt the frontend would send.
 pub fn convert(
     doc: &Value,
