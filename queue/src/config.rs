@@ -63,6 +63,11 @@ pub struct Config {
     #[arg(long, env = "QUEUE_MAX_PER_USER", default_value_t = 0)]
     pub max_per_user: u64,
 
+    /// Base delay in seconds before a job failed with `retry: true` runs again; attempt n
+    /// waits base × 2^(n-1), at most base × 32.
+    #[arg(long, env = "QUEUE_RETRY_DELAY_SECS", default_value_t = 10.0)]
+    pub retry_delay_secs: f64,
+
     /// Longest long-poll (next-job `wait=`) in seconds.
     #[arg(long, env = "QUEUE_MAX_WAIT_SECS", default_value_t = 30.0)]
     pub max_wait_secs: f64,
@@ -88,6 +93,11 @@ impl Config {
             legacy_lease_ms: secs_to_ms(self.legacy_lease_secs),
             max_attempts: self.max_attempts.max(1),
             max_pending: self.max_pending,
+            retry_delay_ms: if self.retry_delay_secs.is_finite() && self.retry_delay_secs >= 0.0 {
+                (self.retry_delay_secs.min(86_400.0) * 1000.0) as i64
+            } else {
+                10_000
+            },
             max_per_user: self.max_per_user,
             max_wait_secs: if self.max_wait_secs.is_finite() {
                 self.max_wait_secs.clamp(0.0, 3600.0)

@@ -43,6 +43,8 @@ pub struct Settings {
     pub max_pending: u64,
     /// Pending+running cap per user (0 = none).
     pub max_per_user: u64,
+    /// Base delay before a job failed with `retry: true` may run again (doubles per attempt).
+    pub retry_delay_ms: Millis,
     /// Longest long-poll a worker may ask for, in seconds.
     pub max_wait_secs: f64,
     /// Who may do what.
@@ -57,6 +59,7 @@ impl Default for Settings {
             max_attempts: 3,
             max_pending: 100,
             max_per_user: 0,
+            retry_delay_ms: 10_000,
             max_wait_secs: 30.0,
             auth: AuthConfig {
                 user_header: "X-Forwarded-User".into(),
@@ -149,9 +152,9 @@ impl AppState {
                 api::jobs::publish(self, "job_updated", &job, None);
             }
         }
-        if !report.requeued.is_empty() {
-            self.job_available.notify_waiters();
-        }
+        // Requeued jobs, and retries whose backoff has run out since the last pass, may now
+        // be claimable: let waiting workers look (a handful of claims per pass).
+        self.job_available.notify_waiters();
         if !report.requeued.is_empty() || !report.dead.is_empty() {
             tracing::warn!(
                 requeued = report.requeued.len(),

@@ -54,6 +54,7 @@ pub fn claim(s: &mut StoredJob, worker_id: &str, token: &str, lease_ms: Millis, 
     job.started_at = Some(now);
     job.completed_at = None;
     job.worker_id = Some(worker_id.to_owned());
+    job.not_before = None;
     job.lease_expires_at = Some(now.saturating_add(lease_ms));
     job.history.push(Attempt {
         attempt: job.attempts,
@@ -162,12 +163,25 @@ pub fn fail(
         end_attempt(job, now, AttemptOutcome::Failed, Some(failure.error));
         if failure.retry && job.attempts < job.max_attempts && !job.cancel_requested {
             job.status = Status::Pending;
+            let delay = retry_delay(failure.retry_delay_ms, job.attempts);
+            job.not_before = (delay > 0).then(|| now.saturating_add(delay));
         } else {
             job.status = Status::Failed;
             job.completed_at = Some(now);
         }
     }
     Ok(true)
+}
+
+/// Delay before attempt `attempts + 1`: `base × 2^(attempts-1)`, at most `base × 32`.
+pub fn retry_delay(base: Millis, attempts: u32) -> Millis {
+    let exp = attempts.saturating_sub(1).min(5);
+    base.max(0).saturating_mul(1 << exp)
+}
+
+/// Whether a pending job may be claimed at `now`.
+pub fn is_due(job: &Job, now: Millis) -> bool {
+    job.not_before.is_none_or(|t| t <= now)
 }
 
 /// Whether the lease of a running job ran out before `now`.

@@ -137,6 +137,8 @@ pub struct Job {
     pub lease_expires_at: Option<Millis>,
     /// Submission order, global and increasing.
     pub seq: u64,
+    /// A retried job may not run before this time (ms); `None` = at once.
+    pub not_before: Option<Millis>,
     /// Every attempt, oldest first.
     pub history: Vec<Attempt>,
 }

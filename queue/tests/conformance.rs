@@ -463,6 +463,7 @@ mod suite {
                     error: "x".into(),
                     retry: false,
                     cancelled: false,
+                    retry_delay_ms: 0,
                 },
                 now,
             )
@@ -510,6 +511,7 @@ mod suite {
                     error: "out of memory".into(),
                     retry: true,
                     cancelled: false,
+                    retry_delay_ms: 0,
                 },
                 now,
             )
@@ -536,6 +538,7 @@ mod suite {
                     error: "bad node".into(),
                     retry: false,
                     cancelled: false,
+                    retry_delay_ms: 0,
                 },
                 now,
             )
@@ -562,6 +565,7 @@ mod suite {
                     error: "cancelled by user".into(),
                     retry: false,
                     cancelled: true,
+                    retry_delay_ms: 0,
                 },
                 now,
             )
@@ -598,12 +602,73 @@ mod suite {
                     error: "boom".into(),
                     retry: true,
                     cancelled: false,
+                    retry_delay_ms: 0,
                 },
                 1,
             )
             .await
             .unwrap();
         assert_eq!(job.status, Status::Failed);
+    }
+
+    pub(crate) async fn retry_waits_out_its_backoff(h: Harness) {
+        let id = submit(&h, "alice", 2).await;
+        let other = submit(&h, "bob", 3).await;
+        let t0 = h.clock.now_ms();
+        let c = h
+            .store
+            .claim(&worker("w1"), LEASE, t0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.job.id, id);
+        let failure = |e: &str| Failure {
+            error: e.into(),
+            retry: true,
+            cancelled: false,
+            retry_delay_ms: 10_000,
+        };
+        let j = h
+            .store
+            .fail(id, Some(&c.lease_token), failure("oom"), t0)
+            .await
+            .unwrap();
+        assert_eq!(j.status, Status::Pending);
+        assert_eq!(j.not_before, Some(t0 + 10_000));
+        assert_eq!(
+            h.store.get(id).await.unwrap().unwrap().not_before,
+            Some(t0 + 10_000)
+        );
+        // While it waits, the next job (even a lower priority one) is served instead.
+        let c2 = h
+            .store
+            .claim(&worker("w2"), LEASE, t0 + 9_999)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c2.job.id, other);
+        assert!(
+            h.store
+                .claim(&worker("w2"), LEASE, t0 + 9_999)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let c = h
+            .store
+            .claim(&worker("w1"), LEASE, t0 + 10_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.job.id, id);
+        assert_eq!(c.job.not_before, None);
+        // The second retry waits twice as long.
+        let j = h
+            .store
+            .fail(id, Some(&c.lease_token), failure("oom again"), t0 + 10_000)
+            .await
+            .unwrap();
+        assert_eq!(j.not_before, Some(t0 + 30_000));
     }
 
     pub(crate) async fn cancel_pending_and_running(h: Harness) {
@@ -657,6 +722,7 @@ mod suite {
                     error: "cancelled".into(),
                     retry: false,
                     cancelled: true,
+                    retry_delay_ms: 0,
                 },
                 now,
             )
@@ -900,6 +966,7 @@ all_backends!(
     tokenless_complete_for_old_workers,
     fail_retry_and_cancelled,
     retry_stops_at_max_attempts,
+    retry_waits_out_its_backoff,
     cancel_pending_and_running,
     cancel_requested_job_is_not_requeued,
     reprioritise_pending_only,
@@ -945,7 +1012,7 @@ async fn sqlite_survives_reopen() {
     assert_eq!(job.status, Status::Running);
     store.heartbeat(id, &token, 60_000, 2).await.unwrap();
     let conn = rusqlite_version(&path);
-    assert_eq!(conn, 1);
+    assert_eq!(conn, 2);
 }
 
 fn rusqlite_version(path: &std::path::Path) -> i64 {

@@ -116,6 +116,7 @@ fn normal(j: &Job) -> serde_json::Value {
         "started": j.started_at, "completed": j.completed_at, "worker": j.worker_id,
         "result": j.result, "error": j.error, "metadata": j.metadata, "attempts": j.attempts,
         "max": j.max_attempts, "cancel": j.cancel_requested, "lease": j.lease_expires_at,
+        "not_before": j.not_before,
         "history": serde_json::to_value(&j.history).unwrap(),
     })
 }
@@ -200,6 +201,7 @@ async fn step(side: &mut Side, op: &Op, now: i64) -> String {
                 error: format!("e{i}"),
                 retry: *retry,
                 cancelled: *cancelled,
+                retry_delay_ms: 5_000,
             };
             match s.fail(side.ids[i], t.as_deref(), f, now).await {
                 Ok(j) => format!("ok {}", serde_json::to_string(&normal(&j)).unwrap()),
@@ -274,6 +276,10 @@ fn check_invariants(j: &Job) {
         assert_eq!(running_attempts, 0, "no attempt left open: {j:?}");
     }
     assert_eq!(j.status.is_terminal(), j.completed_at.is_some(), "{j:?}");
+    assert!(
+        j.not_before.is_none() || j.status == Status::Pending,
+        "{j:?}"
+    );
     assert_eq!(j.status == Status::Completed, j.result.is_some(), "{j:?}");
 }
 

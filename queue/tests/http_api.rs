@@ -661,8 +661,15 @@ async fn fail_with_retry_requeues() {
         )
         .await;
     assert_eq!(r.json["job_status"], "pending");
+    // It waits out the 10 s backoff (default --retry-delay-secs) before running again.
+    let r = a.get(&format!("/api/jobs/{id}")).await;
+    assert_eq!(r.json["retry_at"], "2026-01-01T00:00:10.000Z");
+    let r = a.get("/api/workers/next-job?worker_id=w2").await;
+    assert_eq!(r.json["job"], Value::Null);
+    a.clock.advance(10_000);
     let r = a.get("/api/workers/next-job?worker_id=w2").await;
     assert_eq!(r.json["job"]["id"], id.as_str());
+    assert_eq!(r.json["job"]["attempt"], 2);
 }
 
 #[tokio::test]

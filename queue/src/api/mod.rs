@@ -216,6 +216,8 @@ pub struct JobResponse {
     pub cancel_requested: bool,
     /// Expiry of the current lease, while running.
     pub lease_expires_at: Option<String>,
+    /// A retried job waits until this time before it can run again.
+    pub retry_at: Option<String>,
     /// Every attempt, oldest first (worker, times, error).
     pub history: Vec<AttemptResponse>,
 }
@@ -241,6 +243,7 @@ impl JobResponse {
             max_attempts: job.max_attempts,
             cancel_requested: job.cancel_requested,
             lease_expires_at: job.lease_expires_at.map(to_rfc3339),
+            retry_at: job.not_before.map(to_rfc3339),
             history: job.history.iter().map(AttemptResponse::from).collect(),
         }
     }

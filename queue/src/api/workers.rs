@@ -372,6 +372,7 @@ pub async fn fail_job(
                 error,
                 retry,
                 cancelled,
+                retry_delay_ms: state.settings.retry_delay_ms,
             },
             state.now(),
         )

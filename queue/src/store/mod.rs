@@ -92,6 +92,9 @@ pub struct Failure {
     pub retry: bool,
     /// The worker stopped because of a cancel request: the job becomes `cancelled`.
     pub cancelled: bool,
+    /// Base delay before a retried job may run again: attempt n waits
+    /// `base × 2^(n-1)`, at most `base × 32` (0 = at once).
+    pub retry_delay_ms: Millis,
 }
 
 /// What [`Store::reap`] did.

@@ -25,7 +25,7 @@ use crate::model::{Job, NewJob, Status, WorkerInfo, WorkerRecord};
 use crate::scheduler::Requirements;
 
 const COMMON: &str = include_str!("redis/common.lua");
-const FIELD_COUNT: usize = 18;
+const FIELD_COUNT: usize = 19;
 
 struct Scripts {
     submit: Script,
@@ -145,6 +145,11 @@ fn parse_job(f: &[Option<String>]) -> Result<Job, StoreError> {
             None
         },
         history,
+        not_before: if status == Status::Pending {
+            opt_num(&f[18])
+        } else {
+            None
+        },
     })
 }
 
@@ -305,6 +310,7 @@ const FIELDS: [&str; FIELD_COUNT] = [
     "lease_token",
     "lease_until",
     "history",
+    "not_before",
 ];
 
 #[async_trait]
@@ -569,6 +575,7 @@ impl Store for RedisStore {
                     &failure.error,
                     if failure.retry { "1" } else { "0" },
                     if failure.cancelled { "1" } else { "0" },
+                    &failure.retry_delay_ms.to_string(),
                 ],
                 lease_token.is_some(),
             )

@@ -23,7 +23,7 @@ use crate::lifecycle::{self, Expired, StoredJob};
 use crate::model::{Job, NewJob, Status, WorkerInfo, WorkerRecord};
 use crate::scheduler::Requirements;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 const MAX_BATCH: usize = 256;
 
 const SCHEMA_V1: &str = r#"
@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS workers (
 
 const JOB_COLS: &str = "id, seq, user_id, status, priority, created_at, started_at, completed_at, \
     worker_id, metadata, result, error, attempts, max_attempts, cancel_requested, lease_token, \
-    lease_until, history";
+    lease_until, history, not_before";
 
 /// State owned by the writer thread.
 struct Ctx {
@@ -207,8 +207,15 @@ fn setup(conn: &Connection) -> Result<(), StoreError> {
     }
     if version < 1 {
         conn.execute_batch(&format!(
-            "BEGIN; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
         ))
+        .map_err(db_err)?;
+    }
+    if version < 2 {
+        // v2: retry backoff.
+        conn.execute_batch(
+            "BEGIN; ALTER TABLE jobs ADD COLUMN not_before INTEGER; PRAGMA user_version = 2; COMMIT;",
+        )
         .map_err(db_err)?;
     }
     Ok(())
@@ -286,6 +293,7 @@ type RawJob = (
     Option<String>,
     Option<i64>,
     String,
+    Option<i64>,
 );
 
 fn read_raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
@@ -308,6 +316,7 @@ fn read_raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
         r.get(15)?,
         r.get(16)?,
         r.get(17)?,
+        r.get(18)?,
     ))
 }
 
@@ -331,6 +340,7 @@ fn from_raw(raw: RawJob) -> Result<StoredJob, StoreError> {
         lease_token,
         lease_until,
         history,
+        not_before,
     ) = raw;
     let id = Uuid::parse_str(&id).map_err(|e| StoreError::Backend(format!("bad id: {e}")))?;
     let status = Status::parse(&status)
@@ -361,6 +371,11 @@ fn from_raw(raw: RawJob) -> Result<StoredJob, StoreError> {
                 None
             },
             seq: u64::try_from(seq).unwrap_or(0),
+            not_before: if status == Status::Pending {
+                not_before
+            } else {
+                None
+            },
             history: serde_json::from_str(&history).map_err(json_err)?,
         },
         lease_token,
@@ -403,7 +418,7 @@ fn save(conn: &Connection, s: &StoredJob) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE jobs SET status=?1, priority=?2, started_at=?3, completed_at=?4, worker_id=?5, \
          result=?6, error=?7, attempts=?8, cancel_requested=?9, lease_token=?10, \
-         lease_until=?11, history=?12 WHERE id=?13",
+         lease_until=?11, history=?12, not_before=?14 WHERE id=?13",
     )
     .map_err(db_err)?
     .execute(params![
@@ -420,6 +435,7 @@ fn save(conn: &Connection, s: &StoredJob) -> Result<(), StoreError> {
         j.lease_expires_at,
         history,
         j.id.to_string(),
+        j.not_before,
     ])
     .map_err(db_err)?;
     Ok(())
@@ -674,11 +690,12 @@ impl Store for SqliteStore {
                         "SELECT j.seq, j.req_class FROM jobs j \
                          LEFT JOIN user_sched u ON u.user_id = j.user_id \
                          WHERE j.status = 'pending' \
+                         AND (j.not_before IS NULL OR j.not_before <= ?1) \
                          ORDER BY j.priority, COALESCE(u.last_served, 0), j.user_id, j.seq",
                     )
                     .map_err(db_err)?;
                 let rows = stmt
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))
                     .map_err(db_err)?;
                 let mut v = Vec::new();
                 for row in rows {

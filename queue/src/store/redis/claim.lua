@@ -14,8 +14,11 @@ for prio = 0, 3 do
   for _, user in ipairs(users) do
     local ids = redis.call('ZRANGE', P .. ':ready:' .. prio .. ':' .. user, 0, -1)
     for _, id in ipairs(ids) do
-      local class = redis.call('HGET', jkey(id), 'req_class') or ''
-      if class == '' or ok[class] then
+      local meta = redis.call('HMGET', jkey(id), 'req_class', 'not_before')
+      local class = meta[1] or ''
+      if meta[2] and tonumber(meta[2]) > now then
+        -- a retry still waiting out its backoff
+      elseif class == '' or ok[class] then
         pick, pick_user, pick_prio = id, user, prio
         break
       elseif not no[class] then
@@ -41,6 +44,10 @@ j.status, j.attempts, j.started_at, j.worker_id = 'running', tostring(attempts),
 j.lease_token, j.lease_until, j.history = token, tostring(until_ms), encode_history(h)
 redis.call('HSET', k, 'status', 'running', 'attempts', attempts, 'started_at', now,
   'worker_id', worker, 'lease_token', token, 'lease_until', until_ms, 'history', j.history)
+if j.not_before then
+  redis.call('HDEL', k, 'not_before')
+  j.not_before = false
+end
 redis.call('ZADD', P .. ':leases', until_ms, pick)
 local served = redis.call('INCR', P .. ':serve_seq')
 redis.call('HSET', P .. ':served', pick_user, served)

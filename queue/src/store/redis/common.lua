@@ -1,6 +1,7 @@
 -- Helpers shared by every script (prepended to each one when it is loaded).
 -- ARGV[1] is always the key prefix P. Keys (all derived from P; single-instance Redis):
---   P:job:<id>             HASH  the job (FIELDS below, plus workflow, req_class, idem_key)
+--   P:job:<id>             HASH  the job (FIELDS below, plus workflow, req_class, idem_key);
+--                                 not_before is set while a retried job waits out its backoff
 --   P:seq, P:serve_seq     STRING counters (submission order, claim order)
 --   P:pending              ZSET  id -> priority * 2^40 + seq     (queue position)
 --   P:ready:<prio>:<user>  ZSET  id -> seq                       (FIFO within a user)
@@ -17,7 +18,7 @@
 local P = ARGV[1]
 local FIELDS = {'id', 'seq', 'user_id', 'status', 'priority', 'created_at', 'started_at',
   'completed_at', 'worker_id', 'metadata', 'result', 'error', 'attempts', 'max_attempts',
-  'cancel_requested', 'lease_token', 'lease_until', 'history'}
+  'cancel_requested', 'lease_token', 'lease_until', 'history', 'not_before'}
 local PRIO_SHIFT = 1099511627776 -- 2^40
 
 local function jkey(id) return P .. ':job:' .. id end

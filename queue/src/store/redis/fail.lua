@@ -1,4 +1,5 @@
--- ARGV: P, id, token ('' = none, else 't:' .. token), now, error, retry (0/1), cancelled (0/1)
+-- ARGV: P, id, token ('' = none, else 't:' .. token), now, error, retry (0/1), cancelled (0/1),
+--       retry delay base ms (attempt n waits base * 2^(n-1), at most base * 32)
 local id, token, now, msg = ARGV[2], parse_token(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local retry, cancelled = ARGV[6] == '1', ARGV[7] == '1'
 local j = load(id)
@@ -19,6 +20,12 @@ else
     move_status(id, user, seq, 'running', 'pending')
     enter_ready(id, user, prio, seq)
     j.status = 'pending'
+    local exp = math.min(tonumber(j.attempts) - 1, 5)
+    local delay = tonumber(ARGV[8]) * (2 ^ exp)
+    if delay > 0 then
+      j.not_before = string.format('%d', now + delay)
+      redis.call('HSET', k, 'not_before', j.not_before)
+    end
   else
     move_status(id, user, seq, 'running', 'failed')
     j.status, j.completed_at = 'failed', tostring(now)
