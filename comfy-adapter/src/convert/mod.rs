@@ -188,7 +188,7 @@ pub fn convert(
                     inputs.insert(input.name.clone(), serde_json::json!([id, slot]));
                 }
                 Resolved::Value(v) => {
-                    inputs.insert(input.name.clone(), v);
+                    inputs.insert(input.name.clone(), widgets::wrap_array(v));
                 }
                 Resolved::Nothing => {}
             }

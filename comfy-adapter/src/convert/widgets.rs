@@ -253,14 +253,7 @@ fn collect(
         };
         let full = format!("{prefix}{name}");
         let value = saved_value(saved, here, &full).unwrap_or_else(|| default_value(spec));
-        let value = match value {
-            Value::Array(a) => {
-                let mut m = Map::new();
-                m.insert("__value__".to_owned(), Value::Array(a));
-                Value::Object(m)
-            }
-            v => v,
-        };
+        let value = wrap_array(value);
         let chosen = value.clone();
         out.push((full.clone(), value));
         if spec_type(spec) == DYNAMIC_COMBO {
@@ -275,5 +268,18 @@ fn collect(
                 collect(&nested_widgets, saved, pos, &format!("{full}."), out);
             }
         }
+    }
+}
+
+/// An array widget value as the frontend sends it: `{"__value__": [...]}`
+/// (a bare list would read as a link).
+pub fn wrap_array(value: Value) -> Value {
+    match value {
+        Value::Array(a) => {
+            let mut m = Map::new();
+            m.insert("__value__".to_owned(), Value::Array(a));
+            Value::Object(m)
+        }
+        v => v,
     }
 }
