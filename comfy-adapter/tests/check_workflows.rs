@@ -513,3 +513,66 @@ fn an_older_release_lacks_the_new_nodes() {
     .unwrap();
     assert!(ok.is_ok(), "{:#?}", ok.findings);
 }
+
+mod never_panic {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e9f64..1e9).prop_map(Value::from),
+            "[a-z0-9:._-]{0,8}".prop_map(Value::from),
+            Just(json!(-10)),
+            Just(json!(-20)),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("nodes".to_owned()),
+                        Just("links".to_owned()),
+                        Just("inputs".to_owned()),
+                        Just("class_type".to_owned()),
+                        Just("widgets_values".to_owned()),
+                        Just("definitions".to_owned()),
+                        Just("subgraphs".to_owned()),
+                        Just("id".to_owned()),
+                        Just("type".to_owned()),
+                        Just("mode".to_owned()),
+                        Just("link".to_owned()),
+                        "[a-z]{1,6}",
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    static CATALOGUE: std::sync::LazyLock<NodeCatalogue> =
+        std::sync::LazyLock::new(|| super::catalogue("0.11.1"));
+    static TINY: std::sync::LazyLock<Value> =
+        std::sync::LazyLock::new(|| read_json(&repo().join("workflows/ui/tiny_bypass_mute.json")));
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn convert_and_check_never_panic(doc in json_value(), mode in 0i64..5) {
+            let cat = &*CATALOGUE;
+            let opts = ConvertOptions { dedupe_subgraph_node_ids: mode % 2 == 0, ..ConvertOptions::default() };
+            let _ = comfy_adapter::convert::convert(&doc, cat, &opts);
+            let _ = check_document(&doc, cat, &opts, &CheckOptions::default());
+            // The tiny workflow with one field replaced by noise.
+            let mut ui = TINY.clone();
+            let fields = ["widgets_values", "inputs", "mode", "id", "type", "outputs"];
+            ui["nodes"][usize::try_from(mode % 4).unwrap()][fields[usize::try_from(mode).unwrap()]] = doc.clone();
+            let _ = comfy_adapter::convert::convert(&ui, cat, &opts);
+            let _ = check_document(&ui, cat, &opts, &CheckOptions::default());
+        }
+    }
+}

@@ -276,3 +276,52 @@ fn nested_subgraphs_and_boundary_passthrough() {
     let keys: Vec<&str> = got.keys().map(String::as_str).collect();
     assert_eq!(keys, ["11", "10:20", "10:21:30", "10:21:32"]);
 }
+
+/// Sets `mode` on node `index` of the root graph or of subgraph `graph`.
+fn set_mode(ui: &mut Value, graph: Option<usize>, index: usize, mode: i64) {
+    let nodes = match graph {
+        None => &mut ui["nodes"],
+        Some(g) => &mut ui["definitions"]["subgraphs"][g]["nodes"],
+    };
+    nodes[index]["mode"] = json!(mode);
+}
+
+#[test]
+fn muting_or_bypassing_any_single_node_leaves_no_dangling_link() {
+    // For every node of every workflow (root and subgraph interiors), mute
+    // it, then bypass it: conversion must succeed and every link in the
+    // prompt must point at a node of the prompt.
+    let cat = catalogue("0.11.1");
+    let opts = options("0.11.1");
+    for name in WORKFLOWS {
+        let ui = read_json(&repo().join("workflows/ui").join(format!("{name}.json")));
+        let mut places: Vec<(Option<usize>, usize)> = (0..ui["nodes"].as_array().unwrap().len())
+            .map(|i| (None, i))
+            .collect();
+        if let Some(defs) = ui["definitions"]["subgraphs"].as_array() {
+            for (g, def) in defs.iter().enumerate() {
+                for i in 0..def["nodes"].as_array().unwrap().len() {
+                    places.push((Some(g), i));
+                }
+            }
+        }
+        for (graph, index) in places {
+            for mode in [2, 4] {
+                let mut changed = ui.clone();
+                set_mode(&mut changed, graph, index, mode);
+                let prompt = convert::convert(&changed, &cat, &opts)
+                    .unwrap_or_else(|e| panic!("{name} {graph:?}/{index} mode {mode}: {e}"));
+                for (id, node) in &prompt {
+                    for (input, v) in node["inputs"].as_object().unwrap() {
+                        if let Some(target) = convert::link_target(v) {
+                            assert!(
+                                prompt.contains_key(target),
+                                "{name} {graph:?}/{index} mode {mode}: {id}.{input} → {target}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
