@@ -286,6 +286,31 @@ fn each_finding_kind() {
                     })
     );
 
+    // Two inputs renamed at once: each is paired by the words it shares.
+    let report = check(
+        &json!({"1": {"class_type": "EmptyImage",
+                      "inputs": {"image_width": 64, "image_height": 64, "batch_size": 1, "color": 0}},
+                "2": save(json!(["1", 0]))}),
+        &cat,
+    );
+    let renames: BTreeSet<(String, Option<String>)> = report
+        .findings
+        .iter()
+        .filter_map(|f| match &f.kind {
+            FindingKind::UnknownInput {
+                input, renamed_to, ..
+            } => Some((input.clone(), renamed_to.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        renames,
+        BTreeSet::from([
+            ("image_height".to_owned(), Some("height".to_owned())),
+            ("image_width".to_owned(), Some("width".to_owned())),
+        ])
+    );
+
     // Out of range.
     let k = one_error(
         json!({"1": {"class_type": "EmptyImage",

@@ -593,10 +593,7 @@ impl Checker<'_> {
             if known.contains(name) || hidden.is_some_and(|h| h.contains_key(name)) {
                 continue;
             }
-            let renamed_to = match missing_required.as_slice() {
-                [only] => Some(only.clone()),
-                _ => None,
-            };
+            let renamed_to = likely_rename(name, &missing_required);
             self.push(
                 Severity::Warning,
                 FindingKind::UnknownInput {
@@ -862,6 +859,33 @@ impl Checker<'_> {
 struct At<'a> {
     id: &'a str,
     class_type: &'a str,
+}
+
+/// Which missing required input an undeclared one was probably renamed to:
+/// the only one missing, else the one sharing the most `_`-separated words
+/// with it (when that is unambiguous).
+fn likely_rename(unknown: &str, missing: &[String]) -> Option<String> {
+    if let [only] = missing {
+        return Some(only.clone());
+    }
+    let words = |s: &str| -> Vec<String> {
+        s.to_ascii_lowercase()
+            .split(['_', '.', ' '])
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let mine = words(unknown);
+    let mut scored: Vec<(usize, &String)> = missing
+        .iter()
+        .map(|m| (words(m).iter().filter(|w| mine.contains(w)).count(), m))
+        .filter(|(n, _)| *n > 0)
+        .collect();
+    scored.sort_by(|a, b| b.0.cmp(&a.0));
+    match scored.as_slice() {
+        [(best, m), rest @ ..] if rest.first().is_none_or(|(n, _)| n < best) => Some((*m).clone()),
+        _ => None,
+    }
 }
 
 /// Equality the way the server compares combo values (`1` equals `1.0`).
