@@ -881,7 +881,7 @@ fn likely_rename(unknown: &str, missing: &[String]) -> Option<String> {
         .map(|m| (words(m).iter().filter(|w| mine.contains(w)).count(), m))
         .filter(|(n, _)| *n > 0)
         .collect();
-    scored.sort_by(|a, b| b.0.cmp(&a.0));
+    scored.sort_by_key(|s| std::cmp::Reverse(s.0));
     match scored.as_slice() {
         [(best, m), rest @ ..] if rest.first().is_none_or(|(n, _)| n < best) => Some((*m).clone()),
         _ => None,
