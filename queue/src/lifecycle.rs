@@ -220,6 +220,7 @@ pub fn cancel(s: &mut StoredJob, now: Millis) -> Result<bool, StoreError> {
         Status::Pending => {
             job.status = Status::Cancelled;
             job.completed_at = Some(now);
+            job.not_before = None;
             Ok(true)
         }
         Status::Running => {

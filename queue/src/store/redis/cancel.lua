@@ -8,7 +8,8 @@ if j.status == 'pending' then
   leave_ready(id, j.user_id, tonumber(j.priority))
   move_status(id, j.user_id, seq, 'pending', 'cancelled')
   redis.call('HSET', k, 'status', 'cancelled', 'completed_at', now)
-  j.status, j.completed_at = 'cancelled', tostring(now)
+  redis.call('HDEL', k, 'not_before')
+  j.status, j.completed_at, j.not_before = 'cancelled', tostring(now), false
 elseif j.status == 'running' then
   redis.call('HSET', k, 'cancel_requested', 1)
   j.cancel_requested = '1'
