@@ -271,6 +271,17 @@ async fn check_text_and_exit_codes() {
         "{stdout}"
     );
 
+    // --version also takes a fixture set's folder.
+    let (code, stdout, stderr) = comfyctl(&[
+        "check",
+        "workflows/ui/tiny_bypass_mute.json",
+        "--version",
+        "fixtures/comfyui-0.26.0",
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("against 0.26.0"), "{stdout}");
+
     // A file that is no workflow, named explicitly: an error, not a skip.
     let (code, _, stderr) = comfyctl(&[
         "check",

@@ -51,7 +51,8 @@ struct CatalogueArgs {
     url: Option<String>,
     /// The ComfyUI release the prompt is for: with --object-info or --url it
     /// only sets the frontend behaviour (id renumbering from 0.26, titles);
-    /// alone it picks the fixture set <fixtures>/comfyui-<VERSION>.
+    /// alone it picks the fixture set <fixtures>/comfyui-<VERSION> (a
+    /// fixture set's folder is accepted too).
     #[arg(long)]
     version: Option<String>,
     /// Where recorded fixture sets live, for --version.
@@ -368,7 +369,16 @@ fn catalogue_from_path(path: &Path) -> anyhow::Result<Catalogue> {
 }
 
 async fn load_catalogue(args: &CatalogueArgs) -> anyhow::Result<Catalogue> {
-    let wanted = args.version.as_deref().map(parse_version).transpose()?;
+    // --version also takes a fixture set's folder.
+    let version_dir = args
+        .version
+        .as_deref()
+        .map(Path::new)
+        .filter(|p| p.is_dir());
+    let wanted = match (&args.version, version_dir) {
+        (Some(v), None) => Some(parse_version(v)?),
+        _ => None,
+    };
     let mut cat = if let Some(url) = &args.url {
         let secs = Duration::from_secs_f64(args.timeout);
         let options = DetectOptions {
@@ -393,6 +403,8 @@ async fn load_catalogue(args: &CatalogueArgs) -> anyhow::Result<Catalogue> {
         }
     } else if let Some(path) = &args.object_info {
         catalogue_from_path(path)?
+    } else if let Some(dir) = version_dir {
+        catalogue_from_path(dir)?
     } else if let Some(v) = &args.version {
         let local = args.fixtures.join(format!("comfyui-{v}"));
         let dir = if local.is_dir() {
