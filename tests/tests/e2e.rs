@@ -176,6 +176,10 @@ async fn validation_and_execution_errors_are_classified_and_not_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_memory_is_retried_then_given_up() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_test_writer()
+        .try_init();
     let q = sqlite_queue(2).await;
     let emu = emulator("0.11.1", 5).await;
     let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-oom"));

@@ -9,6 +9,7 @@ use comfy_adapter::ComfyAdapter;
 use comfy_adapter::model::job::{JobState, JobStatus};
 use comfy_adapter::model::output::Output;
 use comfy_adapter::model::prompt::PromptRequest;
+use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -241,7 +242,17 @@ async fn execute(
 
     // Open the socket first so no event of this prompt is missed.
     let events = match ctx.adapter.events(&ctx.client_id).await {
-        Ok(s) => Some(s),
+        Ok(mut s) => {
+            // ComfyUI greets a socket once it is registered; events sent
+            // before that would be lost, so wait for the greeting.
+            match tokio::time::timeout(Duration::from_secs(2), s.next()).await {
+                Ok(Some(_)) => Some(s),
+                _ => {
+                    tracing::warn!("WebSocket opened but silent; following by polling");
+                    None
+                }
+            }
+        }
         Err(e) => {
             tracing::warn!(error = %e, "WebSocket unavailable; following by polling only");
             None

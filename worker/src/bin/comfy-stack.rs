@@ -211,8 +211,7 @@ async fn run_demo(queue_url: &str, workflows: &std::path::Path) -> anyhow::Resul
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,comfy_queue=warn,tower_http=warn")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error")),
         )
         .init();
     let args = Args::parse();
@@ -282,6 +281,9 @@ async fn main() -> anyhow::Result<()> {
         Some(u) => println!("  store     : Redis {u}"),
         None => println!("  store     : SQLite {}", args.db.display()),
     }
+    println!(
+        "  logs      : errors only; RUST_LOG=info for every job (job_id, user_id, prompt_id on each line)"
+    );
     println!();
 
     if args.demo {
