@@ -63,6 +63,12 @@ async fn completes_on(q: &TestQueue, version: &str) {
         .cloned()
         .unwrap();
     assert_eq!(me["comfyui_version"], version, "{me}");
+    assert_eq!(
+        worker
+            .health
+            .count(comfy_worker::health::Outcome::Completed),
+        1
+    );
     worker.stop().await;
     emu.stop().await;
 }
