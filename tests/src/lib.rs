@@ -61,6 +61,8 @@ fn options(backend: Backend, max_attempts: u32) -> QueueOptions {
     o.settings.max_attempts = max_attempts;
     o.settings.max_pending = 0;
     o.settings.max_wait_secs = 2.0;
+    // Retried jobs wait this long before they can be claimed again.
+    o.settings.retry_delay_ms = 100;
     o
 }
 

@@ -270,10 +270,9 @@ async fn a_silent_websocket_never_hangs_a_job() {
     emu.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn comfy_restarted_mid_job_as_another_version_retries_and_redetects() {
+async fn restarted_mid_job(before: &str, after: &str) {
     let q = sqlite_queue(3).await;
-    let emu = emulator("0.9.2", 800).await;
+    let emu = emulator(before, 800).await;
     let addr = emu.addr();
     let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-upgrade"));
     let id = q
@@ -293,7 +292,7 @@ async fn comfy_restarted_mid_job_as_another_version_retries_and_redetects() {
     emu.stop().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let upgraded = Emulator::start(
-        EmulatorConfig::new("0.11.1")
+        EmulatorConfig::new(after)
             .addr(addr)
             .node_time(Duration::from_millis(5)),
     )
@@ -310,7 +309,7 @@ async fn comfy_restarted_mid_job_as_another_version_retries_and_redetects() {
         2,
         "the interrupted attempt was retried: {job}"
     );
-    assert_eq!(job["result"]["comfyui"]["version"], "0.11.1");
+    assert_eq!(job["result"]["comfyui"]["version"], after);
     assert!(worker.health.detections() >= 2, "re-detected");
     let workers = q.api.workers().await.unwrap();
     let list = workers
@@ -318,7 +317,17 @@ async fn comfy_restarted_mid_job_as_another_version_retries_and_redetects() {
         .or_else(|| workers["workers"].as_array())
         .unwrap();
     let me = list.iter().find(|w| w["worker_id"] == "w-upgrade").unwrap();
-    assert_eq!(me["comfyui_version"], "0.11.1", "re-registered: {me}");
+    assert_eq!(me["comfyui_version"], after, "re-registered: {me}");
     worker.stop().await;
     upgraded.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comfy_restarted_mid_job_retries_and_redetects() {
+    restarted_mid_job("0.11.1", "0.11.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comfy_upgraded_mid_job_from_0_9_2_to_0_11_1_retries_and_redetects() {
+    restarted_mid_job("0.9.2", "0.11.1").await;
 }

@@ -28,6 +28,7 @@ async fn queue(dir: &tempfile::TempDir, max_attempts: u32) -> (RunningQueue, Use
     o.settings.max_attempts = max_attempts;
     o.settings.max_pending = 0;
     o.settings.max_wait_secs = 1.0;
+    o.settings.retry_delay_ms = 100;
     let q = start_queue(o).await.unwrap();
     let api = UserApi::new(&q.url());
     (q, api)
