@@ -137,7 +137,7 @@ async fn a_job_of_a_killed_worker_is_rerun_by_another_and_completed_once() {
 async fn two_hundred_jobs_with_random_kills_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (q, api) = queue(&dir, 20).await;
-    let emus = [emulator(5).await, emulator(5).await, emulator(5).await];
+    let emus = [emulator(25).await, emulator(25).await, emulator(25).await];
     let mut workers: Vec<Child> = (0..3)
         .map(|i| spawn_worker(&q.url(), &emus[i].url(), &format!("w{i}-0")))
         .collect();
@@ -170,8 +170,8 @@ async fn two_hundred_jobs_with_random_kills_lose_nothing() {
             "{} jobs never ended",
             pending.len()
         );
-        if kills < 8 {
-            tokio::time::sleep(Duration::from_millis(300 + next() % 500)).await;
+        if kills < 12 {
+            tokio::time::sleep(Duration::from_millis(150 + next() % 250)).await;
             let victim = (next() % 3) as usize;
             workers[victim].kill().unwrap();
             workers[victim].wait().unwrap();
@@ -207,6 +207,7 @@ async fn two_hundred_jobs_with_random_kills_lose_nothing() {
         reruns += job["attempts"].as_u64().unwrap() - 1;
     }
     eprintln!("200 jobs completed; {kills} kills; {reruns} re-runs");
+    assert!(kills >= 3, "the kills happened while work remained");
     for mut w in workers {
         let _ = w.kill();
         let _ = w.wait();
