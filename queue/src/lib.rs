@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod lifecycle;
 pub mod model;
+pub mod progress;
 pub mod scheduler;
 pub mod store;
 
@@ -95,6 +96,8 @@ pub struct Inner {
     pub started: Instant,
     /// Set when the server is stopping: long-polls answer at once.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// Progress of running jobs from worker heartbeats (memory only).
+    pub progress: progress::ProgressBoard,
 }
 
 impl std::ops::Deref for AppState {
@@ -117,6 +120,7 @@ impl AppState {
             workers: RwLock::new(HashMap::new()),
             started: Instant::now(),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            progress: progress::ProgressBoard::default(),
         }))
     }
 
@@ -148,6 +152,7 @@ impl AppState {
             .chain(&report.dead)
             .chain(&report.cancelled)
         {
+            self.progress.clear(*id);
             if let Ok(Some(job)) = self.store.get(*id).await {
                 api::jobs::publish(self, "job_updated", &job, None);
             }

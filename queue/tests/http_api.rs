@@ -1082,3 +1082,69 @@ async fn redis_backend_over_http() {
     let r = a.get("/api/queue/status").await;
     assert_eq!(r.json["completed_jobs"], 1);
 }
+
+#[tokio::test]
+async fn heartbeat_progress_shows_on_the_running_job_and_is_dropped_when_it_ends() {
+    let a = app();
+    let id = a.submit("user001", 2).await;
+    let r = a.get("/api/workers/next-job?worker_id=w1").await;
+    let token = r.json["job"]["lease_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        a.get(&format!("/api/jobs/{id}")).await.json["progress"],
+        Value::Null
+    );
+
+    let progress =
+        json!({"percent": 42.5, "node": "3", "node_class": "KSampler", "prompt_id": "p-1"});
+    let r = a
+        .post_json(
+            "/api/workers/heartbeat",
+            &json!({"job_id": id, "lease_token": token, "progress": progress}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        a.get(&format!("/api/jobs/{id}")).await.json["progress"],
+        progress
+    );
+
+    for (bad, field, code) in [
+        (
+            json!({"percent": "half"}),
+            "progress.percent",
+            "invalid_value",
+        ),
+        (
+            json!({"percent": 1, "node": 3}),
+            "progress.node",
+            "invalid_value",
+        ),
+        (json!("50%"), "progress", "invalid_type"),
+    ] {
+        let r = a
+            .post_json(
+                "/api/workers/heartbeat",
+                &json!({"job_id": id, "lease_token": token, "progress": bad}),
+            )
+            .await;
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, code);
+        assert_eq!(r.json["error"]["field"], field, "{}", r.text);
+    }
+    // A rejected heartbeat changed nothing.
+    assert_eq!(
+        a.get(&format!("/api/jobs/{id}")).await.json["progress"]["percent"],
+        42.5
+    );
+
+    let r = a
+        .post_json(
+            &format!("/api/workers/complete-job?job_id={id}&lease_token={token}"),
+            &json!({"result": {}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        a.get(&format!("/api/jobs/{id}")).await.json["progress"],
+        Value::Null
+    );
+}

@@ -237,9 +237,22 @@ async fn cancel_of_a_running_job_interrupts_the_prompt() {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // The worker's heartbeats carry progress, which the queue shows on the job
+        // (the dashboard renders it): the stalled SaveImage is the node running.
+        let job = q
+            .api
+            .wait_for(&id, T, |j| j["progress"]["node_class"] == "SaveImage")
+            .await
+            .unwrap_or_else(|e| panic!("{v}: no progress on the running job: {e}"));
+        assert!(job["progress"]["prompt_id"].is_string(), "{v}: {job}");
         q.api.cancel(&id).await.unwrap();
         let job = q.api.wait_terminal(&id, T).await.unwrap();
         assert_eq!(job["status"], "cancelled", "{v}: {job}");
+        assert_eq!(
+            job["progress"],
+            serde_json::Value::Null,
+            "{v}: progress ends with the attempt"
+        );
         assert_eq!(emu.running(), None, "{v}: the prompt was interrupted");
         assert_eq!(emu.queue_remaining(), 0);
         worker.stop().await;

@@ -26,6 +26,7 @@ pub fn publish(state: &AppState, kind: &'static str, job: &Job, position: Option
         job,
         position,
         state.metrics.mean_run_secs(),
+        state.progress.get(job.id),
     ))
     .unwrap_or(Value::Null);
     state.events.publish(Event {
@@ -96,6 +97,7 @@ pub async fn submit(
         &submitted.job,
         submitted.position,
         state.metrics.mean_run_secs(),
+        None,
     );
     if submitted.created {
         state.metrics.submitted.inc();

@@ -220,11 +220,19 @@ pub struct JobResponse {
     pub retry_at: Option<String>,
     /// Every attempt, oldest first (worker, times, error).
     pub history: Vec<AttemptResponse>,
+    /// What the worker last reported about the running attempt (percent,
+    /// node); null unless running and reported.
+    pub progress: Option<crate::progress::Progress>,
 }
 
 impl JobResponse {
-    /// Build from a job and its queue position.
-    pub fn new(job: &Job, position: Option<u64>, mean_run_secs: f64) -> Self {
+    /// Build from a job, its queue position and its reported progress.
+    pub fn new(
+        job: &Job,
+        position: Option<u64>,
+        mean_run_secs: f64,
+        progress: Option<crate::progress::Progress>,
+    ) -> Self {
         Self {
             id: job.id,
             user_id: job.user_id.clone(),
@@ -245,6 +253,7 @@ impl JobResponse {
             lease_expires_at: job.lease_expires_at.map(to_rfc3339),
             retry_at: job.not_before.map(to_rfc3339),
             history: job.history.iter().map(AttemptResponse::from).collect(),
+            progress: progress.filter(|_| job.status == Status::Running),
         }
     }
 }
@@ -260,5 +269,6 @@ pub(crate) async fn job_response(state: &AppState, job: &Job) -> Result<JobRespo
         job,
         position,
         state.metrics.mean_run_secs(),
+        state.progress.get(job.id),
     ))
 }

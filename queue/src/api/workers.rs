@@ -21,6 +21,7 @@ use crate::auth::Caller;
 use crate::clock::to_rfc3339;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::{self, Status, WorkerInfo, WorkerRecord};
+use crate::progress::Progress;
 use crate::store::{Claimed, Failure};
 
 /// A leased job as `next-job` hands it out.
@@ -178,6 +179,7 @@ pub async fn next_job(
 
 fn leased(state: &AppState, c: Claimed, lease_ms: i64) -> LeasedJob {
     state.metrics.claims.inc();
+    state.progress.clear(c.job.id);
     publish(state, "job_updated", &c.job, None);
     tracing::info!(job_id = %c.job.id, worker_id = ?c.job.worker_id, attempt = c.job.attempts, "job leased");
     let lease_seconds = lease_ms as f64 / 1000.0;
@@ -301,6 +303,7 @@ pub async fn complete_job(
         .store
         .complete(id, token.as_deref(), result, state.now())
         .await?;
+    state.progress.clear(job.id);
     state.metrics.completed.inc();
     if let (Some(start), Some(end)) = (job.started_at, job.completed_at) {
         state.metrics.record_run(end - start);
@@ -377,6 +380,7 @@ pub async fn fail_job(
             state.now(),
         )
         .await?;
+    state.progress.clear(job.id);
     match job.status {
         Status::Pending => {
             state.metrics.retries.inc();
@@ -416,6 +420,8 @@ pub struct HeartbeatRequest {
     pub lease_token: Option<String>,
     /// The worker (required without `job_id`).
     pub worker_id: Option<String>,
+    /// What the job is doing (shown in job responses and the dashboard while it runs).
+    pub progress: Option<Progress>,
 }
 
 /// Heartbeat answer.
@@ -464,10 +470,24 @@ pub async fn heartbeat(
                 "`lease_token` is required with `job_id`",
             )
         })?;
+        let progress = match obj.get("progress") {
+            None | Some(Value::Null) => None,
+            Some(p) => Some(Progress::from_json(p)?),
+        };
         let lease = state
             .store
             .heartbeat(id, &token, state.settings.lease_ms, state.now())
             .await?;
+        if let Some(p) = progress
+            && state.progress.get(id).as_ref() != Some(&p)
+        {
+            state.progress.set(id, p);
+            if state.events.has_listeners()
+                && let Ok(Some(job)) = state.store.get(id).await
+            {
+                publish(&state, "job_updated", &job, None);
+            }
+        }
         return Ok(Json(HeartbeatResponse {
             status: "ok",
             job_id: Some(id),
