@@ -13,7 +13,33 @@ use comfy_queue::store::sqlite::SqliteStore;
 use comfy_queue::{AppState, Settings, app};
 use serde_json::json;
 
+/// A queue on a free local port, backed by a temporary SQLite file (kept
+/// alive by the returned guard).
+async fn serve_queue() -> (std::net::SocketAddr, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
+    let state = AppState::new(Arc::new(store), Arc::new(SystemClock), Settings::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app(state)).await });
+    (addr, dir)
+}
+
+/// The installed Chromium; `None` (test skipped) when there is none, unless
+/// `COMFY_REQUIRE_CHROMIUM` is set, which makes a missing browser a failure.
 fn chromium() -> Option<PathBuf> {
+    let found = find_chromium();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("COMFY_REQUIRE_CHROMIUM").is_none(),
+            "COMFY_REQUIRE_CHROMIUM is set but no chromium is installed"
+        );
+        eprintln!("SKIPPED: no chromium installed; /admin browser test skipped");
+    }
+    found
+}
+
+fn find_chromium() -> Option<PathBuf> {
     [
         "/usr/bin/chromium",
         "/usr/bin/chromium-browser",
@@ -27,19 +53,9 @@ fn chromium() -> Option<PathBuf> {
 #[tokio::test]
 async fn dashboard_renders_live_data_in_chromium() {
     let Some(browser) = chromium() else {
-        assert!(
-            std::env::var_os("COMFY_REQUIRE_CHROMIUM").is_none(),
-            "COMFY_REQUIRE_CHROMIUM is set but no chromium is installed"
-        );
-        eprintln!("SKIPPED: no chromium installed; /admin browser test skipped");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
-    let state = AppState::new(Arc::new(store), Arc::new(SystemClock), Settings::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app(state)).await });
+    let (addr, _db) = serve_queue().await;
 
     let http = reqwest::Client::new();
     http.post(format!("http://{addr}/api/workers/register"))
@@ -199,19 +215,9 @@ async fn open_devtools(browser: PathBuf, profile: &std::path::Path) -> (std::pro
 #[tokio::test]
 async fn dashboard_cancels_and_reprioritises_from_the_page() {
     let Some(browser) = chromium() else {
-        assert!(
-            std::env::var_os("COMFY_REQUIRE_CHROMIUM").is_none(),
-            "COMFY_REQUIRE_CHROMIUM is set but no chromium is installed"
-        );
-        eprintln!("SKIPPED: no chromium installed; /admin browser test skipped");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
-    let state = AppState::new(Arc::new(store), Arc::new(SystemClock), Settings::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app(state)).await });
+    let (addr, _db) = serve_queue().await;
     let http = reqwest::Client::new();
     http.post(format!("http://{addr}/api/workers/register"))
         .json(&json!({"worker_id": "gpu-1", "comfyui_version": "0.11.1", "line": "jobs-api"}))
