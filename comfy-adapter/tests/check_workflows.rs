@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use comfy_adapter::check::{
     CheckOptions, CheckReport, FindingKind, Severity, check_document, check_prompt,
 };
@@ -11,30 +13,7 @@ use comfy_adapter::convert::ConvertOptions;
 use comfy_adapter::model::catalogue::NodeCatalogue;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-
-const VERSIONS: [&str; 6] = ["0.3.64", "0.6.0", "0.9.2", "0.11.1", "0.26.0", "0.33.0"];
-const PAIRS: [(&str, &str); 3] = [
-    ("1.36.14", "0.9.2"),
-    ("1.37.11", "0.11.1"),
-    ("1.48.7", "0.33.0"),
-];
-const WORKFLOWS: [&str; 5] = [
-    "image_flux2_klein_text_to_image",
-    "image_flux2_text_to_image_9b",
-    "tiny_bypass_mute",
-    "video_ltx2_t2v",
-    "video_ltx2_t2v_distilled",
-];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn read_json(p: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        .unwrap()
-}
+use support::{PAIRS, VERSIONS, WORKFLOWS, read_json, repo};
 
 fn fixture(version: &str, prefix: &str) -> Value {
     let dir = repo().join("fixtures").join(format!("comfyui-{version}"));

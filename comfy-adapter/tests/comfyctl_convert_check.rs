@@ -8,34 +8,15 @@
 mod support;
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use support::{line_of, load, mount, mount_fallback, mount_times};
+use std::path::PathBuf;
+use support::{
+    PAIRS, WORKFLOWS, line_of, load, mount, mount_fallback, mount_times, read_json, repo,
+};
 use tokio::process::Command;
 use wiremock::MockServer;
 
-const PAIRS: [(&str, &str); 3] = [
-    ("1.36.14", "0.9.2"),
-    ("1.37.11", "0.11.1"),
-    ("1.48.7", "0.33.0"),
-];
-const WORKFLOWS: [&str; 5] = [
-    "image_flux2_klein_text_to_image",
-    "image_flux2_text_to_image_9b",
-    "tiny_bypass_mute",
-    "video_ltx2_t2v",
-    "video_ltx2_t2v_distilled",
-];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn p(rel: &str) -> String {
     repo().join(rel).display().to_string()
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 /// (exit code, stdout, stderr)

@@ -5,34 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use comfy_adapter::convert::{self, ConvertError, ConvertOptions};
 use comfy_adapter::model::catalogue::NodeCatalogue;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-
-/// (frontend version, ComfyUI release whose fixtures hold its object_info).
-const PAIRS: [(&str, &str); 3] = [
-    ("1.36.14", "0.9.2"),
-    ("1.37.11", "0.11.1"),
-    ("1.48.7", "0.33.0"),
-];
-
-const WORKFLOWS: [&str; 5] = [
-    "image_flux2_klein_text_to_image",
-    "image_flux2_text_to_image_9b",
-    "tiny_bypass_mute",
-    "video_ltx2_t2v",
-    "video_ltx2_t2v_distilled",
-];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn read_json(p: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        .unwrap()
-}
+use support::{PAIRS, WORKFLOWS, read_json, repo};
 
 fn catalogue(version: &str) -> NodeCatalogue {
     let raw = read_json(

@@ -34,6 +34,34 @@ use wiremock::{Match, Mock, MockBuilder, MockServer, Request, ResponseTemplate, 
 /// Every recorded ComfyUI version, oldest first.
 pub const VERSIONS: [&str; 6] = ["0.3.64", "0.6.0", "0.9.2", "0.11.1", "0.26.0", "0.33.0"];
 
+/// (frontend version, ComfyUI release whose fixtures hold its object_info):
+/// the three frontends whose prompts are recorded in `workflows/api-ground-truth/`.
+pub const PAIRS: [(&str, &str); 3] = [
+    ("1.36.14", "0.9.2"),
+    ("1.37.11", "0.11.1"),
+    ("1.48.7", "0.33.0"),
+];
+
+/// The template workflows under `workflows/ui/`.
+pub const WORKFLOWS: [&str; 5] = [
+    "image_flux2_klein_text_to_image",
+    "image_flux2_text_to_image_9b",
+    "tiny_bypass_mute",
+    "video_ltx2_t2v",
+    "video_ltx2_t2v_distilled",
+];
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A JSON file, or a panic naming it.
+pub fn read_json(p: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
 /// `fixtures/comfyui-<version>/`.
 pub fn fixture_dir(version: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
