@@ -26,10 +26,14 @@ impl Default for Timeouts {
     }
 }
 
+/// The request header naming a recorded probe (`comfyctl record`).
+pub const PROBE_HEADER: &str = "comfyctl-probe";
+
 /// A response read to the end.
 #[derive(Debug, Clone)]
 pub(crate) struct Response {
     pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
     pub(crate) body: Bytes,
     pub(crate) method: Method,
     pub(crate) path: String,
@@ -196,6 +200,19 @@ impl HttpCore {
         query: &[(&str, &str)],
         body: Body,
     ) -> Result<Response> {
+        self.send_tagged(method, path, query, body, None).await
+    }
+
+    /// [`send`](Self::send), naming the probe in a `comfyctl-probe` header
+    /// (ComfyUI ignores it; replaying test servers and logs use it).
+    pub(crate) async fn send_tagged(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Body,
+        probe: Option<&str>,
+    ) -> Result<Response> {
         let url = self.url(path);
         let mut req = self.client.request(method.clone(), &url);
         if !query.is_empty() {
@@ -203,6 +220,9 @@ impl HttpCore {
         }
         if let Some(user) = &self.user {
             req = req.header("comfy-user", user);
+        }
+        if let Some(probe) = probe {
+            req = req.header(PROBE_HEADER, probe);
         }
         req = match body {
             Body::None => req,
@@ -212,9 +232,11 @@ impl HttpCore {
         };
         let resp = req.send().await.map_err(|e| transport_error(&url, e))?;
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(|e| transport_error(&url, e))?;
         Ok(Response {
             status,
+            headers,
             body,
             method,
             path: path.to_owned(),

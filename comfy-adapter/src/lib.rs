@@ -13,6 +13,7 @@ pub mod http;
 pub mod line;
 pub mod model;
 pub mod normalize;
+pub mod record;
 pub mod wire;
 mod ws;
 
