@@ -119,6 +119,9 @@ pub struct Report {
     pub cleaned: Vec<String>,
     /// What stayed on the server because ComfyUI has no API to remove it.
     pub left_behind: Vec<String>,
+    /// Waits that ran out (the recording went on; the probes after it show
+    /// what the server did instead).
+    pub timed_out: Vec<String>,
 }
 
 impl Report {

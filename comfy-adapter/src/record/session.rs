@@ -235,6 +235,11 @@ impl<'a> Session<'a> {
                 return Ok(true);
             }
             if tokio::time::Instant::now() >= deadline {
+                self.report.timed_out.push(format!(
+                    "waited {:.1} s for {what} before probe {}",
+                    self.job_timeout.as_secs_f64(),
+                    self.number + 1
+                ));
                 return Ok(false);
             }
             tokio::time::sleep(POLL).await;
