@@ -2,6 +2,7 @@
 
 use crate::catalogue::{CatalogueArgs, load_catalogue, read_json};
 use crate::emit;
+use crate::progress::Bar;
 use anyhow::Context;
 use clap::Args;
 use comfy_adapter::check::{self, CheckOptions, CheckReport, Severity};
@@ -65,44 +66,48 @@ pub(crate) async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let options = CheckOptions {
         models_elsewhere: args.models_elsewhere,
     };
-    let mut results = Vec::new();
+    let mut files = Vec::new();
     for path in &args.paths {
         let explicit = !path.is_dir();
-        let mut files = Vec::new();
-        workflow_files(path, &mut files)?;
-        for file in files {
-            let doc = read_json(&file)?;
-            let format = if convert::is_ui_workflow(&doc) {
-                "ui"
-            } else {
-                "api"
-            };
-            match check::check_document(&doc, &cat.nodes, &convert_options, &options) {
-                Ok(report) => results.push(FileResult {
-                    path: file.display().to_string(),
-                    format,
-                    skipped: None,
-                    errors: report.count(Severity::Error),
-                    warnings: report.count(Severity::Warning),
-                    report,
-                }),
-                // In a folder, other JSON (responses, notes) is skipped.
-                Err(check::CheckError::NotAWorkflow) if !explicit => results.push(FileResult {
-                    path: file.display().to_string(),
-                    format: "none",
-                    skipped: Some("not a workflow".to_owned()),
-                    errors: 0,
-                    warnings: 0,
-                    report: CheckReport::default(),
-                }),
-                Err(e) => {
-                    return Err(
-                        anyhow::Error::new(e).context(format!("checking {}", file.display()))
-                    );
-                }
+        let mut found = Vec::new();
+        workflow_files(path, &mut found)?;
+        files.extend(found.into_iter().map(|f| (f, explicit)));
+    }
+    let bar = Bar::new("checking", files.len());
+    let mut results = Vec::new();
+    for (done, (file, explicit)) in files.into_iter().enumerate() {
+        bar.set_position(done);
+        bar.message(&file.display().to_string());
+        let doc = read_json(&file)?;
+        let format = if convert::is_ui_workflow(&doc) {
+            "ui"
+        } else {
+            "api"
+        };
+        match check::check_document(&doc, &cat.nodes, &convert_options, &options) {
+            Ok(report) => results.push(FileResult {
+                path: file.display().to_string(),
+                format,
+                skipped: None,
+                errors: report.count(Severity::Error),
+                warnings: report.count(Severity::Warning),
+                report,
+            }),
+            // In a folder, other JSON (responses, notes) is skipped.
+            Err(check::CheckError::NotAWorkflow) if !explicit => results.push(FileResult {
+                path: file.display().to_string(),
+                format: "none",
+                skipped: Some("not a workflow".to_owned()),
+                errors: 0,
+                warnings: 0,
+                report: CheckReport::default(),
+            }),
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("checking {}", file.display())));
             }
         }
     }
+    bar.finish();
     let errors: usize = results.iter().map(|r| r.errors).sum();
     let warnings: usize = results.iter().map(|r| r.warnings).sum();
     let checked = results.iter().filter(|r| r.skipped.is_none()).count();

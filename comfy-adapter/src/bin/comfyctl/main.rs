@@ -7,6 +7,7 @@ mod convert;
 mod detect;
 mod diff;
 mod emulate;
+mod progress;
 mod record;
 
 use clap::{Parser, Subcommand};

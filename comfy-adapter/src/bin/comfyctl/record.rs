@@ -2,12 +2,11 @@
 //! progress bar on stderr.
 
 use crate::emit;
+use crate::progress::Bar;
 use anyhow::Context;
 use clap::Args;
 use comfy_adapter::Timeouts;
 use comfy_adapter::record::{self, Outcome, PROBE_COUNT, Progress, RecordOptions, Report};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -59,49 +58,23 @@ impl ServerArgs {
     }
 }
 
-/// A progress bar on stderr; hidden when stderr is not a terminal.
-pub(crate) struct Bar(ProgressBar);
-
-impl Bar {
-    pub(crate) fn new(label: &str) -> Bar {
-        let target = if std::io::stderr().is_terminal() {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
-        let bar = ProgressBar::with_draw_target(Some(PROBE_COUNT as u64), target);
-        bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(label.to_owned());
-        bar.enable_steady_tick(Duration::from_millis(200));
-        Bar(bar)
-    }
-
-    pub(crate) fn finish(&self) {
-        self.0.finish_and_clear();
-    }
-}
-
 impl Progress for Bar {
     fn probe(&self, number: usize, name: &str, outcome: &Outcome) {
-        self.0.set_position(number as u64);
+        self.set_position(number);
         match outcome {
-            Outcome::Written { .. } => self.0.set_message(name.to_owned()),
-            Outcome::Skipped { reason } => self.0.println(format!("skipped {name}: {reason}")),
+            Outcome::Written { .. } => self.message(name),
+            Outcome::Skipped { reason } => self.println(&format!("skipped {name}: {reason}")),
         }
     }
 
     fn waiting(&self, what: &str) {
-        self.0.set_message(format!("waiting for {what}"));
+        self.message(&format!("waiting for {what}"));
     }
 }
 
 /// Records `url` into `out` with a progress bar.
 pub(crate) async fn record_with_progress(options: &RecordOptions) -> anyhow::Result<Report> {
-    let bar = Bar::new(&format!("recording {}", options.url));
+    let bar = Bar::new(&format!("recording {}", options.url), PROBE_COUNT);
     let result = record::record(options, &bar).await;
     bar.finish();
     result.with_context(|| format!("recording {}", options.url))
