@@ -2,6 +2,7 @@
 //! the wire and what came back, with bodies as JSON, text or a binary marker.
 
 use crate::http::Response;
+use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 /// The response headers a fixture keeps (the ones that carry meaning to a
@@ -11,7 +12,7 @@ const KEPT_HEADERS: &[&str] = &["content-type", "allow", "content-disposition"];
 /// A request as the fixture records it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Request {
-    pub(crate) method: &'static str,
+    pub(crate) method: Method,
     /// Exactly what goes on the wire (already percent-encoded).
     pub(crate) path: String,
     pub(crate) query: Vec<(&'static str, String)>,
@@ -35,7 +36,7 @@ pub(crate) enum RequestBody {
 impl Request {
     pub(crate) fn get(path: impl Into<String>) -> Self {
         Request {
-            method: "GET",
+            method: Method::GET,
             path: path.into(),
             query: Vec::new(),
             body: RequestBody::None,
@@ -44,7 +45,7 @@ impl Request {
 
     pub(crate) fn post(path: impl Into<String>, body: RequestBody) -> Self {
         Request {
-            method: "POST",
+            method: Method::POST,
             path: path.into(),
             query: Vec::new(),
             body,
@@ -53,7 +54,7 @@ impl Request {
 
     pub(crate) fn delete(path: impl Into<String>) -> Self {
         Request {
-            method: "DELETE",
+            method: Method::DELETE,
             path: path.into(),
             query: Vec::new(),
             body: RequestBody::None,
@@ -79,7 +80,7 @@ impl Request {
             RequestBody::Upload { description } => Value::String(description.clone()),
         };
         json!({
-            "method": self.method,
+            "method": self.method.as_str(),
             "path": self.path,
             "query": query,
             "headers": {},

@@ -171,7 +171,6 @@ impl<'a> Session<'a> {
     }
 
     async fn send(&self, request: &Request, probe: Option<&str>) -> Result<Response, RecordError> {
-        let method = Method::from_bytes(request.method.as_bytes()).unwrap_or(Method::GET);
         let query: Vec<(&str, &str)> = request
             .query
             .iter()
@@ -185,19 +184,19 @@ impl<'a> Session<'a> {
         };
         Ok(self
             .core
-            .send_tagged(method, &request.path, &query, body, probe)
+            .send_tagged(request.method.clone(), &request.path, &query, body, probe)
             .await?)
     }
 
     /// Remembers what a request created, for the clean-up.
     fn note_effects(&mut self, request: &Request, resp: &Response) {
-        if request.method == "DELETE" && resp.status == 204 {
+        if request.method == Method::DELETE && resp.status == 204 {
             if let Some(path) = request.path.strip_prefix("/userdata/") {
                 self.created_files.retain(|f| f != path);
             }
             return;
         }
-        if resp.status != 200 || request.method != "POST" {
+        if resp.status != 200 || request.method != Method::POST {
             return;
         }
         if request.path == "/prompt" {
