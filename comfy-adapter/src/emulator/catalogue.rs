@@ -55,6 +55,25 @@ pub(crate) fn load(dir: &Path, version: &str) -> Classes {
     classes
 }
 
+/// `response.body` of the recorded `dir/comfyui-<version>/<file>`, or
+/// `None` (with a warning) when it cannot be read.
+pub(crate) fn recorded_body(dir: &Path, version: &str, file: &str) -> Option<Value> {
+    let path = dir.join(format!("comfyui-{version}")).join(file);
+    let parsed = std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(mut v) => v
+            .get_mut("response")
+            .and_then(|r| r.get_mut("body"))
+            .map(Value::take),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "recording unreadable; the emulator answers a built-in default");
+            None
+        }
+    }
+}
+
 /// A few core nodes, enough for image-only prompts without models.
 pub(crate) fn builtin() -> Classes {
     let int = |default: i64, min: i64, max: i64| json!(["INT", {"default": default, "min": min, "max": max}]);

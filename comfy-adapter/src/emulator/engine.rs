@@ -3,6 +3,7 @@
 //! the WebSocket messages a real server sends, in the recorded order.
 
 use super::catalogue::Classes;
+use super::files::Files;
 use super::profile::Profile;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeSet, HashMap};
@@ -198,6 +199,8 @@ pub(crate) struct Engine {
     pub(crate) classes: Classes,
     /// Time each node takes.
     pub(crate) node_time: Duration,
+    /// Input, output, temp and user folders.
+    pub(crate) files: Files,
     state: Mutex<State>,
     /// Wakes the executor (new prompt) and a stalled node (interrupt).
     pub(crate) wake: Notify,
@@ -220,12 +223,14 @@ impl Engine {
         classes: Classes,
         node_time: Duration,
         faults: Faults,
+        files: Files,
     ) -> Self {
         let (ws, _) = broadcast::channel(4096);
         Engine {
             profile,
             classes,
             node_time,
+            files,
             state: Mutex::new(State {
                 faults,
                 ..State::default()
@@ -560,6 +565,7 @@ impl Engine {
                 };
             }
             if let Some(ui) = self.ui_output(&class, &prefix, &inputs) {
+                self.files.store_outputs(&ui);
                 self.send(
                     to,
                     "executed",

@@ -3,8 +3,11 @@
 //! outputs, and answers `/system_stats`, `/features`, `/object_info`,
 //! `/prompt`, `/queue`, `/history`, `/interrupt`, `/view`, `/api/jobs`
 //! (0.6+), the cancel endpoints (0.26+) and `/ws` in the recorded shapes of
-//! the version it emulates. Good enough to run the whole platform without a
-//! GPU; a later issue makes it faithful to every recorded exchange.
+//! the version it emulates, plus `/upload/image`, `/userdata`,
+//! `/v2/userdata`, `/settings`, `/users`, `/models`, `/embeddings` and
+//! `/extensions`. Uploads, outputs and user data live in a temporary
+//! directory made at start and removed when the emulator stops. Good enough
+//! to run the whole platform without a GPU.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,9 +27,12 @@
 
 mod catalogue;
 mod engine;
+mod files;
 mod profile;
 mod routes;
+mod userdata;
 mod validate;
+mod view;
 mod ws;
 
 pub use catalogue::default_fixtures_dir;
@@ -87,6 +93,9 @@ pub enum EmulatorError {
     /// The version is not one of the recorded ones.
     #[error("no recordings for ComfyUI {0}; known: {known}", known = VERSIONS.join(", "))]
     UnknownVersion(String),
+    /// The temporary input/output/user folders could not be made.
+    #[error("cannot make the emulator's temporary folders: {0}")]
+    Folders(#[source] std::io::Error),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -112,9 +121,16 @@ impl Emulator {
             .clone()
             .unwrap_or_else(default_fixtures_dir);
         let version = config.version.clone();
-        let classes = tokio::task::spawn_blocking(move || catalogue::load(&dir, &version))
-            .await
-            .unwrap_or_else(|_| catalogue::builtin());
+        let fallback = profile.clone();
+        let (classes, profile) = tokio::task::spawn_blocking(move || {
+            (
+                catalogue::load(&dir, &version),
+                profile.with_recorded_lists(&dir),
+            )
+        })
+        .await
+        .unwrap_or_else(|_| (catalogue::builtin(), fallback));
+        let files = files::Files::new().map_err(EmulatorError::Folders)?;
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .map_err(|source| EmulatorError::Bind {
@@ -132,6 +148,7 @@ impl Emulator {
             classes,
             config.node_time,
             config.faults.clone(),
+            files,
         ));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let app = routes::App {
@@ -180,6 +197,12 @@ impl EmulatorHandle {
         self.addr
     }
 
+    /// The temporary directory holding `input/`, `output/`, `temp/` and
+    /// `user/`; removed when the emulator stops.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.engine.files.root()
+    }
+
     /// The emulated version.
     pub fn version(&self) -> &str {
         &self.engine.profile.version
@@ -213,6 +236,7 @@ impl EmulatorHandle {
             t.abort();
             let _ = t.await;
         }
+        self.engine.files.remove();
     }
 }
 
@@ -222,5 +246,6 @@ impl Drop for EmulatorHandle {
         for t in &self.tasks {
             t.abort();
         }
+        self.engine.files.remove();
     }
 }

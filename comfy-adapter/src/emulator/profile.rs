@@ -1,8 +1,36 @@
 //! What each emulated version answers to `/system_stats` and `/features`,
-//! taken from the recordings (fixtures 001 and 003), and its behaviour line.
+//! taken from the recordings (fixtures 001 and 003), the fixed lists it
+//! answers (`/models`, `/extensions`, read from the recordings at start),
+//! its behaviour line and the details in which releases differ.
 
+use super::catalogue::recorded_body;
 use crate::model::server::Line;
 use serde_json::Value;
+
+/// `/models` when the recordings are not on disk: the folders every
+/// recorded version has.
+const BUILTIN_MODEL_FOLDERS: &[&str] = &[
+    "checkpoints",
+    "configs",
+    "loras",
+    "vae",
+    "text_encoders",
+    "diffusion_models",
+    "clip_vision",
+    "style_models",
+    "embeddings",
+    "diffusers",
+    "vae_approx",
+    "controlnet",
+    "gligen",
+    "upscale_models",
+    "custom_nodes",
+    "hypernetworks",
+    "photomaker",
+    "classifiers",
+    "model_patches",
+    "audio_encoders",
+];
 
 /// The versions the emulator can speak: every recorded release.
 pub const VERSIONS: [&str; 6] = ["0.3.64", "0.6.0", "0.9.2", "0.11.1", "0.26.0", "0.33.0"];
@@ -54,6 +82,10 @@ pub(crate) struct Profile {
     pub(crate) system_stats: Value,
     /// `/features` body.
     pub(crate) features: Value,
+    /// `/models`: the model folders (fixture 005, read at start).
+    pub(crate) model_folders: Vec<String>,
+    /// `/extensions`: the frontend's extension scripts (fixture 007, read at start).
+    pub(crate) extensions: Value,
 }
 
 impl Profile {
@@ -70,7 +102,55 @@ impl Profile {
             line: Line::for_version(&parsed),
             system_stats: body(stats)?,
             features: body(features)?,
+            model_folders: BUILTIN_MODEL_FOLDERS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            extensions: Value::Array(Vec::new()),
         })
+    }
+
+    /// Fills the fixed lists this version answers (`/models`, `/extensions`)
+    /// from its recordings in `dir`; keeps the built-in ones where a file
+    /// cannot be read.
+    pub(crate) fn with_recorded_lists(mut self, dir: &std::path::Path) -> Profile {
+        let v = self.version.clone();
+        if let Some(Value::Array(folders)) = recorded_body(dir, &v, "005-models-list.json") {
+            self.model_folders = folders
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(ext @ Value::Array(_)) = recorded_body(dir, &v, "007-extensions.json") {
+            self.extensions = ext;
+        }
+        self
+    }
+
+    /// Whether userdata `modified`/`created` are int ms (0.26+) rather
+    /// than float seconds.
+    pub(crate) fn userdata_times_ms(&self) -> bool {
+        self.line == Line::CancelApi
+    }
+
+    /// Whether `GET /userdata/{file}` says `content-disposition: attachment`
+    /// (0.33; 0.26 does not).
+    pub(crate) fn userdata_attachment(&self) -> bool {
+        self.version == "0.33.0"
+    }
+
+    /// Lines of `execution.py` in a validation traceback: the
+    /// `validate_inputs` call in `validate_prompt`, and the
+    /// `prompt[o_id]['class_type']` lookup in `validate_inputs`.
+    pub(crate) fn validation_lines(&self) -> (u32, u32) {
+        match self.version.as_str() {
+            "0.3.64" => (1010, 788),
+            "0.6.0" => (1033, 811),
+            "0.9.2" | "0.11.1" => (1043, 818),
+            "0.26.0" => (1172, 921),
+            _ => (1184, 933),
+        }
     }
 
     /// Whether the jobs API knows `cancelled` (0.9+; 0.6 says `failed`).

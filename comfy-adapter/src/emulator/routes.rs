@@ -1,11 +1,11 @@
 //! The HTTP routes, answering in the recorded shapes of the emulated line.
 
 use super::engine::{Done, Engine, Entry, Outcome, Submission};
-use super::validate;
-use super::ws;
+use super::{userdata, validate, view, ws};
 use crate::model::server::Line;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,7 +27,7 @@ pub(crate) struct App {
 
 type Q = Query<HashMap<String, String>>;
 
-fn json_response(status: StatusCode, body: Value) -> Response {
+pub(super) fn json_response(status: StatusCode, body: Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
@@ -36,7 +36,7 @@ fn json_response(status: StatusCode, body: Value) -> Response {
         .into_response()
 }
 
-fn ok(body: Value) -> Response {
+pub(super) fn ok(body: Value) -> Response {
     json_response(StatusCode::OK, body)
 }
 
@@ -44,11 +44,21 @@ fn empty_ok() -> Response {
     StatusCode::OK.into_response()
 }
 
-fn server_error() -> Response {
+pub(super) fn server_error() -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         "500 Internal Server Error\n\nServer got itself in trouble",
+    )
+        .into_response()
+}
+
+/// A `text/plain` answer, as aiohttp's `web.Response(text=…)`.
+pub(super) fn text_response(status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text.to_owned(),
     )
         .into_response()
 }
@@ -97,7 +107,34 @@ pub(crate) fn router(app: App) -> Router {
         .route("/history/{id}", get(history_one))
         .route("/interrupt", post(interrupt))
         .route("/free", post(free))
-        .route("/view", get(view))
+        .route("/view", get(view::view))
+        .route(
+            "/upload/image",
+            post(view::upload_image).layer(DefaultBodyLimit::max(MAX_UPLOAD)),
+        )
+        .route("/embeddings", get(embeddings))
+        .route("/models", get(models))
+        .route("/models/{folder}", get(models_in))
+        .route("/extensions", get(extensions))
+        .route("/users", get(userdata::users))
+        .route(
+            "/settings",
+            get(userdata::settings).post(userdata::post_settings),
+        )
+        .route(
+            "/settings/{id}",
+            get(userdata::setting).post(userdata::post_setting),
+        )
+        .route("/userdata", get(userdata::list))
+        .route(
+            "/userdata/{file}",
+            get(userdata::get)
+                .post(userdata::post)
+                .delete(userdata::delete)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD)),
+        )
+        .route("/userdata/{file}/move/{dest}", post(userdata::move_file))
+        .route("/v2/userdata", get(userdata::list_v2))
         .route("/ws", get(ws::upgrade));
     let mut jobs = Router::new()
         .route("/api/jobs/cancel", post(cancel_batch))
@@ -113,6 +150,30 @@ pub(crate) fn router(app: App) -> Router {
         .merge(jobs)
         .fallback(not_found)
         .with_state(app)
+}
+
+/// `max_upload_size` of `/features`: 100 MiB.
+const MAX_UPLOAD: usize = 104_857_600;
+
+async fn embeddings() -> Response {
+    ok(json!([]))
+}
+
+async fn models(State(app): State<App>) -> Response {
+    ok(json!(app.engine.profile.model_folders))
+}
+
+/// No models are installed: every known folder is empty.
+async fn models_in(State(app): State<App>, Path(folder): Path<String>) -> Response {
+    if app.engine.profile.model_folders.contains(&folder) {
+        ok(json!([]))
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+async fn extensions(State(app): State<App>) -> Response {
+    ok(app.engine.profile.extensions.clone())
 }
 
 async fn system_stats(State(app): State<App>) -> Response {
@@ -157,7 +218,7 @@ async fn submit(State(app): State<App>, body: Bytes) -> Response {
     {
         return json_response(StatusCode::BAD_REQUEST, validate::invalid_prompt_id());
     }
-    let validated = match validate::validate(engine.profile.line, &engine.classes, &prompt) {
+    let validated = match validate::validate(&engine.profile, &engine.classes, &prompt) {
         Ok(v) => v,
         Err(rejection) => return json_response(StatusCode::BAD_REQUEST, rejection),
     };
@@ -279,47 +340,6 @@ async fn interrupt(State(app): State<App>, body: Bytes) -> Response {
 
 async fn free() -> Response {
     empty_ok()
-}
-
-/// A 1×1 transparent PNG, served for every output the emulator produced.
-const PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
-    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00, 0x01, 0x00, 0x00,
-    0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae,
-    0x42, 0x60, 0x82,
-];
-
-async fn view(State(app): State<App>, Query(q): Q) -> Response {
-    let filename = q.get("filename").cloned().unwrap_or_default();
-    if filename.contains("..") || filename.starts_with('/') {
-        return StatusCode::BAD_REQUEST.into_response();
-    }
-    let known = app.engine.lock().history.iter().any(|d| {
-        d.outputs.values().any(|ui| {
-            ui.as_object().is_some_and(|m| {
-                m.values()
-                    .filter_map(Value::as_array)
-                    .flatten()
-                    .any(|f| f.get("filename").and_then(Value::as_str) == Some(filename.as_str()))
-            })
-        })
-    });
-    if !known {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    (
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "image/png".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("filename=\"{filename}\""),
-            ),
-        ],
-        PNG,
-    )
-        .into_response()
 }
 
 fn preview(done: &Done) -> Option<Value> {

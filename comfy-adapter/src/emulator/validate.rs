@@ -2,6 +2,7 @@
 //! spelling depends on the line), then output nodes, then each output's
 //! inputs (required, combo lists, numeric bounds, links).
 
+use super::profile::Profile;
 use crate::model::server::Line;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
@@ -51,13 +52,31 @@ fn is_link(v: &Value) -> Option<(&str, u64)> {
     Some((a[0].as_str()?, a[1].as_u64()?))
 }
 
-/// Validates `prompt` against `classes` as a server of `line` would.
+/// The reason ComfyUI gives when validating an output raised: a link to a
+/// node the prompt does not have is a `KeyError` in `validate_inputs`.
+fn exception_reason(profile: &Profile, missing: &str) -> Value {
+    let (in_prompt, in_inputs) = profile.validation_lines();
+    json!({
+        "type": "exception_during_validation",
+        "message": "Exception when validating node",
+        "details": format!("'{missing}'"),
+        "extra_info": {
+            "exception_type": "KeyError",
+            "traceback": [
+                format!("  File \"/opt/ComfyUI/execution.py\", line {in_prompt}, in validate_prompt\n    m = await validate_inputs(prompt_id, prompt, o, validated)\n        ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"),
+                format!("  File \"/opt/ComfyUI/execution.py\", line {in_inputs}, in validate_inputs\n    o_class_type = prompt[o_id]['class_type']\n                   ~~~~~~^^^^^^\n"),
+            ],
+        },
+    })
+}
+
+/// Validates `prompt` against `classes` as a server of `profile` would.
 pub(crate) fn validate(
-    line: Line,
+    profile: &Profile,
     classes: &Map<String, Value>,
     prompt: &Map<String, Value>,
 ) -> Result<Validated, Value> {
-    let new_spelling = line == Line::CancelApi;
+    let new_spelling = profile.line == Line::CancelApi;
     for (id, node) in prompt {
         let class = node.get("class_type").and_then(Value::as_str);
         let details = format!("Node ID '#{id}'");
@@ -128,9 +147,26 @@ pub(crate) fn validate(
     }
     let mut node_errors: Map<String, Value> = Map::new();
     let mut good = Vec::new();
+    let mut details: Vec<String> = Vec::new();
     for out in &outputs {
         let mut seen = BTreeSet::new();
-        let ok = check_node(classes, prompt, out, &mut seen, &mut node_errors);
+        let ok = match check_node(classes, prompt, out, &mut seen, &mut node_errors) {
+            Ok(ok) => ok,
+            Err(missing) => {
+                let reason = exception_reason(profile, &missing);
+                details.push(format!("Exception when validating node: '{missing}'"));
+                node_errors.entry(out.clone()).or_insert_with(|| {
+                    let class = prompt
+                        .get(out)
+                        .and_then(|n| n.get("class_type"))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    json!({"errors": [reason], "dependent_outputs": [], "class_type": class})
+                });
+                seen.insert(out.clone());
+                false
+            }
+        };
         for (id, e) in node_errors.iter_mut() {
             if seen.contains(id)
                 && let Some(deps) = e.get_mut("dependent_outputs").and_then(Value::as_array_mut)
@@ -145,7 +181,7 @@ pub(crate) fn validate(
     }
     if good.is_empty() {
         return Err(json!({
-            "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation", "details": "", "extra_info": {}},
+            "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation", "details": details.join("\n"), "extra_info": {}},
             "node_errors": node_errors,
         }));
     }
@@ -159,19 +195,21 @@ fn input_error(kind: &str, message: &str, details: &str, extra: Value) -> Value 
     json!({"type": kind, "message": message, "details": details, "extra_info": extra})
 }
 
-/// Checks one node and what it links to; records errors; true when valid.
+/// Checks one node and what it links to; records errors; `Ok(true)` when
+/// valid, `Err(id)` when a link names a node the prompt lacks (ComfyUI's
+/// `KeyError`, which ends the validation of the whole output).
 fn check_node(
     classes: &Map<String, Value>,
     prompt: &Map<String, Value>,
     id: &str,
     seen: &mut BTreeSet<String>,
     node_errors: &mut Map<String, Value>,
-) -> bool {
+) -> Result<bool, String> {
     if !seen.insert(id.to_owned()) {
-        return !node_errors.contains_key(id);
+        return Ok(!node_errors.contains_key(id));
     }
     let Some(node) = prompt.get(id) else {
-        return false;
+        return Err(id.to_owned());
     };
     let class = node
         .get("class_type")
@@ -208,15 +246,19 @@ fn check_node(
                 }
                 continue;
             };
+            if let Some(list) = value.as_array()
+                && list.len() != 2
+            {
+                errors.push(input_error(
+                    "bad_linked_input",
+                    "Bad linked input, must be a length-2 list of [string, int]",
+                    name,
+                    json!({"input_name": name, "input_config": conf, "received_value": value}),
+                ));
+                continue;
+            }
             if let Some((from, _slot)) = is_link(value) {
-                if !prompt.contains_key(from) {
-                    errors.push(input_error(
-                        "bad_linked_input",
-                        "Bad linked input, must be a length-2 list of [string, int]",
-                        name,
-                        json!({"input_name": name, "input_config": conf, "received_value": value}),
-                    ));
-                } else if !check_node(classes, prompt, from, seen, node_errors) {
+                if !check_node(classes, prompt, from, seen, node_errors)? {
                     ok = false;
                 }
                 continue;
@@ -282,7 +324,7 @@ fn check_node(
             id.to_owned(),
             json!({"errors": errors, "dependent_outputs": [], "class_type": class}),
         );
-        return false;
+        return Ok(false);
     }
-    ok
+    Ok(ok)
 }
