@@ -166,6 +166,9 @@ pub enum RecordError {
     /// The output folder already holds a recorded set.
     #[error("{0} already holds recorded probes; record into a new or empty folder")]
     OutNotEmpty(PathBuf),
+    /// Stopped before the end (the clean-up ran).
+    #[error("stopped before the end; the history and userdata it had created were deleted")]
+    Stopped,
     /// Writing a file failed.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -185,8 +188,24 @@ pub async fn record(
     options: &RecordOptions,
     progress: &dyn Progress,
 ) -> Result<Report, RecordError> {
+    record_until(options, progress, std::future::pending()).await
+}
+
+/// [`record`], stopping early (and still cleaning up) when `stop` completes
+/// — a Ctrl-C, a deadline.
+pub async fn record_until(
+    options: &RecordOptions,
+    progress: &dyn Progress,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Report, RecordError> {
     let mut session = session::Session::open(options, progress).await?;
-    let outcome = script::run(&mut session).await;
+    let outcome = tokio::select! {
+        outcome = script::run(&mut session) => outcome,
+        () = stop => Err(RecordError::Stopped),
+    };
     let report = session.clean_up().await;
+    for line in &report.cleaned {
+        tracing::info!(cleaned = %line, "record clean-up");
+    }
     outcome.map(|()| report)
 }

@@ -75,7 +75,12 @@ impl Progress for Bar {
 /// Records `url` into `out` with a progress bar.
 pub(crate) async fn record_with_progress(options: &RecordOptions) -> anyhow::Result<Report> {
     let bar = Bar::new(&format!("recording {}", options.url), PROBE_COUNT);
-    let result = record::record(options, &bar).await;
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let result = record::record_until(options, &bar, ctrl_c).await;
     bar.finish();
     result.with_context(|| format!("recording {}", options.url))
 }
