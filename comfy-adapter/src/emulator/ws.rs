@@ -17,13 +17,21 @@ pub(super) async fn upgrade(
         .get("clientId")
         .cloned()
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    ws.on_upgrade(move |socket| serve(app, sid, socket))
+    // Listen before the handshake completes, as a real server registers the
+    // socket before a client can submit: nothing sent after it is missed.
+    let rx = app.engine.ws.subscribe();
+    let remaining = app.engine.lock().remaining();
+    ws.on_upgrade(move |socket| serve(app, sid, socket, rx, remaining))
 }
 
-async fn serve(app: App, sid: String, mut socket: WebSocket) {
-    let mut rx = app.engine.ws.subscribe();
+async fn serve(
+    app: App,
+    sid: String,
+    mut socket: WebSocket,
+    mut rx: tokio::sync::broadcast::Receiver<super::engine::WsMessage>,
+    remaining: usize,
+) {
     let mut shutdown = app.shutdown.clone();
-    let remaining = app.engine.lock().remaining();
     let greeting = json!({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": remaining}}, "sid": sid}});
     if socket
         .send(Message::Text(greeting.to_string().into()))
