@@ -1,12 +1,27 @@
-//! The emulated server's state (queue, running prompt, history) and the
-//! executor that runs prompts node by node with plausible timing, sending
-//! the WebSocket messages a real server sends, in the recorded order.
+//! The emulated server's state (queue, running prompt, history, output
+//! cache) and the executor that runs prompts node by node as ComfyUI's
+//! prompt worker does, sending the WebSocket messages a real server sends,
+//! in the recorded order.
+//!
+//! Work model: a node takes [`Engine::node_time`], or `node_time ×
+//! megapixels / work_unit_megapixels` when it processes more than
+//! `work_unit_megapixels` (the slow prompt of fixtures 046–048, eight
+//! 4096² images, takes about a second at the defaults). After a prompt the
+//! worker frees what it held, for half of its heaviest node's extra time;
+//! a prompt already waiting leaves the queue first and starts when that is
+//! done. ComfyUI clears its interrupt flag when a prompt starts, so an
+//! interrupt that arrives in between is lost (fixture 060: the global
+//! interrupt did not stop the second slow prompt). An interrupt is seen
+//! when a node starts, or while a node that loops runs; one-operation
+//! nodes (`EmptyImage`, `ImageScale`) finish first (fixtures 058 and 068
+//! stop at the `ImageScale` that follows).
 
 use super::catalogue::Classes;
 use super::files::Files;
+use super::nodes;
 use super::profile::Profile;
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
@@ -27,8 +42,8 @@ pub struct Faults {
 /// One prompt in the queue or running.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
-    /// Queue number.
-    pub(crate) number: f64,
+    /// Queue number: an int the server counted, or the float a client sent.
+    pub(crate) number: Value,
     /// Prompt id.
     pub(crate) id: String,
     /// The graph.
@@ -56,6 +71,100 @@ impl Entry {
             self.outputs
         ])
     }
+
+    /// Python's `<` on queue tuples: number first, then prompt id.
+    fn before(&self, other: &Entry) -> bool {
+        let (a, b) = (
+            self.number.as_f64().unwrap_or_default(),
+            other.number.as_f64().unwrap_or_default(),
+        );
+        a < b || (a == b && self.id < other.id)
+    }
+}
+
+/// The pending prompts as ComfyUI keeps them: a `heapq` list, so
+/// `/queue` lists them in heap order, not sorted.
+#[derive(Debug, Default)]
+pub(crate) struct Heap(Vec<Entry>);
+
+impl Heap {
+    /// In heap order.
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, Entry> {
+        self.0.iter()
+    }
+
+    /// How many.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// None waiting.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn sift_down(&mut self, start: usize, mut pos: usize) {
+        while pos > start {
+            let parent = (pos - 1) >> 1;
+            if self.0[pos].before(&self.0[parent]) {
+                self.0.swap(pos, parent);
+                pos = parent;
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn sift_up(&mut self, mut pos: usize) {
+        let (end, start) = (self.0.len(), pos);
+        let mut child = 2 * pos + 1;
+        while child < end {
+            let right = child + 1;
+            if right < end && !self.0[child].before(&self.0[right]) {
+                child = right;
+            }
+            self.0.swap(pos, child);
+            pos = child;
+            child = 2 * pos + 1;
+        }
+        self.sift_down(start, pos);
+    }
+
+    /// `heapq.heappush`.
+    pub(crate) fn push(&mut self, e: Entry) {
+        self.0.push(e);
+        let last = self.0.len() - 1;
+        self.sift_down(0, last);
+    }
+
+    /// `heapq.heappop`.
+    pub(crate) fn pop(&mut self) -> Option<Entry> {
+        let last = self.0.pop()?;
+        if self.0.is_empty() {
+            return Some(last);
+        }
+        let top = std::mem::replace(&mut self.0[0], last);
+        self.sift_up(0);
+        Some(top)
+    }
+
+    /// Removes the first prompt with this id (`delete_queue_item`), then
+    /// `heapq.heapify`.
+    pub(crate) fn remove(&mut self, id: &str) -> bool {
+        let Some(i) = self.0.iter().position(|e| e.id == id) else {
+            return false;
+        };
+        self.0.remove(i);
+        for i in (0..self.0.len() / 2).rev() {
+            self.sift_up(i);
+        }
+        true
+    }
+
+    /// Empties the queue.
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 /// How a prompt ended.
@@ -74,7 +183,7 @@ pub(crate) enum Outcome {
 pub(crate) struct Done {
     /// The prompt as it was queued.
     pub(crate) entry: Entry,
-    /// Node id → UI dict.
+    /// Node id → UI dict, in the order the nodes ran.
     pub(crate) outputs: Map<String, Value>,
     /// How it ended.
     pub(crate) outcome: Outcome,
@@ -116,34 +225,25 @@ impl Done {
             "messages": self.messages,
         })
     }
-
-    /// Outputs counted as the jobs API counts them.
-    pub(crate) fn outputs_count(&self) -> usize {
-        self.outputs
-            .values()
-            .filter_map(Value::as_object)
-            .flat_map(|m| m.values())
-            .filter_map(Value::as_array)
-            .map(Vec::len)
-            .sum()
-    }
 }
 
 /// Everything under the lock.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    /// Next queue number.
+    /// The server's prompt counter (`PromptServer.number`).
     pub(crate) next_number: i64,
     /// Pending prompts.
-    pub(crate) pending: Vec<Entry>,
+    pub(crate) pending: Heap,
     /// The running prompt.
     pub(crate) running: Option<Entry>,
     /// Finished prompts, oldest first.
     pub(crate) history: Vec<Done>,
-    /// Interrupt requested for the running prompt.
+    /// ComfyUI's global interrupt flag.
     pub(crate) interrupt: bool,
-    /// File name counters per prefix.
+    /// File name counters per folder and name.
     pub(crate) counters: HashMap<String, u32>,
+    /// Node outputs kept between prompts: input signature → UI (if any).
+    pub(crate) cache: HashMap<String, Option<Value>>,
     /// Faults switched on.
     pub(crate) faults: Faults,
     /// Prompts submitted so far.
@@ -175,10 +275,8 @@ pub(crate) struct Submission {
     pub(crate) outputs: Vec<String>,
     /// WebSocket client.
     pub(crate) client_id: Option<String>,
-    /// Explicit queue number.
-    pub(crate) number: Option<f64>,
-    /// `front: true`.
-    pub(crate) front: bool,
+    /// Queue number, from [`Engine::number_for`].
+    pub(crate) number: Value,
 }
 
 /// A WebSocket message: to one client (`Some(sid)`) or to all.
@@ -199,10 +297,12 @@ pub(crate) struct Engine {
     pub(crate) classes: Classes,
     /// Time each node takes.
     pub(crate) node_time: Duration,
+    /// Megapixels a node processes in `node_time`; more take longer.
+    pub(crate) work_unit_megapixels: f64,
     /// Input, output, temp and user folders.
     pub(crate) files: Files,
     state: Mutex<State>,
-    /// Wakes the executor (new prompt) and a stalled node (interrupt).
+    /// Wakes the executor (new prompt) and a running node (interrupt).
     pub(crate) wake: Notify,
     /// WebSocket fan-out.
     pub(crate) ws: broadcast::Sender<WsMessage>,
@@ -214,6 +314,177 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
+}
+
+/// Characters of ComfyUI's random temp prefixes (`ComfyUI_temp_xxxxx_`).
+const TEMP_CHARS: &[u8] = b"abcdefghijklmnopqrstupvxyz";
+
+fn temp_prefix() -> String {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let tail: String = bytes
+        .iter()
+        .take(5)
+        .map(|b| char::from(TEMP_CHARS[usize::from(*b) % TEMP_CHARS.len()]))
+        .collect();
+    format!("ComfyUI_temp_{tail}")
+}
+
+/// ComfyUI's `ExecutionList`: which node runs next.
+struct ExecutionList<'a> {
+    prompt: &'a Map<String, Value>,
+    classes: &'a Classes,
+    /// Staged nodes in the order they were added.
+    pending: Vec<String>,
+    block_count: HashMap<String, usize>,
+    /// Node → nodes waiting for it.
+    blocking: HashMap<String, Vec<String>>,
+}
+
+impl<'a> ExecutionList<'a> {
+    fn new(prompt: &'a Map<String, Value>, classes: &'a Classes) -> Self {
+        ExecutionList {
+            prompt,
+            classes,
+            pending: Vec::new(),
+            block_count: HashMap::new(),
+            blocking: HashMap::new(),
+        }
+    }
+
+    /// `add_node`: the node and every uncached node it needs.
+    fn add_node(&mut self, id: &str, cached: &HashSet<String>) {
+        let mut stack = vec![id.to_owned()];
+        let mut links = Vec::new();
+        while let Some(n) = stack.pop() {
+            if self.pending.contains(&n) {
+                continue;
+            }
+            self.pending.push(n.clone());
+            self.block_count.entry(n.clone()).or_insert(0);
+            let inputs = self
+                .prompt
+                .get(&n)
+                .and_then(|v| v.get("inputs"))
+                .and_then(Value::as_object);
+            for v in inputs.into_iter().flat_map(|m| m.values()) {
+                if let Some((from, _)) = nodes::link(v)
+                    && self.prompt.contains_key(from)
+                    && !cached.contains(from)
+                {
+                    stack.push(from.to_owned());
+                    links.push((from.to_owned(), n.clone()));
+                }
+            }
+        }
+        for (from, to) in links {
+            let waiting = self.blocking.entry(from).or_default();
+            if !waiting.contains(&to) {
+                waiting.push(to.clone());
+                *self.block_count.entry(to).or_insert(0) += 1;
+            }
+        }
+    }
+
+    fn is_output(&self, id: &str) -> bool {
+        self.prompt
+            .get(id)
+            .and_then(|n| n.get("class_type"))
+            .and_then(Value::as_str)
+            .and_then(|c| self.classes.get(c))
+            .and_then(|d| d.get("output_node"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    fn blocks_output(&self, id: &str, depth: usize) -> bool {
+        self.blocking.get(id).is_some_and(|w| {
+            w.iter().any(|b| {
+                if depth == 0 {
+                    self.is_output(b)
+                } else {
+                    self.blocks_output(b, depth - 1)
+                }
+            })
+        })
+    }
+
+    /// `stage_node_execution` with `ux_friendly_pick_node`: an output node
+    /// first, then a node an output waits for, then one two steps away.
+    fn next(&mut self) -> Option<String> {
+        let available: Vec<&String> = self
+            .pending
+            .iter()
+            .filter(|n| self.block_count.get(*n).copied().unwrap_or(0) == 0)
+            .collect();
+        let pick = available
+            .iter()
+            .find(|n| self.is_output(n))
+            .or_else(|| available.iter().find(|n| self.blocks_output(n, 0)))
+            .or_else(|| available.iter().find(|n| self.blocks_output(n, 1)))
+            .or_else(|| available.first())
+            .map(|n| (*n).clone())?;
+        self.pending.retain(|n| *n != pick);
+        Some(pick)
+    }
+
+    /// `complete_node_execution`.
+    fn complete(&mut self, id: &str) {
+        for w in self.blocking.remove(id).unwrap_or_default() {
+            if let Some(c) = self.block_count.get_mut(&w) {
+                *c = c.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// Cache keys: a node's class and inputs, links replaced by the key of the
+/// node they come from.
+fn signatures(prompt: &Map<String, Value>) -> HashMap<String, String> {
+    fn sig(
+        prompt: &Map<String, Value>,
+        id: &str,
+        memo: &mut HashMap<String, String>,
+        depth: usize,
+    ) -> String {
+        if let Some(s) = memo.get(id) {
+            return s.clone();
+        }
+        let node = prompt.get(id).cloned().unwrap_or(Value::Null);
+        let mut inputs = Map::new();
+        for (k, v) in node
+            .get("inputs")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let v = match nodes::link(v) {
+                Some((from, slot)) if depth < 64 && prompt.contains_key(from) => {
+                    json!({"from": sig(prompt, from, memo, depth + 1), "slot": slot})
+                }
+                _ => v.clone(),
+            };
+            inputs.insert(k.clone(), v);
+        }
+        let s = json!([node.get("class_type"), inputs]).to_string();
+        memo.insert(id.to_owned(), s.clone());
+        s
+    }
+    let mut memo = HashMap::new();
+    for id in prompt.keys() {
+        sig(prompt, id, &mut memo, 0);
+    }
+    memo
+}
+
+/// Where a running prompt stands.
+struct Run<'a> {
+    entry: &'a Entry,
+    to: Option<&'a str>,
+    messages: Vec<Value>,
+    /// Nodes that ran (or were served from the cache) in this prompt.
+    executed: Vec<String>,
+    outputs: Map<String, Value>,
+    progress: Map<String, Value>,
 }
 
 impl Engine {
@@ -230,6 +501,7 @@ impl Engine {
             profile,
             classes,
             node_time,
+            work_unit_megapixels: DEFAULT_WORK_UNIT_MEGAPIXELS,
             files,
             state: Mutex::new(State {
                 faults,
@@ -240,6 +512,12 @@ impl Engine {
         }
     }
 
+    /// Megapixels a node processes in `node_time` (see the module doc).
+    pub(crate) fn with_work_unit(mut self, megapixels: f64) -> Self {
+        self.work_unit_megapixels = megapixels;
+        self
+    }
+
     /// The state, locked (never held across an await).
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         match self.state.lock() {
@@ -248,7 +526,8 @@ impl Engine {
         }
     }
 
-    /// Sends a message (ignored when nobody listens).
+    /// Sends a message (ignored when nobody listens): to `to`, or to every
+    /// client when `None` (as `send_sync` does).
     pub(crate) fn send(&self, to: Option<&str>, kind: &str, data: Value) {
         let text = json!({"type": kind, "data": data}).to_string();
         let _ = self.ws.send(WsMessage {
@@ -267,8 +546,22 @@ impl Engine {
         );
     }
 
-    /// Queues a validated prompt; returns its number.
-    pub(crate) fn enqueue(&self, sub: Submission) -> f64 {
+    /// The queue number of a new submission, as `POST /prompt` counts:
+    /// the client's `number` as a float (the counter is left alone), else
+    /// the counter (negated for `front`), which then moves on. Called
+    /// before the prompt is validated, so rejected prompts use a number.
+    pub(crate) fn number_for(&self, explicit: Option<f64>, front: bool) -> Value {
+        if let Some(n) = explicit {
+            return json!(n);
+        }
+        let mut st = self.lock();
+        let n = st.next_number;
+        st.next_number += 1;
+        json!(if front { -n } else { n })
+    }
+
+    /// Queues a validated prompt.
+    pub(crate) fn enqueue(&self, sub: Submission) {
         let Submission {
             id,
             prompt,
@@ -276,7 +569,6 @@ impl Engine {
             outputs,
             client_id,
             number,
-            front,
         } = sub;
         let create_time = now_ms();
         if let Some(c) = &client_id {
@@ -285,23 +577,11 @@ impl Engine {
         if self.profile.create_time() {
             extra_data.insert("create_time".into(), json!(create_time));
         }
-        let number = {
+        {
             let mut st = self.lock();
-            let n = match (number, front) {
-                (Some(n), _) => n,
-                (None, true) => {
-                    st.next_number += 1;
-                    -(st.next_number as f64)
-                }
-                (None, false) => {
-                    let n = st.next_number as f64;
-                    st.next_number += 1;
-                    n
-                }
-            };
             st.submitted += 1;
             st.pending.push(Entry {
-                number: n,
+                number,
                 id,
                 prompt,
                 extra_data,
@@ -310,21 +590,20 @@ impl Engine {
                 create_time,
                 start_time: None,
             });
-            n
-        };
+        }
         self.send_status();
         self.wake.notify_one();
-        number
     }
 
-    /// Requests an interrupt of the running prompt (only `prompt_id` when given).
+    /// `POST /interrupt`: sets the interrupt flag; with `prompt_id`, only
+    /// when that prompt is the running one. Whether it was set.
     pub(crate) fn interrupt(&self, prompt_id: Option<&str>) -> bool {
         let hit = {
             let mut st = self.lock();
             let hit = match (&st.running, prompt_id) {
                 (Some(r), Some(p)) => r.id == p,
-                (Some(_), None) => true,
-                (None, _) => false,
+                (_, None) => true,
+                (None, Some(_)) => false,
             };
             if hit {
                 st.interrupt = true;
@@ -341,9 +620,7 @@ impl Engine {
     pub(crate) fn delete_pending(&self, ids: &[String]) -> usize {
         let removed = {
             let mut st = self.lock();
-            let before = st.pending.len();
-            st.pending.retain(|e| !ids.contains(&e.id));
-            before - st.pending.len()
+            ids.iter().filter(|id| st.pending.remove(id)).count()
         };
         if removed > 0 {
             self.send_status();
@@ -351,104 +628,95 @@ impl Engine {
         removed
     }
 
+    /// Empties the queue (`POST /queue {"clear": true}`).
+    pub(crate) fn clear_pending(&self) {
+        self.lock().pending.clear();
+        self.send_status();
+    }
+
+    /// How long a node takes: `node_time`, more for big images.
+    fn node_duration(&self, prompt: &Map<String, Value>, id: &str) -> Duration {
+        let mp = nodes::megapixels(prompt, id);
+        let unit = if self.work_unit_megapixels > 0.0 {
+            self.work_unit_megapixels
+        } else {
+            f64::INFINITY
+        };
+        self.node_time.mul_f64((mp / unit).clamp(1.0, 1e6))
+    }
+
     /// Runs prompts forever, one at a time, lowest number first.
     pub(crate) async fn run(self: Arc<Self>) {
+        let mut release = Duration::ZERO;
         loop {
             let next = {
                 let mut st = self.lock();
-                if st.pending.is_empty() {
-                    None
-                } else {
-                    let i = st
-                        .pending
-                        .iter()
-                        .enumerate()
-                        .min_by(|a, b| a.1.number.total_cmp(&b.1.number))
-                        .map(|(i, _)| i)
-                        .unwrap_or(0);
-                    let mut e = st.pending.remove(i);
-                    e.start_time = Some(now_ms());
-                    st.interrupt = false;
+                let e = st.pending.pop();
+                if let Some(e) = &e {
                     st.running = Some(e.clone());
-                    Some(e)
                 }
+                e
             };
-            match next {
-                Some(entry) => {
-                    let done = self.execute(entry).await;
-                    let (to, id, outcome) = (
-                        done.entry.client_id.clone(),
-                        done.entry.id.clone(),
-                        done.outcome,
-                    );
-                    {
-                        let mut st = self.lock();
-                        st.running = None;
-                        st.history.push(done);
-                    }
-                    self.send_status();
-                    if outcome != Outcome::Interrupted {
-                        self.send(
-                            to.as_deref(),
-                            "executing",
-                            json!({"node": null, "prompt_id": id}),
-                        );
-                    }
+            let Some(mut entry) = next else {
+                if !release.is_zero() {
+                    tokio::time::sleep(std::mem::take(&mut release)).await;
+                    continue;
                 }
-                None => {
-                    let notified = self.wake.notified();
-                    tokio::pin!(notified);
-                    notified.as_mut().enable();
-                    if self.lock().pending.is_empty() {
-                        notified.await;
-                    }
+                let notified = self.wake.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.lock().pending.is_empty() {
+                    notified.await;
                 }
+                continue;
+            };
+            // `q.get()` tells everyone the queue changed.
+            self.send_status();
+            if !release.is_zero() {
+                tokio::time::sleep(std::mem::take(&mut release)).await;
             }
-        }
-    }
-
-    fn order(&self, entry: &Entry) -> Vec<String> {
-        fn visit(
-            prompt: &Map<String, Value>,
-            id: &str,
-            seen: &mut BTreeSet<String>,
-            out: &mut Vec<String>,
-        ) {
-            if !seen.insert(id.to_owned()) {
-                return;
-            }
-            if let Some(inputs) = prompt
-                .get(id)
-                .and_then(|n| n.get("inputs"))
-                .and_then(Value::as_object)
+            let start = now_ms();
+            entry.start_time = Some(start);
             {
-                for v in inputs.values() {
-                    if let Some(from) = v.as_array().and_then(|a| a.first()).and_then(Value::as_str)
-                        && v.as_array().is_some_and(|a| a.len() == 2)
-                        && prompt.contains_key(from)
-                    {
-                        visit(prompt, from, seen, out);
-                    }
+                let mut st = self.lock();
+                st.interrupt = false;
+                if let Some(r) = st.running.as_mut() {
+                    r.start_time = Some(start);
                 }
             }
-            out.push(id.to_owned());
+            let heaviest = entry
+                .prompt
+                .keys()
+                .map(|id| self.node_duration(&entry.prompt, id))
+                .max()
+                .unwrap_or_default();
+            release = heaviest.saturating_sub(self.node_time) / 2;
+            let done = self.execute(entry).await;
+            let (to, id) = (done.entry.client_id.clone(), done.entry.id.clone());
+            {
+                let mut st = self.lock();
+                st.running = None;
+                st.history.push(done);
+            }
+            self.send_status();
+            if let Some(to) = to.as_deref() {
+                self.send(
+                    Some(to),
+                    "executing",
+                    json!({"node": null, "prompt_id": id}),
+                );
+            }
         }
-        let mut seen = BTreeSet::new();
-        let mut out = Vec::new();
-        for o in &entry.outputs {
-            visit(&entry.prompt, o, &mut seen, &mut out);
-        }
-        out
     }
 
-    /// Waits `d` or until an interrupt; true when interrupted.
+    /// Waits `d` or until an interrupt (consuming it); true when interrupted.
     async fn pause(&self, d: Duration, stall: bool) -> bool {
         let deadline = tokio::time::Instant::now() + d;
         loop {
             let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.lock().interrupt {
+            if self.take_interrupt() {
                 return true;
             }
             if stall {
@@ -459,180 +727,356 @@ impl Engine {
                 return false;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.lock().interrupt;
+                return self.take_interrupt();
             }
+        }
+    }
+
+    /// `throw_exception_if_processing_interrupted`: reads and clears the flag.
+    fn take_interrupt(&self) -> bool {
+        std::mem::take(&mut self.lock().interrupt)
+    }
+
+    /// `add_message`: into the history `status`, and to the prompt's client
+    /// (every client when `broadcast`; nobody when there is no client).
+    fn add_message(&self, run: &mut Run<'_>, kind: &str, data: Value, broadcast: bool) {
+        if run.to.is_some() || broadcast {
+            self.send(run.to, kind, data.clone());
+        }
+        run.messages.push(json!([kind, data]));
+    }
+
+    fn progress_state(&self, run: &mut Run<'_>, node_id: &str, state: &str, cached: bool) {
+        let (value, max) = match (state, cached) {
+            (_, true) => (json!(1), json!(1)),
+            ("finished", false) => (json!(1.0), json!(1.0)),
+            _ => (json!(0.0), json!(1.0)),
+        };
+        run.progress.insert(
+            node_id.to_owned(),
+            json!({"value": value, "max": max, "state": state, "node_id": node_id,
+                   "prompt_id": run.entry.id, "display_node_id": node_id,
+                   "parent_node_id": null, "real_node_id": node_id}),
+        );
+        self.send(
+            run.to,
+            "progress_state",
+            json!({"prompt_id": run.entry.id, "nodes": run.progress}),
+        );
+    }
+
+    fn finish(&self, run: Run<'_>, outcome: Outcome, error: Option<Value>) -> Done {
+        Done {
+            entry: run.entry.clone(),
+            outputs: run.outputs,
+            outcome,
+            messages: run.messages,
+            end_time: now_ms(),
+            error,
         }
     }
 
     async fn execute(&self, entry: Entry) -> Done {
-        let to = entry.client_id.clone();
-        let to = to.as_deref();
         let pid = entry.id.clone();
-        let mut messages = Vec::new();
+        let mut run = Run {
+            entry: &entry,
+            to: entry.client_id.as_deref(),
+            messages: Vec::new(),
+            executed: Vec::new(),
+            outputs: Map::new(),
+            progress: Map::new(),
+        };
         let start = entry.start_time.unwrap_or_else(now_ms);
-        let start_msg = json!({"prompt_id": pid, "timestamp": start});
-        self.send(to, "execution_start", start_msg.clone());
-        messages.push(json!(["execution_start", start_msg]));
-        let cached = json!({"nodes": [], "prompt_id": pid, "timestamp": now_ms()});
-        self.send(to, "execution_cached", cached.clone());
-        messages.push(json!(["execution_cached", cached]));
-
-        let order = self.order(&entry);
-        let mut executed: Vec<String> = Vec::new();
-        let mut outputs = Map::new();
-        let mut progress = Map::new();
-        for node_id in &order {
-            let node = entry.prompt.get(node_id).cloned().unwrap_or(Value::Null);
-            let class = node
-                .get("class_type")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let inputs = node.get("inputs").cloned().unwrap_or(Value::Null);
-            let prefix = inputs
-                .get("filename_prefix")
-                .and_then(Value::as_str)
-                .unwrap_or("ComfyUI")
-                .to_owned();
-            let faults = self.lock().faults.clone();
-            let state = |v: f64, s: &str| {
-                json!({"value": v, "max": 1.0, "state": s, "node_id": node_id, "prompt_id": pid,
-                       "display_node_id": node_id, "parent_node_id": null, "real_node_id": node_id})
-            };
-            progress.insert(node_id.clone(), state(0.0, "running"));
-            self.send(
-                to,
-                "progress_state",
-                json!({"prompt_id": pid, "nodes": progress}),
-            );
-            self.send(
-                to,
-                "executing",
-                json!({"node": node_id, "display_node": node_id, "prompt_id": pid}),
-            );
-            let stall = faults.stall || prefix.contains("emulator_stall");
-            if self.pause(self.node_time, stall).await {
-                let data = json!({"prompt_id": pid, "node_id": node_id, "node_type": class,
-                                  "executed": executed, "timestamp": now_ms()});
-                self.send(to, "execution_interrupted", data.clone());
-                messages.push(json!(["execution_interrupted", data]));
-                return Done {
-                    entry,
-                    outputs: Map::new(),
-                    outcome: Outcome::Interrupted,
-                    messages,
-                    end_time: now_ms(),
-                    error: None,
-                };
-            }
-            let raise = if faults.oom_class.as_deref() == Some(class.as_str())
-                || (class == "SaveImage" && prefix.contains("emulator_oom"))
-            {
-                Some((
-                    "torch.OutOfMemoryError",
-                    "Allocation on device 0 would exceed allowed memory. (out of memory)\nCurrently allocated     : 23.10 GiB\nRequested               : 1.50 GiB".to_owned(),
-                ))
-            } else if faults.error_class.as_deref() == Some(class.as_str()) {
-                Some(("Exception", format!("emulated failure in {class}")))
-            } else if class == "SaveImage" && prefix.contains("..") {
-                let mut m = "**** ERROR: Saving image outside the output folder is not allowed.\n full_output_folder: /opt\n         output_dir: /opt/ComfyUI/output\n".to_owned();
-                if self.profile.commonpath_line() {
-                    m.push_str("         commonpath: /opt\n");
+        self.add_message(
+            &mut run,
+            "execution_start",
+            json!({"prompt_id": pid, "timestamp": start}),
+            false,
+        );
+        // The cache keeps what the new prompt can use (`clean_unused`).
+        let sigs = signatures(&entry.prompt);
+        let (cached, cached_ui): (HashSet<String>, HashMap<String, Option<Value>>) = {
+            let mut st = self.lock();
+            let wanted: HashSet<&String> = sigs.values().collect();
+            st.cache.retain(|k, _| wanted.contains(k));
+            let mut ui = HashMap::new();
+            for (id, s) in &sigs {
+                if let Some(u) = st.cache.get(s) {
+                    ui.insert(id.clone(), u.clone());
                 }
-                Some(("Exception", m))
-            } else {
-                None
-            };
-            if let Some((exception_type, message)) = raise {
-                let data = json!({
-                    "prompt_id": pid, "node_id": node_id, "node_type": class, "executed": executed,
-                    "exception_message": message, "exception_type": exception_type,
-                    "traceback": [
-                        "  File \"/opt/ComfyUI/execution.py\", line 518, in execute\n    output_data, output_ui, has_subgraph, has_pending_tasks = await get_output_data(prompt_id, unique_id, obj, input_data_all)\n",
-                        format!("  File \"/opt/ComfyUI/nodes.py\", line 1656, in {}\n    raise {exception_type}(err)\n", class.to_lowercase()),
-                    ],
-                    "current_inputs": inputs, "current_outputs": entry.outputs, "timestamp": now_ms(),
-                });
-                self.send(to, "execution_error", data.clone());
-                messages.push(json!(["execution_error", data.clone()]));
-                return Done {
-                    entry,
-                    outputs: Map::new(),
-                    outcome: Outcome::Error,
-                    messages,
-                    end_time: now_ms(),
-                    error: Some(data),
-                };
             }
-            if let Some(ui) = self.ui_output(&class, &prefix, &inputs) {
-                self.files.store_outputs(&ui);
-                self.send(
-                    to,
-                    "executed",
-                    json!({"node": node_id, "display_node": node_id, "output": ui, "prompt_id": pid}),
-                );
-                outputs.insert(node_id.clone(), ui);
+            (ui.keys().cloned().collect(), ui)
+        };
+        let cached_nodes: Vec<&String> = entry
+            .prompt
+            .keys()
+            .filter(|id| cached.contains(*id))
+            .collect();
+        self.add_message(
+            &mut run,
+            "execution_cached",
+            json!({"nodes": cached_nodes, "prompt_id": pid, "timestamp": now_ms()}),
+            false,
+        );
+
+        let mut list = ExecutionList::new(&entry.prompt, &self.classes);
+        for o in &entry.outputs {
+            list.add_node(o, &cached);
+        }
+        while let Some(node_id) = list.next() {
+            if let Some(ui) = cached_ui.get(&node_id) {
+                if let Some(ui) = ui {
+                    self.send(
+                        run.to,
+                        "executed",
+                        json!({"node": node_id, "display_node": node_id, "output": ui, "prompt_id": pid}),
+                    );
+                    run.outputs.insert(node_id.clone(), ui.clone());
+                }
+                self.progress_state(&mut run, &node_id, "finished", true);
+                run.executed.push(node_id.clone());
+                list.complete(&node_id);
+                continue;
             }
-            progress.insert(node_id.clone(), state(1.0, "finished"));
+            match self.run_node(&mut run, &node_id).await {
+                Ok(ui) => {
+                    if let Some(s) = sigs.get(&node_id) {
+                        self.lock().cache.insert(s.clone(), ui);
+                    }
+                    list.complete(&node_id);
+                }
+                Err(Stop::Interrupted { class }) => {
+                    let data = json!({"prompt_id": pid, "node_id": node_id, "node_type": class,
+                                      "executed": run.executed, "timestamp": now_ms()});
+                    self.add_message(&mut run, "execution_interrupted", data, true);
+                    return self.finish(run, Outcome::Interrupted, None);
+                }
+                Err(Stop::Raised(data)) => {
+                    self.add_message(&mut run, "execution_error", data.clone(), false);
+                    return self.finish(run, Outcome::Error, Some(data));
+                }
+            }
+        }
+        self.add_message(
+            &mut run,
+            "execution_success",
+            json!({"prompt_id": pid, "timestamp": now_ms()}),
+            false,
+        );
+        self.finish(run, Outcome::Success, None)
+    }
+
+    /// Runs one node that is not cached; its UI output, if any.
+    async fn run_node(&self, run: &mut Run<'_>, node_id: &str) -> Result<Option<Value>, Stop> {
+        let entry = run.entry;
+        let pid = entry.id.as_str();
+        let node = entry.prompt.get(node_id).cloned().unwrap_or(Value::Null);
+        let class = node
+            .get("class_type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let inputs = node.get("inputs").cloned().unwrap_or(Value::Null);
+        let prefix = inputs
+            .get("filename_prefix")
+            .and_then(Value::as_str)
+            .unwrap_or("ComfyUI")
+            .to_owned();
+        let faults = self.lock().faults.clone();
+        self.progress_state(run, node_id, "running", false);
+        self.send(
+            run.to,
+            "executing",
+            json!({"node": node_id, "display_node": node_id, "prompt_id": pid}),
+        );
+        let interrupted = Stop::Interrupted {
+            class: class.clone(),
+        };
+        if self.take_interrupt() {
+            return Err(interrupted);
+        }
+        let stall = faults.stall || prefix.contains("emulator_stall");
+        let d = self.node_duration(&entry.prompt, node_id);
+        if nodes::atomic(&class) && !stall {
+            tokio::time::sleep(d).await;
+        } else if self.pause(d, stall).await {
+            return Err(interrupted);
+        }
+        if let Some((exception_type, message, tail)) = self.raises(&faults, &class, &prefix) {
+            let data = json!({
+                "prompt_id": pid, "node_id": node_id, "node_type": class, "executed": run.executed,
+                "exception_message": message, "exception_type": exception_type,
+                "traceback": nodes::traceback(&self.profile.version, tail),
+                "current_inputs": nodes::current_inputs(&entry.prompt, &entry.extra_data, node_id, self.classes.get(&class)),
+                "current_outputs": entry.prompt.keys().collect::<Vec<_>>(),
+                "timestamp": now_ms(),
+            });
+            return Err(Stop::Raised(data));
+        }
+        let ui = self.ui_output(&entry.prompt, node_id, &class, &prefix);
+        if let Some(ui) = &ui {
+            self.files.store_outputs(ui);
             self.send(
-                to,
-                "progress_state",
-                json!({"prompt_id": pid, "nodes": progress}),
+                run.to,
+                "executed",
+                json!({"node": node_id, "display_node": node_id, "output": ui, "prompt_id": pid}),
             );
-            executed.push(node_id.clone());
+            run.outputs.insert(node_id.to_owned(), ui.clone());
         }
-        let end = now_ms();
-        let ok = json!({"prompt_id": pid, "timestamp": end});
-        self.send(to, "execution_success", ok.clone());
-        messages.push(json!(["execution_success", ok]));
-        Done {
-            entry,
-            outputs,
-            outcome: Outcome::Success,
-            messages,
-            end_time: end,
-            error: None,
-        }
+        self.progress_state(run, node_id, "finished", false);
+        run.executed.push(node_id.to_owned());
+        Ok(ui)
     }
 
-    fn next_file(&self, prefix: &str, ext: &str, trailing: bool) -> String {
+    /// The exception a node raises, if any: type, message, frames inside the node.
+    fn raises(
+        &self,
+        faults: &Faults,
+        class: &str,
+        prefix: &str,
+    ) -> Option<(&'static str, String, Vec<String>)> {
+        let raise_frame = |what: &str| {
+            vec![format!(
+                "  File \"/opt/ComfyUI/nodes.py\", line 1656, in {}\n    raise {what}(err)\n",
+                class.to_lowercase()
+            )]
+        };
+        if faults.oom_class.as_deref() == Some(class)
+            || (class == "SaveImage" && prefix.contains("emulator_oom"))
+        {
+            return Some((
+                "torch.OutOfMemoryError",
+                "Allocation on device 0 would exceed allowed memory. (out of memory)\nCurrently allocated     : 23.10 GiB\nRequested               : 1.50 GiB".to_owned(),
+                raise_frame("torch.OutOfMemoryError"),
+            ));
+        }
+        if faults.error_class.as_deref() == Some(class) {
+            return Some((
+                "Exception",
+                format!("emulated failure in {class}"),
+                raise_frame("Exception"),
+            ));
+        }
+        if class == "SaveImage" && prefix.contains("..") {
+            let mut m = "**** ERROR: Saving image outside the output folder is not allowed.\n full_output_folder: /opt\n         output_dir: /opt/ComfyUI/output\n".to_owned();
+            if self.profile.commonpath_line() {
+                m.push_str("         commonpath: /opt\n");
+            }
+            return Some((
+                "Exception",
+                m,
+                nodes::save_outside_frames(&self.profile.version),
+            ));
+        }
+        None
+    }
+
+    /// `get_save_image_path`: the subfolder and file names of `count` new
+    /// files for `prefix` (`video/fixture` saves under `video/`).
+    fn next_files(
+        &self,
+        prefix: &str,
+        ext: &str,
+        trailing: bool,
+        count: u64,
+    ) -> (String, Vec<String>) {
+        let (subfolder, name) = match prefix.rsplit_once('/') {
+            Some((dir, name)) => (dir.to_owned(), name.to_owned()),
+            None => (String::new(), prefix.to_owned()),
+        };
         let mut st = self.lock();
-        let n = st.counters.entry(format!("{prefix}.{ext}")).or_insert(0);
-        *n += 1;
-        if trailing {
-            format!("{prefix}_{:05}_.{ext}", *n)
-        } else {
-            format!("{prefix}_{:05}.{ext}", *n)
-        }
+        let n = st
+            .counters
+            .entry(format!("{subfolder}/{name}.{ext}"))
+            .or_insert(0);
+        let files = (0..count.max(1))
+            .map(|_| {
+                *n += 1;
+                if trailing {
+                    format!("{name}_{:05}_.{ext}", *n)
+                } else {
+                    format!("{name}_{:05}.{ext}", *n)
+                }
+            })
+            .collect();
+        (subfolder, files)
     }
 
-    fn ui_output(&self, class: &str, prefix: &str, inputs: &Value) -> Option<Value> {
+    fn ui_output(
+        &self,
+        prompt: &Map<String, Value>,
+        node_id: &str,
+        class: &str,
+        prefix: &str,
+    ) -> Option<Value> {
+        let inputs = prompt.get(node_id)?.get("inputs")?;
+        let input = |k: &str| {
+            inputs
+                .get(k)
+                .and_then(nodes::link)
+                .map(|(from, slot)| nodes::data_of(prompt, from, slot))
+        };
+        let batch = match input("images") {
+            Some(nodes::Data::Image { batch, .. }) => batch,
+            _ => 1,
+        };
+        let items = |subfolder: &str, files: Vec<String>, kind: &str| -> Value {
+            files
+                .into_iter()
+                .map(|f| json!({"filename": f, "subfolder": subfolder, "type": kind}))
+                .collect()
+        };
         match class {
-            "SaveImage" => Some(json!({"images": [{
-                "filename": self.next_file(prefix, "png", true), "subfolder": "", "type": "output"}]})),
-            "PreviewImage" => Some(json!({"images": [{
-                "filename": self.next_file("ComfyUI_temp_emul", "png", true), "subfolder": "", "type": "temp"}]})),
-            "SaveAnimatedWEBP" => Some(json!({"images": [{
-                "filename": self.next_file(prefix, "webp", true), "subfolder": "", "type": "output"}], "animated": [true]})),
+            "SaveImage" => {
+                let (sub, files) = self.next_files(prefix, "png", true, batch);
+                Some(json!({"images": items(&sub, files, "output")}))
+            }
+            "PreviewImage" => {
+                let (sub, files) = self.next_files(&temp_prefix(), "png", true, batch);
+                Some(json!({"images": items(&sub, files, "temp")}))
+            }
+            "SaveAnimatedWEBP" => {
+                let (sub, files) = self.next_files(prefix, "webp", true, 1);
+                Some(json!({"images": items(&sub, files, "output"), "animated": [batch != 1]}))
+            }
+            "SaveVideo" => {
+                let (sub, files) = self.next_files(prefix, "mp4", true, 1);
+                Some(json!({"images": items(&sub, files, "output"), "animated": [true]}))
+            }
             "SaveAudio" => {
                 let trailing = self.profile.audio_trailing_underscore();
-                Some(
-                    json!({"audio": [{"filename": self.next_file(prefix, "flac", trailing), "subfolder": "", "type": "output"}]}),
-                )
+                let (sub, files) = self.next_files(prefix, "flac", trailing, 1);
+                Some(json!({"audio": items(&sub, files, "output")}))
             }
-            "SaveVideo" => Some(json!({"images": [{
-                "filename": self.next_file(prefix, "mp4", true), "subfolder": "", "type": "output"}], "animated": [true]})),
             "PreviewAny" => {
-                let text = inputs
-                    .get("source")
-                    .map(|v| match v {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    })
-                    .unwrap_or_default();
+                let text = match inputs.get("source") {
+                    Some(v) if nodes::link(v).is_some() => match input("source") {
+                        Some(nodes::Data::Text(s)) => s,
+                        Some(other) => other.shown().as_str().unwrap_or_default().to_owned(),
+                        None => String::new(),
+                    },
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
                 Some(json!({"text": [text]}))
             }
             _ => None,
         }
     }
 }
+
+/// Why a node did not finish.
+enum Stop {
+    /// The interrupt flag was seen.
+    Interrupted {
+        /// The node's class.
+        class: String,
+    },
+    /// The node raised: the `execution_error` payload.
+    Raised(Value),
+}
+
+/// Megapixels a node processes in `node_time` by default: the slow prompt's
+/// nodes (≈134 MP) take about 17 node times.
+pub(crate) const DEFAULT_WORK_UNIT_MEGAPIXELS: f64 = 8.0;

@@ -28,6 +28,7 @@
 mod catalogue;
 mod engine;
 mod files;
+mod nodes;
 mod profile;
 mod routes;
 mod userdata;
@@ -39,7 +40,7 @@ pub use catalogue::default_fixtures_dir;
 pub use engine::Faults;
 pub use profile::VERSIONS;
 
-use engine::Engine;
+use engine::{DEFAULT_WORK_UNIT_MEGAPIXELS, Engine};
 use profile::Profile;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +57,12 @@ pub struct EmulatorConfig {
     pub addr: SocketAddr,
     /// Time each node takes (zero for benchmarks).
     pub node_time: Duration,
+    /// Megapixels a node processes in `node_time`: a node working on more
+    /// (the largest image it reads or makes) takes `node_time ×
+    /// megapixels / work_unit_megapixels`. The slow prompt of the recorded
+    /// suite (eight 4096² images scaled to 4000² and saved, about 9 s on a
+    /// real CPU) takes about 17 node times per node at the default 8.0.
+    pub work_unit_megapixels: f64,
     /// The recordings (for `/object_info`); [`default_fixtures_dir`] when `None`.
     pub fixtures_dir: Option<PathBuf>,
     /// Faults switched on from the start.
@@ -69,6 +76,7 @@ impl EmulatorConfig {
             version: version.to_owned(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             node_time: Duration::from_millis(20),
+            work_unit_megapixels: DEFAULT_WORK_UNIT_MEGAPIXELS,
             fixtures_dir: None,
             faults: Faults::default(),
         }
@@ -143,13 +151,16 @@ impl Emulator {
                 addr: config.addr,
                 source,
             })?;
-        let engine = Arc::new(Engine::new(
-            profile,
-            classes,
-            config.node_time,
-            config.faults.clone(),
-            files,
-        ));
+        let engine = Arc::new(
+            Engine::new(
+                profile,
+                classes,
+                config.node_time,
+                config.faults.clone(),
+                files,
+            )
+            .with_work_unit(config.work_unit_megapixels),
+        );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let app = routes::App {
             engine: engine.clone(),

@@ -158,6 +158,17 @@ impl Profile {
         self.line != Line::Legacy && self.version != "0.6.0"
     }
 
+    /// Whether jobs count text outputs (`PreviewAny`) in `outputs_count`
+    /// (0.26 only: 0.6–0.11 skip non-file items, 0.33 skips plain text).
+    pub(crate) fn counts_text_outputs(&self) -> bool {
+        self.version == "0.26.0"
+    }
+
+    /// Whether jobs carry `previewable_outputs_count` (0.33).
+    pub(crate) fn previewable_count(&self) -> bool {
+        self.version == "0.33.0"
+    }
+
     /// Whether queue and history items carry `create_time` (0.6+).
     pub(crate) fn create_time(&self) -> bool {
         self.line != Line::Legacy

@@ -205,6 +205,19 @@ async fn submit(State(app): State<App>, body: Bytes) -> Response {
         return server_error();
     };
     let engine = &app.engine;
+    // Like `post_prompt`, the number is taken before anything is checked.
+    let explicit = match body.get("number") {
+        None => None,
+        Some(v) => match v
+            .as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        {
+            Some(n) => Some(n),
+            None => return server_error(),
+        },
+    };
+    let front = body.get("front").is_some_and(truthy);
+    let number = engine.number_for(explicit, front);
     let Some(Value::Object(prompt)) = body.remove("prompt") else {
         return json_response(StatusCode::BAD_REQUEST, validate::no_prompt());
     };
@@ -231,18 +244,27 @@ async fn submit(State(app): State<App>, body: Bytes) -> Response {
         Some(Value::Object(m)) => m,
         _ => Map::new(),
     };
-    let number = body.get("number").and_then(Value::as_f64);
-    let front = body.get("front").and_then(Value::as_bool).unwrap_or(false);
-    let n = engine.enqueue(Submission {
+    engine.enqueue(Submission {
         id: id.clone(),
         prompt,
         extra_data,
         outputs: validated.outputs,
         client_id,
-        number,
-        front,
+        number: number.clone(),
     });
-    ok(json!({"prompt_id": id, "number": n, "node_errors": validated.node_errors}))
+    ok(json!({"prompt_id": id, "number": number, "node_errors": validated.node_errors}))
+}
+
+/// Python truthiness of a JSON value.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
 }
 
 async fn prompt_info(State(app): State<App>) -> Response {
@@ -272,15 +294,8 @@ async fn queue_control(State(app): State<App>, body: Bytes) -> Response {
     let Some(body) = parse_object(&body) else {
         return server_error();
     };
-    if body.get("clear").and_then(Value::as_bool) == Some(true) {
-        let ids: Vec<String> = app
-            .engine
-            .lock()
-            .pending
-            .iter()
-            .map(|e| e.id.clone())
-            .collect();
-        app.engine.delete_pending(&ids);
+    if body.get("clear").is_some_and(truthy) {
+        app.engine.clear_pending();
     }
     let ids = id_list(body.get("delete"));
     if !ids.is_empty() {
@@ -292,13 +307,21 @@ async fn queue_control(State(app): State<App>, body: Bytes) -> Response {
 async fn history_all(State(app): State<App>, Query(q): Q) -> Response {
     let max = match q.get("max_items") {
         None => None,
-        Some(s) => match s.parse::<usize>() {
+        Some(s) => match s.trim().parse::<i64>() {
             Ok(n) => Some(n),
             Err(_) => return server_error(),
         },
     };
     let st = app.engine.lock();
-    let skip = max.map_or(0, |m| st.history.len().saturating_sub(m));
+    let len = st.history.len();
+    // Python's `list(history)[-max_items:]` (0 keeps everything).
+    let skip = match max {
+        Some(m) if m > 0 => len.saturating_sub(usize::try_from(m).unwrap_or(usize::MAX)),
+        Some(m) if m < 0 => usize::try_from(m.unsigned_abs())
+            .unwrap_or(usize::MAX)
+            .min(len),
+        _ => 0,
+    };
     let map: Map<String, Value> = st
         .history
         .iter()
@@ -333,7 +356,10 @@ async fn history_control(State(app): State<App>, body: Bytes) -> Response {
 
 async fn interrupt(State(app): State<App>, body: Bytes) -> Response {
     let body = parse_object(&body).unwrap_or_default();
-    let target = body.get("prompt_id").and_then(Value::as_str);
+    let target = body
+        .get("prompt_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
     app.engine.interrupt(target);
     empty_ok()
 }
@@ -342,22 +368,41 @@ async fn free() -> Response {
     empty_ok()
 }
 
-fn preview(done: &Done) -> Option<Value> {
+/// `get_outputs_summary`: how many output items a job lists, and the one
+/// to preview (a saved file first, else a temp one).
+fn outputs_summary(app: &App, done: &Done) -> (usize, Option<Value>) {
+    let mut count = 0;
+    let mut preview = None;
+    let mut fallback = None;
+    let counts_text = app.engine.profile.counts_text_outputs();
     for (node, ui) in &done.outputs {
-        for (media, files) in ui.as_object()? {
-            if let Some(f) = files.as_array().and_then(|a| a.first())
-                && f.get("filename").is_some()
-            {
-                let mut p = f.clone();
+        for (media, items) in ui.as_object().into_iter().flatten() {
+            if media == "animated" {
+                continue;
+            }
+            for item in items.as_array().into_iter().flatten() {
+                if !item.is_object() {
+                    count += usize::from(counts_text);
+                    continue;
+                }
+                count += 1;
+                if preview.is_some() || item.get("filename").is_none() {
+                    continue;
+                }
+                let mut p = item.clone();
                 if let Some(o) = p.as_object_mut() {
                     o.insert("nodeId".into(), json!(node));
                     o.insert("mediaType".into(), json!(media));
                 }
-                return Some(p);
+                if item.get("type").and_then(Value::as_str) == Some("output") {
+                    preview = Some(p);
+                } else if fallback.is_none() {
+                    fallback = Some(p);
+                }
             }
         }
     }
-    None
+    (count, preview.or(fallback))
 }
 
 fn workflow_id(entry: &Entry) -> Option<Value> {
@@ -369,13 +414,16 @@ fn workflow_id(entry: &Entry) -> Option<Value> {
         .cloned()
 }
 
-fn queued_job(e: &Entry, status: &str) -> Value {
+fn queued_job(app: &App, e: &Entry, status: &str) -> Value {
     let mut m = Map::new();
     m.insert("id".into(), json!(e.id));
     m.insert("status".into(), json!(status));
-    m.insert("priority".into(), json!(e.number));
+    m.insert("priority".into(), e.number.clone());
     m.insert("create_time".into(), json!(e.create_time));
     m.insert("outputs_count".into(), json!(0));
+    if app.engine.profile.previewable_count() {
+        m.insert("previewable_outputs_count".into(), json!(0));
+    }
     if let Some(w) = workflow_id(e) {
         m.insert("workflow_id".into(), w);
     }
@@ -392,7 +440,7 @@ fn done_job(app: &App, d: &Done, full: bool) -> Value {
     let mut m = Map::new();
     m.insert("id".into(), json!(d.entry.id));
     m.insert("status".into(), json!(status));
-    m.insert("priority".into(), json!(d.entry.number));
+    m.insert("priority".into(), d.entry.number.clone());
     m.insert("create_time".into(), json!(d.entry.create_time));
     m.insert(
         "execution_start_time".into(),
@@ -402,12 +450,21 @@ fn done_job(app: &App, d: &Done, full: bool) -> Value {
     if let Some(e) = &d.error {
         m.insert("execution_error".into(), e.clone());
     }
-    let count = d.outputs_count();
+    let (count, preview) = outputs_summary(app, d);
     m.insert("outputs_count".into(), json!(count));
-    if app.engine.profile.version == "0.33.0" {
-        m.insert("previewable_outputs_count".into(), json!(count));
+    if app.engine.profile.previewable_count() {
+        let previewable = d
+            .outputs
+            .values()
+            .filter_map(Value::as_object)
+            .flat_map(|ui| ui.values())
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter(|i| i.get("filename").is_some())
+            .count();
+        m.insert("previewable_outputs_count".into(), json!(previewable));
     }
-    if let Some(p) = preview(d) {
+    if let Some(p) = preview {
         m.insert("preview_output".into(), p);
     }
     if let Some(w) = workflow_id(&d.entry) {
@@ -427,10 +484,10 @@ fn done_job(app: &App, d: &Done, full: bool) -> Value {
 fn find_job(app: &App, id: &str, full: bool) -> Option<Value> {
     let st = app.engine.lock();
     if let Some(r) = st.running.as_ref().filter(|r| r.id == id) {
-        return Some(queued_job(r, "in_progress"));
+        return Some(queued_job(app, r, "in_progress"));
     }
     if let Some(p) = st.pending.iter().find(|p| p.id == id) {
-        return Some(queued_job(p, "pending"));
+        return Some(queued_job(app, p, "pending"));
     }
     st.done(id).map(|d| done_job(app, d, full))
 }
@@ -476,11 +533,11 @@ async fn jobs_list(State(app): State<App>, Query(q): Q) -> Response {
     let mut all: Vec<(i64, Value)> = {
         let st = app.engine.lock();
         let mut v: Vec<(i64, Value)> = Vec::new();
-        for p in &st.pending {
-            v.push((p.create_time, queued_job(p, "pending")));
-        }
         if let Some(r) = &st.running {
-            v.push((r.create_time, queued_job(r, "in_progress")));
+            v.push((r.create_time, queued_job(&app, r, "in_progress")));
+        }
+        for p in st.pending.iter() {
+            v.push((p.create_time, queued_job(&app, p, "pending")));
         }
         for d in &st.history {
             v.push((d.entry.create_time, done_job(&app, d, false)));
