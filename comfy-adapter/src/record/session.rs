@@ -49,10 +49,20 @@ impl<'a> Session<'a> {
                 pending: queue.pending.len(),
             });
         }
-        for path in super::script::USERDATA_WRITTEN {
-            let resp = core.get(&format!("/userdata/{path}"), &[]).await?;
-            if resp.status == 200 {
-                return Err(RecordError::WouldOverwrite(decode(path)));
+        // A listing, not a GET per file: ComfyUI creates the parent folder
+        // of any single userdata path it resolves, which would change what
+        // probe 093 (a missing folder) records.
+        let listing = core
+            .get("/userdata", &[("dir", "workflows"), ("recurse", "true")])
+            .await?;
+        if listing.status == 200 {
+            let present: Vec<String> = serde_json::from_slice(&listing.body).unwrap_or_default();
+            for path in super::script::USERDATA_WRITTEN {
+                let decoded = decode(path);
+                let inside = decoded.strip_prefix("workflows/").unwrap_or(&decoded);
+                if present.iter().any(|p| p == inside) {
+                    return Err(RecordError::WouldOverwrite(decoded));
+                }
             }
         }
         prepare_out(&options.out)?;
