@@ -20,14 +20,7 @@ mod support;
 /// Differences allowed on purpose: `(version or "*", probe, why)`. Keep
 /// this short; every entry must still match a difference (a stale entry
 /// fails the test).
-const EXCEPTIONS: &[(&str, &str, &str)] = &[(
-    "*",
-    "userdata-list-missing-dir",
-    "the recorder first reads GET /userdata/workflows%2Ffixture_template.json to refuse \
-     overwriting, and ComfyUI (like the emulator) makes the parent folder of any userdata \
-     path it resolves, so workflows/ exists by probe 093; the recordings were made without \
-     that check and answer 404",
-)];
+const EXCEPTIONS: &[(&str, &str, &str)] = &[];
 
 fn excepted(version: &str, probe: &str) -> bool {
     EXCEPTIONS
