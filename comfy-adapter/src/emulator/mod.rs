@@ -93,6 +93,13 @@ impl EmulatorConfig {
         self.node_time = d;
         self
     }
+
+    /// A node takes `node_time` per `megapixels` it processes (at least
+    /// `node_time`); see [`EmulatorConfig::work_unit_megapixels`].
+    pub fn work_unit_megapixels(mut self, megapixels: f64) -> Self {
+        self.work_unit_megapixels = megapixels;
+        self
+    }
 }
 
 /// Why an emulator could not start.
