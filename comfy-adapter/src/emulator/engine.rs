@@ -767,9 +767,20 @@ impl Engine {
     }
 
     fn finish(&self, run: Run<'_>, outcome: Outcome, error: Option<Value>) -> Done {
+        let mut outputs = run.outputs;
+        if self.profile.outputs_in_request_order() {
+            let mut ordered = Map::new();
+            for o in &run.entry.outputs {
+                if let Some(ui) = outputs.remove(o) {
+                    ordered.insert(o.clone(), ui);
+                }
+            }
+            ordered.extend(outputs);
+            outputs = ordered;
+        }
         Done {
             entry: run.entry.clone(),
-            outputs: run.outputs,
+            outputs,
             outcome,
             messages: run.messages,
             end_time: now_ms(),

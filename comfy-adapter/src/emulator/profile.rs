@@ -158,6 +158,12 @@ impl Profile {
         self.line != Line::Legacy && self.version != "0.6.0"
     }
 
+    /// Whether history lists outputs in the order of the prompt's outputs
+    /// to execute (0.3; later releases list them in the order they ran).
+    pub(crate) fn outputs_in_request_order(&self) -> bool {
+        self.line == Line::Legacy
+    }
+
     /// Whether jobs count text outputs (`PreviewAny`) in `outputs_count`
     /// (0.26 only: 0.6–0.11 skip non-file items, 0.33 skips plain text).
     pub(crate) fn counts_text_outputs(&self) -> bool {
