@@ -385,7 +385,7 @@ async fn validation(s: &mut Session<'_>) -> Result<(), RecordError> {
     .await?;
     let mut missing = image_prompt(0, "fixture_bad2");
     if let Some(inputs) = missing["1"]["inputs"].as_object_mut() {
-        inputs.remove("height");
+        inputs.shift_remove("height");
     }
     s.probe(
         "prompt-required-input-missing",
@@ -497,8 +497,9 @@ async fn queue_control(s: &mut Session<'_>) -> Result<(), RecordError> {
     .await?;
     s.probe("queue-after-delete", Request::get("/queue"))
         .await?;
-    // A global interrupt only stops what is running when it arrives.
-    wait_running(s, second.as_deref()).await?;
+    // Right away, as the recordings did: ComfyUI clears the interrupt flag
+    // when a prompt starts, so a global interrupt sent while slow-1 winds
+    // down usually misses slow-2 (5 of the 6 recorded sets: 060 succeeds).
     s.probe("interrupt-global", post_json("/interrupt", json!({})))
         .await?;
     wait_idle(s).await?;
