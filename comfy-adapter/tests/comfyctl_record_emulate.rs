@@ -20,7 +20,9 @@ fn comfyctl() -> Command {
 
 /// Starts `comfyctl emulate` on a free port; returns it and its URL (read
 /// from the line it prints on stderr).
-async fn emulate(version: &str) -> (Child, String) {
+type StderrLines = tokio::io::Lines<BufReader<tokio::process::ChildStderr>>;
+
+async fn emulate(version: &str, extra: &[&str]) -> (Child, String, StderrLines) {
     let mut child = comfyctl()
         .args([
             "emulate",
@@ -31,6 +33,7 @@ async fn emulate(version: &str) -> (Child, String) {
             "--node-time-ms",
             "5",
         ])
+        .args(extra)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -49,7 +52,17 @@ async fn emulate(version: &str) -> (Child, String) {
         .find(|w| w.starts_with("http://"))
         .unwrap()
         .to_owned();
-    (child, url)
+    (child, url, lines)
+}
+
+/// The rest of a child's stderr.
+async fn rest_of_stderr(lines: &mut StderrLines) -> String {
+    let mut s = String::new();
+    while let Ok(Some(l)) = lines.next_line().await {
+        s.push_str(&l);
+        s.push('\n');
+    }
+    s
 }
 
 async fn run(cmd: &mut Command) -> (bool, String, String) {
@@ -63,7 +76,7 @@ async fn run(cmd: &mut Command) -> (bool, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_an_emulated_server_then_diff_it_live() {
-    let (_emulator, url) = emulate("0.26.0").await;
+    let (_emulator, url, _) = emulate("0.26.0", &[]).await;
     let out = tempfile::tempdir().unwrap();
     let set = out.path().join("set");
 
@@ -145,4 +158,27 @@ async fn record_refuses_a_server_that_is_not_there() {
         "{stderr}"
     );
     assert!(!out.path().join("set").exists(), "nothing created");
+}
+
+#[tokio::test]
+async fn emulate_with_a_crash_class_dies_when_that_node_starts() {
+    let (mut child, url, mut lines) = emulate("0.9.2", &["--crash-class", "SaveImage"]).await;
+    let prompt = serde_json::json!({"prompt": {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}},
+    }});
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/prompt"))
+        .json(&prompt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .expect("the emulator exits on the crash")
+        .unwrap();
+    assert_eq!(status.code(), Some(3));
+    let stderr = rest_of_stderr(&mut lines).await;
+    assert!(stderr.contains("crashed at node 2 (SaveImage)"), "{stderr}");
 }

@@ -166,6 +166,50 @@ async fn interrupt_and_cancel_stop_a_stalled_prompt() {
 }
 
 #[tokio::test]
+async fn a_crash_fault_takes_the_server_away_mid_prompt() {
+    let emu = Emulator::start(EmulatorConfig::new("0.11.1"))
+        .await
+        .unwrap();
+    let d = detect(&emu.url(), &DetectOptions::default()).await.unwrap();
+    let client = uuid::Uuid::new_v4().to_string();
+    let mut events = d.adapter.events(&client).await.unwrap();
+    emu.set_faults(Faults {
+        crash_class: Some("SaveImage".into()),
+        ..Faults::default()
+    });
+    let accepted = d
+        .adapter
+        .submit(&prompt("crash").with_client_id(&client))
+        .await
+        .unwrap();
+    let node = tokio::time::timeout(Duration::from_secs(5), emu.crashed())
+        .await
+        .expect("the crash fault fired");
+    assert!(node.starts_with("node 2 (SaveImage) of prompt"), "{node}");
+    assert!(node.ends_with(accepted.prompt_id.as_str()), "{node}");
+    // The socket ends without a terminal event for the prompt ...
+    let mut terminal = false;
+    while let Ok(Some(Ok(e))) = tokio::time::timeout(Duration::from_secs(5), events.next()).await {
+        terminal |= e.prompt_id() == Some(accepted.prompt_id.as_str()) && e.is_terminal();
+    }
+    assert!(!terminal, "a crashed server reports no end");
+    // ... and the server no longer answers: the adapter says so, typed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match d.adapter.job(&accepted.prompt_id).await {
+            Err(e) => {
+                assert!(e.is_retryable(), "{e}");
+                break;
+            }
+            Ok(_) => {
+                assert!(Instant::now() < deadline, "still answering after the crash");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn the_jobs_api_exists_only_from_0_6_and_cancel_from_0_26() {
     let http = reqwest::Client::new();
     for (v, jobs, cancel) in [

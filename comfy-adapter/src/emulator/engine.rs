@@ -38,6 +38,10 @@ pub struct Faults {
     pub oom_class: Option<String>,
     /// Nodes of this class raise a plain `Exception`.
     pub error_class: Option<String>,
+    /// When a node of this class starts, the server dies (a segfault, a
+    /// kill by the OOM killer): it stops listening, sockets close and the
+    /// running prompt is lost.
+    pub crash_class: Option<String>,
 }
 
 /// One prompt in the queue or running.
@@ -307,6 +311,8 @@ pub(crate) struct Engine {
     pub(crate) wake: Notify,
     /// WebSocket fan-out.
     pub(crate) ws: broadcast::Sender<WsMessage>,
+    /// Set once, when a `crash_class` node starts: which node it was.
+    pub(crate) crash: tokio::sync::watch::Sender<Option<String>>,
 }
 
 /// ms since the epoch.
@@ -510,6 +516,7 @@ impl Engine {
             }),
             wake: Notify::new(),
             ws,
+            crash: tokio::sync::watch::Sender::new(None),
         }
     }
 
@@ -906,6 +913,13 @@ impl Engine {
         };
         if self.take_interrupt() {
             return Err(interrupted);
+        }
+        if faults.crash_class.as_deref() == Some(class.as_str()) {
+            tracing::warn!(node = %node_id, %class, "emulated crash");
+            self.crash
+                .send_replace(Some(format!("node {node_id} ({class}) of prompt {pid}")));
+            // The process is gone: nothing after this runs.
+            std::future::pending::<()>().await;
         }
         let stall = faults.stall || prefix.contains("emulator_stall");
         let d = self.node_duration(&entry.prompt, node_id);

@@ -23,7 +23,8 @@
 //! fails as recorded ("Saving image outside the output folder"); one that
 //! contains `emulator_oom` raises `torch.OutOfMemoryError`; one that
 //! contains `emulator_stall` runs until interrupted. [`Faults`] switches the
-//! same at run time, plus a silent WebSocket.
+//! same at run time, plus a silent WebSocket, a node class that raises and
+//! one that crashes the whole server ([`EmulatorHandle::crashed`]).
 
 mod catalogue;
 mod engine;
@@ -185,12 +186,23 @@ impl Emulator {
                 tracing::warn!(error = %e, "emulator server ended");
             }
         });
+        // A crash fault ends serving and execution at once.
+        let mut crash = engine.crash.subscribe();
+        let stop_on_crash = stop_tx.clone();
+        let (executor_abort, server_abort) = (executor.abort_handle(), server.abort_handle());
+        let crash_watch = tokio::spawn(async move {
+            if crash.wait_for(Option::is_some).await.is_ok() {
+                executor_abort.abort();
+                let _ = stop_on_crash.send(true);
+                server_abort.abort();
+            }
+        });
         tracing::info!(%addr, version = %config.version, "emulated ComfyUI listening");
         Ok(EmulatorHandle {
             addr,
             engine,
             stop: stop_tx,
-            tasks: vec![executor, server],
+            tasks: vec![executor, server, crash_watch],
         })
     }
 }
@@ -224,6 +236,16 @@ impl EmulatorHandle {
     /// The emulated version.
     pub fn version(&self) -> &str {
         &self.engine.profile.version
+    }
+
+    /// Waits until a `crash_class` fault kills the server; says which node
+    /// did it. Never returns when no crash happens.
+    pub async fn crashed(&self) -> String {
+        let mut crash = self.engine.crash.subscribe();
+        match crash.wait_for(Option::is_some).await {
+            Ok(node) => node.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        }
     }
 
     /// Replaces the faults.

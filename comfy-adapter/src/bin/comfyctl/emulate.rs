@@ -35,6 +35,10 @@ pub(crate) struct EmulateArgs {
     /// Nodes of this class raise torch.OutOfMemoryError.
     #[arg(long, value_name = "CLASS")]
     oom_class: Option<String>,
+    /// When a node of this class starts, the server dies: it stops
+    /// listening and comfyctl exits with status 3 (a crashed ComfyUI).
+    #[arg(long, value_name = "CLASS")]
+    crash_class: Option<String>,
     /// The WebSocket sends nothing after its greeting.
     #[arg(long)]
     silent_ws: bool,
@@ -61,6 +65,7 @@ pub(crate) async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
         silent_ws: args.silent_ws,
         oom_class: args.oom_class,
         error_class: args.error_class,
+        crash_class: args.crash_class,
     };
     let emulator = Emulator::start(config)
         .await
@@ -70,9 +75,15 @@ pub(crate) async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
         emulator.version(),
         emulator.url()
     );
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
-    emulator.stop().await;
-    Ok(ExitCode::SUCCESS)
+    tokio::select! {
+        signal = tokio::signal::ctrl_c() => {
+            signal.context("waiting for Ctrl-C")?;
+            emulator.stop().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        node = emulator.crashed() => {
+            eprintln!("emulated ComfyUI {} crashed at {node} (--crash-class)", emulator.version());
+            Ok(ExitCode::from(3))
+        }
+    }
 }
