@@ -23,6 +23,11 @@ pub(crate) struct EmulateArgs {
     /// to the pixels they process).
     #[arg(long, default_value_t = 20)]
     node_time_ms: u64,
+    /// Megapixels a node processes in --node-time-ms; a node that processes
+    /// more takes longer in proportion (the probe suite's slow prompt,
+    /// eight 4096² images, takes about a second at the defaults).
+    #[arg(long, default_value_t = 8.0, value_parser = positive_megapixels)]
+    work_unit_megapixels: f64,
     /// The recorded fixture sets (object_info catalogue, fixed answers).
     #[arg(long, env = "COMFY_FIXTURES", default_value = "fixtures")]
     fixtures: PathBuf,
@@ -44,6 +49,13 @@ pub(crate) struct EmulateArgs {
     silent_ws: bool,
 }
 
+fn positive_megapixels(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of megapixels")),
+    }
+}
+
 pub(crate) async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
     if !args
         .fixtures
@@ -58,7 +70,8 @@ pub(crate) async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
     }
     let mut config = EmulatorConfig::new(&args.version)
         .addr(SocketAddr::new(args.host, args.port))
-        .node_time(Duration::from_millis(args.node_time_ms));
+        .node_time(Duration::from_millis(args.node_time_ms))
+        .work_unit_megapixels(args.work_unit_megapixels);
     config.fixtures_dir = Some(args.fixtures.clone());
     config.faults = Faults {
         stall: args.stall,
