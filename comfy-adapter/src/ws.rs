@@ -10,17 +10,7 @@ use tokio_tungstenite::tungstenite::Message;
 /// Opens the socket (bounded by the connect timeout) and returns the parsed
 /// event stream. Pings, pongs and raw frames are skipped; a close ends it.
 pub(crate) async fn connect(core: &HttpCore, client_id: &str) -> Result<EventStream> {
-    let mut url = core.ws_url("/ws");
-    url.push_str("?clientId=");
-    url.push_str(&crate::endpoints::encode_segment(client_id));
-    let connecting = tokio_tungstenite::connect_async(url.as_str());
-    let (socket, _) = tokio::time::timeout(core.timeouts().connect, connecting)
-        .await
-        .map_err(|_| ComfyError::Timeout { url: url.clone() })?
-        .map_err(|e| ComfyError::WebSocket {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
+    let (socket, url) = open(core, client_id).await?;
     let stream = socket
         .take_while(|m| std::future::ready(!matches!(m, Ok(Message::Close(_)))))
         .filter_map(move |msg| {
@@ -47,4 +37,25 @@ fn decode(reason: String) -> ComfyError {
         what: "websocket frame".into(),
         reason,
     }
+}
+
+/// An open socket as it comes off the wire.
+pub(crate) type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/ws?clientId=` within the connect timeout; returns the socket and
+/// its URL (for errors).
+pub(crate) async fn open(core: &HttpCore, client_id: &str) -> Result<(Socket, String)> {
+    let mut url = core.ws_url("/ws");
+    url.push_str("?clientId=");
+    url.push_str(&crate::endpoints::encode_segment(client_id));
+    let connecting = tokio_tungstenite::connect_async(url.as_str());
+    let (socket, _) = tokio::time::timeout(core.timeouts().connect, connecting)
+        .await
+        .map_err(|_| ComfyError::Timeout { url: url.clone() })?
+        .map_err(|e| ComfyError::WebSocket {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok((socket, url))
 }

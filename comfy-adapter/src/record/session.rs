@@ -121,15 +121,7 @@ impl<'a> Session<'a> {
             "request": request.to_fixture(),
             "response": response,
         });
-        let written = self.write(&stem, &file)?;
-        self.done(
-            number,
-            name,
-            Outcome::Written {
-                file: written,
-                status: Some(resp.status),
-            },
-        );
+        self.write(number, name, &stem, &file, Some(resp.status))?;
         Ok(resp)
     }
 
@@ -149,16 +141,7 @@ impl<'a> Session<'a> {
             "prompt_id": prompt_id,
             "messages": trace.finish(),
         });
-        let written = self.write(&stem, &file)?;
-        self.done(
-            number,
-            name,
-            Outcome::Written {
-                file: written,
-                status: None,
-            },
-        );
-        Ok(())
+        self.write(number, name, &stem, &file, None)
     }
 
     /// Counts a probe that cannot be recorded.
@@ -255,13 +238,22 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn write(&self, stem: &str, value: &Value) -> Result<String, RecordError> {
-        let name = format!("{stem}.json");
-        let path = self.out.join(&name);
+    /// Writes probe `number`'s file and reports it.
+    fn write(
+        &mut self,
+        number: usize,
+        name: &str,
+        stem: &str,
+        value: &Value,
+        status: Option<u16>,
+    ) -> Result<(), RecordError> {
+        let file = format!("{stem}.json");
+        let path = self.out.join(&file);
         let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
         text.push('\n');
         std::fs::write(&path, text).map_err(|source| RecordError::Io { path, source })?;
-        Ok(name)
+        self.done(number, name, Outcome::Written { file, status });
+        Ok(())
     }
 
     /// Deletes what the suite created and says what could not be deleted.

@@ -1,7 +1,7 @@
 //! A WebSocket trace: every message a client id receives, in arrival order,
 //! as the recorded `NNN-ws-*.json` files hold them.
 
-use crate::error::{ComfyError, Result};
+use crate::error::Result;
 use crate::http::HttpCore;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -37,19 +37,7 @@ pub(crate) enum Ended {
 impl Trace {
     /// Connects `/ws?clientId=` and starts collecting.
     pub(crate) async fn open(core: &HttpCore, client_id: &str) -> Result<Trace> {
-        let url = format!(
-            "{}?clientId={}",
-            core.ws_url("/ws"),
-            crate::endpoints::encode_segment(client_id)
-        );
-        let connecting = tokio_tungstenite::connect_async(url.as_str());
-        let (socket, _) = tokio::time::timeout(core.timeouts().connect, connecting)
-            .await
-            .map_err(|_| ComfyError::Timeout { url: url.clone() })?
-            .map_err(|e| ComfyError::WebSocket {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+        let (socket, _) = crate::ws::open(core, client_id).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let reader = tokio::spawn(async move {
             let (_, mut read) = socket.split();
