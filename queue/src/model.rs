@@ -1,4 +1,5 @@
-//! The job model: statuses, the stored job, its attempts, and validation of what clients send.
+//! The job model: the stored job, its attempts, and validation of what clients send
+//! (the wire status enum comes from `comfy-queue-api`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,53 +22,8 @@ pub const MAX_PRIORITY: u8 = 3;
 /// Priority used when a submit names none.
 pub const DEFAULT_PRIORITY: u8 = 2;
 
-/// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Waiting to be claimed.
-    Pending,
-    /// Leased to a worker.
-    Running,
-    /// Finished with a result.
-    Completed,
-    /// Finished with an error (including jobs that ran out of attempts: the dead letters).
-    Failed,
-    /// Cancelled by a user or an admin.
-    Cancelled,
-}
-
-impl Status {
-    /// Every status, in display order.
-    pub const ALL: [Status; 5] = [
-        Status::Pending,
-        Status::Running,
-        Status::Completed,
-        Status::Failed,
-        Status::Cancelled,
-    ];
-
-    /// The wire spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Running => "running",
-            Status::Completed => "completed",
-            Status::Failed => "failed",
-            Status::Cancelled => "cancelled",
-        }
-    }
-
-    /// Parse the wire spelling.
-    pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
-    /// True for completed, failed and cancelled.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
-    }
-}
+/// A job's status, as spelled on the wire (defined in `comfy-queue-api`, shared with workers).
+pub use comfy_queue_api::Status;
 
 /// How one attempt at running a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -3,63 +3,51 @@
 //!
 //! Kept in memory only: it is a display hint for the dashboard, replaced by
 //! every heartbeat and dropped when the attempt ends; a restarted queue shows
-//! it again from the next heartbeat.
+//! it again from the next heartbeat. The type itself is `comfy_queue_api::Progress`;
+//! this module validates it ([`from_json`]) and keeps it ([`ProgressBoard`]).
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::error::ApiError;
 
+/// The `progress` of a heartbeat (the wire type, shared with workers).
+pub use comfy_queue_api::Progress;
+
 /// Longest node id, class or prompt id accepted.
 const MAX_TEXT: usize = 200;
 
-/// What a worker last said about a running job.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct Progress {
-    /// 0–100 (out-of-range numbers are clamped; null when the worker cannot tell).
-    pub percent: Option<f64>,
-    /// The node running now.
-    pub node: Option<String>,
-    /// Its class.
-    pub node_class: Option<String>,
-    /// ComfyUI's prompt id.
-    pub prompt_id: Option<String>,
-}
-
-impl Progress {
-    /// Reads the `progress` object of a heartbeat body; errors name the field.
-    pub fn from_json(v: &Value) -> Result<Self, ApiError> {
-        let Some(obj) = v.as_object() else {
+/// Reads the `progress` object of a heartbeat body into a [`Progress`]; errors name the field.
+pub fn from_json(v: &Value) -> Result<Progress, ApiError> {
+    let Some(obj) = v.as_object() else {
+        return Err(ApiError::validation(
+            "progress",
+            "invalid_type",
+            "`progress` must be an object",
+        ));
+    };
+    // A worker's arithmetic must not cost it its lease: out-of-range numbers are
+    // clamped and null means "unknown"; only a wrong type is refused.
+    let percent = match obj.get("percent") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_f64().map(|p| p.clamp(0.0, 100.0)),
+        Some(_) => {
             return Err(ApiError::validation(
-                "progress",
-                "invalid_type",
-                "`progress` must be an object",
+                "progress.percent",
+                "invalid_value",
+                "`progress.percent` must be a number from 0 to 100",
             ));
-        };
-        // A worker's arithmetic must not cost it its lease: out-of-range numbers are
-        // clamped and null means "unknown"; only a wrong type is refused.
-        let percent = match obj.get("percent") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => n.as_f64().map(|p| p.clamp(0.0, 100.0)),
-            Some(_) => {
-                return Err(ApiError::validation(
-                    "progress.percent",
-                    "invalid_value",
-                    "`progress.percent` must be a number from 0 to 100",
-                ));
-            }
-        };
-        Ok(Progress {
-            percent,
-            node: text(obj, "node")?,
-            node_class: text(obj, "node_class")?,
-            prompt_id: text(obj, "prompt_id")?,
-        })
-    }
+        }
+    };
+    Ok(Progress {
+        percent,
+        node: text(obj, "node")?,
+        node_class: text(obj, "node_class")?,
+        prompt_id: text(obj, "prompt_id")?,
+    })
 }
 
 fn text(obj: &Map<String, Value>, key: &'static str) -> Result<Option<String>, ApiError> {

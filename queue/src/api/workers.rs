@@ -1,4 +1,8 @@
 //! `/api/workers/*`: registration, leasing (`next-job`, long-poll), heartbeats, results.
+//!
+//! The bodies and answers of these calls are the `comfy-queue-api` types (shared with the
+//! worker), re-exported here; the handlers still read request bodies field by field so
+//! errors name the field and the original platform's looser forms keep working.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -21,55 +25,12 @@ use crate::auth::Caller;
 use crate::clock::to_rfc3339;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::{self, Status, WorkerInfo, WorkerRecord};
-use crate::progress::Progress;
+use crate::progress;
 use crate::store::{Claimed, Failure};
-
-/// A leased job as `next-job` hands it out.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct LeasedJob {
-    /// Job id.
-    pub id: Uuid,
-    /// API-format ComfyUI prompt.
-    #[schema(value_type = Object)]
-    pub workflow: Value,
-    /// Owner.
-    pub user_id: String,
-    /// Client metadata.
-    #[schema(value_type = Object)]
-    pub metadata: Value,
-    /// Priority.
-    pub priority: u8,
-    /// Present it to heartbeat, complete-job and fail-job.
-    pub lease_token: String,
-    /// When the lease runs out unless renewed (RFC 3339).
-    pub lease_expires_at: String,
-    /// Lease length in seconds.
-    pub lease_seconds: f64,
-    /// Suggested heartbeat period in seconds (a third of the lease).
-    pub heartbeat_interval_seconds: f64,
-    /// 1-based attempt number.
-    pub attempt: u32,
-    /// Attempts allowed.
-    pub max_attempts: u32,
-}
-
-/// `next-job` answer: `{"job": null}` or `{"job": {...}}`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct NextJobResponse {
-    /// The leased job, if any.
-    pub job: Option<LeasedJob>,
-}
-
-/// The usual worker-call answer.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct WorkerAck {
-    /// Always `success`.
-    pub status: &'static str,
-    /// The job.
-    pub job_id: Uuid,
-    /// The job's status afterwards.
-    pub job_status: Status,
-}
+pub use comfy_queue_api::{
+    FailRequest, HeartbeatRequest, HeartbeatResponse, LeasedJob, NextJobResponse, RegisterRequest,
+    WorkerAck,
+};
 
 async fn worker_info(state: &AppState, worker_id: &str) -> Result<(WorkerInfo, bool), ApiError> {
     if let Ok(cache) = state.workers.read()
@@ -311,7 +272,7 @@ pub async fn complete_job(
     publish(&state, "job_updated", &job, None);
     tracing::info!(job_id = %job.id, "job completed");
     Ok(Json(WorkerAck {
-        status: "success",
+        status: "success".into(),
         job_id: job.id,
         job_status: job.status,
     }))
@@ -392,49 +353,10 @@ pub async fn fail_job(
     publish(&state, "job_updated", &job, None);
     tracing::info!(job_id = %job.id, status = job.status.as_str(), "job failed");
     Ok(Json(WorkerAck {
-        status: "success",
+        status: "success".into(),
         job_id: job.id,
         job_status: job.status,
     }))
-}
-
-/// Body of a fail-job call.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-pub struct FailRequest {
-    /// 1–10,000 characters, not blank.
-    pub error: String,
-    /// Token from next-job.
-    pub lease_token: Option<String>,
-    /// Requeue if attempts remain.
-    pub retry: Option<bool>,
-    /// The worker stopped after a cancel request.
-    pub cancelled: Option<bool>,
-}
-
-/// Body of a heartbeat.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-pub struct HeartbeatRequest {
-    /// The leased job (omit for an idle worker's keep-alive).
-    pub job_id: Option<Uuid>,
-    /// Token from next-job (required with `job_id`).
-    pub lease_token: Option<String>,
-    /// The worker (required without `job_id`).
-    pub worker_id: Option<String>,
-    /// What the job is doing (shown in job responses and the dashboard while it runs).
-    pub progress: Option<Progress>,
-}
-
-/// Heartbeat answer.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct HeartbeatResponse {
-    /// Always `ok`.
-    pub status: &'static str,
-    /// The job, if the heartbeat was for one.
-    pub job_id: Option<Uuid>,
-    /// New lease expiry (RFC 3339).
-    pub lease_expires_at: Option<String>,
-    /// Stop the job (ComfyUI `/interrupt`) and report it with fail-job `cancelled=true`.
-    pub cancel_requested: bool,
 }
 
 /// Renew a lease (and learn about cancel requests), or, without `job_id`, tell the queue
@@ -472,7 +394,7 @@ pub async fn heartbeat(
         })?;
         let progress = match obj.get("progress") {
             None | Some(Value::Null) => None,
-            Some(p) => Some(Progress::from_json(p)?),
+            Some(p) => Some(progress::from_json(p)?),
         };
         let lease = state
             .store
@@ -489,7 +411,7 @@ pub async fn heartbeat(
             }
         }
         return Ok(Json(HeartbeatResponse {
-            status: "ok",
+            status: "ok".into(),
             job_id: Some(id),
             lease_expires_at: Some(to_rfc3339(lease.lease_expires_at)),
             cancel_requested: lease.cancel_requested,
@@ -509,24 +431,11 @@ pub async fn heartbeat(
     let worker_id = model::validate_worker_id("worker_id", &worker_id)?;
     state.store.touch_worker(&worker_id, state.now()).await?;
     Ok(Json(HeartbeatResponse {
-        status: "ok",
+        status: "ok".into(),
         job_id: None,
         lease_expires_at: None,
         cancel_requested: false,
     }))
-}
-
-/// Registration body.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-pub struct RegisterRequest {
-    /// `^[A-Za-z0-9_-]{1,100}$`
-    pub worker_id: String,
-    /// ComfyUI version the worker drives, e.g. `0.9.2`.
-    pub comfyui_version: Option<String>,
-    /// ComfyUI line (free text, ≤ 100 chars).
-    pub line: Option<String>,
-    /// Capabilities, e.g. `["jobs_api"]`.
-    pub capabilities: Option<Vec<String>>,
 }
 
 /// A worker as listed.

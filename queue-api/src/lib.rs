@@ -1,0 +1,247 @@
+//! `comfy-queue-api`: the serde types of the queue's worker-facing HTTP API,
+//! shared by the queue (`comfy-queue`, which serves them) and the worker
+//! (`comfy-worker`, which calls them), so the two sides read and write one
+//! definition of the wire format instead of two hand-kept copies.
+//!
+//! What lives here is only what crosses the wire between queue and worker
+//! (`docs/queue.md`, "Worker API"):
+//!
+//! - [`RegisterRequest`]: `POST /api/workers/register` body;
+//! - [`NextJobResponse`] / [`LeasedJob`]: `GET /api/workers/next-job` answer,
+//!   the leased job with its lease token;
+//! - [`HeartbeatRequest`] (with [`Progress`]) and [`HeartbeatResponse`]
+//!   (with `cancel_requested`): `POST /api/workers/heartbeat`;
+//! - [`CompleteRequest`], [`FailRequest`] and their answer [`WorkerAck`]:
+//!   `POST /api/workers/complete-job` and `/fail-job`;
+//! - [`Status`]: a job's status as it is spelled on the wire.
+//!
+//! The queue still validates request bodies field by field (its errors name
+//! the field, and it accepts the original platform's looser forms, such as a
+//! bare result object or `?error=` in the query); these types are the
+//! canonical shapes it documents and the worker sends. Storage types (jobs,
+//! attempts, worker records) stay in `comfy-queue`.
+//!
+//! The `utoipa` feature derives `utoipa::ToSchema` for the queue's
+//! `/api/openapi.json`; the doc comments below are the schema descriptions.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting to be claimed.
+    Pending,
+    /// Leased to a worker.
+    Running,
+    /// Finished with a result.
+    Completed,
+    /// Finished with an error (including jobs that ran out of attempts: the dead letters).
+    Failed,
+    /// Cancelled by a user or an admin.
+    Cancelled,
+}
+
+impl Status {
+    /// Every status, in display order.
+    pub const ALL: [Status; 5] = [
+        Status::Pending,
+        Status::Running,
+        Status::Completed,
+        Status::Failed,
+        Status::Cancelled,
+    ];
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parse the wire spelling.
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// True for completed, failed and cancelled.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
+    }
+}
+
+/// Registration body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct RegisterRequest {
+    /// `^[A-Za-z0-9_-]{1,100}$`
+    pub worker_id: String,
+    /// ComfyUI version the worker drives, e.g. `0.9.2`.
+    pub comfyui_version: Option<String>,
+    /// ComfyUI line (free text, ≤ 100 chars).
+    pub line: Option<String>,
+    /// Capabilities, e.g. `["jobs_api"]`.
+    pub capabilities: Option<Vec<String>>,
+}
+
+/// A leased job as `next-job` hands it out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct LeasedJob {
+    /// Job id.
+    pub id: Uuid,
+    /// API-format ComfyUI prompt.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Object))]
+    pub workflow: Value,
+    /// Owner.
+    pub user_id: String,
+    /// Client metadata.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Object))]
+    pub metadata: Value,
+    /// Priority.
+    pub priority: u8,
+    /// Present it to heartbeat, complete-job and fail-job.
+    pub lease_token: String,
+    /// When the lease runs out unless renewed (RFC 3339).
+    pub lease_expires_at: String,
+    /// Lease length in seconds.
+    pub lease_seconds: f64,
+    /// Suggested heartbeat period in seconds (a third of the lease).
+    pub heartbeat_interval_seconds: f64,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+}
+
+/// `next-job` answer: `{"job": null}` or `{"job": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct NextJobResponse {
+    /// The leased job, if any.
+    pub job: Option<LeasedJob>,
+}
+
+/// What a worker last said about a running job.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct Progress {
+    /// 0–100 (out-of-range numbers are clamped; null when the worker cannot tell).
+    pub percent: Option<f64>,
+    /// The node running now.
+    pub node: Option<String>,
+    /// Its class.
+    pub node_class: Option<String>,
+    /// ComfyUI's prompt id.
+    pub prompt_id: Option<String>,
+}
+
+/// Body of a heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct HeartbeatRequest {
+    /// The leased job (omit for an idle worker's keep-alive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<Uuid>,
+    /// Token from next-job (required with `job_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<String>,
+    /// The worker (required without `job_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+    /// What the job is doing (shown in job responses and the dashboard while it runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+/// Heartbeat answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct HeartbeatResponse {
+    /// Always `ok`.
+    pub status: String,
+    /// The job, if the heartbeat was for one.
+    pub job_id: Option<Uuid>,
+    /// New lease expiry (RFC 3339).
+    pub lease_expires_at: Option<String>,
+    /// Stop the job (ComfyUI `/interrupt`) and report it with fail-job `cancelled=true`.
+    pub cancel_requested: bool,
+}
+
+/// Body of a complete-job call as the worker sends it. The queue also
+/// accepts the result object itself as the body (the original worker's form)
+/// and the lease token as `?lease_token=` or an `X-Lease-Token` header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompleteRequest {
+    /// The result object (≤ 50 MB serialized).
+    pub result: Value,
+    /// Token from next-job.
+    pub lease_token: Option<String>,
+}
+
+/// Body of a fail-job call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct FailRequest {
+    /// 1–10,000 characters, not blank.
+    pub error: String,
+    /// Requeue if attempts remain.
+    pub retry: Option<bool>,
+    /// The worker stopped after a cancel request.
+    pub cancelled: Option<bool>,
+    /// Token from next-job.
+    pub lease_token: Option<String>,
+}
+
+/// The usual worker-call answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct WorkerAck {
+    /// Always `success`.
+    pub status: String,
+    /// The job.
+    pub job_id: Uuid,
+    /// The job's status afterwards.
+    pub job_status: Status,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn status_spelling_round_trips() {
+        for s in Status::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Status::parse("in_progress"), None);
+    }
+
+    #[test]
+    fn keepalive_sends_only_the_worker_id() {
+        let hb = HeartbeatRequest {
+            worker_id: Some("gpu-1".into()),
+            ..HeartbeatRequest::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&hb).unwrap(),
+            r#"{"worker_id":"gpu-1"}"#
+        );
+    }
+
+    #[test]
+    fn an_empty_next_job_is_a_null_job() {
+        let r: NextJobResponse = serde_json::from_str(r#"{"job": null}"#).unwrap();
+        assert_eq!(r.job, None);
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"job":null}"#);
+    }
+}
