@@ -18,7 +18,7 @@ pub mod watch;
 
 use crate::config::{Config, secs};
 use crate::health::{Health, Status};
-use crate::queue_client::{FailReport, QueueClient, Registration};
+use crate::queue_client::{FailRequest, QueueClient, RegisterRequest};
 use crate::runner::{JobEnd, RunContext, run_job};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use comfy_adapter::{ComfyAdapter, DetectOptions, Line, Timeouts, detect};
@@ -124,11 +124,11 @@ impl Worker {
             .await
             .map_err(|e| format!("ComfyUI at {} not usable: {e}", self.config.comfy_url))?;
         let version = d.info.version_string.clone();
-        let reg = Registration {
+        let reg = RegisterRequest {
             worker_id: self.worker_id().to_owned(),
             comfyui_version: version.clone().filter(|v| !v.is_empty()),
             line: Some(line_name(d.line).to_owned()),
-            capabilities: capability_names(&d.capabilities),
+            capabilities: Some(capability_names(&d.capabilities)),
         };
         self.queue
             .register(&reg)
@@ -233,12 +233,13 @@ impl Worker {
                                 classify::ErrorClass::ComfyUnavailable,
                                 why.clone(),
                             );
-                            let r = FailReport {
+                            let r = FailRequest {
                                 error: err.report_text(),
-                                retry: true,
-                                cancelled: false,
+                                retry: Some(true),
+                                cancelled: Some(false),
+                                lease_token: Some(job.lease_token.clone()),
                             };
-                            if let Err(e) = self.queue.fail(&job.id, &job.lease_token, &r).await {
+                            if let Err(e) = self.queue.fail(job.id, &r).await {
                                 tracing::warn!(job_id = %job.id, error = %e, "could not hand the job back; its lease will expire");
                             }
                             self.health.set_status(Status::Unhealthy, Some(why));

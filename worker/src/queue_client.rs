@@ -1,66 +1,22 @@
 //! HTTP client of the queue manager's worker API (`docs/queue.md`).
 //!
-//! The serde types here mirror the queue's JSON by hand; they belong in a
-//! crate shared with `comfy-queue` once its API settles.
+//! The bodies and answers are the `comfy-queue-api` types the queue itself
+//! serves, re-exported here.
 
 use backon::{ExponentialBuilder, Retryable};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
+use uuid::Uuid;
 
-/// A job as `next-job` hands it out.
-#[derive(Debug, Clone, Deserialize)]
-pub struct LeasedJob {
-    /// Job id (UUID).
-    pub id: String,
-    /// API-format prompt.
-    pub workflow: Value,
-    /// Owner.
-    pub user_id: String,
-    /// Client metadata.
-    #[serde(default)]
-    pub metadata: Value,
-    /// Priority 0–3.
-    #[serde(default)]
-    pub priority: u8,
-    /// Fencing token for heartbeat/complete/fail.
-    pub lease_token: String,
-    /// RFC 3339.
-    #[serde(default)]
-    pub lease_expires_at: String,
-    /// Lease length.
-    #[serde(default)]
-    pub lease_seconds: f64,
-    /// Suggested heartbeat period.
-    #[serde(default)]
-    pub heartbeat_interval_seconds: f64,
-    /// 1-based attempt.
-    #[serde(default)]
-    pub attempt: u32,
-    /// Attempts allowed.
-    #[serde(default)]
-    pub max_attempts: u32,
-}
+pub use comfy_queue_api::{
+    CompleteRequest, FailRequest, HeartbeatRequest, HeartbeatResponse, LeasedJob, NextJobResponse,
+    RegisterRequest, WorkerAck,
+};
 
-#[derive(Debug, Deserialize)]
-struct NextJob {
-    job: Option<LeasedJob>,
-}
-
-/// What registration tells the queue.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Registration {
-    /// The worker.
-    pub worker_id: String,
-    /// ComfyUI version string.
-    pub comfyui_version: Option<String>,
-    /// The adapter line (`legacy`, `jobs-api`, `cancel-api`).
-    pub line: Option<String>,
-    /// Capability names (`jobs_api`, `cancel_api`, ...).
-    pub capabilities: Vec<String>,
-}
-
-/// Progress sent with a heartbeat (the queue stores what it understands).
+/// How far the running job is, as the worker tracks it (its `/health`
+/// shows it and every heartbeat sends it). Unlike the wire
+/// [`comfy_queue_api::Progress`], the worker always knows a percentage.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Progress {
     /// 0–100.
@@ -73,23 +29,15 @@ pub struct Progress {
     pub prompt_id: Option<String>,
 }
 
-/// The heartbeat answer.
-#[derive(Debug, Clone, Deserialize)]
-pub struct HeartbeatReply {
-    /// The user or an admin asked to cancel the job.
-    #[serde(default)]
-    pub cancel_requested: bool,
-}
-
-/// How a job failed, for `fail-job`.
-#[derive(Debug, Clone, Serialize)]
-pub struct FailReport {
-    /// Error text (1–10,000 characters).
-    pub error: String,
-    /// Requeue while attempts remain.
-    pub retry: bool,
-    /// The job stopped because of a cancel request.
-    pub cancelled: bool,
+impl From<&Progress> for comfy_queue_api::Progress {
+    fn from(p: &Progress) -> Self {
+        comfy_queue_api::Progress {
+            percent: Some(p.percent),
+            node: p.node.clone(),
+            node_class: p.node_class.clone(),
+            prompt_id: p.prompt_id.clone(),
+        }
+    }
 }
 
 /// Why a queue call failed.
@@ -201,7 +149,7 @@ impl QueueClient {
     }
 
     /// Registers (or re-registers after a ComfyUI change).
-    pub async fn register(&self, reg: &Registration) -> Result<(), QueueError> {
+    pub async fn register(&self, reg: &RegisterRequest) -> Result<(), QueueError> {
         let resp = self
             .request(
                 reqwest::Method::POST,
@@ -229,22 +177,22 @@ impl QueueClient {
             ])
             .send()
             .await?;
-        Ok(Self::read::<NextJob>(resp).await?.job)
+        Ok(Self::read::<NextJobResponse>(resp).await?.job)
     }
 
     /// Renews the lease; tells whether a cancel was requested.
     pub async fn heartbeat(
         &self,
-        job_id: &str,
+        job_id: Uuid,
         lease_token: &str,
         progress: &Progress,
-    ) -> Result<HeartbeatReply, QueueError> {
-        let body = serde_json::json!({
-            "job_id": job_id,
-            "lease_token": lease_token,
-            "worker_id": self.worker_id,
-            "progress": progress,
-        });
+    ) -> Result<HeartbeatResponse, QueueError> {
+        let body = HeartbeatRequest {
+            job_id: Some(job_id),
+            lease_token: Some(lease_token.to_owned()),
+            worker_id: Some(self.worker_id.clone()),
+            progress: Some(progress.into()),
+        };
         let resp = self
             .request(
                 reqwest::Method::POST,
@@ -265,7 +213,10 @@ impl QueueClient {
                 "/api/workers/heartbeat",
                 self.request_timeout,
             )
-            .json(&serde_json::json!({"worker_id": self.worker_id}))
+            .json(&HeartbeatRequest {
+                worker_id: Some(self.worker_id.clone()),
+                ..HeartbeatRequest::default()
+            })
             .send()
             .await?;
         Self::read::<Value>(resp).await.map(|_| ())
@@ -283,11 +234,15 @@ impl QueueClient {
     /// repeat with the same token as a success).
     pub async fn complete(
         &self,
-        job_id: &str,
+        job_id: Uuid,
         lease_token: &str,
         result: &Value,
     ) -> Result<(), QueueError> {
-        let body = serde_json::json!({"result": result, "lease_token": lease_token});
+        let body = CompleteRequest {
+            result: result.clone(),
+            lease_token: Some(lease_token.to_owned()),
+        };
+        let job_id = job_id.to_string();
         (|| async {
             let resp = self
                 .request(
@@ -295,11 +250,11 @@ impl QueueClient {
                     "/api/workers/complete-job",
                     self.request_timeout,
                 )
-                .query(&[("job_id", job_id)])
+                .query(&[("job_id", job_id.as_str())])
                 .json(&body)
                 .send()
                 .await?;
-            Self::read::<Value>(resp).await.map(|_| ())
+            Self::read::<WorkerAck>(resp).await.map(|_| ())
         })
         .retry(Self::retry_policy())
         .when(QueueError::is_transient)
@@ -307,19 +262,14 @@ impl QueueClient {
         .await
     }
 
-    /// Reports failure (repeated on transient errors).
-    pub async fn fail(
-        &self,
-        job_id: &str,
-        lease_token: &str,
-        report: &FailReport,
-    ) -> Result<(), QueueError> {
-        let body = serde_json::json!({
-            "error": truncate(report.error.clone(), 10_000),
-            "retry": report.retry,
-            "cancelled": report.cancelled,
-            "lease_token": lease_token,
-        });
+    /// Reports failure (repeated on transient errors); `report.error` is cut
+    /// to 10,000 bytes (the queue takes at most 10,000 characters).
+    pub async fn fail(&self, job_id: Uuid, report: &FailRequest) -> Result<(), QueueError> {
+        let body = FailRequest {
+            error: truncate(report.error.clone(), 10_000),
+            ..report.clone()
+        };
+        let job_id = job_id.to_string();
         (|| async {
             let resp = self
                 .request(
@@ -327,11 +277,11 @@ impl QueueClient {
                     "/api/workers/fail-job",
                     self.request_timeout,
                 )
-                .query(&[("job_id", job_id)])
+                .query(&[("job_id", job_id.as_str())])
                 .json(&body)
                 .send()
                 .await?;
-            Self::read::<Value>(resp).await.map(|_| ())
+            Self::read::<WorkerAck>(resp).await.map(|_| ())
         })
         .retry(Self::retry_policy())
         .when(QueueError::is_transient)

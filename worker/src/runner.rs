@@ -3,7 +3,7 @@
 
 use crate::classify::{ErrorClass, JobError};
 use crate::health::{CurrentJob, Health, Outcome};
-use crate::queue_client::{FailReport, LeasedJob, Progress, QueueClient, QueueError};
+use crate::queue_client::{FailRequest, LeasedJob, Progress, QueueClient, QueueError};
 use crate::watch::{Follow, ProgressTracker, Stop, WatchEnd, WatchOptions};
 use comfy_adapter::ComfyAdapter;
 use comfy_adapter::model::job::{JobState, JobStatus};
@@ -127,7 +127,7 @@ async fn run_job_inner(
     tracing::Span::current().record("prompt_id", prompt_id.as_str());
     tracing::info!("job leased; running");
     ctx.health.set_job(Some(CurrentJob {
-        job_id: job.id.clone(),
+        job_id: job.id.to_string(),
         user_id: job.user_id.clone(),
         attempt: job.attempt,
         progress: Progress {
@@ -150,7 +150,7 @@ async fn run_job_inner(
     let heartbeat = {
         let queue = ctx.queue.clone();
         let health = ctx.health.clone();
-        let (job_id, token) = (job.id.clone(), job.lease_token.clone());
+        let (job_id, token) = (job.id, job.lease_token.clone());
         let stop_tx = stop_tx.clone();
         let progress_rx = progress_rx.clone();
         tokio::spawn(
@@ -174,7 +174,7 @@ async fn run_job_inner(
                     }
                     let p = progress_rx.borrow().clone();
                     health.set_progress(p.clone());
-                    match queue.heartbeat(&job_id, &token, &p).await {
+                    match queue.heartbeat(job_id, &token, &p).await {
                         Ok(r) if r.cancel_requested => {
                             tracing::info!("cancel requested through the queue");
                             stop_tx.send_if_modified(|s| {
@@ -342,21 +342,19 @@ async fn report(ctx: &RunContext, job: &LeasedJob, ran: Ran, total_ms: u64) -> J
                 t.insert("total_ms".into(), json!(total_ms));
             }
             (
-                ctx.queue.complete(&job.id, token, &result).await,
+                ctx.queue.complete(job.id, token, &result).await,
                 JobEnd::Completed,
             )
         }
         Ran::Failed(err) => {
             tracing::warn!(class = err.class.as_str(), retry = err.retryable, error = %err.message, "job failed");
-            let r = FailReport {
+            let r = FailRequest {
                 error: err.report_text(),
-                retry: err.retryable,
-                cancelled: false,
+                retry: Some(err.retryable),
+                cancelled: Some(false),
+                lease_token: Some(token.to_owned()),
             };
-            (
-                ctx.queue.fail(&job.id, token, &r).await,
-                JobEnd::Failed(err),
-            )
+            (ctx.queue.fail(job.id, &r).await, JobEnd::Failed(err))
         }
         Ran::Stopped(Stop::Abandon) => return JobEnd::LeaseLost,
         Ran::Stopped(Stop::Cancel) => {
@@ -364,24 +362,26 @@ async fn report(ctx: &RunContext, job: &LeasedJob, ran: Ran, total_ms: u64) -> J
                 ErrorClass::Cancelled,
                 "cancelled through the queue; the prompt was interrupted",
             );
-            let r = FailReport {
+            let r = FailRequest {
                 error: err.report_text(),
-                retry: false,
-                cancelled: true,
+                retry: Some(false),
+                cancelled: Some(true),
+                lease_token: Some(token.to_owned()),
             };
-            (ctx.queue.fail(&job.id, token, &r).await, JobEnd::Cancelled)
+            (ctx.queue.fail(job.id, &r).await, JobEnd::Cancelled)
         }
         Ran::Stopped(Stop::HandBack) => {
             let err = JobError::new(
                 ErrorClass::Shutdown,
                 "the worker is shutting down; handed back",
             );
-            let r = FailReport {
+            let r = FailRequest {
                 error: err.report_text(),
-                retry: true,
-                cancelled: false,
+                retry: Some(true),
+                cancelled: Some(false),
+                lease_token: Some(token.to_owned()),
             };
-            (ctx.queue.fail(&job.id, token, &r).await, JobEnd::HandedBack)
+            (ctx.queue.fail(job.id, &r).await, JobEnd::HandedBack)
         }
     };
     match result {

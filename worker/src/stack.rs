@@ -8,6 +8,7 @@ use comfy_queue::store::Store;
 use comfy_queue::store::redis::RedisStore;
 use comfy_queue::store::sqlite::SqliteStore;
 use comfy_queue::{AppState, Settings, app};
+use comfy_queue_api::Status;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -263,10 +264,10 @@ impl UserApi {
         timeout: Duration,
     ) -> Result<serde_json::Value, ApiError> {
         self.wait_for(id, timeout, |j| {
-            matches!(
-                j["status"].as_str(),
-                Some("completed" | "failed" | "cancelled")
-            )
+            j["status"]
+                .as_str()
+                .and_then(Status::parse)
+                .is_some_and(Status::is_terminal)
         })
         .await
     }

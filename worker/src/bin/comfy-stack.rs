@@ -9,6 +9,7 @@
 use anyhow::Context;
 use clap::Parser;
 use comfy_adapter::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use comfy_queue_api::Status;
 use comfy_worker::Worker;
 use comfy_worker::config::Config as WorkerConfig;
 use comfy_worker::stack::{Backend, QueueOptions, start_queue};
@@ -162,7 +163,7 @@ async fn run_demo(queue_url: &str, workflows: &std::path::Path) -> anyhow::Resul
                 continue;
             };
             let status = job["status"].as_str().unwrap_or_default();
-            if matches!(status, "completed" | "failed" | "cancelled") {
+            if Status::parse(status).is_some_and(Status::is_terminal) {
                 ended[i] = true;
                 let secs = at.elapsed().as_secs_f64();
                 match status {
