@@ -4,7 +4,7 @@
 //! definition of the wire format instead of two hand-kept copies.
 //!
 //! What lives here is only what crosses the wire between queue and worker
-//! (`docs/queue.md`, "Worker API"):
+//! (`docs/queue.md`, "Workers"):
 //!
 //! - [`RegisterRequest`]: `POST /api/workers/register` body;
 //! - [`NextJobResponse`] / [`LeasedJob`]: `GET /api/workers/next-job` answer,
