@@ -242,24 +242,8 @@ impl QueueClient {
             result: result.clone(),
             lease_token: Some(lease_token.to_owned()),
         };
-        let job_id = job_id.to_string();
-        (|| async {
-            let resp = self
-                .request(
-                    reqwest::Method::POST,
-                    "/api/workers/complete-job",
-                    self.request_timeout,
-                )
-                .query(&[("job_id", job_id.as_str())])
-                .json(&body)
-                .send()
-                .await?;
-            Self::read::<WorkerAck>(resp).await.map(|_| ())
-        })
-        .retry(Self::retry_policy())
-        .when(QueueError::is_transient)
-        .notify(|e, d| tracing::warn!(error = %e, retry_in = ?d, "complete-job failed; retrying"))
-        .await
+        self.post_ack("/api/workers/complete-job", job_id, &body)
+            .await
     }
 
     /// Reports failure (repeated on transient errors); `report.error` is cut
@@ -269,23 +253,33 @@ impl QueueClient {
             error: truncate(report.error.clone(), 10_000),
             ..report.clone()
         };
+        self.post_ack("/api/workers/fail-job", job_id, &body).await
+    }
+
+    /// POSTs `body` for `job_id` to a worker route that answers a
+    /// [`WorkerAck`], repeating on transient errors.
+    async fn post_ack(
+        &self,
+        path: &'static str,
+        job_id: Uuid,
+        body: &impl serde::Serialize,
+    ) -> Result<(), QueueError> {
         let job_id = job_id.to_string();
         (|| async {
             let resp = self
-                .request(
-                    reqwest::Method::POST,
-                    "/api/workers/fail-job",
-                    self.request_timeout,
-                )
+                .request(reqwest::Method::POST, path, self.request_timeout)
                 .query(&[("job_id", job_id.as_str())])
-                .json(&body)
+                .json(body)
                 .send()
                 .await?;
             Self::read::<WorkerAck>(resp).await.map(|_| ())
         })
         .retry(Self::retry_policy())
         .when(QueueError::is_transient)
-        .notify(|e, d| tracing::warn!(error = %e, retry_in = ?d, "fail-job failed; retrying"))
+        .notify(|e, d| {
+            let route = path.trim_start_matches("/api/workers/");
+            tracing::warn!(error = %e, retry_in = ?d, "{route} failed; retrying");
+        })
         .await
     }
 }
