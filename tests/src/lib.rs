@@ -53,6 +53,20 @@ impl TestQueue {
     pub fn url(&self) -> String {
         self.queue.url()
     }
+
+    /// Submits `prompt` as `user` with the seed's single-job metadata;
+    /// returns the new job's id (panics on any other answer).
+    pub async fn submit(&self, user: &str, prompt: &Value) -> String {
+        let job = self
+            .api
+            .submit(user, prompt, seed_metadata())
+            .await
+            .unwrap_or_else(|e| panic!("submit as {user}: {e}"));
+        job["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no id in {job}"))
+            .to_owned()
+    }
 }
 
 fn options(backend: Backend, max_attempts: u32) -> QueueOptions {

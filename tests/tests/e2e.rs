@@ -21,13 +21,8 @@ async fn completes_on(q: &TestQueue, version: &str) {
         &emu.url(),
         &format!("w-{}", version.replace('.', "-")),
     ));
-    let job = q
-        .api
-        .submit("user001", &image_prompt("e2e"), seed_metadata())
-        .await
-        .unwrap();
-    let id = job["id"].as_str().unwrap();
-    let done = q.api.wait_terminal(id, T).await.unwrap();
+    let id = q.submit("user001", &image_prompt("e2e")).await;
+    let done = q.api.wait_terminal(&id, T).await.unwrap();
     assert_eq!(done["status"], "completed", "{version}: {done}");
     assert_eq!(attempts(&done), 1);
     let result = &done["result"];
@@ -98,14 +93,7 @@ async fn validation_and_execution_errors_are_classified_and_not_retried() {
         let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-errors"));
 
         let bad = json!({"1": {"class_type": "DoesNotExist", "inputs": {}}});
-        let id = q
-            .api
-            .submit("user002", &bad, seed_metadata())
-            .await
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = q.submit("user002", &bad).await;
         let job = q.api.wait_terminal(&id, T).await.unwrap();
         assert_eq!(job["status"], "failed", "{v}: {job}");
         assert_eq!(attempts(&job), 1, "{v}: not retried");
@@ -120,14 +108,7 @@ async fn validation_and_execution_errors_are_classified_and_not_retried() {
             "/../workflows/api-ground-truth/1.37.11/image_flux2_klein_text_to_image.api.json"
         );
         let flux: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        let id = q
-            .api
-            .submit("user002", &flux, seed_metadata())
-            .await
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = q.submit("user002", &flux).await;
         let job = q.api.wait_terminal(&id, T).await.unwrap();
         assert_eq!(job["status"], "failed", "{v}: {job}");
         assert_eq!(attempts(&job), 1, "{v}: not retried");
@@ -151,14 +132,7 @@ async fn validation_and_execution_errors_are_classified_and_not_retried() {
         }
 
         let outside = image_prompt("../../outside");
-        let id = q
-            .api
-            .submit("user002", &outside, seed_metadata())
-            .await
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = q.submit("user002", &outside).await;
         let job = q.api.wait_terminal(&id, T).await.unwrap();
         assert_eq!(job["status"], "failed", "{v}: {job}");
         assert_eq!(attempts(&job), 1, "{v}: not retried");
@@ -189,14 +163,7 @@ async fn out_of_memory_is_retried_then_given_up() {
     let q = sqlite_queue(2).await;
     let emu = emulator("0.11.1", 5).await;
     let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-oom"));
-    let id = q
-        .api
-        .submit("user003", &image_prompt("emulator_oom"), seed_metadata())
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = q.submit("user003", &image_prompt("emulator_oom")).await;
     let job = q.api.wait_terminal(&id, T).await.unwrap();
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(
@@ -217,14 +184,7 @@ async fn cancel_of_a_running_job_interrupts_the_prompt() {
     for v in ["0.3.64", "0.11.1", "0.33.0"] {
         let emu = emulator(v, 5).await;
         let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-cancel"));
-        let id = q
-            .api
-            .submit("user004", &image_prompt("emulator_stall"), seed_metadata())
-            .await
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = q.submit("user004", &image_prompt("emulator_stall")).await;
         q.api
             .wait_for(&id, T, |j| j["status"] == "running")
             .await
@@ -269,14 +229,7 @@ async fn a_silent_websocket_never_hangs_a_job() {
         ..Faults::default()
     });
     let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-silent"));
-    let id = q
-        .api
-        .submit("user005", &image_prompt("quiet"), seed_metadata())
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = q.submit("user005", &image_prompt("quiet")).await;
     let job = q.api.wait_terminal(&id, T).await.unwrap();
     assert_eq!(job["status"], "completed", "{job}");
     worker.stop().await;
@@ -288,14 +241,7 @@ async fn restarted_mid_job(before: &str, after: &str) {
     let emu = emulator(before, 800).await;
     let addr = emu.addr();
     let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-upgrade"));
-    let id = q
-        .api
-        .submit("user006", &image_prompt("upgrade"), seed_metadata())
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = q.submit("user006", &image_prompt("upgrade")).await;
     let deadline = tokio::time::Instant::now() + T;
     while emu.running().is_none() {
         assert!(tokio::time::Instant::now() < deadline);
