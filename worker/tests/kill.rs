@@ -23,6 +23,12 @@ fn meta() -> Value {
     json!({"batch_index": 0, "batch_total": 1})
 }
 
+/// Submits `workflow` as `user` with single-job metadata; the new job's id.
+async fn submit(api: &UserApi, user: &str, workflow: &Value) -> String {
+    let job = api.submit(user, workflow, meta()).await.unwrap();
+    job["id"].as_str().unwrap().to_owned()
+}
+
 async fn queue(dir: &tempfile::TempDir, max_attempts: u32) -> (RunningQueue, UserApi) {
     let mut o = QueueOptions::sqlite(dir.path().join("q.db")).short_leases(LEASE);
     o.settings.max_attempts = max_attempts;
@@ -89,13 +95,7 @@ async fn a_job_of_a_killed_worker_is_rerun_by_another_and_completed_once() {
     let (q, api) = queue(&dir, 3).await;
     let emu = emulator(1500).await;
     let mut a = spawn_worker(&q.url(), &emu.url(), "victim");
-    let id = api
-        .submit("user001", &prompt("kill"), meta())
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = submit(&api, "user001", &prompt("kill")).await;
     api.wait_for(&id, Duration::from_secs(20), |j| {
         j["status"] == "running" && j["worker_id"] == "victim"
     })
@@ -243,13 +243,7 @@ async fn sigterm_finishes_a_short_job_and_hands_back_a_long_one() {
 
     // Short job: finishes within the 0.5 s grace period.
     let mut w = spawn_worker(&q.url(), &emu.url(), "term-1");
-    let id = api
-        .submit("user001", &prompt("short"), meta())
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = submit(&api, "user001", &prompt("short")).await;
     api.wait_for(&id, Duration::from_secs(20), |j| j["status"] == "running")
         .await
         .unwrap();
@@ -261,13 +255,7 @@ async fn sigterm_finishes_a_short_job_and_hands_back_a_long_one() {
     // Stalled job: interrupted after the grace period and handed back at once
     // (well before its lease would expire).
     let mut w = spawn_worker(&q.url(), &emu.url(), "term-2");
-    let id = api
-        .submit("user001", &prompt("emulator_stall"), meta())
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = submit(&api, "user001", &prompt("emulator_stall")).await;
     api.wait_for(&id, Duration::from_secs(20), |j| j["status"] == "running")
         .await
         .unwrap();
