@@ -20,6 +20,10 @@ impl Drop for Proc {
     }
 }
 
+async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> T {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 async fn start(db: &std::path::Path, port: u16) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_comfy-queue"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -75,14 +79,11 @@ async fn sigkill_loses_no_acknowledged_job_and_requeues_the_leased_one() {
         .json::<Value>()
         .await
         .unwrap();
-    let leased: Value = http
-        .get(format!("{base}/api/workers/next-job?worker_id=gpu-1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let leased: Value = get_json(
+        &http,
+        &format!("{base}/api/workers/next-job?worker_id=gpu-1"),
+    )
+    .await;
     assert_eq!(leased["job"]["id"], first["id"]);
 
     // Submit continuously from 4 clients, and kill the server in the middle of it.
@@ -126,30 +127,14 @@ async fn sigkill_loses_no_acknowledged_job_and_requeues_the_leased_one() {
     );
 
     let _server = start(&db, port).await;
-    let all: Vec<Value> = http
-        .get(format!("{base}/api/jobs?limit=1000&status=pending"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut stored: std::collections::HashSet<String> = all
-        .iter()
-        .map(|j| j["id"].as_str().unwrap().to_owned())
-        .collect();
-    let mut offset = 1000;
+    let mut stored = std::collections::HashSet::new();
+    let mut offset = 0;
     while stored.len() < acked.len() {
-        let page: Vec<Value> = http
-            .get(format!(
-                "{base}/api/jobs?limit=1000&status=pending&offset={offset}"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Vec<Value> = get_json(
+            &http,
+            &format!("{base}/api/jobs?limit=1000&status=pending&offset={offset}"),
+        )
+        .await;
         if page.is_empty() {
             break;
         }
@@ -163,14 +148,7 @@ async fn sigkill_loses_no_acknowledged_job_and_requeues_the_leased_one() {
 
     // The job leased before the crash is still leased (its lease is on disk) ...
     let id = first["id"].as_str().unwrap();
-    let job: Value = http
-        .get(format!("{base}/api/jobs/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job: Value = get_json(&http, &format!("{base}/api/jobs/{id}")).await;
     assert!(
         job["status"] == "running" || job["status"] == "pending",
         "{job}"
@@ -178,14 +156,7 @@ async fn sigkill_loses_no_acknowledged_job_and_requeues_the_leased_one() {
     // ... and the reaper takes it back once the 1 s lease is over.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let job: Value = http
-            .get(format!("{base}/api/jobs/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let job: Value = get_json(&http, &format!("{base}/api/jobs/{id}")).await;
         if job["status"] == "pending" {
             assert_eq!(job["history"][0]["outcome"], "lease_expired");
             assert_eq!(job["attempts"], 1);
