@@ -336,25 +336,18 @@ async fn finished(
 
 async fn report(ctx: &RunContext, job: &LeasedJob, ran: Ran, total_ms: u64) -> JobEnd {
     let token = job.lease_token.as_str();
-    let (result, end) = match ran {
+    // Every end but success is a fail report; only these facts differ.
+    let (error, retry, cancelled, end) = match ran {
         Ran::Succeeded(mut result) => {
             if let Some(t) = result.get_mut("timings").and_then(Value::as_object_mut) {
                 t.insert("total_ms".into(), json!(total_ms));
             }
-            (
-                ctx.queue.complete(job.id, token, &result).await,
-                JobEnd::Completed,
-            )
+            let sent = ctx.queue.complete(job.id, token, &result).await;
+            return reported(sent, JobEnd::Completed, total_ms);
         }
         Ran::Failed(err) => {
             tracing::warn!(class = err.class.as_str(), retry = err.retryable, error = %err.message, "job failed");
-            let r = FailRequest {
-                error: err.report_text(),
-                retry: Some(err.retryable),
-                cancelled: Some(false),
-                lease_token: Some(token.to_owned()),
-            };
-            (ctx.queue.fail(job.id, &r).await, JobEnd::Failed(err))
+            (err.report_text(), err.retryable, false, JobEnd::Failed(err))
         }
         Ran::Stopped(Stop::Abandon) => return JobEnd::LeaseLost,
         Ran::Stopped(Stop::Cancel) => {
@@ -362,28 +355,27 @@ async fn report(ctx: &RunContext, job: &LeasedJob, ran: Ran, total_ms: u64) -> J
                 ErrorClass::Cancelled,
                 "cancelled through the queue; the prompt was interrupted",
             );
-            let r = FailRequest {
-                error: err.report_text(),
-                retry: Some(false),
-                cancelled: Some(true),
-                lease_token: Some(token.to_owned()),
-            };
-            (ctx.queue.fail(job.id, &r).await, JobEnd::Cancelled)
+            (err.report_text(), false, true, JobEnd::Cancelled)
         }
         Ran::Stopped(Stop::HandBack) => {
             let err = JobError::new(
                 ErrorClass::Shutdown,
                 "the worker is shutting down; handed back",
             );
-            let r = FailRequest {
-                error: err.report_text(),
-                retry: Some(true),
-                cancelled: Some(false),
-                lease_token: Some(token.to_owned()),
-            };
-            (ctx.queue.fail(job.id, &r).await, JobEnd::HandedBack)
+            (err.report_text(), true, false, JobEnd::HandedBack)
         }
     };
+    let r = FailRequest {
+        error,
+        retry: Some(retry),
+        cancelled: Some(cancelled),
+        lease_token: Some(token.to_owned()),
+    };
+    reported(ctx.queue.fail(job.id, &r).await, end, total_ms)
+}
+
+/// What a job ended as, once its report was sent (or could not be).
+fn reported(result: Result<(), QueueError>, end: JobEnd, total_ms: u64) -> JobEnd {
     match result {
         Ok(()) => {
             tracing::info!(total_ms, "reported");
