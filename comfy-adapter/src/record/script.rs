@@ -184,6 +184,17 @@ async fn probe_with(
     Ok(())
 }
 
+/// Probes that need nothing from earlier ones, in order.
+async fn probe_each(
+    s: &mut Session<'_>,
+    probes: impl IntoIterator<Item = (&'static str, Request)>,
+) -> Result<(), RecordError> {
+    for (name, request) in probes {
+        s.probe(name, request).await?;
+    }
+    Ok(())
+}
+
 /// Runs every probe in order.
 pub(crate) async fn run(s: &mut Session<'_>) -> Result<(), RecordError> {
     server_facts(s).await?;
@@ -202,17 +213,20 @@ pub(crate) async fn run(s: &mut Session<'_>) -> Result<(), RecordError> {
 
 /// 001–022: what the server is, its catalogue, an empty queue and history.
 async fn server_facts(s: &mut Session<'_>) -> Result<(), RecordError> {
-    s.probe("system_stats", Request::get("/system_stats"))
-        .await?;
-    s.probe("api-system_stats", Request::get("/api/system_stats"))
-        .await?;
-    s.probe("features", Request::get("/features")).await?;
-    s.probe("embeddings", Request::get("/embeddings")).await?;
-    s.probe("models-list", Request::get("/models")).await?;
-    s.probe("models-checkpoints", Request::get("/models/checkpoints"))
-        .await?;
-    s.probe("extensions", Request::get("/extensions")).await?;
-    s.probe("users", Request::get("/users")).await?;
+    probe_each(
+        s,
+        [
+            ("system_stats", Request::get("/system_stats")),
+            ("api-system_stats", Request::get("/api/system_stats")),
+            ("features", Request::get("/features")),
+            ("embeddings", Request::get("/embeddings")),
+            ("models-list", Request::get("/models")),
+            ("models-checkpoints", Request::get("/models/checkpoints")),
+            ("extensions", Request::get("/extensions")),
+            ("users", Request::get("/users")),
+        ],
+    )
+    .await?;
     for node in SINGLE_NODES {
         s.probe(
             &format!("object_info-{node}"),
@@ -220,20 +234,22 @@ async fn server_facts(s: &mut Session<'_>) -> Result<(), RecordError> {
         )
         .await?;
     }
-    s.probe("object_info-summary", Request::get("/object_info"))
-        .await?;
-    s.probe(
-        "object_info-unknown",
-        Request::get("/object_info/NoSuchNode"),
+    probe_each(
+        s,
+        [
+            ("object_info-summary", Request::get("/object_info")),
+            (
+                "object_info-unknown",
+                Request::get("/object_info/NoSuchNode"),
+            ),
+            ("object_info-full", Request::get("/object_info")),
+            ("queue-empty", Request::get("/queue")),
+            ("history-empty", Request::get("/history")),
+            ("history-unknown-id", history(ZERO_ID)),
+            ("jobs-empty", Request::get("/api/jobs")),
+        ],
     )
-    .await?;
-    s.probe("object_info-full", Request::get("/object_info"))
-        .await?;
-    s.probe("queue-empty", Request::get("/queue")).await?;
-    s.probe("history-empty", Request::get("/history")).await?;
-    s.probe("history-unknown-id", history(ZERO_ID)).await?;
-    s.probe("jobs-empty", Request::get("/api/jobs")).await?;
-    Ok(())
+    .await
 }
 
 /// What later probes need from the first runs.
@@ -614,39 +630,33 @@ async fn jobs_cancel(s: &mut Session<'_>) -> Result<(), RecordError> {
 
 /// 071–080: history and jobs listings, paging, bad parameters, deletion.
 async fn listings(s: &mut Session<'_>, cached: Option<&str>) -> Result<(), RecordError> {
-    s.probe(
-        "history-max_items-2",
-        Request::get("/history").query("max_items", "2"),
+    let jobs = || Request::get("/api/jobs");
+    probe_each(
+        s,
+        [
+            (
+                "history-max_items-2",
+                Request::get("/history").query("max_items", "2"),
+            ),
+            (
+                "history-bad-max_items",
+                Request::get("/history").query("max_items", "abc"),
+            ),
+            ("jobs-list", jobs().query("limit", "3")),
+            (
+                "jobs-list-asc-offset",
+                jobs()
+                    .query("limit", "2")
+                    .query("offset", "1")
+                    .query("sort_order", "asc"),
+            ),
+            ("jobs-bad-status", jobs().query("status", "running")),
+            ("jobs-bad-limit", jobs().query("limit", "0")),
+            ("jobs-unknown-id", job(ZERO_ID)),
+            ("jobs-without-api-prefix", Request::get("/jobs")),
+        ],
     )
     .await?;
-    s.probe(
-        "history-bad-max_items",
-        Request::get("/history").query("max_items", "abc"),
-    )
-    .await?;
-    s.probe("jobs-list", Request::get("/api/jobs").query("limit", "3"))
-        .await?;
-    s.probe(
-        "jobs-list-asc-offset",
-        Request::get("/api/jobs")
-            .query("limit", "2")
-            .query("offset", "1")
-            .query("sort_order", "asc"),
-    )
-    .await?;
-    s.probe(
-        "jobs-bad-status",
-        Request::get("/api/jobs").query("status", "running"),
-    )
-    .await?;
-    s.probe(
-        "jobs-bad-limit",
-        Request::get("/api/jobs").query("limit", "0"),
-    )
-    .await?;
-    s.probe("jobs-unknown-id", job(ZERO_ID)).await?;
-    s.probe("jobs-without-api-prefix", Request::get("/jobs"))
-        .await?;
     probe_with(s, "history-delete-one", cached, "run-cached-submit", |id| {
         post_json("/history", json!({"delete": [id]}))
     })
@@ -793,110 +803,98 @@ async fn files(s: &mut Session<'_>, output: Option<&(String, String)>) -> Result
 /// 093–116: userdata with encoded, nested and space-containing paths.
 async fn userdata(s: &mut Session<'_>) -> Result<(), RecordError> {
     let list = || Request::get("/userdata").query("dir", "workflows");
-    s.probe("userdata-list-missing-dir", list()).await?;
-    s.probe(
-        "userdata-post-encoded",
-        workflow_post("workflows%2Ffixture_template.json"),
+    let move_to = |from: &str, to: &str| {
+        Request::post(format!("/userdata/{from}/move/{to}"), RequestBody::None)
+    };
+    probe_each(
+        s,
+        [
+            ("userdata-list-missing-dir", list()),
+            (
+                "userdata-post-encoded",
+                workflow_post("workflows%2Ffixture_template.json"),
+            ),
+            (
+                "userdata-post-nested",
+                workflow_post("workflows%2Fteam%2Fnested%20name.json"),
+            ),
+            (
+                "userdata-post-no-overwrite-conflict",
+                workflow_post("workflows%2Ffixture_template.json").query("overwrite", "false"),
+            ),
+            (
+                "userdata-post-full_info",
+                workflow_post("workflows%2Ffull_info.json").query("full_info", "true"),
+            ),
+            ("userdata-list", list()),
+            ("userdata-list-recurse", list().query("recurse", "true")),
+            (
+                "userdata-list-full_info",
+                list().query("recurse", "true").query("full_info", "true"),
+            ),
+            (
+                "userdata-list-split",
+                list().query("recurse", "true").query("split", "true"),
+            ),
+            (
+                "api-userdata-list",
+                Request::get("/api/userdata").query("dir", "workflows"),
+            ),
+            ("v2-userdata-root", Request::get("/v2/userdata")),
+            (
+                "v2-userdata-workflows",
+                Request::get("/v2/userdata").query("path", "workflows"),
+            ),
+            (
+                "userdata-get-encoded",
+                Request::get("/userdata/workflows%2Ffixture_template.json"),
+            ),
+            (
+                "api-userdata-get-encoded",
+                Request::get("/api/userdata/workflows%2Ffixture_template.json"),
+            ),
+            (
+                "userdata-get-unencoded-slash",
+                Request::get("/userdata/workflows/fixture_template.json"),
+            ),
+            (
+                "userdata-get-nested-space",
+                Request::get("/userdata/workflows%2Fteam%2Fnested%20name.json"),
+            ),
+            (
+                "userdata-get-missing",
+                Request::get("/userdata/workflows%2Fnope.json"),
+            ),
+            (
+                "userdata-get-traversal",
+                Request::get("/userdata/..%2F..%2Fcomfy.settings.json"),
+            ),
+            (
+                "userdata-get-traversal-2",
+                Request::get("/userdata/workflows%2F..%2F..%2F..%2Fserver.py"),
+            ),
+            (
+                "userdata-move",
+                move_to("workflows%2Ffull_info.json", "workflows%2Frenamed.json"),
+            ),
+            (
+                "userdata-move-conflict",
+                move_to(
+                    "workflows%2Frenamed.json",
+                    "workflows%2Ffixture_template.json",
+                )
+                .query("overwrite", "false"),
+            ),
+            (
+                "userdata-delete",
+                Request::delete("/userdata/workflows%2Frenamed.json"),
+            ),
+            (
+                "userdata-delete-missing",
+                Request::delete("/userdata/workflows%2Frenamed.json"),
+            ),
+            ("userdata-list-after", list().query("recurse", "true")),
+        ],
     )
-    .await?;
-    s.probe(
-        "userdata-post-nested",
-        workflow_post("workflows%2Fteam%2Fnested%20name.json"),
-    )
-    .await?;
-    s.probe(
-        "userdata-post-no-overwrite-conflict",
-        workflow_post("workflows%2Ffixture_template.json").query("overwrite", "false"),
-    )
-    .await?;
-    s.probe(
-        "userdata-post-full_info",
-        workflow_post("workflows%2Ffull_info.json").query("full_info", "true"),
-    )
-    .await?;
-    s.probe("userdata-list", list()).await?;
-    s.probe("userdata-list-recurse", list().query("recurse", "true"))
-        .await?;
-    s.probe(
-        "userdata-list-full_info",
-        list().query("recurse", "true").query("full_info", "true"),
-    )
-    .await?;
-    s.probe(
-        "userdata-list-split",
-        list().query("recurse", "true").query("split", "true"),
-    )
-    .await?;
-    s.probe(
-        "api-userdata-list",
-        Request::get("/api/userdata").query("dir", "workflows"),
-    )
-    .await?;
-    s.probe("v2-userdata-root", Request::get("/v2/userdata"))
-        .await?;
-    s.probe(
-        "v2-userdata-workflows",
-        Request::get("/v2/userdata").query("path", "workflows"),
-    )
-    .await?;
-    let reads = [
-        (
-            "userdata-get-encoded",
-            "/userdata/workflows%2Ffixture_template.json",
-        ),
-        (
-            "api-userdata-get-encoded",
-            "/api/userdata/workflows%2Ffixture_template.json",
-        ),
-        (
-            "userdata-get-unencoded-slash",
-            "/userdata/workflows/fixture_template.json",
-        ),
-        (
-            "userdata-get-nested-space",
-            "/userdata/workflows%2Fteam%2Fnested%20name.json",
-        ),
-        ("userdata-get-missing", "/userdata/workflows%2Fnope.json"),
-        (
-            "userdata-get-traversal",
-            "/userdata/..%2F..%2Fcomfy.settings.json",
-        ),
-        (
-            "userdata-get-traversal-2",
-            "/userdata/workflows%2F..%2F..%2F..%2Fserver.py",
-        ),
-    ];
-    for (name, path) in reads {
-        s.probe(name, Request::get(path)).await?;
-    }
-    s.probe(
-        "userdata-move",
-        Request::post(
-            "/userdata/workflows%2Ffull_info.json/move/workflows%2Frenamed.json",
-            RequestBody::None,
-        ),
-    )
-    .await?;
-    s.probe(
-        "userdata-move-conflict",
-        Request::post(
-            "/userdata/workflows%2Frenamed.json/move/workflows%2Ffixture_template.json",
-            RequestBody::None,
-        )
-        .query("overwrite", "false"),
-    )
-    .await?;
-    s.probe(
-        "userdata-delete",
-        Request::delete("/userdata/workflows%2Frenamed.json"),
-    )
-    .await?;
-    s.probe(
-        "userdata-delete-missing",
-        Request::delete("/userdata/workflows%2Frenamed.json"),
-    )
-    .await?;
-    s.probe("userdata-list-after", list().query("recurse", "true"))
-        .await?;
-    Ok(())
+    .await
 }
