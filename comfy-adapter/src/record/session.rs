@@ -27,7 +27,6 @@ pub(crate) struct Session<'a> {
     /// Userdata files we wrote (encoded paths): deleted unless already gone.
     created_files: Vec<String>,
     uploaded: bool,
-    outputs_written: bool,
 }
 
 impl<'a> Session<'a> {
@@ -82,7 +81,6 @@ impl<'a> Session<'a> {
             created_prompts: Vec::new(),
             created_files: Vec::new(),
             uploaded: false,
-            outputs_written: false,
         })
     }
 
@@ -195,7 +193,6 @@ impl<'a> Session<'a> {
         if request.path == "/prompt" {
             if let Some(id) = prompt_id_of(resp) {
                 self.created_prompts.push(id);
-                self.outputs_written = true;
             }
         } else if request.path == "/upload/image" {
             self.uploaded = true;
@@ -300,7 +297,8 @@ impl<'a> Session<'a> {
                     .into(),
             );
         }
-        if self.outputs_written {
+        // Every accepted prompt may have written output files.
+        if !self.created_prompts.is_empty() {
             self.report.left_behind.push(
                 "output files of the probe prompts (fixture_ok_*, slow_*, video/fixture*, audio/fixture*, anim_fixture*, temp previews)"
                     .into(),
