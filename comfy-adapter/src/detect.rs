@@ -14,13 +14,22 @@ use crate::http::{Body, HttpCore, Timeouts};
 use crate::line::{Adapter, CancelApi, JobsApi, Legacy};
 use crate::model::server::{Capabilities, Line, ServerInfo};
 use crate::normalize;
+use crate::releases;
 use serde_json::json;
 use std::sync::Arc;
 
-/// The newest release line this crate was tested against (0.33.x).
-pub const NEWEST_TESTED: (u64, u64) = (0, 33);
-/// The oldest (0.3.x).
-pub const OLDEST_TESTED: (u64, u64) = (0, 3);
+/// `major.minor` of the newest recorded release ([`releases::newest`]):
+/// anything newer is outside the tested range.
+pub fn newest_tested() -> (u64, u64) {
+    let v = releases::newest().semver();
+    (v.major, v.minor)
+}
+
+/// `major.minor` of the oldest recorded release ([`releases::oldest`]).
+pub fn oldest_tested() -> (u64, u64) {
+    let v = releases::oldest().semver();
+    (v.major, v.minor)
+}
 
 /// How to detect.
 #[derive(Debug, Clone, Default)]
@@ -89,7 +98,7 @@ pub async fn detect(url: &str, options: &DetectOptions) -> Result<Detection> {
         (Some(v), reported) => {
             let reported = reported.unwrap_or_default();
             let by_version = Line::for_version(v);
-            let (mm, oldest, newest) = ((v.major, v.minor), OLDEST_TESTED, NEWEST_TESTED);
+            let (mm, oldest, newest) = ((v.major, v.minor), oldest_tested(), newest_tested());
             if mm > newest || mm < oldest {
                 let why = format!(
                     "ComfyUI {reported} is outside the tested range {}.{} – {}.{}",

@@ -20,13 +20,13 @@ use percent_encoding::utf8_percent_encode;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-pub(crate) async fn system_stats(core: &HttpCore) -> Result<ServerInfo> {
+pub async fn system_stats(core: &HttpCore) -> Result<ServerInfo> {
     let resp = core.get("/system_stats", &[]).await?.ok("/system_stats")?;
     let stats: wire::system::SystemStats = resp.json("/system_stats")?;
     Ok(normalize::server_info(stats))
 }
 
-pub(crate) async fn features(core: &HttpCore) -> Result<Option<wire::system::Features>> {
+pub async fn features(core: &HttpCore) -> Result<Option<wire::system::Features>> {
     let resp = core.get("/features", &[]).await?;
     if resp.status == 404 {
         return Ok(None);
@@ -35,7 +35,7 @@ pub(crate) async fn features(core: &HttpCore) -> Result<Option<wire::system::Fea
 }
 
 /// `POST /prompt` with `prompt_id` already decided.
-pub(crate) async fn post_prompt(
+pub async fn post_prompt(
     core: &HttpCore,
     req: &PromptRequest,
     prompt_id: &str,
@@ -66,7 +66,7 @@ pub(crate) async fn post_prompt(
     }
 }
 
-pub(crate) async fn queue(core: &HttpCore) -> Result<QueueSnapshot> {
+pub async fn queue(core: &HttpCore) -> Result<QueueSnapshot> {
     let q: wire::queue::QueueWire = core
         .get("/queue", &[])
         .await?
@@ -75,7 +75,7 @@ pub(crate) async fn queue(core: &HttpCore) -> Result<QueueSnapshot> {
     Ok(normalize::queue_snapshot(&q))
 }
 
-pub(crate) async fn queue_remaining(core: &HttpCore) -> Result<u64> {
+pub async fn queue_remaining(core: &HttpCore) -> Result<u64> {
     let info: wire::queue::PromptInfo = core
         .get("/prompt", &[])
         .await?
@@ -84,14 +84,14 @@ pub(crate) async fn queue_remaining(core: &HttpCore) -> Result<u64> {
     Ok(info.exec_info.queue_remaining)
 }
 
-pub(crate) async fn post_queue(core: &HttpCore, body: Value) -> Result<()> {
+pub async fn post_queue(core: &HttpCore, body: Value) -> Result<()> {
     core.post("/queue", &[], Body::Json(body))
         .await?
         .ok("POST /queue")?;
     Ok(())
 }
 
-pub(crate) async fn interrupt(core: &HttpCore, prompt_id: Option<&str>) -> Result<()> {
+pub async fn interrupt(core: &HttpCore, prompt_id: Option<&str>) -> Result<()> {
     let body = match prompt_id {
         Some(id) => json!({ "prompt_id": id }),
         None => json!({}),
@@ -102,7 +102,7 @@ pub(crate) async fn interrupt(core: &HttpCore, prompt_id: Option<&str>) -> Resul
     Ok(())
 }
 
-pub(crate) async fn delete_history(core: &HttpCore, ids: &[String]) -> Result<()> {
+pub async fn delete_history(core: &HttpCore, ids: &[String]) -> Result<()> {
     core.post("/history", &[], Body::Json(json!({ "delete": ids })))
         .await?
         .ok("POST /history")?;
@@ -110,7 +110,7 @@ pub(crate) async fn delete_history(core: &HttpCore, ids: &[String]) -> Result<()
 }
 
 /// `GET /history/{id}`: `None` when the server does not have it (`{}`).
-pub(crate) async fn history_item(
+pub async fn history_item(
     core: &HttpCore,
     prompt_id: &str,
 ) -> Result<Option<wire::history::HistoryItem>> {
@@ -127,7 +127,7 @@ pub(crate) async fn history_item(
         .map(|(_, item)| item))
 }
 
-pub(crate) async fn history_all(core: &HttpCore) -> Result<Vec<normalize::HistoryEntry>> {
+pub async fn history_all(core: &HttpCore) -> Result<Vec<normalize::HistoryEntry>> {
     let resp = core.get("/history", &[]).await?.ok("/history")?;
     normalize::history_entries_from_slice(&resp.body).map_err(|e| ComfyError::Decode {
         what: "/history".into(),
@@ -135,7 +135,7 @@ pub(crate) async fn history_all(core: &HttpCore) -> Result<Vec<normalize::Histor
     })
 }
 
-pub(crate) async fn free(core: &HttpCore, unload_models: bool, free_memory: bool) -> Result<()> {
+pub async fn free(core: &HttpCore, unload_models: bool, free_memory: bool) -> Result<()> {
     let body = json!({ "unload_models": unload_models, "free_memory": free_memory });
     core.post("/free", &[], Body::Json(body))
         .await?
@@ -143,7 +143,7 @@ pub(crate) async fn free(core: &HttpCore, unload_models: bool, free_memory: bool
     Ok(())
 }
 
-pub(crate) async fn object_info(core: &HttpCore, class: Option<&str>) -> Result<NodeCatalogue> {
+pub async fn object_info(core: &HttpCore, class: Option<&str>) -> Result<NodeCatalogue> {
     let path = match class {
         Some(c) => format!("/object_info/{}", encode_segment(c)),
         None => "/object_info".to_owned(),
@@ -163,7 +163,7 @@ pub(crate) async fn object_info(core: &HttpCore, class: Option<&str>) -> Result<
     Ok(map)
 }
 
-pub(crate) async fn upload_image(
+pub async fn upload_image(
     core: &HttpCore,
     filename: &str,
     bytes: Bytes,
@@ -195,7 +195,7 @@ pub(crate) async fn upload_image(
     })
 }
 
-pub(crate) async fn view(core: &HttpCore, file: &FileRef) -> Result<Bytes> {
+pub async fn view(core: &HttpCore, file: &FileRef) -> Result<Bytes> {
     let query = [
         ("filename", file.filename.as_str()),
         ("subfolder", file.subfolder.as_str()),
@@ -215,7 +215,7 @@ fn flag(name: &str, on: bool) -> Option<(&str, &str)> {
     on.then_some((name, "true"))
 }
 
-pub(crate) async fn userdata_list(
+pub async fn userdata_list(
     core: &HttpCore,
     line: Line,
     dir: &UserdataPath,
@@ -248,7 +248,7 @@ pub(crate) async fn userdata_list(
     }
 }
 
-pub(crate) async fn userdata_tree(
+pub async fn userdata_tree(
     core: &HttpCore,
     dir: Option<&UserdataPath>,
 ) -> Result<Vec<UserdataTreeEntry>> {
@@ -261,7 +261,7 @@ pub(crate) async fn userdata_tree(
     Ok(list.into_iter().map(normalize::tree_entry).collect())
 }
 
-pub(crate) async fn userdata_get(core: &HttpCore, path: &UserdataPath) -> Result<Bytes> {
+pub async fn userdata_get(core: &HttpCore, path: &UserdataPath) -> Result<Bytes> {
     let p = format!("/userdata/{}", path.encoded());
     Ok(core
         .get(&p, &[])
@@ -299,7 +299,7 @@ fn written_entry(
     }
 }
 
-pub(crate) async fn userdata_put(
+pub async fn userdata_put(
     core: &HttpCore,
     line: Line,
     path: &UserdataPath,
@@ -314,7 +314,7 @@ pub(crate) async fn userdata_put(
     written_entry(&resp, line, opts)
 }
 
-pub(crate) async fn userdata_move(
+pub async fn userdata_move(
     core: &HttpCore,
     line: Line,
     from: &UserdataPath,
@@ -330,7 +330,7 @@ pub(crate) async fn userdata_move(
     written_entry(&resp, line, opts)
 }
 
-pub(crate) async fn userdata_delete(core: &HttpCore, path: &UserdataPath) -> Result<()> {
+pub async fn userdata_delete(core: &HttpCore, path: &UserdataPath) -> Result<()> {
     let p = format!("/userdata/{}", path.encoded());
     core.send(Method::DELETE, &p, &[], Body::None)
         .await?
@@ -339,6 +339,6 @@ pub(crate) async fn userdata_delete(core: &HttpCore, path: &UserdataPath) -> Res
 }
 
 /// Encodes one path segment (a prompt id or class name) like `encodeURIComponent`.
-pub(crate) fn encode_segment(s: &str) -> String {
+pub fn encode_segment(s: &str) -> String {
     utf8_percent_encode(s, URI_COMPONENT).to_string()
 }

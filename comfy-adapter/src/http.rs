@@ -31,28 +31,28 @@ pub const PROBE_HEADER: &str = "comfyctl-probe";
 
 /// A response read to the end.
 #[derive(Debug, Clone)]
-pub(crate) struct Response {
-    pub(crate) status: u16,
-    pub(crate) headers: reqwest::header::HeaderMap,
-    pub(crate) body: Bytes,
-    pub(crate) method: Method,
-    pub(crate) path: String,
+pub struct Response {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Bytes,
+    pub method: Method,
+    pub path: String,
 }
 
 impl Response {
-    pub(crate) fn is_success(&self) -> bool {
+    pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
 
     /// The body as JSON, or a decode error naming what was expected.
-    pub(crate) fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T> {
+    pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T> {
         serde_json::from_slice(&self.body).map_err(|e| ComfyError::Decode {
             what: what.to_owned(),
             reason: e.to_string(),
         })
     }
 
-    pub(crate) fn text(&self) -> String {
+    pub fn text(&self) -> String {
         let mut s = String::from_utf8_lossy(&self.body).into_owned();
         if s.len() > 2048 {
             let mut cut = 2048;
@@ -66,7 +66,7 @@ impl Response {
     }
 
     /// Maps a non-2xx status to the matching error; 2xx passes through.
-    pub(crate) fn ok(self, what: impl Into<String>) -> Result<Self> {
+    pub fn ok(self, what: impl Into<String>) -> Result<Self> {
         if self.is_success() {
             Ok(self)
         } else {
@@ -75,7 +75,7 @@ impl Response {
     }
 
     /// The error this (non-2xx) answer stands for.
-    pub(crate) fn into_error(self, what: impl Into<String>) -> ComfyError {
+    pub fn into_error(self, what: impl Into<String>) -> ComfyError {
         let what = what.into();
         let (method, path, body) = (self.method.to_string(), self.path.clone(), self.text());
         match self.status {
@@ -100,7 +100,7 @@ impl Response {
 
 /// A request body.
 #[derive(Debug)]
-pub(crate) enum Body {
+pub enum Body {
     None,
     Json(serde_json::Value),
     Bytes(Bytes),
@@ -108,7 +108,7 @@ pub(crate) enum Body {
 }
 
 impl Body {
-    pub(crate) fn json<T: Serialize>(v: &T) -> Result<Body> {
+    pub fn json<T: Serialize>(v: &T) -> Result<Body> {
         serde_json::to_value(v)
             .map(Body::Json)
             .map_err(|e| ComfyError::InvalidInput {
@@ -178,12 +178,12 @@ impl HttpCore {
     }
 
     /// `base` + an already-encoded path (`/userdata/a%2Fb.json`).
-    pub(crate) fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base.as_str().trim_end_matches('/'), path)
     }
 
     /// The ws:// (or wss://) URL for `path`.
-    pub(crate) fn ws_url(&self, path: &str) -> String {
+    pub fn ws_url(&self, path: &str) -> String {
         let http = self.url(path);
         match http.strip_prefix("https://") {
             Some(rest) => format!("wss://{rest}"),
@@ -193,7 +193,7 @@ impl HttpCore {
 
     /// Sends a request and reads the whole answer. `path` must already be
     /// percent-encoded; `query` pairs are encoded here.
-    pub(crate) async fn send(
+    pub async fn send(
         &self,
         method: Method,
         path: &str,
@@ -205,7 +205,7 @@ impl HttpCore {
 
     /// [`send`](Self::send), naming the probe in a `comfyctl-probe` header
     /// (ComfyUI ignores it; replaying test servers and logs use it).
-    pub(crate) async fn send_tagged(
+    pub async fn send_tagged(
         &self,
         method: Method,
         path: &str,
@@ -243,11 +243,11 @@ impl HttpCore {
         })
     }
 
-    pub(crate) async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Response> {
+    pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Response> {
         self.send(Method::GET, path, query, Body::None).await
     }
 
-    pub(crate) async fn post(
+    pub async fn post(
         &self,
         path: &str,
         query: &[(&str, &str)],

@@ -1,25 +1,21 @@
 #![doc = include_str!("../README.md")]
 
 pub mod adapter;
-pub mod check;
-pub mod convert;
 mod detect;
-pub mod diff;
-#[cfg(feature = "emulator")]
-pub mod emulator;
-mod endpoints;
+pub mod endpoints;
 pub mod error;
 pub mod http;
 pub mod line;
 pub mod model;
 pub mod normalize;
-pub mod record;
+pub mod releases;
 pub mod wire;
-mod ws;
+pub mod ws;
 
 pub use adapter::{ComfyAdapter, EventStream, UploadOptions, WriteOptions};
-pub use detect::{DetectOptions, Detection, NEWEST_TESTED, OLDEST_TESTED, connect, detect};
+pub use detect::{DetectOptions, Detection, connect, detect, newest_tested, oldest_tested};
 pub use error::{ComfyError, Result};
 pub use http::Timeouts;
 pub use line::cancel_api_prompt_id_ok;
-pub use model::server::{Capabilities, Line, ServerInfo};
+pub use model::server::{Capabilities, Capability, Line, ServerInfo};
+pub use releases::{Difference, RELEASES, Release};

@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// Opens the socket (bounded by the connect timeout) and returns the parsed
 /// event stream. Pings, pongs and raw frames are skipped; a close ends it.
-pub(crate) async fn connect(core: &HttpCore, client_id: &str) -> Result<EventStream> {
+pub async fn connect(core: &HttpCore, client_id: &str) -> Result<EventStream> {
     let (socket, url) = open(core, client_id).await?;
     let stream = socket
         .take_while(|m| std::future::ready(!matches!(m, Ok(Message::Close(_)))))
@@ -40,12 +40,12 @@ fn decode(reason: String) -> ComfyError {
 }
 
 /// An open socket as it comes off the wire.
-pub(crate) type Socket =
+pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens `/ws?clientId=` within the connect timeout; returns the socket and
 /// its URL (for errors).
-pub(crate) async fn open(core: &HttpCore, client_id: &str) -> Result<(Socket, String)> {
+pub async fn open(core: &HttpCore, client_id: &str) -> Result<(Socket, String)> {
     let mut url = core.ws_url("/ws");
     url.push_str("?clientId=");
     url.push_str(&crate::endpoints::encode_segment(client_id));

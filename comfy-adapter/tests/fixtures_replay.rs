@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use comfy_test_support::replay as support;
 
 use comfy_adapter::model::server::{Capabilities, Line};
 use comfy_adapter::normalize;

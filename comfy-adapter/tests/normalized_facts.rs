@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use comfy_test_support::replay as support;
 
 use comfy_adapter::model::job::JobState;
 use comfy_adapter::model::output::{FolderType, OutputKind};

@@ -11,7 +11,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use comfy_test_support::replay as support;
 
 use bytes::Bytes;
 use comfy_adapter::model::job::{CancelOutcome, JobQuery, JobState, JobStatus, SortOrder};

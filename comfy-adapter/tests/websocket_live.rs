@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
 
-mod support;
+use comfy_test_support::replay as support;
 
 use comfy_adapter::model::event::Event;
 use comfy_adapter::{Capabilities, ComfyError, Line, Timeouts, connect};

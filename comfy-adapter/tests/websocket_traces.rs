@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use comfy_test_support::replay as support;
 
 use comfy_adapter::model::event::Event;
 use comfy_adapter::normalize::{self, EventError, parse_binary_frame, parse_text_frame};

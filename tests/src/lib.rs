@@ -2,10 +2,10 @@
 //! a private Redis), emulated ComfyUI servers and in-process workers with
 //! short leases and fast polls, so the suite stays quick.
 
-use comfy_adapter::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use comfy_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use comfy_worker::Worker;
 use comfy_worker::config::Config;
-use comfy_worker::stack::{Backend, QueueOptions, RunningQueue, UserApi, start_queue};
+use comfy_stack::{Backend, QueueOptions, RunningQueue, UserApi, start_queue};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -237,4 +237,26 @@ impl Drop for RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A binary of another workspace package (`comfy-worker`, `comfy-stack`),
+/// found beside this test's executable in the same target directory.
+/// `cargo test --workspace` builds every package's binaries (each of those
+/// packages has integration tests); with `-p comfy-e2e` alone, build them
+/// first (`cargo build -p comfy-worker -p comfy-stack`).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is not built: run `cargo test --workspace`, or `cargo build -p {name}` first",
+        bin.display()
+    );
+    bin
 }

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use comfy_adapter::emulator::{Emulator, EmulatorConfig, Faults};
+use comfy_emulator::{Emulator, EmulatorConfig, Faults};
 use comfy_e2e::*;
 use serde_json::{Value, json};
 use std::time::Duration;

@@ -13,7 +13,6 @@ pub mod config;
 pub mod health;
 pub mod queue_client;
 pub mod runner;
-pub mod stack;
 pub mod watch;
 
 use crate::config::{Config, secs};
@@ -21,7 +20,7 @@ use crate::health::{Health, Status};
 use crate::queue_client::{FailRequest, QueueClient, RegisterRequest};
 use crate::runner::{JobEnd, RunContext, run_job};
 use backon::{BackoffBuilder, ExponentialBuilder};
-use comfy_adapter::{ComfyAdapter, DetectOptions, Line, Timeouts, detect};
+use comfy_adapter::{ComfyAdapter, DetectOptions, Timeouts, detect};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch as tokio_watch;
@@ -31,33 +30,6 @@ use tokio::sync::watch as tokio_watch;
 struct Detected {
     adapter: Arc<dyn ComfyAdapter>,
     version: Option<String>,
-}
-
-fn line_name(line: Line) -> &'static str {
-    match line {
-        Line::Legacy => "legacy",
-        Line::JobsApi => "jobs-api",
-        Line::CancelApi => "cancel-api",
-    }
-}
-
-fn capability_names(c: &comfy_adapter::Capabilities) -> Vec<String> {
-    let mut v = Vec::new();
-    for (on, name) in [
-        (c.jobs_api, "jobs_api"),
-        (c.jobs_cancel_api, "cancel_api"),
-        (c.cancelled_status, "cancelled_status"),
-        (c.uuid_prompt_ids, "uuid_prompt_ids"),
-        (c.missing_node_type_errors, "missing_node_type_errors"),
-        (c.targeted_interrupt, "targeted_interrupt"),
-        (c.multi_user, "multi_user"),
-        (c.preview_metadata, "preview_metadata"),
-    ] {
-        if on {
-            v.push(name.to_owned());
-        }
-    }
-    v
 }
 
 /// Resolves once `rx` says true (or its sender is gone).
@@ -127,15 +99,15 @@ impl Worker {
         let reg = RegisterRequest {
             worker_id: self.worker_id().to_owned(),
             comfyui_version: version.clone().filter(|v| !v.is_empty()),
-            line: Some(line_name(d.line).to_owned()),
-            capabilities: Some(capability_names(&d.capabilities)),
+            line: Some(d.line.name().to_owned()),
+            capabilities: Some(d.capabilities.names().into_iter().map(str::to_owned).collect()),
         };
         self.queue
             .register(&reg)
             .await
             .map_err(|e| format!("registration with the queue failed: {e}"))?;
         self.health
-            .detected(version.clone(), line_name(d.line).to_owned());
+            .detected(version.clone(), d.line.name().to_owned());
         tracing::info!(version = ?version, line = %d.line, "ComfyUI detected; registered with the queue");
         Ok(Detected {
             adapter: d.adapter,

@@ -1,5 +1,6 @@
 //! Server identity: version, devices, flags, and what the server can do.
 
+use crate::releases;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -20,44 +21,59 @@ impl Line {
     /// Every line, oldest first.
     pub const ALL: [Line; 3] = [Line::Legacy, Line::JobsApi, Line::CancelApi];
 
-    /// The release range this line covers, as written in the docs.
-    pub fn range(self) -> &'static str {
+    /// The line's name, the same everywhere it is written: `detect --json`,
+    /// the worker's registration, the queue's routing and the docs.
+    pub fn name(self) -> &'static str {
         match self {
-            Line::Legacy => "0.3-0.5",
-            Line::JobsApi => "0.6-0.25",
-            Line::CancelApi => "0.26+",
+            Line::Legacy => "legacy",
+            Line::JobsApi => "jobs-api",
+            Line::CancelApi => "cancel-api",
         }
     }
 
-    /// The line a (parsed) version belongs to by number alone.
+    /// The line with this [`name`](Line::name).
+    pub fn from_name(name: &str) -> Option<Line> {
+        Line::ALL.into_iter().find(|l| l.name() == name)
+    }
+
+    /// The release range this line covers (`0.6-0.25`, `0.26+`), from
+    /// [`releases::LINE_STARTS`].
+    pub fn range(self) -> String {
+        let starts = releases::LINE_STARTS;
+        let Some(i) = starts.iter().position(|(l, _)| *l == self) else {
+            return String::new();
+        };
+        let (major, minor) = starts[i].1;
+        match starts.get(i + 1) {
+            Some((_, (nmaj, nmin))) if *nmin > 0 => {
+                format!("{major}.{minor}-{nmaj}.{}", nmin - 1)
+            }
+            Some((_, (nmaj, _))) => format!("{major}.{minor}-{}", nmaj.saturating_sub(1)),
+            None => format!("{major}.{minor}+"),
+        }
+    }
+
+    /// The line a (parsed) version belongs to by number alone: the last
+    /// line whose start ([`releases::LINE_STARTS`]) it has reached.
     pub fn for_version(v: &semver::Version) -> Line {
-        if v.major > 0 || v.minor >= 26 {
-            Line::CancelApi
-        } else if v.minor >= 6 {
-            Line::JobsApi
-        } else {
-            Line::Legacy
-        }
+        let key = (v.major, v.minor);
+        releases::LINE_STARTS
+            .iter()
+            .rev()
+            .find(|(_, start)| key >= *start)
+            .map_or(Line::Legacy, |(line, _)| *line)
     }
 
-    /// The recorded releases this line is tested against.
-    pub fn tested_versions(self) -> &'static [&'static str] {
-        match self {
-            Line::Legacy => &["0.3.64"],
-            Line::JobsApi => &["0.6.0", "0.9.2", "0.11.1"],
-            Line::CancelApi => &["0.26.0", "0.33.0"],
-        }
+    /// The recorded releases this line is tested against, oldest first
+    /// ([`releases::RELEASES`]).
+    pub fn tested_versions(self) -> Vec<&'static str> {
+        releases::of_line(self).map(|r| r.version).collect()
     }
 }
 
 impl fmt::Display for Line {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self {
-            Line::Legacy => "legacy",
-            Line::JobsApi => "jobs-api",
-            Line::CancelApi => "cancel-api",
-        };
-        write!(f, "{name} ({})", self.range())
+        write!(f, "{} ({})", self.name(), self.range())
     }
 }
 
@@ -151,15 +167,102 @@ pub struct Capabilities {
     pub max_upload_size: Option<u64>,
 }
 
+/// One yes-or-no capability: the vocabulary in which `detect --json`
+/// prints [`Capabilities`], the worker registers with the queue, and jobs
+/// name what they require (`metadata.requires.capabilities`). The name of
+/// each is the field of [`Capabilities`] that holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    /// [`Capabilities::jobs_api`].
+    JobsApi,
+    /// [`Capabilities::jobs_cancel_api`].
+    JobsCancelApi,
+    /// [`Capabilities::cancelled_status`].
+    CancelledStatus,
+    /// [`Capabilities::uuid_prompt_ids`].
+    UuidPromptIds,
+    /// [`Capabilities::missing_node_type_errors`].
+    MissingNodeTypeErrors,
+    /// [`Capabilities::targeted_interrupt`].
+    TargetedInterrupt,
+    /// [`Capabilities::multi_user`].
+    MultiUser,
+    /// [`Capabilities::preview_metadata`].
+    PreviewMetadata,
+}
+
+impl Capability {
+    /// Every capability, in the order [`Capabilities`] lists them.
+    pub const ALL: [Capability; 8] = [
+        Capability::JobsApi,
+        Capability::JobsCancelApi,
+        Capability::CancelledStatus,
+        Capability::UuidPromptIds,
+        Capability::MissingNodeTypeErrors,
+        Capability::TargetedInterrupt,
+        Capability::MultiUser,
+        Capability::PreviewMetadata,
+    ];
+
+    /// Its name (`jobs_cancel_api`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::JobsApi => "jobs_api",
+            Capability::JobsCancelApi => "jobs_cancel_api",
+            Capability::CancelledStatus => "cancelled_status",
+            Capability::UuidPromptIds => "uuid_prompt_ids",
+            Capability::MissingNodeTypeErrors => "missing_node_type_errors",
+            Capability::TargetedInterrupt => "targeted_interrupt",
+            Capability::MultiUser => "multi_user",
+            Capability::PreviewMetadata => "preview_metadata",
+        }
+    }
+
+    /// The capability with this name.
+    pub fn from_name(name: &str) -> Option<Capability> {
+        Capability::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl Capabilities {
+    /// Whether the server has `c`.
+    pub fn has(&self, c: Capability) -> bool {
+        match c {
+            Capability::JobsApi => self.jobs_api,
+            Capability::JobsCancelApi => self.jobs_cancel_api,
+            Capability::CancelledStatus => self.cancelled_status,
+            Capability::UuidPromptIds => self.uuid_prompt_ids,
+            Capability::MissingNodeTypeErrors => self.missing_node_type_errors,
+            Capability::TargetedInterrupt => self.targeted_interrupt,
+            Capability::MultiUser => self.multi_user,
+            Capability::PreviewMetadata => self.preview_metadata,
+        }
+    }
+
+    /// The capabilities the server has, by name, in [`Capability::ALL`]
+    /// order: what a worker registers with the queue.
+    pub fn names(&self) -> Vec<&'static str> {
+        Capability::ALL
+            .into_iter()
+            .filter(|c| self.has(*c))
+            .map(Capability::name)
+            .collect()
+    }
+
     /// What a line implies before any probe.
     pub fn for_line(line: Line, version: Option<&semver::Version>) -> Capabilities {
-        let at_least = |minor: u64| version.is_some_and(|v| v.major > 0 || v.minor >= minor);
         Capabilities {
             jobs_api: line != Line::Legacy,
             jobs_cancel_api: line == Line::CancelApi,
             cancelled_status: match version {
-                Some(_) => at_least(9),
+                Some(v) => releases::Difference::CancelledStatus.applies_to(v),
                 None => line != Line::Legacy,
             },
             uuid_prompt_ids: line == Line::CancelApi,

@@ -1,0 +1,291 @@
+//! An emulated ComfyUI server (feature `emulator`): accepts prompts, runs
+//! them through queued → running → done with plausible timing, produces
+//! outputs, and answers `/system_stats`, `/features`, `/object_info`,
+//! `/prompt`, `/queue`, `/history`, `/interrupt`, `/view`, `/api/jobs`
+//! (0.6+), the cancel endpoints (0.26+) and `/ws` in the recorded shapes of
+//! the version it emulates, plus `/upload/image`, `/userdata`,
+//! `/v2/userdata`, `/settings`, `/users`, `/models`, `/embeddings` and
+//! `/extensions`. Uploads, outputs and user data live in a temporary
+//! directory made at start and removed when the emulator stops. Good enough
+//! to run the whole platform without a GPU.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use comfy_emulator::{Emulator, EmulatorConfig};
+//! let emu = Emulator::start(EmulatorConfig::new("0.11.1")).await?;
+//! let detection = comfy_adapter::detect(&emu.url(), &Default::default()).await?;
+//! assert_eq!(detection.info.version_string.as_deref(), Some("0.11.1"));
+//! emu.stop().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Failure injection: a `SaveImage` whose `filename_prefix` contains `..`
+//! fails as recorded ("Saving image outside the output folder"); one that
+//! contains `emulator_oom` raises `torch.OutOfMemoryError`; one that
+//! contains `emulator_stall` runs until interrupted. [`Faults`] switches the
+//! same at run time, plus a silent WebSocket, a node class that raises and
+//! one that crashes the whole server ([`EmulatorHandle::crashed`]).
+
+mod catalogue;
+mod engine;
+mod files;
+mod nodes;
+mod profile;
+mod routes;
+mod userdata;
+mod validate;
+mod view;
+mod ws;
+
+pub use catalogue::default_fixtures_dir;
+pub use engine::Faults;
+pub use profile::VERSIONS;
+
+use engine::{DEFAULT_WORK_UNIT_MEGAPIXELS, Engine};
+use profile::Profile;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How to start an emulator.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// A recorded version: one of [`VERSIONS`].
+    pub version: String,
+    /// Where to listen (`127.0.0.1:0` picks a free port).
+    pub addr: SocketAddr,
+    /// Time each node takes (zero for benchmarks).
+    pub node_time: Duration,
+    /// Megapixels a node processes in `node_time`: a node working on more
+    /// (the largest image it reads or makes) takes `node_time ×
+    /// megapixels / work_unit_megapixels`. The slow prompt of the recorded
+    /// suite (eight 4096² images scaled to 4000² and saved, about 9 s on a
+    /// real CPU) takes about 17 node times per node at the default 8.0.
+    pub work_unit_megapixels: f64,
+    /// The recordings (for `/object_info`); [`default_fixtures_dir`] when `None`.
+    pub fixtures_dir: Option<PathBuf>,
+    /// Faults switched on from the start.
+    pub faults: Faults,
+}
+
+impl EmulatorConfig {
+    /// Defaults for `version`: a free local port, 20 ms per node.
+    pub fn new(version: &str) -> Self {
+        EmulatorConfig {
+            version: version.to_owned(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            node_time: Duration::from_millis(20),
+            work_unit_megapixels: DEFAULT_WORK_UNIT_MEGAPIXELS,
+            fixtures_dir: None,
+            faults: Faults::default(),
+        }
+    }
+
+    /// Listen on `addr`.
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Each node takes `d`.
+    pub fn node_time(mut self, d: Duration) -> Self {
+        self.node_time = d;
+        self
+    }
+
+    /// A node takes `node_time` per `megapixels` it processes (at least
+    /// `node_time`); see [`EmulatorConfig::work_unit_megapixels`].
+    pub fn work_unit_megapixels(mut self, megapixels: f64) -> Self {
+        self.work_unit_megapixels = megapixels;
+        self
+    }
+}
+
+/// Why an emulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// The version is not one of the recorded ones.
+    #[error("no recordings for ComfyUI {0}; known: {known}", known = VERSIONS.join(", "))]
+    UnknownVersion(String),
+    /// The temporary input/output/user folders could not be made.
+    #[error("cannot make the emulator's temporary folders: {0}")]
+    Folders(#[source] std::io::Error),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Starts emulators.
+#[derive(Debug)]
+pub struct Emulator;
+
+impl Emulator {
+    /// Starts serving; the returned handle stops it (also on drop).
+    pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorError> {
+        let profile = Profile::recorded(&config.version)
+            .ok_or_else(|| EmulatorError::UnknownVersion(config.version.clone()))?;
+        let dir = config
+            .fixtures_dir
+            .clone()
+            .unwrap_or_else(default_fixtures_dir);
+        let version = config.version.clone();
+        let fallback = profile.clone();
+        let (classes, profile) = tokio::task::spawn_blocking(move || {
+            (
+                catalogue::load(&dir, &version),
+                profile.with_recorded_lists(&dir),
+            )
+        })
+        .await
+        .unwrap_or_else(|_| (catalogue::builtin(), fallback));
+        let files = files::Files::new().map_err(EmulatorError::Folders)?;
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| EmulatorError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| EmulatorError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        let engine = Arc::new(
+            Engine::new(
+                profile,
+                classes,
+                config.node_time,
+                config.faults.clone(),
+                files,
+            )
+            .with_work_unit(config.work_unit_megapixels),
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let app = routes::App {
+            engine: engine.clone(),
+            port: addr.port(),
+            shutdown: stop_rx.clone(),
+        };
+        let executor = tokio::spawn(engine.clone().run());
+        let mut stop_signal = stop_rx;
+        let server = tokio::spawn(async move {
+            let serve =
+                axum::serve(listener, routes::router(app)).with_graceful_shutdown(async move {
+                    let _ = stop_signal.changed().await;
+                });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "emulator server ended");
+            }
+        });
+        // A crash fault ends serving and execution at once.
+        let mut crash = engine.crash.subscribe();
+        let stop_on_crash = stop_tx.clone();
+        let (executor_abort, server_abort) = (executor.abort_handle(), server.abort_handle());
+        let crash_watch = tokio::spawn(async move {
+            if crash.wait_for(Option::is_some).await.is_ok() {
+                executor_abort.abort();
+                let _ = stop_on_crash.send(true);
+                server_abort.abort();
+            }
+        });
+        tracing::info!(%addr, version = %config.version, "emulated ComfyUI listening");
+        Ok(EmulatorHandle {
+            addr,
+            engine,
+            stop: stop_tx,
+            tasks: vec![executor, server, crash_watch],
+        })
+    }
+}
+
+/// A running emulator. Dropping it stops it.
+#[derive(Debug)]
+pub struct EmulatorHandle {
+    addr: SocketAddr,
+    engine: Arc<Engine>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl EmulatorHandle {
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The temporary directory holding `input/`, `output/`, `temp/` and
+    /// `user/`; removed when the emulator stops.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.engine.files.root()
+    }
+
+    /// The emulated version.
+    pub fn version(&self) -> &str {
+        &self.engine.profile.version
+    }
+
+    /// Waits until a `crash_class` fault kills the server; says which node
+    /// did it. Never returns when no crash happens.
+    pub async fn crashed(&self) -> String {
+        let mut crash = self.engine.crash.subscribe();
+        match crash.wait_for(Option::is_some).await {
+            Ok(node) => node.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Replaces the faults.
+    pub fn set_faults(&self, faults: Faults) {
+        self.engine.lock().faults = faults;
+    }
+
+    /// Prompts accepted so far.
+    pub fn submitted(&self) -> u64 {
+        self.engine.lock().submitted
+    }
+
+    /// Pending + running prompts.
+    pub fn queue_remaining(&self) -> usize {
+        self.engine.lock().remaining()
+    }
+
+    /// The id of the running prompt, if any.
+    pub fn running(&self) -> Option<String> {
+        self.engine.lock().running.as_ref().map(|r| r.id.clone())
+    }
+
+    /// Stops serving: sockets close, the running prompt is abandoned (as a
+    /// crashed server would), the port is released.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+        self.engine.files.remove();
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.engine.files.remove();
+    }
+}

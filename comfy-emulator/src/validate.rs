@@ -1,0 +1,330 @@
+//! Prompt validation the way ComfyUI answers it: class existence first (the
+//! spelling depends on the line), then output nodes, then each output's
+//! inputs (required, combo lists, numeric bounds, links).
+
+use super::profile::Profile;
+use comfy_adapter::Line;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeSet;
+
+/// A prompt that passed: the outputs to run and the errors of outputs that
+/// did not (non-fatal when at least one output passed).
+#[derive(Debug, Clone)]
+pub(crate) struct Validated {
+    /// Output node ids to execute.
+    pub(crate) outputs: Vec<String>,
+    /// `node_errors` for the answer.
+    pub(crate) node_errors: Map<String, Value>,
+}
+
+fn rejection(kind: &str, message: &str, details: &str, extra_info: Value) -> Value {
+    json!({
+        "error": {"type": kind, "message": message, "details": details, "extra_info": extra_info},
+        "node_errors": {},
+    })
+}
+
+/// The 400 body for a missing `prompt`.
+pub(crate) fn no_prompt() -> Value {
+    rejection(
+        "no_prompt",
+        "No prompt provided",
+        "No prompt provided",
+        json!({}),
+    )
+}
+
+/// The 400 body for a client prompt id that is not a canonical UUID (0.26+).
+pub(crate) fn invalid_prompt_id() -> Value {
+    rejection(
+        "invalid_prompt_id",
+        "prompt_id must be a valid UUID",
+        "prompt_id must be a UUID string in canonical lowercase hyphenated form; omit it to let the server generate one",
+        json!({}),
+    )
+}
+
+fn is_link(v: &Value) -> Option<(&str, u64)> {
+    let a = v.as_array()?;
+    if a.len() != 2 {
+        return None;
+    }
+    Some((a[0].as_str()?, a[1].as_u64()?))
+}
+
+/// The reason ComfyUI gives when validating an output raised: a link to a
+/// node the prompt does not have is a `KeyError` in `validate_inputs`.
+fn exception_reason(profile: &Profile, missing: &str) -> Value {
+    let (in_prompt, in_inputs) = profile.validation_lines();
+    json!({
+        "type": "exception_during_validation",
+        "message": "Exception when validating node",
+        "details": format!("'{missing}'"),
+        "extra_info": {
+            "exception_type": "KeyError",
+            "traceback": [
+                format!("  File \"/opt/ComfyUI/execution.py\", line {in_prompt}, in validate_prompt\n    m = await validate_inputs(prompt_id, prompt, o, validated)\n        ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"),
+                format!("  File \"/opt/ComfyUI/execution.py\", line {in_inputs}, in validate_inputs\n    o_class_type = prompt[o_id]['class_type']\n                   ~~~~~~^^^^^^\n"),
+            ],
+        },
+    })
+}
+
+/// Validates `prompt` against `classes` as a server of `profile` would.
+pub(crate) fn validate(
+    profile: &Profile,
+    classes: &Map<String, Value>,
+    prompt: &Map<String, Value>,
+) -> Result<Validated, Value> {
+    let new_spelling = profile.line == Line::CancelApi;
+    for (id, node) in prompt {
+        let class = node.get("class_type").and_then(Value::as_str);
+        let details = format!("Node ID '#{id}'");
+        match class {
+            None => {
+                return Err(if new_spelling {
+                    rejection(
+                        "missing_node_type",
+                        &format!(
+                            "Node 'ID #{id}' has no class_type. The workflow may be corrupted or a custom node is missing."
+                        ),
+                        &details,
+                        json!({"node_id": id, "class_type": null, "node_title": null}),
+                    )
+                } else {
+                    rejection(
+                        "invalid_prompt",
+                        "Cannot execute because a node is missing the class_type property.",
+                        &details,
+                        json!({}),
+                    )
+                });
+            }
+            Some(c) if !classes.contains_key(c) => {
+                let title = node
+                    .get("_meta")
+                    .and_then(|m| m.get("title"))
+                    .and_then(Value::as_str)
+                    .unwrap_or(c);
+                return Err(if new_spelling {
+                    rejection(
+                        "missing_node_type",
+                        &format!("Node '{title}' not found. The custom node may not be installed."),
+                        &details,
+                        json!({"node_id": id, "class_type": c, "node_title": title}),
+                    )
+                } else {
+                    rejection(
+                        "invalid_prompt",
+                        &format!("Cannot execute because node {c} does not exist."),
+                        &details,
+                        json!({}),
+                    )
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    let outputs: Vec<String> = prompt
+        .iter()
+        .filter(|(_, n)| {
+            n.get("class_type")
+                .and_then(Value::as_str)
+                .and_then(|c| classes.get(c))
+                .and_then(|d| d.get("output_node"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    if outputs.is_empty() {
+        return Err(rejection(
+            "prompt_no_outputs",
+            "Prompt has no outputs",
+            "",
+            json!({}),
+        ));
+    }
+    let mut node_errors: Map<String, Value> = Map::new();
+    let mut good = Vec::new();
+    let mut details: Vec<String> = Vec::new();
+    for out in &outputs {
+        let mut seen = BTreeSet::new();
+        let ok = match check_node(classes, prompt, out, &mut seen, &mut node_errors) {
+            Ok(ok) => ok,
+            Err(missing) => {
+                let reason = exception_reason(profile, &missing);
+                details.push(format!("Exception when validating node: '{missing}'"));
+                node_errors.entry(out.clone()).or_insert_with(|| {
+                    let class = prompt
+                        .get(out)
+                        .and_then(|n| n.get("class_type"))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    json!({"errors": [reason], "dependent_outputs": [], "class_type": class})
+                });
+                seen.insert(out.clone());
+                false
+            }
+        };
+        for (id, e) in node_errors.iter_mut() {
+            if seen.contains(id)
+                && let Some(deps) = e.get_mut("dependent_outputs").and_then(Value::as_array_mut)
+                && !deps.iter().any(|d| d == out)
+            {
+                deps.push(Value::String(out.clone()));
+            }
+        }
+        if ok {
+            good.push(out.clone());
+        }
+    }
+    if good.is_empty() {
+        return Err(json!({
+            "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation", "details": details.join("\n"), "extra_info": {}},
+            "node_errors": node_errors,
+        }));
+    }
+    Ok(Validated {
+        outputs: good,
+        node_errors,
+    })
+}
+
+fn input_error(kind: &str, message: &str, details: &str, extra: Value) -> Value {
+    json!({"type": kind, "message": message, "details": details, "extra_info": extra})
+}
+
+/// Checks one node and what it links to; records errors; `Ok(true)` when
+/// valid, `Err(id)` when a link names a node the prompt lacks (ComfyUI's
+/// `KeyError`, which ends the validation of the whole output).
+fn check_node(
+    classes: &Map<String, Value>,
+    prompt: &Map<String, Value>,
+    id: &str,
+    seen: &mut BTreeSet<String>,
+    node_errors: &mut Map<String, Value>,
+) -> Result<bool, String> {
+    if !seen.insert(id.to_owned()) {
+        return Ok(!node_errors.contains_key(id));
+    }
+    let Some(node) = prompt.get(id) else {
+        return Err(id.to_owned());
+    };
+    let class = node
+        .get("class_type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let empty = Map::new();
+    let inputs = node
+        .get("inputs")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let spec = classes.get(class).and_then(|d| d.get("input"));
+    let mut errors: Vec<Value> = Vec::new();
+    let mut ok = true;
+    for (section, required) in [("required", true), ("optional", false)] {
+        let Some(section) = spec.and_then(|s| s.get(section)).and_then(Value::as_object) else {
+            continue;
+        };
+        for (name, conf) in section {
+            let kind = conf.get(0);
+            let opts = conf.get(1).cloned().unwrap_or(Value::Null);
+            let Some(value) = inputs.get(name) else {
+                let basic = match kind {
+                    Some(Value::String(t)) => !t.starts_with("COMFY_") && !t.contains(','),
+                    Some(Value::Array(_)) => true,
+                    _ => false,
+                };
+                if required && basic {
+                    errors.push(input_error(
+                        "required_input_missing",
+                        "Required input is missing",
+                        name,
+                        json!({"input_name": name}),
+                    ));
+                }
+                continue;
+            };
+            if let Some(list) = value.as_array()
+                && list.len() != 2
+            {
+                errors.push(input_error(
+                    "bad_linked_input",
+                    "Bad linked input, must be a length-2 list of [string, int]",
+                    name,
+                    json!({"input_name": name, "input_config": conf, "received_value": value}),
+                ));
+                continue;
+            }
+            if let Some((from, _slot)) = is_link(value) {
+                if !check_node(classes, prompt, from, seen, node_errors)? {
+                    ok = false;
+                }
+                continue;
+            }
+            let list = match kind {
+                Some(Value::Array(list)) => Some(list.clone()),
+                Some(Value::String(t)) if t == "COMBO" => {
+                    opts.get("options").and_then(Value::as_array).cloned()
+                }
+                _ => None,
+            };
+            if let Some(list) = list {
+                if !list.contains(value) {
+                    let shown: Vec<String> = list
+                        .iter()
+                        .map(|v| match v {
+                            Value::String(s) => format!("'{s}'"),
+                            other => other.to_string(),
+                        })
+                        .collect();
+                    let received = match value {
+                        Value::String(s) => format!("'{s}'"),
+                        other => other.to_string(),
+                    };
+                    errors.push(input_error(
+                        "value_not_in_list",
+                        "Value not in list",
+                        &format!("{name}: {received} not in [{}]", shown.join(", ")),
+                        json!({"input_name": name, "input_config": conf, "received_value": value}),
+                    ));
+                }
+                continue;
+            }
+            if let (Some(Value::String(t)), Some(n)) = (kind, value.as_f64())
+                && (t == "INT" || t == "FLOAT")
+            {
+                let shown = value.to_string();
+                if let Some(min) = opts.get("min").and_then(Value::as_f64)
+                    && n < min
+                {
+                    errors.push(input_error(
+                        "value_smaller_than_min",
+                        &format!("Value {shown} smaller than min of {}", opts["min"]),
+                        name,
+                        json!({"input_name": name, "input_config": conf, "received_value": value}),
+                    ));
+                }
+                if let Some(max) = opts.get("max").and_then(Value::as_f64)
+                    && n > max
+                {
+                    errors.push(input_error(
+                        "value_bigger_than_max",
+                        &format!("Value {shown} bigger than max of {}", opts["max"]),
+                        name,
+                        json!({"input_name": name, "input_config": conf, "received_value": value}),
+                    ));
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        node_errors.insert(
+            id.to_owned(),
+            json!({"errors": errors, "dependent_outputs": [], "class_type": class}),
+        );
+        return Ok(false);
+    }
+    Ok(ok)
+}

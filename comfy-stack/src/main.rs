@@ -1,0 +1,308 @@
+//! The whole platform in one command: the queue manager (SQLite file), one
+//! worker and, without `--comfy-url`, an emulated ComfyUI, so jobs really
+//! flow on a machine with nothing but this repository.
+//!
+//! ```sh
+//! cargo run --release -p comfy-worker --bin comfy-stack -- --demo
+//! ```
+
+use anyhow::Context;
+use clap::Parser;
+use comfy_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use comfy_queue_api::Status;
+use comfy_worker::Worker;
+use comfy_worker::config::Config as WorkerConfig;
+use comfy_stack::{Backend, QueueOptions, start_queue};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tracing_subscriber::EnvFilter;
+
+/// The queue manager, one worker and (without --comfy-url) an emulated
+/// ComfyUI, in one process, on embedded defaults.
+#[derive(Debug, Parser)]
+#[command(name = "comfy-stack", version, about, long_about = None)]
+struct Args {
+    /// Where the queue manager (API, /admin dashboard, /ws) listens.
+    #[arg(long, env = "STACK_LISTEN", default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+
+    /// SQLite file of the queue (created on first start).
+    #[arg(long, env = "STACK_DB", default_value = "./comfy-queue.db")]
+    db: PathBuf,
+
+    /// Use Redis at this URL instead of SQLite.
+    #[arg(long, env = "STACK_REDIS_URL")]
+    redis_url: Option<String>,
+
+    /// Drive this real ComfyUI instead of the emulator.
+    #[arg(long, env = "COMFY_URL")]
+    comfy_url: Option<String>,
+
+    /// ComfyUI version the emulator speaks (0.3.64, 0.6.0, 0.9.2, 0.11.1, 0.26.0, 0.33.0).
+    #[arg(long, default_value = "0.11.1")]
+    emulator_version: String,
+
+    /// Where the emulator listens.
+    #[arg(long, default_value = "127.0.0.1:8188")]
+    emulator_listen: SocketAddr,
+
+    /// Time each node takes in the emulator, in milliseconds.
+    #[arg(long, default_value_t = 150)]
+    emulator_node_ms: u64,
+
+    /// Lease of the worker's jobs, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    lease_secs: f64,
+
+    /// Where the worker serves /health and /metrics (`off` to disable).
+    #[arg(long, default_value = "127.0.0.1:9188")]
+    worker_health_listen: String,
+
+    /// Submit the bundled example workflows and print how each ended.
+    #[arg(long)]
+    demo: bool,
+
+    /// Exit after the demo jobs ended instead of serving until Ctrl-C.
+    #[arg(long, requires = "demo")]
+    exit_after_demo: bool,
+
+    /// Folder of the bundled workflows.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../workflows"))]
+    workflows: PathBuf,
+}
+
+fn core_demo_prompts() -> Vec<(String, Value)> {
+    vec![
+        (
+            "hello (EmptyImage → SaveImage)".into(),
+            json!({
+                "1": {"class_type": "EmptyImage", "inputs": {"width": 512, "height": 512, "batch_size": 1, "color": 3381759}, "_meta": {"title": "EmptyImage"}},
+                "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "demo_hello"}, "_meta": {"title": "Save Image"}},
+            }),
+        ),
+        (
+            "invert + preview (EmptyImage → ImageInvert → SaveImage, PreviewImage)".into(),
+            json!({
+                "1": {"class_type": "EmptyImage", "inputs": {"width": 256, "height": 256, "batch_size": 1, "color": 0}},
+                "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+                "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "demo_inverted"}},
+                "4": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+            }),
+        ),
+        (
+            "execution error (SaveImage outside the output folder, as recorded)".into(),
+            json!({
+                "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 7}},
+                "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "../../outside"}},
+            }),
+        ),
+    ]
+}
+
+fn ground_truth_prompts(dir: &std::path::Path) -> Vec<(String, Value)> {
+    let dir = dir.join("api-ground-truth/1.37.11");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!(
+            "note: {} not found; only the core demo prompts are submitted",
+            dir.display()
+        );
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Value)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let stem = name.strip_suffix(".api.json")?.to_owned();
+            let bytes = std::fs::read(e.path()).ok()?;
+            let v: Value = serde_json::from_slice(&bytes).ok()?;
+            Some((format!("{stem} (frontend 1.37.11 ground truth)"), v))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+async fn run_demo(queue_url: &str, workflows: &std::path::Path) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let mut prompts = core_demo_prompts();
+    prompts.extend(ground_truth_prompts(workflows));
+    let total = prompts.len();
+    let mut submitted = Vec::new();
+    for (i, (name, workflow)) in prompts.into_iter().enumerate() {
+        let body = json!({
+            "user_id": "demo",
+            "workflow": workflow,
+            "priority": 2,
+            "metadata": {"batch_index": i, "batch_total": total, "demo": name},
+        });
+        let resp = http
+            .post(format!("{queue_url}/api/jobs"))
+            .json(&body)
+            .send()
+            .await
+            .context("submitting a demo job")?;
+        let status = resp.status();
+        let job: Value = resp.json().await.context("reading the submit answer")?;
+        let id = job["id"].as_str().unwrap_or_default().to_owned();
+        println!("  submitted {id}  {name}  ({status})");
+        submitted.push((id, name, Instant::now()));
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut ended = vec![false; submitted.len()];
+    while ended.iter().any(|e| !e) && Instant::now() < deadline {
+        for (i, (id, name, at)) in submitted.iter().enumerate() {
+            if ended[i] {
+                continue;
+            }
+            let Ok(resp) = http.get(format!("{queue_url}/api/jobs/{id}")).send().await else {
+                continue;
+            };
+            let Ok(job) = resp.json::<Value>().await else {
+                continue;
+            };
+            let status = job["status"].as_str().unwrap_or_default();
+            if Status::parse(status).is_some_and(Status::is_terminal) {
+                ended[i] = true;
+                let secs = at.elapsed().as_secs_f64();
+                match status {
+                    "completed" => {
+                        let outs: Vec<String> = job["result"]["outputs"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .map(|o| o["view_url"].as_str().unwrap_or_default().to_owned())
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        println!(
+                            "  COMPLETED {name} in {secs:.2}s; outputs: {}",
+                            outs.join(" ")
+                        );
+                    }
+                    _ => {
+                        let err: Value = job["error"]
+                            .as_str()
+                            .and_then(|e| serde_json::from_str(e).ok())
+                            .unwrap_or(Value::Null);
+                        println!(
+                            "  {} {name} in {secs:.2}s: [{}] {}",
+                            status.to_uppercase(),
+                            err["class"].as_str().unwrap_or("?"),
+                            err["message"]
+                                .as_str()
+                                .unwrap_or(job["error"].as_str().unwrap_or_default())
+                        );
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if ended.iter().any(|e| !e) {
+        println!("  some demo jobs did not end within 5 minutes");
+    } else {
+        println!("demo: all {} jobs ended", submitted.len());
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error")),
+        )
+        .init();
+    let args = Args::parse();
+
+    let mut opts = QueueOptions::sqlite(&args.db);
+    opts.listen = args.listen;
+    if let Some(url) = &args.redis_url {
+        opts.backend = Backend::Redis(url.clone(), "cq".into());
+    }
+    opts.settings.lease_ms = (args.lease_secs.clamp(1.0, 3600.0) * 1000.0) as i64;
+    opts.reap_every = Duration::from_secs(1);
+    let queue = start_queue(opts).await?;
+
+    let mut emulator: Option<EmulatorHandle> = None;
+    let comfy_url = match &args.comfy_url {
+        Some(u) => u.clone(),
+        None => {
+            let mut cfg = EmulatorConfig::new(&args.emulator_version)
+                .node_time(Duration::from_millis(args.emulator_node_ms));
+            cfg.addr = args.emulator_listen;
+            let emu = match Emulator::start(cfg.clone()).await {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(error = %e, "emulator address busy; using a free port");
+                    cfg.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+                    Emulator::start(cfg).await?
+                }
+            };
+            let url = emu.url();
+            emulator = Some(emu);
+            url
+        }
+    };
+
+    let mut wcfg = WorkerConfig::for_urls(&queue.url(), &comfy_url);
+    wcfg.worker_id = Some("stack-worker-1".into());
+    wcfg.health_listen = args.worker_health_listen.clone();
+    wcfg.status_poll_secs = 0.5;
+    let health_addr = wcfg.health_addr().map_err(anyhow::Error::msg)?;
+    let worker = Worker::new(wcfg)?;
+    let mut health_url = None;
+    if let Some(addr) = health_addr {
+        match comfy_worker::health::serve(addr, worker.health()).await {
+            Ok(bound) => health_url = Some(format!("http://{bound}/health")),
+            Err(e) => tracing::warn!(error = %e, %addr, "worker health port busy; not served"),
+        }
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker_task = tokio::spawn(worker.run(stop_rx));
+
+    println!();
+    println!("comfy-stack is up");
+    println!("  dashboard : {}/admin", queue.url());
+    println!(
+        "  queue API : {}/api/jobs   (docs: {}/api/openapi.json)",
+        queue.url(),
+        queue.url()
+    );
+    match &emulator {
+        Some(e) => println!("  ComfyUI   : {} (emulated {})", e.url(), e.version()),
+        None => println!("  ComfyUI   : {comfy_url}"),
+    }
+    if let Some(h) = &health_url {
+        println!("  worker    : {h}  (and /metrics)");
+    }
+    match &args.redis_url {
+        Some(u) => println!("  store     : Redis {u}"),
+        None => println!("  store     : SQLite {}", args.db.display()),
+    }
+    println!(
+        "  logs      : errors only; RUST_LOG=info for every job (job_id, user_id, prompt_id on each line)"
+    );
+    println!();
+
+    if args.demo {
+        println!("demo: submitting the bundled example workflows as user `demo`");
+        run_demo(&queue.url(), &args.workflows).await?;
+    }
+    if !args.exit_after_demo {
+        println!("serving until Ctrl-C");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    println!("stopping: the worker finishes or hands back its job");
+    let _ = stop_tx.send(true);
+    if let Err(e) = worker_task.await {
+        tracing::warn!(error = %e, "worker task ended abnormally");
+    }
+    if let Some(e) = emulator {
+        e.stop().await;
+    }
+    queue.stop().await;
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! `comfyctl emulate`: an emulated ComfyUI of a recorded release.
+
+use anyhow::Context;
+use clap::Args;
+use comfy_emulator::{Emulator, EmulatorConfig, Faults, VERSIONS};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub(crate) struct EmulateArgs {
+    /// The release to emulate (one of the recorded versions).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(VERSIONS))]
+    version: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8188)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Milliseconds one node takes (image nodes take longer in proportion
+    /// to the pixels they process).
+    #[arg(long, default_value_t = 20)]
+    node_time_ms: u64,
+    /// Megapixels a node processes in --node-time-ms; a node that processes
+    /// more takes longer in proportion (the probe suite's slow prompt,
+    /// eight 4096² images, takes about a second at the defaults).
+    #[arg(long, default_value_t = 8.0, value_parser = positive_megapixels)]
+    work_unit_megapixels: f64,
+    /// The recorded fixture sets (object_info catalogue, fixed answers).
+    #[arg(long, env = "COMFY_FIXTURES", default_value = "fixtures")]
+    fixtures: PathBuf,
+    /// Every node runs until interrupted (a hung GPU).
+    #[arg(long)]
+    stall: bool,
+    /// Nodes of this class raise an exception (a node that fails).
+    #[arg(long, value_name = "CLASS")]
+    error_class: Option<String>,
+    /// Nodes of this class raise torch.OutOfMemoryError.
+    #[arg(long, value_name = "CLASS")]
+    oom_class: Option<String>,
+    /// When a node of this class starts, the server dies: it stops
+    /// listening and comfyctl exits with status 3 (a crashed ComfyUI).
+    #[arg(long, value_name = "CLASS")]
+    crash_class: Option<String>,
+    /// The WebSocket sends nothing after its greeting.
+    #[arg(long)]
+    silent_ws: bool,
+}
+
+fn positive_megapixels(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of megapixels")),
+    }
+}
+
+pub(crate) async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
+    if !args
+        .fixtures
+        .join(format!("comfyui-{}", args.version))
+        .is_dir()
+    {
+        anyhow::bail!(
+            "no fixture set comfyui-{} under {} (give --fixtures DIR or set COMFY_FIXTURES)",
+            args.version,
+            args.fixtures.display()
+        );
+    }
+    let mut config = EmulatorConfig::new(&args.version)
+        .addr(SocketAddr::new(args.host, args.port))
+        .node_time(Duration::from_millis(args.node_time_ms))
+        .work_unit_megapixels(args.work_unit_megapixels);
+    config.fixtures_dir = Some(args.fixtures.clone());
+    config.faults = Faults {
+        stall: args.stall,
+        silent_ws: args.silent_ws,
+        oom_class: args.oom_class,
+        error_class: args.error_class,
+        crash_class: args.crash_class,
+    };
+    let emulator = Emulator::start(config)
+        .await
+        .with_context(|| format!("starting the {} emulator", args.version))?;
+    eprintln!(
+        "emulated ComfyUI {} listening on {} (Ctrl-C stops it)",
+        emulator.version(),
+        emulator.url()
+    );
+    tokio::select! {
+        signal = tokio::signal::ctrl_c() => {
+            signal.context("waiting for Ctrl-C")?;
+            emulator.stop().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        node = emulator.crashed() => {
+            eprintln!("emulated ComfyUI {} crashed at {node} (--crash-class)", emulator.version());
+            Ok(ExitCode::from(3))
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! UI workflow → API prompt, as the real frontend's `graphToPrompt` does it.
+//!
+//! The UI format (what users save, what `workflows/ui/` holds) stores widget
+//! values by position, links by id, subgraphs as definitions, and keeps
+//! muted, bypassed and frontend-only nodes. The API prompt
+//! (`POST /prompt`) has one entry per executable node with named inputs.
+//! Turning one into the other needs the server's node catalogue
+//! (`/object_info`) for the widget names; see [`widgets`] and [`graph`].
+//!
+//! Two things depend on the frontend release rather than the graph, and
+//! are set by [`ConvertOptions`]:
+//! - from frontend 1.40 (ComfyUI 0.26 and later) subgraph interior node
+//!   ids that clash with other nodes are renumbered on load, which changes
+//!   prompt ids such as `92:94` → `92:98`;
+//! - `_meta.title` of an untitled node is the display name from the
+//!   frontend's bundled English locale, which lags the server's
+//!   `display_name` for a few classes (cosmetic: the server ignores `_meta`).
+
+pub mod graph;
+pub mod ui;
+pub mod widgets;
+
+use comfy_adapter::model::catalogue::NodeCatalogue;
+use graph::{Graphs, Resolved};
+use serde_json::{Map, Value};
+use ui::UiWorkflow;
+
+/// Why a workflow could not be converted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// The file is not a UI workflow.
+    #[error("not a UI workflow: {0}")]
+    NotUiWorkflow(String),
+    /// An active node's class is not in the server's catalogue.
+    #[error(
+        "node {node_id} is a {class_type:?}, which this server's object_info does not have (custom node not installed, or renamed?)"
+    )]
+    MissingNodeType {
+        /// Prompt id of the node (`"75:64"` inside a subgraph).
+        node_id: String,
+        /// Its class.
+        class_type: String,
+    },
+    /// A catalogue entry could not be parsed.
+    #[error("object_info entry for {class_type:?} (node {node_id}) is not valid: {message}")]
+    BadCatalogueEntry {
+        /// Prompt id of the node.
+        node_id: String,
+        /// Its class.
+        class_type: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// Group nodes (`workflow>Name`, frontend < 1.24) are not converted.
+    #[error(
+        "node {node_id} is a legacy group node {class_type:?}; convert it to a subgraph in the frontend first"
+    )]
+    GroupNode {
+        /// Node id.
+        node_id: String,
+        /// `workflow>Name`.
+        class_type: String,
+    },
+    /// Subgraphs nest deeper than the limit (a definition containing itself).
+    #[error("subgraphs nest deeper than {0} levels (does a subgraph contain itself?)")]
+    SubgraphTooDeep(usize),
+    /// Link resolution went round in circles.
+    #[error("links around node {0} form a cycle through reroutes or bypassed nodes")]
+    LinkCycle(String),
+}
+
+/// Frontend behaviour that is not in the graph or the catalogue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConvertOptions {
+    /// Renumber clashing subgraph node ids on load (frontend 1.40+).
+    pub dedupe_subgraph_node_ids: bool,
+    /// `(class, title)`: where the frontend's locale names a class other
+    /// than the server's `display_name`.
+    pub title_overrides: Vec<(String, String)>,
+}
+
+impl ConvertOptions {
+    /// What the frontend pinned by ComfyUI `version` does: 0.9.x ships
+    /// frontend 1.36.14, 0.11–0.12 ship 1.37.11, 0.26.0 ships 1.45.19 and
+    /// 0.33.0 ships 1.48.7. Id renumbering arrived with frontend 1.40,
+    /// whose first ComfyUI pin was not recorded; 0.26 is the first recorded
+    /// release that has it, so releases from 0.26 on renumber.
+    pub fn for_server(version: &semver::Version) -> Self {
+        let minor = if version.major == 0 {
+            version.minor
+        } else {
+            u64::MAX
+        };
+        let pairs: &[(&str, &str)] = match minor {
+            11..=12 => &[("LoraLoaderModelOnly", "LoraLoaderModelOnly")],
+            33.. => &[
+                ("LTXVConcatAVLatent", "LTXVConcatAVLatent"),
+                ("LTXVSeparateAVLatent", "LTXVSeparateAVLatent"),
+            ],
+            _ => &[],
+        };
+        ConvertOptions {
+            dedupe_subgraph_node_ids: minor >= 26,
+            title_overrides: pairs
+                .iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// Whether a JSON document is a UI workflow (has a `nodes` array) rather
+/// than an API prompt.
+pub fn is_ui_workflow(doc: &Value) -> bool {
+    doc.get("nodes").is_some_and(Value::is_array)
+}
+
+/// Every active node whose class the catalogue lacks, as `(prompt id,
+/// class)` in walk order (conversion stops at the first; a check wants
+/// them all).
+pub fn unknown_node_types(
+    doc: &Value,
+    catalogue: &NodeCatalogue,
+    options: &ConvertOptions,
+) -> Result<Vec<(String, String)>, ConvertError> {
+    let mut wf: UiWorkflow = serde_json::from_value(doc.clone())
+        .map_err(|e| ConvertError::NotUiWorkflow(e.to_string()))?;
+    if options.dedupe_subgraph_node_ids {
+        graph::dedupe_subgraph_node_ids(&mut wf);
+    }
+    let graphs = Graphs::new(&wf);
+    Ok(graphs
+        .emitted()?
+        .into_iter()
+        .filter(|e| !catalogue.contains(&e.node.kind))
+        .map(|e| (e.exec_id, e.node.kind.clone()))
+        .collect())
+}
+
+/// Converts a UI workflow into the API prompt the frontend would send.
+pub fn convert(
+    doc: &Value,
+    catalogue: &NodeCatalogue,
+    options: &ConvertOptions,
+) -> Result<Map<String, Value>, ConvertError> {
+    let mut wf: UiWorkflow = serde_json::from_value(doc.clone())
+        .map_err(|e| ConvertError::NotUiWorkflow(e.to_string()))?;
+    if options.dedupe_subgraph_node_ids {
+        graph::dedupe_subgraph_node_ids(&mut wf);
+    }
+    let graphs = Graphs::new(&wf);
+    let emitted = graphs.emitted()?;
+    let mut prompt: Vec<(String, Value)> = Vec::with_capacity(emitted.len());
+    for e in &emitted {
+        let node = e.node;
+        if node.kind.starts_with("workflow>") || node.kind.starts_with("workflow/") {
+            return Err(ConvertError::GroupNode {
+                node_id: e.exec_id.clone(),
+                class_type: node.kind.clone(),
+            });
+        }
+        let class = match catalogue.node(&node.kind) {
+            None => {
+                return Err(ConvertError::MissingNodeType {
+                    node_id: e.exec_id.clone(),
+                    class_type: node.kind.clone(),
+                });
+            }
+            Some(Err(err)) => {
+                return Err(ConvertError::BadCatalogueEntry {
+                    node_id: e.exec_id.clone(),
+                    class_type: node.kind.clone(),
+                    message: err.to_string(),
+                });
+            }
+            Some(Ok(c)) => c,
+        };
+        let mut inputs: Map<String, Value> =
+            widgets::widget_inputs(&class, node.widgets_values.as_ref())
+                .into_iter()
+                .collect();
+        for (i, input) in node.inputs.iter().enumerate() {
+            if input.link.is_none() {
+                continue;
+            }
+            match graphs.resolve(e, i)? {
+                Resolved::Link(id, slot) => {
+                    inputs.insert(input.name.clone(), serde_json::json!([id, slot]));
+                }
+                Resolved::Value(v) => {
+                    inputs.insert(input.name.clone(), widgets::wrap_array(v));
+                }
+                Resolved::Nothing => {}
+            }
+        }
+        let title = node
+            .title
+            .clone()
+            .or_else(|| {
+                options
+                    .title_overrides
+                    .iter()
+                    .find(|(c, _)| *c == node.kind)
+                    .map(|(_, t)| t.clone())
+            })
+            .or_else(|| {
+                class
+                    .get("display_name")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| node.kind.clone());
+        let mut entry = Map::new();
+        entry.insert("inputs".to_owned(), Value::Object(inputs));
+        entry.insert("class_type".to_owned(), Value::String(node.kind.clone()));
+        entry.insert("_meta".to_owned(), serde_json::json!({ "title": title }));
+        prompt.push((e.exec_id.clone(), Value::Object(entry)));
+    }
+    drop_dangling_links(&mut prompt);
+    Ok(js_key_order(prompt))
+}
+
+/// Removes `[id, slot]` inputs whose node is not in the prompt (links from
+/// muted nodes, or from nothing).
+fn drop_dangling_links(prompt: &mut [(String, Value)]) {
+    let ids: std::collections::HashSet<String> = prompt.iter().map(|(k, _)| k.clone()).collect();
+    for (_, entry) in prompt.iter_mut() {
+        if let Some(Value::Object(inputs)) = entry.get_mut("inputs") {
+            inputs.retain(|_, v| match link_target(v) {
+                Some(id) => ids.contains(id),
+                None => true,
+            });
+        }
+    }
+}
+
+/// The node id of a link value `[id, slot]`.
+pub fn link_target(v: &Value) -> Option<&str> {
+    match v.as_array().map(Vec::as_slice) {
+        Some([Value::String(id), slot]) if slot.is_number() => Some(id),
+        _ => None,
+    }
+}
+
+/// Keys in the order a JS object lists them: integer-like keys ascending,
+/// then the rest in insertion order.
+fn js_key_order(entries: Vec<(String, Value)>) -> Map<String, Value> {
+    let is_index = |k: &str| {
+        k.parse::<u32>()
+            .is_ok_and(|n| n != u32::MAX && n.to_string() == k)
+    };
+    let (mut ints, rest): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(k, _)| is_index(k));
+    ints.sort_by_key(|(k, _)| k.parse::<u32>().unwrap_or(u32::MAX));
+    ints.into_iter().chain(rest).collect()
+}

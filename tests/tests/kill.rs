@@ -1,0 +1,384 @@
+//! Faults with real processes: workers killed with SIGKILL mid-job, stopped
+//! with SIGTERM, and the whole stack (queue included) killed under load.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use comfy_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use comfy_stack::{QueueOptions, RunningQueue, UserApi, start_queue};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LEASE: Duration = Duration::from_secs(2);
+
+fn prompt(prefix: &str) -> Value {
+    json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}},
+    })
+}
+
+fn meta() -> Value {
+    json!({"batch_index": 0, "batch_total": 1})
+}
+
+/// Submits `workflow` as `user` with single-job metadata; the new job's id.
+async fn submit(api: &UserApi, user: &str, workflow: &Value) -> String {
+    let job = api.submit(user, workflow, meta()).await.unwrap();
+    job["id"].as_str().unwrap().to_owned()
+}
+
+async fn queue(dir: &tempfile::TempDir, max_attempts: u32) -> (RunningQueue, UserApi) {
+    let mut o = QueueOptions::sqlite(dir.path().join("q.db")).short_leases(LEASE);
+    o.settings.max_attempts = max_attempts;
+    o.settings.max_pending = 0;
+    o.settings.max_wait_secs = 1.0;
+    o.settings.retry_delay_ms = 100;
+    let q = start_queue(o).await.unwrap();
+    let api = UserApi::new(&q.url());
+    (q, api)
+}
+
+async fn emulator(node_ms: u64) -> EmulatorHandle {
+    Emulator::start(EmulatorConfig::new("0.11.1").node_time(Duration::from_millis(node_ms)))
+        .await
+        .unwrap()
+}
+
+/// A worker as a real child process.
+fn spawn_worker(queue_url: &str, comfy_url: &str, id: &str) -> Child {
+    Command::new(comfy_e2e::workspace_bin("comfy-worker"))
+        .args([
+            "--queue-url",
+            queue_url,
+            "--comfy-url",
+            comfy_url,
+            "--worker-id",
+            id,
+        ])
+        .args([
+            "--health-listen",
+            "off",
+            "--poll-wait-secs",
+            "1",
+            "--status-poll-secs",
+            "0.1",
+        ])
+        .args([
+            "--heartbeat-secs",
+            "0.3",
+            "--unreachable-secs",
+            "1",
+            "--ws-silence-secs",
+            "1",
+        ])
+        .args(["--backoff-min-secs", "0.05", "--backoff-max-secs", "0.5"])
+        .args(["--shutdown-grace-secs", "0.5"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn completed_attempts(job: &Value) -> usize {
+    job["history"]
+        .as_array()
+        .map(|h| h.iter().filter(|a| a["outcome"] == "completed").count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_of_a_killed_worker_is_rerun_by_another_and_completed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, api) = queue(&dir, 3).await;
+    let emu = emulator(1500).await;
+    let mut a = spawn_worker(&q.url(), &emu.url(), "victim");
+    let id = submit(&api, "user001", &prompt("kill")).await;
+    api.wait_for(&id, Duration::from_secs(20), |j| {
+        j["status"] == "running" && j["worker_id"] == "victim"
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while emu.running().is_none() {
+        assert!(Instant::now() < deadline, "the prompt never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.kill().unwrap(); // SIGKILL: no goodbye, the lease just stops being renewed
+    a.wait().unwrap();
+    let killed_at = Instant::now();
+    let mut b = spawn_worker(&q.url(), &emu.url(), "rescuer");
+    let job = api
+        .wait_terminal(&id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["worker_id"], "rescuer");
+    assert_eq!(job["result"]["worker_id"], "rescuer");
+    assert_eq!(job["attempts"], 2, "{job}");
+    assert_eq!(completed_attempts(&job), 1, "completed exactly once: {job}");
+    let outcomes: Vec<&str> = job["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["lease_expired", "completed"], "{job}");
+    assert!(killed_at.elapsed() < Duration::from_secs(20));
+    b.kill().unwrap();
+    b.wait().unwrap();
+    emu.stop().await;
+    q.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_jobs_with_random_kills_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, api) = queue(&dir, 20).await;
+    let emus = [emulator(25).await, emulator(25).await, emulator(25).await];
+    let mut workers: Vec<Child> = (0..3)
+        .map(|i| spawn_worker(&q.url(), &emus[i].url(), &format!("w{i}-0")))
+        .collect();
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let job = api
+            .submit(
+                &format!("user{:03}", i % 20),
+                &prompt(&format!("bulk{i}")),
+                json!({"batch_index": i, "batch_total": 200}),
+            )
+            .await
+            .unwrap();
+        ids.push(job["id"].as_str().unwrap().to_owned());
+    }
+    let mut rng = uuid::Uuid::new_v4().as_u128() as u64 | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut kills = 0;
+    let mut generation = 1;
+    let mut pending: HashSet<String> = ids.iter().cloned().collect();
+    while !pending.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{} jobs never ended",
+            pending.len()
+        );
+        if kills < 12 {
+            tokio::time::sleep(Duration::from_millis(150 + next() % 250)).await;
+            let victim = (next() % 3) as usize;
+            workers[victim].kill().unwrap();
+            workers[victim].wait().unwrap();
+            kills += 1;
+            workers[victim] = spawn_worker(
+                &q.url(),
+                &emus[victim].url(),
+                &format!("w{victim}-{generation}"),
+            );
+            generation += 1;
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let mut ended = Vec::new();
+        for id in &pending {
+            let job = api.job(id).await.unwrap();
+            if matches!(
+                job["status"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            ) {
+                ended.push(id.clone());
+            }
+        }
+        for id in ended {
+            pending.remove(&id);
+        }
+    }
+    let mut reruns = 0;
+    for id in &ids {
+        let job = api.job(id).await.unwrap();
+        assert_eq!(job["status"], "completed", "{job}");
+        assert_eq!(completed_attempts(&job), 1, "completed exactly once: {job}");
+        reruns += job["attempts"].as_u64().unwrap() - 1;
+    }
+    eprintln!("200 jobs completed; {kills} kills; {reruns} re-runs");
+    assert!(kills >= 3, "the kills happened while work remained");
+    for mut w in workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    q.stop().await;
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "the worker did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_a_short_job_and_hands_back_a_long_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, api) = queue(&dir, 3).await;
+    let emu = emulator(100).await;
+
+    // Short job: finishes within the 0.5 s grace period.
+    let mut w = spawn_worker(&q.url(), &emu.url(), "term-1");
+    let id = submit(&api, "user001", &prompt("short")).await;
+    api.wait_for(&id, Duration::from_secs(20), |j| j["status"] == "running")
+        .await
+        .unwrap();
+    sigterm(&w);
+    assert!(wait_exit(&mut w, Duration::from_secs(10)).success());
+    let job = api.job(&id).await.unwrap();
+    assert_eq!(job["status"], "completed", "{job}");
+
+    // Stalled job: interrupted after the grace period and handed back at once
+    // (well before its lease would expire).
+    let mut w = spawn_worker(&q.url(), &emu.url(), "term-2");
+    let id = submit(&api, "user001", &prompt("emulator_stall")).await;
+    api.wait_for(&id, Duration::from_secs(20), |j| j["status"] == "running")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while emu.running().is_none() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sigterm(&w);
+    assert!(wait_exit(&mut w, Duration::from_secs(10)).success());
+    let job = api.job(&id).await.unwrap();
+    assert_eq!(job["status"], "pending", "handed back: {job}");
+    assert_eq!(job["history"][0]["outcome"], "failed", "{job}");
+    let err: Value = serde_json::from_str(job["history"][0]["error"].as_str().unwrap()).unwrap();
+    assert_eq!(err["class"], "shutdown");
+    assert_eq!(emu.running(), None, "the prompt was interrupted");
+    q.stop().await;
+    emu.stop().await;
+}
+
+fn spawn_stack(port: u16, db: &std::path::Path) -> Child {
+    Command::new(comfy_e2e::workspace_bin("comfy-stack"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--db")
+        .arg(db)
+        .args([
+            "--emulator-listen",
+            "127.0.0.1:0",
+            "--emulator-node-ms",
+            "2",
+        ])
+        .args(["--lease-secs", "2", "--worker-health-listen", "off"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_up(api: &UserApi, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reqwest::get(format!("{base}/health")).await.is_err() {
+        assert!(Instant::now() < deadline, "stack did not come up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = api;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_job_survives_a_kill_9_of_the_queue_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("stack.db");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let api = UserApi::new(&base);
+    let mut stack = spawn_stack(port, &db);
+    wait_up(&api, &base).await;
+
+    // Four clients submit as fast as they can; only 201/200 answers count as acknowledged.
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let api = api.clone();
+        let acked = acked.clone();
+        clients.push(tokio::spawn(async move {
+            for i in 0..1000 {
+                match api
+                    .submit(
+                        &format!("user{c}"),
+                        &prompt(&format!("load{c}_{i}")),
+                        meta(),
+                    )
+                    .await
+                {
+                    Ok(job) => acked
+                        .lock()
+                        .unwrap()
+                        .push(job["id"].as_str().unwrap().to_owned()),
+                    Err(comfy_stack::ApiError::Status(429, _)) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.lock().unwrap().len() < 150 {
+        assert!(Instant::now() < deadline, "load did not get going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stack.kill().unwrap(); // SIGKILL of queue + worker + emulator under load
+    stack.wait().unwrap();
+    for c in clients {
+        let _ = c.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let mut stack = spawn_stack(port, &db);
+    wait_up(&api, &base).await;
+    for id in &acked {
+        let job = api
+            .job(id)
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged job {id} lost: {e}"));
+        assert!(job["status"].is_string());
+    }
+    // And the restarted stack runs every one of them to completion.
+    for id in &acked {
+        let job = api
+            .wait_terminal(id, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(job["status"], "completed", "{job}");
+    }
+    eprintln!(
+        "{} acknowledged jobs survived the kill and completed",
+        acked.len()
+    );
+    stack.kill().unwrap();
+    stack.wait().unwrap();
+}
