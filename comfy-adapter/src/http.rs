@@ -247,12 +247,7 @@ impl HttpCore {
         self.send(Method::GET, path, query, Body::None).await
     }
 
-    pub async fn post(
-        &self,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Body,
-    ) -> Result<Response> {
+    pub async fn post(&self, path: &str, query: &[(&str, &str)], body: Body) -> Result<Response> {
         self.send(Method::POST, path, query, body).await
     }
 }

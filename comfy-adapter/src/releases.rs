@@ -27,6 +27,27 @@ pub struct Release {
     pub date: &'static str,
     /// The upstream commit the recording was made at.
     pub commit: &'static str,
+    /// Where ComfyUI's own Python code sits in the tracebacks this release
+    /// writes (the emulator reproduces them line for line).
+    pub source_lines: SourceLines,
+}
+
+/// Line numbers of ComfyUI's Python source in a release's tracebacks, as
+/// recorded (fixtures 040 and 076).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceLines {
+    /// `execution.py`: the `validate_inputs` call in `validate_prompt`.
+    pub validate_prompt: u32,
+    /// `execution.py`: the `prompt[o_id]['class_type']` lookup in
+    /// `validate_inputs`.
+    pub validate_inputs: u32,
+    /// `execution.py` on the way to a node's function: `execute`,
+    /// `get_output_data`, `_async_map_node_over_list`, `process_inputs`.
+    pub execute: [u32; 4],
+    /// `nodes.py`: `SaveImage.save_images`.
+    pub save_images: u32,
+    /// `folder_paths.py`: `get_save_image_path`.
+    pub get_save_image_path: u32,
 }
 
 impl Release {
@@ -54,6 +75,13 @@ pub const RELEASES: &[Release] = &[
         frontend: "1.27.10",
         date: "2025-10",
         commit: "a125cd84",
+        source_lines: SourceLines {
+            validate_prompt: 1010,
+            validate_inputs: 788,
+            execute: [496, 315, 289, 277],
+            save_images: 1590,
+            get_save_image_path: 397,
+        },
     },
     Release {
         version: "0.6.0",
@@ -61,6 +89,13 @@ pub const RELEASES: &[Release] = &[
         frontend: "1.34.9",
         date: "2025-12-23",
         commit: "e4c61d75",
+        source_lines: SourceLines {
+            validate_prompt: 1033,
+            validate_inputs: 811,
+            execute: [516, 330, 304, 292],
+            save_images: 1603,
+            get_save_image_path: 464,
+        },
     },
     Release {
         version: "0.9.2",
@@ -68,6 +103,13 @@ pub const RELEASES: &[Release] = &[
         frontend: "1.36.14",
         date: "2026-01-15",
         commit: "8f40b43e",
+        source_lines: SourceLines {
+            validate_prompt: 1043,
+            validate_inputs: 818,
+            execute: [518, 329, 303, 291],
+            save_images: 1609,
+            get_save_image_path: 464,
+        },
     },
     Release {
         version: "0.11.1",
@@ -75,6 +117,13 @@ pub const RELEASES: &[Release] = &[
         frontend: "1.37.11",
         date: "2026-01-29",
         commit: "b0d97089",
+        source_lines: SourceLines {
+            validate_prompt: 1043,
+            validate_inputs: 818,
+            execute: [518, 329, 303, 291],
+            save_images: 1656,
+            get_save_image_path: 464,
+        },
     },
     Release {
         version: "0.26.0",
@@ -82,6 +131,13 @@ pub const RELEASES: &[Release] = &[
         frontend: "1.45.19",
         date: "2026-06-23",
         commit: "f6c162dd",
+        source_lines: SourceLines {
+            validate_prompt: 1172,
+            validate_inputs: 921,
+            execute: [542, 341, 315, 303],
+            save_images: 1655,
+            get_save_image_path: 474,
+        },
     },
     Release {
         version: "0.33.0",
@@ -89,6 +145,13 @@ pub const RELEASES: &[Release] = &[
         frontend: "1.48.7",
         date: "2026-08-13",
         commit: "2f35f4a0",
+        source_lines: SourceLines {
+            validate_prompt: 1184,
+            validate_inputs: 933,
+            execute: [545, 344, 318, 306],
+            save_images: 1694,
+            get_save_image_path: 557,
+        },
     },
 ];
 
@@ -129,8 +192,9 @@ pub enum Difference {
     CommonpathLine,
     /// `SaveAudio` file names end in `_`.
     AudioTrailingUnderscore,
-    /// `system_stats` lists `comfy_package_versions` (fixture 001).
-    PackageVersions,
+    /// Node execution passes `v3_data` (before: `hidden_inputs`), as the
+    /// tracebacks show (fixture 076).
+    V3NodeData,
 }
 
 /// A half-open range of versions: `since <= v < until`.
@@ -162,7 +226,7 @@ impl Difference {
         Difference::PreviewableOutputsCount,
         Difference::CommonpathLine,
         Difference::AudioTrailingUnderscore,
-        Difference::PackageVersions,
+        Difference::V3NodeData,
     ];
 
     /// The versions that show it. Bounds are the first recorded release
@@ -194,7 +258,7 @@ impl Difference {
             Difference::PreviewableOutputsCount => from((0, 33, 0)),
             Difference::CommonpathLine => before((0, 33, 0)),
             Difference::AudioTrailingUnderscore => before((0, 26, 0)),
-            Difference::PackageVersions => from((0, 26, 0)),
+            Difference::V3NodeData => from((0, 6, 0)),
         }
     }
 

@@ -932,7 +932,7 @@ impl Engine {
             let data = json!({
                 "prompt_id": pid, "node_id": node_id, "node_type": class, "executed": run.executed,
                 "exception_message": message, "exception_type": exception_type,
-                "traceback": nodes::traceback(&self.profile.version, tail),
+                "traceback": nodes::traceback(&self.profile, tail),
                 "current_inputs": nodes::current_inputs(&entry.prompt, &entry.extra_data, node_id, self.classes.get(&class)),
                 "current_outputs": entry.prompt.keys().collect::<Vec<_>>(),
                 "timestamp": now_ms(),
@@ -988,11 +988,7 @@ impl Engine {
             if self.profile.commonpath_line() {
                 m.push_str("         commonpath: /opt\n");
             }
-            return Some((
-                "Exception",
-                m,
-                nodes::save_outside_frames(&self.profile.version),
-            ));
+            return Some(("Exception", m, nodes::save_outside_frames(&self.profile)));
         }
         None
     }

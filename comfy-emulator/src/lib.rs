@@ -31,15 +31,15 @@ mod engine;
 mod files;
 mod nodes;
 mod profile;
+mod recordings;
 mod routes;
 mod userdata;
 mod validate;
 mod view;
 mod ws;
 
-pub use catalogue::default_fixtures_dir;
 pub use engine::Faults;
-pub use profile::VERSIONS;
+pub use recordings::embedded_versions;
 
 use engine::{DEFAULT_WORK_UNIT_MEGAPIXELS, Engine};
 use profile::Profile;
@@ -52,7 +52,8 @@ use tokio::task::JoinHandle;
 /// How to start an emulator.
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
-    /// A recorded version: one of [`VERSIONS`].
+    /// A recorded version: one of [`embedded_versions`], or any version
+    /// whose recordings are in [`fixtures_dir`](Self::fixtures_dir).
     pub version: String,
     /// Where to listen (`127.0.0.1:0` picks a free port).
     pub addr: SocketAddr,
@@ -64,7 +65,9 @@ pub struct EmulatorConfig {
     /// suite (eight 4096² images scaled to 4000² and saved, about 9 s on a
     /// real CPU) takes about 17 node times per node at the default 8.0.
     pub work_unit_megapixels: f64,
-    /// The recordings (for `/object_info`); [`default_fixtures_dir`] when `None`.
+    /// A folder of recorded sets (`comfyui-<version>/`, the layout of
+    /// `fixtures/`) to answer from; `None` answers from the recordings
+    /// embedded in the crate.
     pub fixtures_dir: Option<PathBuf>,
     /// Faults switched on from the start.
     pub faults: Faults,
@@ -107,8 +110,19 @@ impl EmulatorConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
     /// The version is not one of the recorded ones.
-    #[error("no recordings for ComfyUI {0}; known: {known}", known = VERSIONS.join(", "))]
+    #[error("no recordings for ComfyUI {0}; known: {known}", known = embedded_versions().join(", "))]
     UnknownVersion(String),
+    /// The version is not a semantic version.
+    #[error("ComfyUI version {0:?} is not a version (expected e.g. 0.11.1)")]
+    BadVersion(String),
+    /// The given folder has no readable recorded set of the version.
+    #[error("no readable recording {file} in {}", dir.display())]
+    NotInFolder {
+        /// The set's folder (`DIR/comfyui-<version>`).
+        dir: PathBuf,
+        /// The file that is missing or unreadable.
+        file: String,
+    },
     /// The temporary input/output/user folders could not be made.
     #[error("cannot make the emulator's temporary folders: {0}")]
     Folders(#[source] std::io::Error),
@@ -130,22 +144,23 @@ pub struct Emulator;
 impl Emulator {
     /// Starts serving; the returned handle stops it (also on drop).
     pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorError> {
-        let profile = Profile::recorded(&config.version)
-            .ok_or_else(|| EmulatorError::UnknownVersion(config.version.clone()))?;
-        let dir = config
-            .fixtures_dir
-            .clone()
-            .unwrap_or_else(default_fixtures_dir);
         let version = config.version.clone();
-        let fallback = profile.clone();
-        let (classes, profile) = tokio::task::spawn_blocking(move || {
-            (
-                catalogue::load(&dir, &version),
-                profile.with_recorded_lists(&dir),
-            )
-        })
-        .await
-        .unwrap_or_else(|_| (catalogue::builtin(), fallback));
+        let dir = config.fixtures_dir.clone();
+        let recorded =
+            tokio::task::spawn_blocking(move || recordings::load(&version, dir.as_deref()))
+                .await
+                .map_err(|_| EmulatorError::UnknownVersion(config.version.clone()))?
+                .map_err(|m| match m {
+                    recordings::Missing::NotEmbedded => {
+                        EmulatorError::UnknownVersion(config.version.clone())
+                    }
+                    recordings::Missing::NotInFolder(dir, file) => {
+                        EmulatorError::NotInFolder { dir, file }
+                    }
+                })?;
+        let profile = Profile::new(&config.version, &recorded)
+            .ok_or_else(|| EmulatorError::BadVersion(config.version.clone()))?;
+        let classes = recorded.classes.clone();
         let files = files::Files::new().map_err(EmulatorError::Folders)?;
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await

@@ -3,6 +3,7 @@
 //! reports, and how a failing node's inputs and traceback read in an
 //! `execution_error`, as a real server writes them.
 
+use crate::profile::Profile;
 use serde_json::{Map, Value, json};
 
 /// What a node hands on along a link, as far as the emulator follows it.
@@ -357,26 +358,14 @@ fn frame(file: &str, line: u32, func: &str, code: &str, marked_from: Option<&str
     f
 }
 
-/// Lines of `execution.py` on the way to a node's function, per version:
-/// `execute`, `get_output_data`, `_async_map_node_over_list`, `process_inputs`.
-fn execution_lines(version: &str) -> [u32; 4] {
-    match version {
-        "0.3.64" => [496, 315, 289, 277],
-        "0.6.0" => [516, 330, 304, 292],
-        "0.9.2" | "0.11.1" => [518, 329, 303, 291],
-        "0.26.0" => [542, 341, 315, 303],
-        _ => [545, 344, 318, 306],
-    }
-}
-
 /// The traceback of an exception raised in a node's function; `tail` are
 /// the frames inside the node.
-pub(crate) fn traceback(version: &str, tail: Vec<String>) -> Vec<String> {
-    let [execute, get_output, map, process] = execution_lines(version);
-    let extra = if version == "0.3.64" {
-        "hidden_inputs=hidden_inputs"
-    } else {
+pub(crate) fn traceback(profile: &Profile, tail: Vec<String>) -> Vec<String> {
+    let [execute, get_output, map, process] = profile.source_lines.execute;
+    let extra = if profile.v3_node_data() {
         "v3_data=v3_data"
+    } else {
+        "hidden_inputs=hidden_inputs"
     };
     let mut frames = vec![
         frame(
@@ -417,15 +406,11 @@ pub(crate) fn traceback(version: &str, tail: Vec<String>) -> Vec<String> {
 }
 
 /// The frames inside `SaveImage` when the prefix leaves the output folder.
-pub(crate) fn save_outside_frames(version: &str) -> Vec<String> {
-    let (nodes_line, folder_line) = match version {
-        "0.3.64" => (1590, 397),
-        "0.6.0" => (1603, 464),
-        "0.9.2" => (1609, 464),
-        "0.11.1" => (1656, 464),
-        "0.26.0" => (1655, 474),
-        _ => (1694, 557),
-    };
+pub(crate) fn save_outside_frames(profile: &Profile) -> Vec<String> {
+    let (nodes_line, folder_line) = (
+        profile.source_lines.save_images,
+        profile.source_lines.get_save_image_path,
+    );
     vec![
         frame(
             "nodes.py",

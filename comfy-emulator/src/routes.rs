@@ -2,7 +2,6 @@
 
 use super::engine::{Done, Engine, Entry, Outcome, Submission};
 use super::{userdata, validate, view, ws};
-use comfy_adapter::Line;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
@@ -10,6 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use comfy_adapter::Line;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -3,12 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use comfy_emulator::{Emulator, EmulatorConfig, Faults, VERSIONS};
 use comfy_adapter::model::event::Event;
 use comfy_adapter::model::job::{JobState, JobStatus};
 use comfy_adapter::model::output::OutputKind;
 use comfy_adapter::model::prompt::{PromptRequest, RejectionKind};
 use comfy_adapter::{ComfyAdapter, DetectOptions, Line, detect};
+use comfy_emulator::{Emulator, EmulatorConfig, Faults, embedded_versions};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ async fn wait_terminal(adapter: &dyn ComfyAdapter, id: &str) -> JobStatus {
 
 #[tokio::test]
 async fn detect_picks_the_line_of_every_recorded_version() {
-    for v in VERSIONS {
+    for v in embedded_versions() {
         let emu = Emulator::start(EmulatorConfig::new(v)).await.unwrap();
         let d = detect(&emu.url(), &DetectOptions::default()).await.unwrap();
         let expected = Line::for_version(&semver::Version::parse(v).unwrap());

@@ -9,9 +9,9 @@
 //! ```
 
 use comfy_emulator::{Emulator, EmulatorConfig};
+use comfy_stack::{QueueOptions, UserApi, start_queue};
 use comfy_worker::Worker;
 use comfy_worker::config::Config;
-use comfy_stack::{QueueOptions, UserApi, start_queue};
 use serde_json::json;
 use std::time::Duration;
 use time::OffsetDateTime;

@@ -23,6 +23,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use comfy_adapter::model::server::{Capabilities, Line};
+use comfy_adapter::releases::RELEASES;
 use comfy_adapter::{ComfyAdapter, Timeouts};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -31,8 +32,17 @@ use std::sync::Arc;
 use wiremock::matchers::{method, query_param};
 use wiremock::{Match, Mock, MockBuilder, MockServer, Request, ResponseTemplate, Times};
 
-/// Every recorded ComfyUI version, oldest first.
-pub const VERSIONS: [&str; 6] = ["0.3.64", "0.6.0", "0.9.2", "0.11.1", "0.26.0", "0.33.0"];
+/// Every recorded ComfyUI version, oldest first (the rows of
+/// `comfy_adapter::releases::RELEASES`).
+pub const VERSIONS: [&str; RELEASES.len()] = {
+    let mut v = [""; RELEASES.len()];
+    let mut i = 0;
+    while i < RELEASES.len() {
+        v[i] = RELEASES[i].version;
+        i += 1;
+    }
+    v
+};
 
 /// (frontend version, ComfyUI release whose fixtures hold its object_info):
 /// the three frontends whose prompts are recorded in `workflows/api-ground-truth/`.

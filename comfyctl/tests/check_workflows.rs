@@ -6,11 +6,11 @@
 
 use comfy_test_support::replay as support;
 
+use comfy_adapter::model::catalogue::NodeCatalogue;
 use comfyctl::check::{
     CheckOptions, CheckReport, FindingKind, Severity, check_document, check_prompt,
 };
 use comfyctl::convert::ConvertOptions;
-use comfy_adapter::model::catalogue::NodeCatalogue;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use support::{PAIRS, VERSIONS, WORKFLOWS, read_json, repo};

@@ -7,8 +7,8 @@
 
 use comfy_test_support::replay as support;
 
-use comfyctl::convert::{self, ConvertError, ConvertOptions};
 use comfy_adapter::model::catalogue::NodeCatalogue;
+use comfyctl::convert::{self, ConvertError, ConvertOptions};
 use serde_json::{Value, json};
 use support::{PAIRS, WORKFLOWS, read_json, repo};
 

@@ -9,8 +9,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use comfy_emulator::{Emulator, EmulatorConfig, embedded_versions};
 use comfyctl::diff::{self, Class, FixtureSet};
-use comfy_emulator::{Emulator, EmulatorConfig, VERSIONS};
 use comfyctl::record::{self, Outcome, PROBE_COUNT, Progress, RecordOptions};
 use std::time::{Duration, Instant};
 
@@ -96,7 +96,10 @@ async fn record_version(version: String) -> Recorded {
 async fn the_emulator_of_every_version_answers_the_probe_suite_as_recorded() {
     let versions: Vec<String> = match std::env::var("EMULATOR_FIDELITY_VERSIONS") {
         Ok(list) => list.split(',').map(|v| v.trim().to_owned()).collect(),
-        Err(_) => VERSIONS.iter().map(|v| (*v).to_owned()).collect(),
+        Err(_) => embedded_versions()
+            .iter()
+            .map(|v| (*v).to_owned())
+            .collect(),
     };
     let runs: Vec<_> = versions
         .into_iter()

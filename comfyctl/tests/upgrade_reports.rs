@@ -2,7 +2,7 @@
 //! generated upgrade reports in docs/upgrades/ kept fresh.
 //!
 //! Regenerate the reports with
-//! `UPDATE_UPGRADE_REPORTS=1 cargo test -p comfy-adapter --test upgrade_reports`.
+//! `UPDATE_UPGRADE_REPORTS=1 cargo test -p comfyctl --test upgrade_reports`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,14 +11,6 @@ use comfy_test_support::replay as support;
 use comfyctl::diff::{self, Change, Class, Diff, FixtureSet};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-
-const PAIRS: [(&str, &str); 5] = [
-    ("0.3.64", "0.6.0"),
-    ("0.6.0", "0.9.2"),
-    ("0.9.2", "0.11.1"),
-    ("0.11.1", "0.26.0"),
-    ("0.26.0", "0.33.0"),
-];
 
 fn set(version: &str) -> FixtureSet {
     FixtureSet::load(&support::fixture_dir(version)).unwrap()
@@ -40,7 +32,7 @@ fn upgrade_reports_are_fresh() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/upgrades");
     let update = std::env::var_os("UPDATE_UPGRADE_REPORTS").is_some();
     let mut stale = Vec::new();
-    for (a, b) in PAIRS {
+    for (a, b) in comfy_adapter::releases::neighbours().map(|(a, b)| (a.version, b.version)) {
         let md = diff::markdown(&between(a, b));
         let path = dir.join(format!("{a}-to-{b}.md"));
         if update {
@@ -52,7 +44,7 @@ fn upgrade_reports_are_fresh() {
     }
     assert!(
         stale.is_empty(),
-        "stale upgrade reports {stale:?}: run UPDATE_UPGRADE_REPORTS=1 cargo test -p comfy-adapter --test upgrade_reports"
+        "stale upgrade reports {stale:?}: run UPDATE_UPGRADE_REPORTS=1 cargo test -p comfyctl --test upgrade_reports"
     );
 }
 

@@ -3,9 +3,9 @@
 //! short leases and fast polls, so the suite stays quick.
 
 use comfy_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use comfy_stack::{Backend, QueueOptions, RunningQueue, UserApi, start_queue};
 use comfy_worker::Worker;
 use comfy_worker::config::Config;
-use comfy_stack::{Backend, QueueOptions, RunningQueue, UserApi, start_queue};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -3,8 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use comfy_emulator::{Emulator, EmulatorConfig, Faults};
 use comfy_e2e::*;
+use comfy_emulator::{Emulator, EmulatorConfig, Faults};
 use serde_json::{Value, json};
 use std::time::Duration;
 

@@ -100,7 +100,13 @@ impl Worker {
             worker_id: self.worker_id().to_owned(),
             comfyui_version: version.clone().filter(|v| !v.is_empty()),
             line: Some(d.line.name().to_owned()),
-            capabilities: Some(d.capabilities.names().into_iter().map(str::to_owned).collect()),
+            capabilities: Some(
+                d.capabilities
+                    .names()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+            ),
         };
         self.queue
             .register(&reg)

@@ -266,7 +266,8 @@ impl<'a> Session<'a> {
                 && let Some(running) = q.running.first()
                 && mine.contains(&running.prompt_id)
             {
-                let _ = comfy_adapter::endpoints::interrupt(&self.core, Some(&running.prompt_id)).await;
+                let _ =
+                    comfy_adapter::endpoints::interrupt(&self.core, Some(&running.prompt_id)).await;
             }
             let deleted = comfy_adapter::endpoints::delete_history(&self.core, &mine).await;
             self.report.cleaned.push(match deleted {
@@ -348,7 +349,10 @@ pub(crate) struct InHistory<'s>(pub(crate) &'s str);
 
 impl AsyncCheck for InHistory<'_> {
     async fn holds(&self, core: &HttpCore) -> Result<bool, ComfyError> {
-        let path = format!("/history/{}", comfy_adapter::endpoints::encode_segment(self.0));
+        let path = format!(
+            "/history/{}",
+            comfy_adapter::endpoints::encode_segment(self.0)
+        );
         let resp = core.get(&path, &[]).await?;
         let body: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
         Ok(body.get(self.0).is_some())

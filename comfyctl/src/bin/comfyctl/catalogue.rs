@@ -3,9 +3,9 @@
 use crate::positive_secs;
 use anyhow::Context;
 use clap::Args;
-use comfyctl::convert::ConvertOptions;
 use comfy_adapter::model::catalogue::NodeCatalogue;
 use comfy_adapter::{DetectOptions, Timeouts, detect};
+use comfyctl::convert::ConvertOptions;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

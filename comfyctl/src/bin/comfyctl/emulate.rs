@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use comfy_emulator::{Emulator, EmulatorConfig, Faults, VERSIONS};
+use comfy_emulator::{Emulator, EmulatorConfig, Faults, embedded_versions};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,8 +10,9 @@ use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub(crate) struct EmulateArgs {
-    /// The release to emulate (one of the recorded versions).
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(VERSIONS))]
+    /// The release to emulate: a recorded version (built in), or, with
+    /// --fixtures, any version recorded in that folder.
+    #[arg(long)]
     version: String,
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 8188)]
@@ -28,9 +29,10 @@ pub(crate) struct EmulateArgs {
     /// eight 4096² images, takes about a second at the defaults).
     #[arg(long, default_value_t = 8.0, value_parser = positive_megapixels)]
     work_unit_megapixels: f64,
-    /// The recorded fixture sets (object_info catalogue, fixed answers).
-    #[arg(long, env = "COMFY_FIXTURES", default_value = "fixtures")]
-    fixtures: PathBuf,
+    /// A folder of recorded sets (comfyui-<VERSION>/, as written by
+    /// `comfyctl record`) to answer from instead of the built-in recordings.
+    #[arg(long, env = "COMFY_FIXTURES")]
+    fixtures: Option<PathBuf>,
     /// Every node runs until interrupted (a hung GPU).
     #[arg(long)]
     stall: bool,
@@ -57,22 +59,24 @@ fn positive_megapixels(s: &str) -> Result<f64, String> {
 }
 
 pub(crate) async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
-    if !args
-        .fixtures
-        .join(format!("comfyui-{}", args.version))
-        .is_dir()
-    {
-        anyhow::bail!(
-            "no fixture set comfyui-{} under {} (give --fixtures DIR or set COMFY_FIXTURES)",
+    let known = embedded_versions().join(", ");
+    match &args.fixtures {
+        Some(dir) if !dir.join(format!("comfyui-{}", args.version)).is_dir() => anyhow::bail!(
+            "no fixture set comfyui-{} under {} (built-in recordings, without --fixtures: possible values: {known})",
             args.version,
-            args.fixtures.display()
-        );
+            dir.display()
+        ),
+        None if !embedded_versions().contains(&args.version.as_str()) => anyhow::bail!(
+            "no recordings of ComfyUI {} are built in (possible values: {known}); record it with `comfyctl record` and give --fixtures DIR",
+            args.version
+        ),
+        _ => {}
     }
     let mut config = EmulatorConfig::new(&args.version)
         .addr(SocketAddr::new(args.host, args.port))
         .node_time(Duration::from_millis(args.node_time_ms))
         .work_unit_megapixels(args.work_unit_megapixels);
-    config.fixtures_dir = Some(args.fixtures.clone());
+    config.fixtures_dir = args.fixtures.clone();
     config.faults = Faults {
         stall: args.stall,
         silent_ws: args.silent_ws,

@@ -1,0 +1,157 @@
+//! The recordings an emulated release answers from: `/system_stats`,
+//! `/features`, `/models`, `/extensions` and the full `/object_info` of
+//! `fixtures/comfyui-<version>/` (fixtures 001, 003, 005, 007, 018).
+//!
+//! Every recorded set is embedded in the crate at build time (`build.rs`),
+//! so an emulator runs from any directory. A folder of recordings given at
+//! run time ([`crate::EmulatorConfig::fixtures_dir`]) is read instead: that
+//! is how a release recorded today is emulated before it is embedded.
+
+use crate::catalogue::{self, Classes};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// One embedded set: the raw recorded exchanges.
+#[derive(Debug)]
+pub(crate) struct Embedded {
+    pub(crate) version: &'static str,
+    pub(crate) system_stats: &'static str,
+    pub(crate) features: &'static str,
+    pub(crate) models: &'static str,
+    pub(crate) extensions: &'static str,
+    pub(crate) object_info: &'static str,
+}
+
+include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+
+/// The versions whose recordings are embedded, oldest first.
+pub fn embedded_versions() -> Vec<&'static str> {
+    EMBEDDED.iter().map(|e| e.version).collect()
+}
+
+/// What a version answers, parsed.
+#[derive(Debug, Clone)]
+pub(crate) struct Recorded {
+    pub(crate) system_stats: Value,
+    pub(crate) features: Value,
+    /// `None` when the set lacks fixture 005.
+    pub(crate) model_folders: Option<Vec<String>>,
+    /// `None` when the set lacks fixture 007.
+    pub(crate) extensions: Option<Value>,
+    pub(crate) classes: Classes,
+}
+
+/// Why a version's recordings could not be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Missing {
+    /// No embedded set of that version.
+    NotEmbedded,
+    /// The folder has no readable set of that version.
+    NotInFolder(PathBuf, String),
+}
+
+/// Parsed recordings by (version, folder they were read from).
+type Cache = Mutex<HashMap<(String, Option<PathBuf>), Arc<Recorded>>>;
+
+fn cache() -> &'static Cache {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The recordings of `version`: embedded, or from `dir/comfyui-<version>/`
+/// when a folder is given. Parsed once per process.
+pub(crate) fn load(version: &str, dir: Option<&Path>) -> Result<Arc<Recorded>, Missing> {
+    let key = (version.to_owned(), dir.map(Path::to_path_buf));
+    if let Ok(map) = cache().lock()
+        && let Some(hit) = map.get(&key)
+    {
+        return Ok(hit.clone());
+    }
+    let recorded = Arc::new(match dir {
+        None => from_embedded(version)?,
+        Some(dir) => from_folder(&dir.join(format!("comfyui-{version}")))?,
+    });
+    if let Ok(mut map) = cache().lock() {
+        map.insert(key, recorded.clone());
+    }
+    Ok(recorded)
+}
+
+fn from_embedded(version: &str) -> Result<Recorded, Missing> {
+    let e = EMBEDDED
+        .iter()
+        .find(|e| e.version == version)
+        .ok_or(Missing::NotEmbedded)?;
+    let body = |what: &str, text: &str| {
+        let parsed = serde_json::from_str::<Value>(text).map_err(|e| e.to_string());
+        response_body(what, parsed)
+    };
+    Ok(Recorded {
+        system_stats: body("001-system_stats.json", e.system_stats).ok_or(Missing::NotEmbedded)?,
+        features: body("003-features.json", e.features).ok_or(Missing::NotEmbedded)?,
+        model_folders: body("005-models-list.json", e.models).and_then(|v| strings(&v)),
+        extensions: body("007-extensions.json", e.extensions).filter(Value::is_array),
+        classes: classes(body("018-object_info-full.json", e.object_info)),
+    })
+}
+
+fn from_folder(set: &Path) -> Result<Recorded, Missing> {
+    let read = |file: &str| {
+        let path = set.join(file);
+        let parsed = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()));
+        response_body(&path.display().to_string(), parsed)
+    };
+    let missing = |file: &str| Missing::NotInFolder(set.to_path_buf(), file.to_owned());
+    Ok(Recorded {
+        system_stats: read("001-system_stats.json")
+            .ok_or_else(|| missing("001-system_stats.json"))?,
+        features: read("003-features.json").ok_or_else(|| missing("003-features.json"))?,
+        model_folders: read("005-models-list.json").and_then(|v| strings(&v)),
+        extensions: read("007-extensions.json").filter(Value::is_array),
+        classes: classes(read("018-object_info-full.json")),
+    })
+}
+
+/// `response.body` of a recorded exchange, or `None` with a warning.
+fn response_body(what: &str, parsed: Result<Value, String>) -> Option<Value> {
+    match parsed {
+        Ok(mut v) => {
+            let body = v
+                .get_mut("response")
+                .and_then(|r| r.get_mut("body"))
+                .map(Value::take);
+            if body.is_none() {
+                tracing::warn!(file = what, "recording has no response.body");
+            }
+            body
+        }
+        Err(e) => {
+            tracing::warn!(file = what, error = %e, "recording unreadable; the emulator answers a built-in default");
+            None
+        }
+    }
+}
+
+fn strings(v: &Value) -> Option<Vec<String>> {
+    Some(
+        v.as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+fn classes(body: Option<Value>) -> Classes {
+    match body {
+        Some(Value::Object(m)) => Arc::new(m),
+        _ => {
+            tracing::warn!("no recorded object_info; the emulator knows only a few core nodes");
+            catalogue::builtin()
+        }
+    }
+}
