@@ -146,7 +146,7 @@ pub struct UserApi {
 
 /// A user-side call failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub enum UserApiError {
     /// Transport or decoding.
     #[error("queue call failed: {0}")]
     Http(#[from] reqwest::Error),
@@ -173,7 +173,7 @@ impl UserApi {
         user_id: &str,
         workflow: &serde_json::Value,
         metadata: serde_json::Value,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<serde_json::Value, UserApiError> {
         let body = serde_json::json!({
             "user_id": user_id, "workflow": workflow, "priority": 1, "metadata": metadata,
         });
@@ -185,7 +185,7 @@ impl UserApi {
             .await?;
         let status = resp.status().as_u16();
         if status != 201 && status != 200 {
-            return Err(ApiError::Status(
+            return Err(UserApiError::Status(
                 status,
                 resp.text().await.unwrap_or_default(),
             ));
@@ -194,7 +194,7 @@ impl UserApi {
     }
 
     /// `GET /api/jobs/{id}`.
-    pub async fn job(&self, id: &str) -> Result<serde_json::Value, ApiError> {
+    pub async fn job(&self, id: &str) -> Result<serde_json::Value, UserApiError> {
         let resp = self
             .http
             .get(format!("{}/api/jobs/{id}", self.base))
@@ -202,7 +202,7 @@ impl UserApi {
             .await?;
         let status = resp.status().as_u16();
         if status != 200 {
-            return Err(ApiError::Status(
+            return Err(UserApiError::Status(
                 status,
                 resp.text().await.unwrap_or_default(),
             ));
@@ -211,7 +211,7 @@ impl UserApi {
     }
 
     /// `DELETE /api/jobs/{id}` (cancel).
-    pub async fn cancel(&self, id: &str) -> Result<(), ApiError> {
+    pub async fn cancel(&self, id: &str) -> Result<(), UserApiError> {
         let resp = self
             .http
             .delete(format!("{}/api/jobs/{id}", self.base))
@@ -219,7 +219,7 @@ impl UserApi {
             .await?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
-            return Err(ApiError::Status(
+            return Err(UserApiError::Status(
                 status,
                 resp.text().await.unwrap_or_default(),
             ));
@@ -228,7 +228,7 @@ impl UserApi {
     }
 
     /// `GET /api/workers`.
-    pub async fn workers(&self) -> Result<serde_json::Value, ApiError> {
+    pub async fn workers(&self) -> Result<serde_json::Value, UserApiError> {
         let resp = self
             .http
             .get(format!("{}/api/workers", self.base))
@@ -243,7 +243,7 @@ impl UserApi {
         id: &str,
         timeout: Duration,
         done: impl Fn(&serde_json::Value) -> bool,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<serde_json::Value, UserApiError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let job = self.job(id).await?;
@@ -251,7 +251,7 @@ impl UserApi {
                 return Ok(job);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(ApiError::Timeout(format!("job {id}: {job}")));
+                return Err(UserApiError::Timeout(format!("job {id}: {job}")));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -262,7 +262,7 @@ impl UserApi {
         &self,
         id: &str,
         timeout: Duration,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<serde_json::Value, UserApiError> {
         self.wait_for(id, timeout, |j| {
             j["status"]
                 .as_str()

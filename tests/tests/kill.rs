@@ -338,7 +338,7 @@ async fn every_acknowledged_job_survives_a_kill_9_of_the_queue_under_load() {
                         .lock()
                         .unwrap()
                         .push(job["id"].as_str().unwrap().to_owned()),
-                    Err(comfy_stack::ApiError::Status(429, _)) => {
+                    Err(comfy_stack::UserApiError::Status(429, _)) => {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                     Err(_) => return,

@@ -10,10 +10,10 @@
 
 pub mod classify;
 pub mod config;
+pub mod follow;
 pub mod health;
 pub mod queue_client;
 pub mod runner;
-pub mod watch;
 
 use crate::config::{Config, secs};
 use crate::health::{Health, Status};
@@ -23,7 +23,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use comfy_adapter::{ComfyAdapter, DetectOptions, Timeouts, detect};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch as tokio_watch;
+use tokio::sync::watch;
 
 /// What detection gave us.
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ struct Detected {
 }
 
 /// Resolves once `rx` says true (or its sender is gone).
-async fn stopped(rx: &mut tokio_watch::Receiver<bool>) {
+async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
@@ -122,7 +122,7 @@ impl Worker {
     }
 
     /// Sleeps `d` unless shutdown comes first; false when shutting down.
-    async fn pause(d: Duration, shutdown: &mut tokio_watch::Receiver<bool>) -> bool {
+    async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
         tokio::select! {
             _ = tokio::time::sleep(d) => true,
             _ = stopped(shutdown) => false,
@@ -131,12 +131,12 @@ impl Worker {
 
     /// Runs until `shutdown` turns true; then finishes or hands back the
     /// current job within the grace period.
-    pub async fn run(self, mut shutdown: tokio_watch::Receiver<bool>) -> anyhow::Result<()> {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut detected: Option<Detected> = None;
         let mut backoff = self.backoff();
         let wait = secs(self.config.poll_wait_secs, 25.0);
         let grace = secs(self.config.shutdown_grace_secs, 20.0);
-        let watch = crate::watch::WatchOptions {
+        let follow = crate::follow::FollowOptions {
             poll: secs(self.config.status_poll_secs, 1.0).max(Duration::from_millis(10)),
             silence: secs(self.config.ws_silence_secs, 15.0),
             unreachable: secs(self.config.unreachable_secs, 10.0),
@@ -236,11 +236,11 @@ impl Worker {
                 adapter: d.adapter.clone(),
                 comfyui_version: d.version.clone(),
                 client_id: self.client_id.clone(),
-                watch,
+                follow,
                 heartbeat: self.config.heartbeat_secs.map(|s| secs(s, 1.0)),
                 health: self.health.clone(),
             };
-            let (hand_back_tx, hand_back_rx) = tokio_watch::channel(false);
+            let (hand_back_tx, hand_back_rx) = watch::channel(false);
             let running = run_job(&ctx, job, hand_back_rx);
             tokio::pin!(running);
             let mut stop = shutdown.clone();

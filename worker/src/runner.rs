@@ -2,9 +2,9 @@
 //! lease with progress, report outputs or a classified error.
 
 use crate::classify::{ErrorClass, JobError};
+use crate::follow::{Follow, FollowEnd, FollowOptions, ProgressTracker, Stop};
 use crate::health::{CurrentJob, Health, Outcome};
 use crate::queue_client::{FailRequest, LeasedJob, Progress, QueueClient, QueueError};
-use crate::watch::{Follow, ProgressTracker, Stop, WatchEnd, WatchOptions};
 use comfy_adapter::ComfyAdapter;
 use comfy_adapter::model::job::{JobState, JobStatus};
 use comfy_adapter::model::output::Output;
@@ -29,7 +29,7 @@ pub struct RunContext {
     /// This worker's WebSocket client id.
     pub client_id: String,
     /// Watch timings.
-    pub watch: WatchOptions,
+    pub follow: FollowOptions,
     /// Heartbeat period override.
     pub heartbeat: Option<Duration>,
     /// Health record.
@@ -270,13 +270,13 @@ async fn execute(
         adapter: &ctx.adapter,
         client_id: &ctx.client_id,
         prompt_id,
-        options: ctx.watch,
+        options: ctx.follow,
     };
     let mut tracker = ProgressTracker::new(prompt_id, classes);
     match follow.run(events, &mut tracker, progress, stop).await {
-        WatchEnd::Stopped(s) => Ran::Stopped(s),
-        WatchEnd::Failed(e) => Ran::Failed(e),
-        WatchEnd::Finished(status) => finished(ctx, job, *status, submitted_ms, submitted).await,
+        FollowEnd::Stopped(s) => Ran::Stopped(s),
+        FollowEnd::Failed(e) => Ran::Failed(e),
+        FollowEnd::Finished(status) => finished(ctx, job, *status, submitted_ms, submitted).await,
     }
 }
 

@@ -19,7 +19,7 @@ pub struct CancelApi;
 
 /// Whether `s` is a UUID in canonical lowercase hyphenated form, the only
 /// form 0.26+ accepts as a client-chosen prompt id.
-pub fn is_canonical_uuid(s: &str) -> bool {
+pub fn cancel_api_prompt_id_ok(s: &str) -> bool {
     uuid::Uuid::parse_str(s).is_ok_and(|u| u.hyphenated().to_string() == s)
 }
 
@@ -27,7 +27,7 @@ impl LineBehaviour for CancelApi {
     const LINE: Line = Line::CancelApi;
 
     fn check_prompt_id(prompt_id: &str) -> Result<()> {
-        if is_canonical_uuid(prompt_id) {
+        if cancel_api_prompt_id_ok(prompt_id) {
             Ok(())
         } else {
             Err(ComfyError::InvalidInput {

@@ -9,7 +9,7 @@ mod cancel_api;
 mod jobs_api;
 mod legacy;
 
-pub use cancel_api::{CancelApi, is_canonical_uuid as cancel_api_prompt_id_ok};
+pub use cancel_api::{CancelApi, cancel_api_prompt_id_ok};
 pub use jobs_api::JobsApi;
 pub use legacy::Legacy;
 

@@ -21,7 +21,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 /// Timings of the watch.
 #[derive(Debug, Clone, Copy)]
-pub struct WatchOptions {
+pub struct FollowOptions {
     /// Status poll period.
     pub poll: Duration,
     /// Reopen a socket silent this long.
@@ -32,9 +32,9 @@ pub struct WatchOptions {
     pub timeout: Duration,
 }
 
-impl Default for WatchOptions {
+impl Default for FollowOptions {
     fn default() -> Self {
-        WatchOptions {
+        FollowOptions {
             poll: Duration::from_secs(1),
             silence: Duration::from_secs(15),
             unreachable: Duration::from_secs(10),
@@ -56,7 +56,7 @@ pub enum Stop {
 
 /// How the watch ended.
 #[derive(Debug)]
-pub enum WatchEnd {
+pub enum FollowEnd {
     /// ComfyUI says the prompt ended (any terminal state).
     Finished(Box<JobStatus>),
     /// Stopped on request (the prompt was interrupted).
@@ -159,7 +159,7 @@ pub struct Follow<'a> {
     /// The prompt.
     pub prompt_id: &'a str,
     /// Timings.
-    pub options: WatchOptions,
+    pub options: FollowOptions,
 }
 
 impl Follow<'_> {
@@ -202,11 +202,11 @@ impl Follow<'_> {
         tracker: &mut ProgressTracker,
         progress: &watch::Sender<Progress>,
         stop: &mut watch::Receiver<Option<Stop>>,
-    ) -> WatchEnd {
+    ) -> FollowEnd {
         let already = *stop.borrow_and_update();
         if let Some(s) = already {
             self.interrupt().await;
-            return WatchEnd::Stopped(s);
+            return FollowEnd::Stopped(s);
         }
         let opts = self.options;
         let started = Instant::now();
@@ -232,7 +232,7 @@ impl Follow<'_> {
                     if let Some(s) = requested {
                         tracing::info!(?s, "stopping the prompt");
                         self.interrupt().await;
-                        return WatchEnd::Stopped(s);
+                        return FollowEnd::Stopped(s);
                     }
                 }
                 ev = next_event(&mut events) => match ev {
@@ -245,7 +245,7 @@ impl Follow<'_> {
                             && e.is_terminal()
                             && let Some(s) = self.settle().await
                         {
-                            return WatchEnd::Finished(Box::new(s));
+                            return FollowEnd::Finished(Box::new(s));
                         }
                     }
                     Some(Err(e)) => tracing::debug!(error = %e, "unreadable WebSocket frame"),
@@ -262,12 +262,12 @@ impl Follow<'_> {
                     Ok(s) => {
                         last_reachable = Instant::now();
                         if s.state.is_terminal() {
-                            return WatchEnd::Finished(Box::new(s));
+                            return FollowEnd::Finished(Box::new(s));
                         }
                         if s.state == JobState::Unknown {
                             unknown_polls += 1;
                             if unknown_polls >= 3 {
-                                return WatchEnd::Failed(JobError::new(
+                                return FollowEnd::Failed(JobError::new(
                                     ErrorClass::ComfyUnavailable,
                                     "ComfyUI no longer knows the prompt (restarted?)",
                                 ));
@@ -279,13 +279,13 @@ impl Follow<'_> {
                     Err(e) => {
                         tracing::warn!(error = %e, "job status poll failed");
                         if last_reachable.elapsed() >= opts.unreachable {
-                            return WatchEnd::Failed(JobError::from_comfy(&e));
+                            return FollowEnd::Failed(JobError::from_comfy(&e));
                         }
                     }
                 }
                 if started.elapsed() >= opts.timeout {
                     self.interrupt().await;
-                    return WatchEnd::Failed(JobError::new(
+                    return FollowEnd::Failed(JobError::new(
                         ErrorClass::Timeout,
                         format!("the prompt ran longer than {:?}", opts.timeout),
                     ));
