@@ -33,7 +33,7 @@ pub struct Release {
 }
 
 /// Line numbers of ComfyUI's Python source in a release's tracebacks, as
-/// recorded (fixtures 040 and 076).
+/// recorded (fixtures 033 and 044).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceLines {
     /// `execution.py`: the `validate_inputs` call in `validate_prompt`.
@@ -193,7 +193,7 @@ pub enum Difference {
     /// `SaveAudio` file names end in `_`.
     AudioTrailingUnderscore,
     /// Node execution passes `v3_data` (before: `hidden_inputs`), as the
-    /// tracebacks show (fixture 076).
+    /// tracebacks show (fixture 033).
     V3NodeData,
 }
 
