@@ -1,4 +1,4 @@
-//! An emulated ComfyUI server (feature `emulator`): accepts prompts, runs
+//! An emulated ComfyUI server: accepts prompts, runs
 //! them through queued → running → done with plausible timing, produces
 //! outputs, and answers `/system_stats`, `/features`, `/object_info`,
 //! `/prompt`, `/queue`, `/history`, `/interrupt`, `/view`, `/api/jobs`
@@ -39,7 +39,7 @@ mod view;
 mod ws;
 
 pub use engine::Faults;
-pub use recordings::embedded_versions;
+pub use recordings::{embedded_versions, recorded_object_info};
 
 use engine::{DEFAULT_WORK_UNIT_MEGAPIXELS, Engine};
 use profile::Profile;

@@ -31,6 +31,16 @@ pub fn embedded_versions() -> Vec<&'static str> {
     EMBEDDED.iter().map(|e| e.version).collect()
 }
 
+/// The recorded `GET /object_info` exchange of an embedded version, as
+/// recorded (fixture 018): the catalogue `comfyctl convert`/`check` use for
+/// `--version V` when no fixture folder is at hand.
+pub fn recorded_object_info(version: &str) -> Option<&'static str> {
+    EMBEDDED
+        .iter()
+        .find(|e| e.version == version)
+        .map(|e| e.object_info)
+}
+
 /// What a version answers, parsed.
 #[derive(Debug, Clone)]
 pub(crate) struct Recorded {

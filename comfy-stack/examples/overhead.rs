@@ -5,7 +5,7 @@
 //! as the worker reported it.
 //!
 //! ```sh
-//! cargo run --release -p comfy-worker --example overhead -- 500
+//! cargo run --release -p comfy-stack --example overhead -- 500
 //! ```
 
 use comfy_emulator::{Emulator, EmulatorConfig};

@@ -3,7 +3,7 @@
 //! flow on a machine with nothing but this repository.
 //!
 //! ```sh
-//! cargo run --release -p comfy-worker --bin comfy-stack -- --demo
+//! cargo run --release -p comfy-stack -- --demo
 //! ```
 
 use anyhow::Context;

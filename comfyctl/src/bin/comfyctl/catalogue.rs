@@ -26,7 +26,8 @@ pub(crate) struct CatalogueArgs {
     /// fixture set's folder is accepted too).
     #[arg(long)]
     pub(crate) version: Option<String>,
-    /// Where recorded fixture sets live, for --version.
+    /// Where recorded fixture sets live, for --version (the built-in
+    /// recordings answer when DIR has no set of that version).
     #[arg(long, env = "COMFY_FIXTURES", default_value = "fixtures")]
     fixtures: PathBuf,
     /// Seconds to wait for each request with --url.
@@ -86,11 +87,16 @@ pub(crate) fn catalogue_from_path(path: &Path) -> anyhow::Result<Catalogue> {
     } else {
         path.to_owned()
     };
-    let doc = read_json(&file)?;
+    catalogue_from_doc(read_json(&file)?, &file.display().to_string())
+}
+
+/// A catalogue from a parsed exchange or plain body; `source` names it in
+/// errors.
+fn catalogue_from_doc(doc: Value, source: &str) -> anyhow::Result<Catalogue> {
     let (body, version) = match (doc.get("response"), doc.get("request")) {
         (Some(resp), Some(_)) => {
             if resp.get("status").and_then(Value::as_u64) != Some(200) {
-                anyhow::bail!("{} is not a successful object_info answer", file.display());
+                anyhow::bail!("{source} is not a successful object_info answer");
             }
             let version = doc
                 .get("comfyui_version")
@@ -101,14 +107,14 @@ pub(crate) fn catalogue_from_path(path: &Path) -> anyhow::Result<Catalogue> {
         _ => (doc, None),
     };
     if !body.is_object() {
-        anyhow::bail!("{} holds no object_info object", file.display());
+        anyhow::bail!("{source} holds no object_info object");
     }
     let nodes = NodeCatalogue::from_slice(&serde_json::to_vec(&body)?)
-        .with_context(|| format!("{} is not an object_info body", file.display()))?;
+        .with_context(|| format!("{source} is not an object_info body"))?;
     Ok(Catalogue {
         nodes,
         version,
-        source: file.display().to_string(),
+        source: source.to_owned(),
     })
 }
 
@@ -151,22 +157,19 @@ pub(crate) async fn load_catalogue(args: &CatalogueArgs) -> anyhow::Result<Catal
         catalogue_from_path(dir)?
     } else if let Some(v) = &args.version {
         let local = args.fixtures.join(format!("comfyui-{v}"));
-        let dir = if local.is_dir() {
-            local
+        if local.is_dir() {
+            catalogue_from_path(&local)?
+        } else if let Some(text) = comfy_emulator::recorded_object_info(v) {
+            let doc = serde_json::from_str(text)
+                .with_context(|| format!("the built-in object_info of {v}"))?;
+            catalogue_from_doc(doc, &format!("the built-in recording of ComfyUI {v}"))?
         } else {
-            let built_in = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("fixtures")
-                .join(format!("comfyui-{v}"));
-            if !built_in.is_dir() {
-                anyhow::bail!(
-                    "no fixture set for {v}: {} does not exist (use --fixtures DIR, --object-info or --url)",
-                    local.display()
-                );
-            }
-            built_in
-        };
-        catalogue_from_path(&dir)?
+            anyhow::bail!(
+                "no fixture set for {v}: {} does not exist and {v} is not built in (built in: {}; use --fixtures DIR, --object-info or --url)",
+                local.display(),
+                comfy_emulator::embedded_versions().join(", ")
+            );
+        }
     } else {
         anyhow::bail!(
             "say which server: --version V, --object-info FILE_OR_FIXTURE_DIR or --url URL"
