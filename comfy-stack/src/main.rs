@@ -68,9 +68,11 @@ struct Args {
     #[arg(long, requires = "demo")]
     exit_after_demo: bool,
 
-    /// Folder of the bundled workflows.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../workflows"))]
-    workflows: PathBuf,
+    /// A workflows folder (the layout of the repository's `workflows/`)
+    /// whose `api-ground-truth/1.37.11/*.api.json` prompts the demo submits;
+    /// without it, the copies built into the binary.
+    #[arg(long)]
+    workflows: Option<PathBuf>,
 }
 
 fn core_demo_prompts() -> Vec<(String, Value)> {
@@ -101,7 +103,44 @@ fn core_demo_prompts() -> Vec<(String, Value)> {
     ]
 }
 
-fn ground_truth_prompts(dir: &std::path::Path) -> Vec<(String, Value)> {
+/// The API prompts frontend 1.37.11 made from the bundled templates
+/// (`workflows/api-ground-truth/1.37.11/`), built in so the demo runs from
+/// any directory.
+const BUILT_IN_PROMPTS: &[(&str, &str)] = &[
+    (
+        "image_flux2_klein_text_to_image",
+        include_str!(
+            "../../workflows/api-ground-truth/1.37.11/image_flux2_klein_text_to_image.api.json"
+        ),
+    ),
+    (
+        "image_flux2_text_to_image_9b",
+        include_str!(
+            "../../workflows/api-ground-truth/1.37.11/image_flux2_text_to_image_9b.api.json"
+        ),
+    ),
+    (
+        "tiny_bypass_mute",
+        include_str!("../../workflows/api-ground-truth/1.37.11/tiny_bypass_mute.api.json"),
+    ),
+    (
+        "video_ltx2_t2v",
+        include_str!("../../workflows/api-ground-truth/1.37.11/video_ltx2_t2v.api.json"),
+    ),
+    (
+        "video_ltx2_t2v_distilled",
+        include_str!("../../workflows/api-ground-truth/1.37.11/video_ltx2_t2v_distilled.api.json"),
+    ),
+];
+
+fn ground_truth_prompts(dir: Option<&std::path::Path>) -> Vec<(String, Value)> {
+    let label = |stem: &str| format!("{stem} (frontend 1.37.11 ground truth)");
+    let Some(dir) = dir else {
+        return BUILT_IN_PROMPTS
+            .iter()
+            .filter_map(|(stem, text)| Some((label(stem), serde_json::from_str(text).ok()?)))
+            .collect();
+    };
     let dir = dir.join("api-ground-truth/1.37.11");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         eprintln!(
@@ -117,14 +156,14 @@ fn ground_truth_prompts(dir: &std::path::Path) -> Vec<(String, Value)> {
             let stem = name.strip_suffix(".api.json")?.to_owned();
             let bytes = std::fs::read(e.path()).ok()?;
             let v: Value = serde_json::from_slice(&bytes).ok()?;
-            Some((format!("{stem} (frontend 1.37.11 ground truth)"), v))
+            Some((label(&stem), v))
         })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
 
-async fn run_demo(queue_url: &str, workflows: &std::path::Path) -> anyhow::Result<()> {
+async fn run_demo(queue_url: &str, workflows: Option<&std::path::Path>) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let mut prompts = core_demo_prompts();
     prompts.extend(ground_truth_prompts(workflows));
@@ -289,7 +328,7 @@ async fn main() -> anyhow::Result<()> {
 
     if args.demo {
         println!("demo: submitting the bundled example workflows as user `demo`");
-        run_demo(&queue.url(), &args.workflows).await?;
+        run_demo(&queue.url(), args.workflows.as_deref()).await?;
     }
     if !args.exit_after_demo {
         println!("serving until Ctrl-C");
@@ -305,4 +344,22 @@ async fn main() -> anyhow::Result<()> {
     }
     queue.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_prompt_parses_as_an_api_prompt() {
+        let prompts = ground_truth_prompts(None);
+        assert_eq!(prompts.len(), BUILT_IN_PROMPTS.len());
+        for (name, p) in prompts {
+            let graph = p.as_object().unwrap_or_else(|| panic!("{name}"));
+            assert!(
+                graph.values().all(|n| n["class_type"].is_string()),
+                "{name}"
+            );
+        }
+    }
 }
