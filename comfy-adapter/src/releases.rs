@@ -9,8 +9,82 @@
 //! recorded release before it, and lands on the line whose range holds it.
 //! `docs/adding-a-release.md` says how to add a row.
 
-use crate::model::server::Line;
 use semver::Version;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A behaviour line: a range of ComfyUI releases that speak the same API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Line {
+    /// 0.3 – 0.5: no `/api/jobs`; status comes from `/queue` + `/history`.
+    Legacy,
+    /// 0.6 – 0.25: `/api/jobs` list and by-id; no cancel endpoint.
+    JobsApi,
+    /// 0.26 and later: `/api/jobs/{id}/cancel`, canonical-UUID prompt ids,
+    /// `missing_node_type` errors.
+    CancelApi,
+}
+
+impl Line {
+    /// Every line, oldest first.
+    pub const ALL: [Line; 3] = [Line::Legacy, Line::JobsApi, Line::CancelApi];
+
+    /// The line's name, the same everywhere it is written: `detect --json`,
+    /// the worker's registration, the queue's routing and the docs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Line::Legacy => "legacy",
+            Line::JobsApi => "jobs-api",
+            Line::CancelApi => "cancel-api",
+        }
+    }
+
+    /// The line with this [`name`](Line::name).
+    pub fn from_name(name: &str) -> Option<Line> {
+        Line::ALL.into_iter().find(|l| l.name() == name)
+    }
+
+    /// The release range this line covers (`0.6-0.25`, `0.26+`), from
+    /// [`LINE_STARTS`].
+    pub fn range(self) -> String {
+        let starts = LINE_STARTS;
+        let Some(i) = starts.iter().position(|(l, _)| *l == self) else {
+            return String::new();
+        };
+        let (major, minor) = starts[i].1;
+        match starts.get(i + 1) {
+            Some((_, (nmaj, nmin))) if *nmin > 0 => {
+                format!("{major}.{minor}-{nmaj}.{}", nmin - 1)
+            }
+            Some((_, (nmaj, _))) => format!("{major}.{minor}-{}", nmaj.saturating_sub(1)),
+            None => format!("{major}.{minor}+"),
+        }
+    }
+
+    /// The line a (parsed) version belongs to by number alone: the last
+    /// line whose start ([`LINE_STARTS`]) it has reached.
+    pub fn for_version(v: &semver::Version) -> Line {
+        let key = (v.major, v.minor);
+        LINE_STARTS
+            .iter()
+            .rev()
+            .find(|(_, start)| key >= *start)
+            .map_or(Line::Legacy, |(line, _)| *line)
+    }
+
+    /// The recorded releases this line is tested against, oldest first
+    /// ([`RELEASES`]).
+    pub fn tested_versions(self) -> Vec<&'static str> {
+        of_line(self).map(|r| r.version).collect()
+    }
+}
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name(), self.range())
+    }
+}
 
 /// One recorded and tested ComfyUI release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
