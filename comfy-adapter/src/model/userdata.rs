@@ -41,6 +41,18 @@ pub enum UserdataPathError {
     /// The path starts with a drive letter (`C:`).
     #[error("path {0:?} starts with a drive letter")]
     Drive(String),
+    /// The path is fine as written but its percent-decoded form is not
+    /// (`..%2Fcomfy.settings.json`): ComfyUI decodes `%` in a userdata name
+    /// once more after routing, so the decoded form is what it opens.
+    #[error("path {path:?} decodes to {decoded:?}, which is refused: {reason}")]
+    Encoded {
+        /// The path as given.
+        path: String,
+        /// Its percent-decoded form.
+        decoded: String,
+        /// Why the decoded form is refused.
+        reason: Box<UserdataPathError>,
+    },
 }
 
 /// A validated path relative to the user's directory (`workflows/a b.json`).
@@ -48,11 +60,41 @@ pub enum UserdataPathError {
 #[serde(try_from = "String", into = "String")]
 pub struct UserdataPath(String);
 
+/// How many rounds of percent-decoding a path is checked through (ComfyUI
+/// decodes once after routing; more rounds cost nothing and cover a proxy
+/// that decodes too).
+const DECODE_ROUNDS: usize = 3;
+
 impl UserdataPath {
     /// Validates `path`: relative, `/`-separated, no empty, `.` or `..`
-    /// segments, no backslash, no NUL, no drive letter.
+    /// segments, no backslash, no NUL, no drive letter — both as written
+    /// and after percent-decoding it (up to three times), because ComfyUI
+    /// decodes a userdata name again before it opens the file. A path that
+    /// passes stays inside the user's directory, whatever ComfyUI decodes.
     pub fn new(path: impl Into<String>) -> Result<Self, UserdataPathError> {
         let path = path.into();
+        Self::check(&path)?;
+        let mut current = path.clone();
+        for _ in 0..DECODE_ROUNDS {
+            let decoded = percent_encoding::percent_decode_str(&current)
+                .decode_utf8_lossy()
+                .into_owned();
+            if decoded == current {
+                break;
+            }
+            Self::check(&decoded).map_err(|reason| UserdataPathError::Encoded {
+                path: path.clone(),
+                decoded: decoded.clone(),
+                reason: Box::new(reason),
+            })?;
+            current = decoded;
+        }
+        Ok(UserdataPath(path))
+    }
+
+    /// The structural rules of [`new`](Self::new) on one spelling.
+    fn check(path: &str) -> Result<(), UserdataPathError> {
+        let path = path.to_owned();
         if path.is_empty() {
             return Err(UserdataPathError::Empty);
         }
@@ -77,7 +119,7 @@ impl UserdataPath {
                 return Err(UserdataPathError::DotSegment(path));
             }
         }
-        Ok(UserdataPath(path))
+        Ok(())
     }
 
     /// The path as given.
