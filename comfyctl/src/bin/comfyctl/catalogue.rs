@@ -56,8 +56,38 @@ pub(crate) fn parse_version(s: &str) -> anyhow::Result<semver::Version> {
         .ok_or_else(|| anyhow::anyhow!("{s:?} is not a version like 0.11.1"))
 }
 
+/// The largest JSON file the tools read: a full `/object_info` is ~3 MB,
+/// the largest official template well under 1 MB.
+pub(crate) const MAX_JSON_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A regular JSON file of at most [`MAX_JSON_BYTES`], parsed. Devices,
+/// FIFOs and sockets are refused before anything is read (`/dev/zero`
+/// would never end), and a file that grows past the cap while read is cut
+/// off and refused.
 pub(crate) fn read_json(path: &Path) -> anyhow::Result<Value> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    use std::io::Read as _;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        anyhow::bail!("{} is not a regular file", path.display());
+    }
+    if meta.len() > MAX_JSON_BYTES {
+        anyhow::bail!(
+            "{} is {} bytes; the limit is {MAX_JSON_BYTES}",
+            path.display(),
+            meta.len()
+        );
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_JSON_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > MAX_JSON_BYTES {
+        anyhow::bail!(
+            "{} grew past the limit of {MAX_JSON_BYTES} bytes",
+            path.display()
+        );
+    }
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", path.display()))
 }
 

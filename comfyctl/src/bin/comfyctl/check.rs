@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use comfyctl::check::{self, CheckOptions, CheckReport, Severity};
 use comfyctl::convert;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -26,22 +27,35 @@ pub(crate) struct CheckArgs {
     models_elsewhere: bool,
 }
 
-/// Every .json file under `path` (sorted), or `path` itself.
-fn workflow_files(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+/// Every .json file under `path` (sorted), or `path` itself. Each file is
+/// listed once however many links lead to it; a symbolic link to a folder
+/// is followed once (a loop ends there, as walkdir detects it), and entries
+/// that are not regular files are left out of a folder.
+fn workflow_files(
+    path: &Path,
+    seen: &mut HashSet<PathBuf>,
+    out: &mut Vec<PathBuf>,
+) -> anyhow::Result<()> {
     if !path.is_dir() {
         out.push(path.to_owned());
         return Ok(());
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            workflow_files(&p, out)?;
-        } else if p.extension().is_some_and(|e| e == "json") {
-            out.push(p);
+    let walk = walkdir::WalkDir::new(path)
+        .follow_links(true)
+        .sort_by_file_name();
+    for entry in walk {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) if e.loop_ancestor().is_some() => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let p = entry.path();
+        if !entry.file_type().is_file() || p.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let key = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+        if seen.insert(key) {
+            out.push(p.to_owned());
         }
     }
     Ok(())
@@ -67,10 +81,11 @@ pub(crate) async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         models_elsewhere: args.models_elsewhere,
     };
     let mut files = Vec::new();
+    let mut seen = HashSet::new();
     for path in &args.paths {
         let explicit = !path.is_dir();
         let mut found = Vec::new();
-        workflow_files(path, &mut found)?;
+        workflow_files(path, &mut seen, &mut found)?;
         files.extend(found.into_iter().map(|f| (f, explicit)));
     }
     let bar = Bar::new("checking", files.len());
