@@ -26,13 +26,20 @@
 //! same at run time, plus a silent WebSocket, a node class that raises and
 //! one that crashes the whole server ([`EmulatorHandle::crashed`]).
 
+mod app;
 mod catalogue;
 mod engine;
 mod files;
+mod history;
+mod jobs;
 mod nodes;
 mod profile;
+mod prompts;
 mod recordings;
+mod reply;
+mod request;
 mod routes;
+mod server_info;
 mod userdata;
 mod validate;
 mod view;
@@ -185,7 +192,7 @@ impl Emulator {
             .with_work_unit(config.work_unit_megapixels),
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let app = routes::App {
+        let app = app::App {
             engine: engine.clone(),
             port: addr.port(),
             shutdown: stop_rx.clone(),
