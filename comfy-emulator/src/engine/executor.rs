@@ -16,6 +16,7 @@
 //! nodes (`EmptyImage`, `ImageScale`) finish first (fixtures 058 and 068
 //! stop at the `ImageScale` that follows).
 
+use super::breakpoints::{Release, Step, Stopped};
 use super::cache::signatures;
 use super::execution_list::ExecutionList;
 use super::faults::Faults;
@@ -98,6 +99,15 @@ impl Engine {
                 .unwrap_or_default();
             release = heaviest.saturating_sub(self.node_time);
             let done = self.execute(entry).await;
+            let ended = Stopped {
+                step: Step::BeforeHistory,
+                prompt: done.entry.id.clone(),
+                node: None,
+                class: None,
+            };
+            if let Some(mut held) = self.breakpoints.hit(ended) {
+                held.wait().await;
+            }
             let (to, id) = (done.entry.client_id.clone(), done.entry.id.clone());
             {
                 let mut st = self.lock();
@@ -115,8 +125,9 @@ impl Engine {
         }
     }
 
-    /// Waits `d` or until an interrupt (consuming it); true when interrupted.
-    async fn pause(&self, d: Duration, stall: bool) -> bool {
+    /// Waits `d` (and, when `held`, until released) or until an interrupt
+    /// (consuming it); true when interrupted.
+    async fn pause(&self, d: Duration, stall: bool, mut held: Option<Release>) -> bool {
         let deadline = tokio::time::Instant::now() + d;
         loop {
             let notified = self.wake.notified();
@@ -127,6 +138,13 @@ impl Engine {
             }
             if stall {
                 notified.await;
+                continue;
+            }
+            if let Some(h) = held.as_mut().filter(|h| !h.is_released()) {
+                tokio::select! {
+                    () = notified => {}
+                    () = h.wait() => {}
+                }
                 continue;
             }
             if d.is_zero() {
@@ -299,6 +317,15 @@ impl Engine {
             .and_then(Value::as_str)
             .unwrap_or("ComfyUI")
             .to_owned();
+        let at = |step| Stopped {
+            step,
+            prompt: pid.to_owned(),
+            node: Some(node_id.to_owned()),
+            class: Some(class.clone()),
+        };
+        if let Some(mut held) = self.breakpoints.hit(at(Step::BeforeNode)) {
+            held.wait().await;
+        }
         let faults = self.lock().faults.clone();
         self.progress_state(run, node_id, "running", false);
         self.send(
@@ -321,9 +348,13 @@ impl Engine {
         }
         let stall = faults.stall || prefix.contains("emulator_stall");
         let d = self.node_duration(&entry.prompt, node_id);
+        let held = self.breakpoints.hit(at(Step::InNode));
         if nodes::atomic(&class) && !stall {
             tokio::time::sleep(d).await;
-        } else if self.pause(d, stall).await {
+            if let Some(mut held) = held {
+                held.wait().await;
+            }
+        } else if self.pause(d, stall, held).await {
             return Err(interrupted);
         }
         if let Some((exception_type, message, tail)) = self.raises(&faults, &class, &prefix) {

@@ -2,6 +2,7 @@
 //! output cache), the WebSocket fan-out, and the calls the HTTP handlers
 //! make; the executor that runs prompts lives in [`executor`].
 
+mod breakpoints;
 mod cache;
 mod execution_list;
 mod executor;
@@ -13,6 +14,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
+pub use breakpoints::{Breakpoint, Hold, Step, Stopped};
 pub use faults::Faults;
 pub(crate) use history::{Done, Outcome};
 pub(crate) use queue::Entry;
@@ -21,6 +23,7 @@ pub(crate) use state::State;
 use super::catalogue::Classes;
 use super::files::Files;
 use super::profile::Profile;
+use breakpoints::Breakpoints;
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -72,6 +75,8 @@ pub(crate) struct Engine {
     pub(crate) ws: broadcast::Sender<WsMessage>,
     /// Set once, when a `crash_class` node starts: which node it was.
     pub(crate) crash: tokio::sync::watch::Sender<Option<String>>,
+    /// Steps a test holds the executor at (none unless a test arms one).
+    pub(crate) breakpoints: Arc<Breakpoints>,
 }
 
 /// ms since the epoch.
@@ -105,6 +110,7 @@ impl Engine {
             wake: Notify::new(),
             ws,
             crash: tokio::sync::watch::Sender::new(None),
+            breakpoints: Arc::default(),
         }
     }
 
