@@ -37,7 +37,8 @@ pub enum Step {
 }
 
 /// Which step to hold: the first one after the breakpoint is armed that
-/// matches every field given.
+/// matches every field given. When several armed breakpoints match the
+/// same step, the oldest holds it and the others wait for a later one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Breakpoint {
     /// The step.
