@@ -194,3 +194,26 @@ async fn a_breakpoint_holds_only_what_it_names_and_not_once_released() {
     c.finished(named).await;
     emu.stop().await;
 }
+
+#[tokio::test]
+async fn of_two_breakpoints_on_one_step_the_older_holds_it() {
+    let emu = instant("0.33.0").await;
+    let c = Client::new(&emu);
+    let older = emu.hold(Breakpoint::before_node());
+    let younger = emu.hold(Breakpoint::before_node().node("1"));
+    let first = c.submit(slow(1)).await;
+    let at = reached(&older).await;
+    assert_eq!(
+        (at.prompt.as_str(), at.node.as_deref()),
+        (first.as_str(), Some("1"))
+    );
+    assert_eq!(younger.stopped(), None);
+    older.release();
+    c.finished(&first).await;
+    assert_eq!(younger.stopped(), None);
+    let second = c.submit(slow(2)).await;
+    assert_eq!(reached(&younger).await.prompt, second);
+    drop(younger);
+    c.finished(&second).await;
+    emu.stop().await;
+}
