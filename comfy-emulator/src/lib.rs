@@ -25,20 +25,46 @@
 //! contains `emulator_stall` runs until interrupted. [`Faults`] switches the
 //! same at run time, plus a silent WebSocket, a node class that raises and
 //! one that crashes the whole server ([`EmulatorHandle::crashed`]).
+//!
+//! Stepping (a test hook): [`EmulatorHandle::hold`] arms a [`Breakpoint`]
+//! that stops the executor at one step of a prompt — before a node starts,
+//! inside a node, or after the prompt ended but before its history entry
+//! is written — until the test releases the returned [`Hold`]. A test
+//! thereby puts a prompt exactly where a real server was caught instead of
+//! relying on timing; the HTTP side keeps answering meanwhile. Without a
+//! breakpoint the executor runs as it always does.
+//!
+//! ```no_run
+//! # async fn demo(emu: &comfy_emulator::EmulatorHandle) {
+//! use comfy_emulator::Breakpoint;
+//! // Hold the first ImageScale before it starts; the prompt stays running.
+//! let hold = emu.hold(Breakpoint::before_node().class("ImageScale"));
+//! let at = hold.reached().await;
+//! // … POST /interrupt now and the prompt stops at this node …
+//! hold.release();
+//! # let _ = at; }
+//! ```
 
+mod app;
 mod catalogue;
 mod engine;
 mod files;
+mod history;
+mod jobs;
 mod nodes;
 mod profile;
+mod prompts;
 mod recordings;
+mod reply;
+mod request;
 mod routes;
+mod server_info;
 mod userdata;
 mod validate;
 mod view;
 mod ws;
 
-pub use engine::Faults;
+pub use engine::{Breakpoint, Faults, Hold, Step, Stopped};
 pub use recordings::{embedded_versions, recorded_object_info};
 
 use engine::{DEFAULT_WORK_UNIT_MEGAPIXELS, Engine};
@@ -185,7 +211,7 @@ impl Emulator {
             .with_work_unit(config.work_unit_megapixels),
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let app = routes::App {
+        let app = app::App {
             engine: engine.clone(),
             port: addr.port(),
             shutdown: stop_rx.clone(),
@@ -261,6 +287,13 @@ impl EmulatorHandle {
             Ok(node) => node.clone().unwrap_or_default(),
             Err(_) => std::future::pending().await,
         }
+    }
+
+    /// Test hook: arms `breakpoint`. The first step after this that it
+    /// matches holds the executor until the returned [`Hold`] is released
+    /// or dropped (see [`Step`] for what each step means).
+    pub fn hold(&self, breakpoint: Breakpoint) -> Hold {
+        self.engine.breakpoints.arm(breakpoint)
     }
 
     /// Replaces the faults.

@@ -5,8 +5,9 @@
 //! folder are refused with 403, the parent folder is made on every access,
 //! `overwrite=false` conflicts with 409, listings glob like Python's `glob`.
 
+use super::app::App;
 use super::files::inside;
-use super::routes::{App, ok, server_error, text_response};
+use super::reply::{ok, server_error, text_response};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};

@@ -4,8 +4,9 @@
 //! file a 404; an upload without `overwrite` gets ` (1)`, ` (2)`… unless
 //! the same bytes are already there.
 
+use super::app::App;
 use super::files::{Files, guess_type, inside, multipart};
-use super::routes::{App, ok, server_error};
+use super::reply::{ok, server_error};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};

@@ -1,7 +1,7 @@
 //! `/ws?clientId=`: the greeting, then every message addressed to this
 //! client or to all, until the client leaves or the emulator stops.
 
-use super::routes::App;
+use super::app::App;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;

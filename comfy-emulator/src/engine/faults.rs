@@ -1,0 +1,19 @@
+//! Faults a test switches on: a stall, a silent socket, a node class that
+//! raises or crashes the server.
+
+/// Faults a test can switch on while the emulator runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Every node runs until interrupted (a hung GPU).
+    pub stall: bool,
+    /// The WebSocket sends nothing after its greeting (a silent socket).
+    pub silent_ws: bool,
+    /// Nodes of this class raise `torch.OutOfMemoryError`.
+    pub oom_class: Option<String>,
+    /// Nodes of this class raise a plain `Exception`.
+    pub error_class: Option<String>,
+    /// When a node of this class starts, the server dies (a segfault, a
+    /// kill by the OOM killer): it stops listening, sockets close and the
+    /// running prompt is lost.
+    pub crash_class: Option<String>,
+}

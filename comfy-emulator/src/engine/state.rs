@@ -1,0 +1,42 @@
+//! Everything the engine keeps under its lock.
+
+use super::faults::Faults;
+use super::history::Done;
+use super::queue::{Entry, Heap};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Everything under the lock.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// The server's prompt counter (`PromptServer.number`).
+    pub(crate) next_number: i64,
+    /// Pending prompts.
+    pub(crate) pending: Heap,
+    /// The running prompt.
+    pub(crate) running: Option<Entry>,
+    /// Finished prompts, oldest first.
+    pub(crate) history: Vec<Done>,
+    /// ComfyUI's global interrupt flag.
+    pub(crate) interrupt: bool,
+    /// File name counters per folder and name.
+    pub(crate) counters: HashMap<String, u32>,
+    /// Node outputs kept between prompts: input signature → UI (if any).
+    pub(crate) cache: HashMap<String, Option<Value>>,
+    /// Faults switched on.
+    pub(crate) faults: Faults,
+    /// Prompts submitted so far.
+    pub(crate) submitted: u64,
+}
+
+impl State {
+    /// Pending + running.
+    pub(crate) fn remaining(&self) -> usize {
+        self.pending.len() + usize::from(self.running.is_some())
+    }
+
+    /// A finished prompt by id.
+    pub(crate) fn done(&self, id: &str) -> Option<&Done> {
+        self.history.iter().rev().find(|d| d.entry.id == id)
+    }
+}
