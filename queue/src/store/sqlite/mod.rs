@@ -1,139 +1,41 @@
 //! SQLite backend (the default): WAL, `synchronous=FULL`, one writer thread that owns the
-//! connection. Async callers send it operations over a channel; the thread runs whatever
-//! has queued up in ONE transaction (group commit, each operation inside its own savepoint
-//! so a failing one rolls back alone) and answers each caller only after COMMIT returned.
+//! connection and commits operations in groups. The parts:
+//!
+//! - `writer.rs`: the writer thread, its channel and the group commit (savepoint per
+//!   operation, answers after COMMIT);
+//! - `schema.rs`: pragmas, the schema and its migrations (`PRAGMA user_version`);
+//! - `rows.rs`: reading and writing job and worker rows, and the small shared queries;
+//! - this file: [`SqliteStore`] and the [`Store`] operations, each one closure run by the
+//!   writer thread, applying [`crate::lifecycle`] to the rows.
 
-use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
+mod rows;
+mod schema;
+mod writer;
+
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use self::rows::{
+    JOB_COLS, count, db_err, finish_worker, from_raw, json_err, load, load_existing, load_seq,
+    next_counter, position_of, read_raw, read_worker, save, upsert_worker_seen,
+};
+use self::writer::Writer;
 use super::{
     Claimed, Counts, Failure, LeaseState, ListFilter, ReapReport, Store, StoreError, SubmitLimits,
     Submitted, UserCounts,
 };
 use crate::clock::Millis;
-use crate::lifecycle::{self, Expired, StoredJob};
+use crate::lifecycle::{self, Expired};
 use crate::model::{Job, NewJob, Status, WorkerInfo, WorkerRecord};
-use crate::scheduler::Requirements;
-
-const SCHEMA_VERSION: i64 = 2;
-const MAX_BATCH: usize = 256;
-
-const SCHEMA_V1: &str = r#"
-CREATE TABLE IF NOT EXISTS jobs (
-    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
-    id               TEXT NOT NULL UNIQUE,
-    user_id          TEXT NOT NULL,
-    status           TEXT NOT NULL,
-    priority         INTEGER NOT NULL,
-    created_at       INTEGER NOT NULL,
-    started_at       INTEGER,
-    completed_at     INTEGER,
-    worker_id        TEXT,
-    workflow         TEXT NOT NULL,
-    metadata         TEXT NOT NULL,
-    result           TEXT,
-    error            TEXT,
-    attempts         INTEGER NOT NULL DEFAULT 0,
-    max_attempts     INTEGER NOT NULL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    lease_token      TEXT,
-    lease_until      INTEGER,
-    req_class        TEXT NOT NULL DEFAULT '',
-    idem_key         TEXT,
-    history          TEXT NOT NULL DEFAULT '[]'
-);
-CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs(status, priority, seq);
-CREATE INDEX IF NOT EXISTS jobs_by_lease ON jobs(status, lease_until);
-CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs(user_id, status);
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_idem ON jobs(user_id, idem_key) WHERE idem_key IS NOT NULL;
-CREATE TABLE IF NOT EXISTS user_sched (
-    user_id     TEXT PRIMARY KEY,
-    last_served INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS counters (
-    name  TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS workers (
-    worker_id       TEXT PRIMARY KEY,
-    comfyui_version TEXT,
-    line            TEXT,
-    capabilities    TEXT NOT NULL,
-    registered_at   INTEGER NOT NULL,
-    last_seen       INTEGER NOT NULL
-);
-"#;
-
-const JOB_COLS: &str = "id, seq, user_id, status, priority, created_at, started_at, completed_at, \
-    worker_id, metadata, result, error, attempts, max_attempts, cancel_requested, lease_token, \
-    lease_until, history, not_before";
-
-/// State owned by the writer thread.
-struct Ctx {
-    conn: Connection,
-    /// Requirement classes already parsed.
-    classes: HashMap<String, Option<Requirements>>,
-}
-
-trait Op: Send {
-    /// Run inside the open transaction; true if it succeeded (its savepoint is kept).
-    fn run(&mut self, ctx: &mut Ctx) -> bool;
-    /// Answer the caller once the transaction's fate is known.
-    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
-}
-
-struct OpImpl<T, F> {
-    f: Option<F>,
-    out: Option<Result<T, StoreError>>,
-    reply: oneshot::Sender<Result<T, StoreError>>,
-}
-
-impl<T, F> Op for OpImpl<T, F>
-where
-    T: Send,
-    F: FnOnce(&mut Ctx) -> Result<T, StoreError> + Send,
-{
-    fn run(&mut self, ctx: &mut Ctx) -> bool {
-        let Some(f) = self.f.take() else {
-            return false;
-        };
-        let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(ctx)))
-            .unwrap_or_else(|_| Err(StoreError::Backend("store operation panicked".into())));
-        let ok = r.is_ok();
-        self.out = Some(r);
-        ok
-    }
-
-    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
-        let out = match (commit, self.out) {
-            (Err(e), _) => Err(e),
-            (Ok(()), Some(r)) => r,
-            (Ok(()), None) => Err(StoreError::Backend("operation did not run".into())),
-        };
-        let _ = self.reply.send(out);
-    }
-}
-
-fn db_err(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(format!("sqlite: {e}"))
-}
-
-fn json_err(e: serde_json::Error) -> StoreError {
-    StoreError::Backend(format!("corrupt JSON in store: {e}"))
-}
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    tx: mpsc::Sender<Box<dyn Op>>,
+    writer: Writer,
     path: PathBuf,
 }
 
@@ -149,17 +51,9 @@ impl SqliteStore {
                 .map_err(|e| StoreError::Backend(format!("create {}: {e}", parent.display())))?;
         }
         let conn = Connection::open(&path).map_err(db_err)?;
-        setup(&conn)?;
-        let (tx, rx) = mpsc::channel::<Box<dyn Op>>();
-        let mut ctx = Ctx {
-            conn,
-            classes: HashMap::new(),
-        };
-        std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || writer_loop(&mut ctx, &rx))
-            .map_err(|e| StoreError::Backend(format!("spawn writer thread: {e}")))?;
-        Ok(Self { tx, path })
+        schema::setup(&conn)?;
+        let writer = Writer::spawn(conn)?;
+        Ok(Self { writer, path })
     }
 
     /// The database file.
@@ -170,352 +64,9 @@ impl SqliteStore {
     async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Ctx) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut writer::Ctx) -> Result<T, StoreError> + Send + 'static,
     {
-        let (reply, rx) = oneshot::channel();
-        let op: Box<dyn Op> = Box::new(OpImpl {
-            f: Some(f),
-            out: None,
-            reply,
-        });
-        self.tx
-            .send(op)
-            .map_err(|_| StoreError::Backend("sqlite writer thread stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Backend("sqlite writer thread stopped".into()))?
-    }
-}
-
-fn setup(conn: &Connection) -> Result<(), StoreError> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(db_err)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .map_err(db_err)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        tracing::warn!(mode, "SQLite did not switch to WAL");
-    }
-    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-        .map_err(db_err)?;
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(db_err)?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::Backend(format!(
-            "database schema version {version} is newer than this build ({SCHEMA_VERSION})"
-        )));
-    }
-    if version < 1 {
-        conn.execute_batch(&format!(
-            "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
-        ))
-        .map_err(db_err)?;
-    }
-    if version < 2 {
-        // v2: retry backoff.
-        conn.execute_batch(
-            "BEGIN; ALTER TABLE jobs ADD COLUMN not_before INTEGER; PRAGMA user_version = 2; COMMIT;",
-        )
-        .map_err(db_err)?;
-    }
-    Ok(())
-}
-
-fn writer_loop(ctx: &mut Ctx, rx: &mpsc::Receiver<Box<dyn Op>>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = ctx.conn.execute_batch("BEGIN IMMEDIATE") {
-            let err = db_err(e);
-            for op in batch {
-                op.finish(Err(err.clone()));
-            }
-            continue;
-        }
-        let mut i = 0;
-        while i < batch.len() {
-            // Operations that arrived while this batch ran join it before the commit.
-            if i + 1 == batch.len() {
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(op) => batch.push(op),
-                        Err(_) => break,
-                    }
-                }
-            }
-            let op = &mut batch[i];
-            i += 1;
-            if let Err(e) = ctx.conn.execute_batch("SAVEPOINT op") {
-                tracing::error!(error = %e, "savepoint failed");
-                continue;
-            }
-            let ok = op.run(ctx);
-            let end = if ok {
-                "RELEASE op"
-            } else {
-                "ROLLBACK TO op; RELEASE op"
-            };
-            if let Err(e) = ctx.conn.execute_batch(end) {
-                tracing::error!(error = %e, "savepoint release failed");
-            }
-        }
-        let commit = ctx.conn.execute_batch("COMMIT").map_err(db_err);
-        if commit.is_err() {
-            let _ = ctx.conn.execute_batch("ROLLBACK");
-        }
-        for op in batch {
-            op.finish(commit.clone());
-        }
-    }
-}
-
-type RawJob = (
-    String,
-    i64,
-    String,
-    String,
-    i64,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    String,
-    Option<String>,
-    Option<String>,
-    i64,
-    i64,
-    i64,
-    Option<String>,
-    Option<i64>,
-    String,
-    Option<i64>,
-);
-
-fn read_raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-        r.get(12)?,
-        r.get(13)?,
-        r.get(14)?,
-        r.get(15)?,
-        r.get(16)?,
-        r.get(17)?,
-        r.get(18)?,
-    ))
-}
-
-fn from_raw(raw: RawJob) -> Result<StoredJob, StoreError> {
-    let (
-        id,
-        seq,
-        user_id,
-        status,
-        priority,
-        created_at,
-        started_at,
-        completed_at,
-        worker_id,
-        metadata,
-        result,
-        error,
-        attempts,
-        max_attempts,
-        cancel_requested,
-        lease_token,
-        lease_until,
-        history,
-        not_before,
-    ) = raw;
-    let id = Uuid::parse_str(&id).map_err(|e| StoreError::Backend(format!("bad id: {e}")))?;
-    let status = Status::parse(&status)
-        .ok_or_else(|| StoreError::Backend(format!("bad status {status}")))?;
-    let result = match result {
-        Some(r) => Some(serde_json::from_str(&r).map_err(json_err)?),
-        None => None,
-    };
-    Ok(StoredJob {
-        job: Job {
-            id,
-            user_id,
-            status,
-            priority: u8::try_from(priority).unwrap_or(crate::model::MAX_PRIORITY),
-            created_at,
-            started_at,
-            completed_at,
-            worker_id,
-            result,
-            error,
-            metadata: serde_json::from_str(&metadata).map_err(json_err)?,
-            attempts: u32::try_from(attempts).unwrap_or(0),
-            max_attempts: u32::try_from(max_attempts).unwrap_or(1),
-            cancel_requested: cancel_requested != 0,
-            lease_expires_at: if status == Status::Running {
-                lease_until
-            } else {
-                None
-            },
-            seq: u64::try_from(seq).unwrap_or(0),
-            not_before: if status == Status::Pending {
-                not_before
-            } else {
-                None
-            },
-            history: serde_json::from_str(&history).map_err(json_err)?,
-        },
-        lease_token,
-    })
-}
-
-fn load(conn: &Connection, id: Uuid) -> Result<Option<StoredJob>, StoreError> {
-    let raw = conn
-        .prepare_cached(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"))
-        .map_err(db_err)?
-        .query_row(params![id.to_string()], read_raw)
-        .optional()
-        .map_err(db_err)?;
-    raw.map(from_raw).transpose()
-}
-
-fn load_existing(conn: &Connection, id: Uuid) -> Result<StoredJob, StoreError> {
-    load(conn, id)?.ok_or(StoreError::NotFound)
-}
-
-fn load_seq(conn: &Connection, seq: i64) -> Result<StoredJob, StoreError> {
-    let raw = conn
-        .prepare_cached(&format!("SELECT {JOB_COLS} FROM jobs WHERE seq = ?1"))
-        .map_err(db_err)?
-        .query_row(params![seq], read_raw)
-        .map_err(db_err)?;
-    from_raw(raw)
-}
-
-/// Write back every field a transition may change.
-fn save(conn: &Connection, s: &StoredJob) -> Result<(), StoreError> {
-    let j = &s.job;
-    let result = j
-        .result
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(json_err)?;
-    let history = serde_json::to_string(&j.history).map_err(json_err)?;
-    conn.prepare_cached(
-        "UPDATE jobs SET status=?1, priority=?2, started_at=?3, completed_at=?4, worker_id=?5, \
-         result=?6, error=?7, attempts=?8, cancel_requested=?9, lease_token=?10, \
-         lease_until=?11, history=?12, not_before=?14 WHERE id=?13",
-    )
-    .map_err(db_err)?
-    .execute(params![
-        j.status.as_str(),
-        j.priority,
-        j.started_at,
-        j.completed_at,
-        j.worker_id,
-        result,
-        j.error,
-        j.attempts,
-        j.cancel_requested,
-        s.lease_token,
-        j.lease_expires_at,
-        history,
-        j.id.to_string(),
-        j.not_before,
-    ])
-    .map_err(db_err)?;
-    Ok(())
-}
-
-fn count(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<u64, StoreError> {
-    let n: i64 = conn
-        .prepare_cached(sql)
-        .map_err(db_err)?
-        .query_row(p, |r| r.get(0))
-        .map_err(db_err)?;
-    Ok(u64::try_from(n).unwrap_or(0))
-}
-
-/// 1-based place among pending jobs by (priority, seq); `None` unless pending.
-fn position_of(conn: &Connection, job: &Job) -> Result<Option<u64>, StoreError> {
-    if job.status != Status::Pending {
-        return Ok(None);
-    }
-    let n = count(
-        conn,
-        "SELECT COUNT(*) FROM jobs WHERE status = 'pending' \
-         AND (priority < ?1 OR (priority = ?1 AND seq <= ?2))",
-        params![job.priority, i64::try_from(job.seq).unwrap_or(i64::MAX)],
-    )?;
-    Ok(Some(n))
-}
-
-fn next_counter(conn: &Connection, name: &str) -> Result<i64, StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO counters(name, value) VALUES (?1, 1) \
-         ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
-    )
-    .map_err(db_err)?
-    .query_row(params![name], |r| r.get(0))
-    .map_err(db_err)
-}
-
-fn upsert_worker_seen(conn: &Connection, worker_id: &str, now: Millis) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO workers(worker_id, capabilities, registered_at, last_seen) \
-         VALUES (?1, '[]', ?2, ?2) ON CONFLICT(worker_id) DO UPDATE SET last_seen = ?2",
-    )
-    .map_err(db_err)?
-    .execute(params![worker_id, now])
-    .map_err(db_err)?;
-    Ok(())
-}
-
-fn read_worker(r: &rusqlite::Row<'_>) -> rusqlite::Result<(WorkerRecord, String)> {
-    Ok((
-        WorkerRecord {
-            info: WorkerInfo {
-                worker_id: r.get(0)?,
-                comfyui_version: r.get(1)?,
-                line: r.get(2)?,
-                capabilities: Vec::new(),
-            },
-            registered_at: r.get(4)?,
-            last_seen: r.get(5)?,
-        },
-        r.get(3)?,
-    ))
-}
-
-fn finish_worker((mut rec, caps): (WorkerRecord, String)) -> Result<WorkerRecord, StoreError> {
-    rec.info.capabilities = serde_json::from_str(&caps).map_err(json_err)?;
-    Ok(rec)
-}
-
-impl Ctx {
-    fn eligible(&mut self, class: &str, worker: &WorkerInfo) -> bool {
-        if class.is_empty() {
-            return true;
-        }
-        self.classes
-            .entry(class.to_owned())
-            .or_insert_with(|| Requirements::from_class_key(class))
-            .as_ref()
-            .is_some_and(|r| r.satisfied_by(worker))
+        self.writer.call(f).await
     }
 }
 
