@@ -1,0 +1,72 @@
+//! Connection errors and the retry policy: calls that are safe to repeat (reads,
+//! heartbeat, fenced complete/fail, reap, keyed submits) are retried with `backon` on
+//! connection errors, 4 times after 100, 200, 400 and 800 ms.
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use redis::aio::ConnectionManager;
+use redis::{FromRedisValue, Script};
+
+use super::RedisStore;
+use crate::store::StoreError;
+
+pub(super) fn backend(e: redis::RedisError) -> StoreError {
+    StoreError::Backend(format!("redis: {e}"))
+}
+
+/// Errors worth another try: the connection, not the command, failed.
+fn transient(e: &redis::RedisError) -> bool {
+    e.is_connection_dropped() || e.is_io_error() || e.is_timeout() || e.is_connection_refusal()
+}
+
+/// 4 retries, 100 ms doubling (100, 200, 400, 800 ms), no jitter.
+fn policy() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_factor(2.0)
+        .with_max_times(4)
+}
+
+impl RedisStore {
+    /// Run a script; `retry` only for calls that are safe to repeat.
+    pub(super) async fn eval<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        args: &[&str],
+        retry: bool,
+    ) -> Result<T, StoreError> {
+        let once = || async {
+            let mut conn = self.conn.clone();
+            let mut inv = script.prepare_invoke();
+            inv.arg(&self.prefix);
+            for a in args {
+                inv.arg(*a);
+            }
+            inv.invoke_async::<T>(&mut conn).await
+        };
+        if !retry {
+            return once().await.map_err(backend);
+        }
+        once.retry(policy())
+            .sleep(tokio::time::sleep)
+            .when(transient)
+            .notify(|e, _| tracing::warn!(error = %e, "redis call failed; retrying"))
+            .await
+            .map_err(backend)
+    }
+
+    /// Run a plain command with retries (reads only).
+    pub(super) async fn read<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        (|| f(self.conn.clone()))
+            .retry(policy())
+            .sleep(tokio::time::sleep)
+            .when(transient)
+            .await
+            .map_err(backend)
+    }
+}
