@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::store::StoreError;
+use crate::store::{Chain, StoreError};
 
 /// An API error with its status, stable code, message and (for input errors) the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,8 +160,8 @@ impl From<StoreError> for ApiError {
             StoreError::LeaseConflict(m) => ApiError::lease_conflict(m),
             StoreError::QueueFull(cap) => ApiError::queue_full(cap),
             StoreError::UserLimit(cap) => ApiError::user_limit(cap),
-            StoreError::Backend(m) => {
-                tracing::error!(error = %m, "store error");
+            StoreError::Backend(e) => {
+                tracing::error!(error = %Chain(&e), "store error");
                 ApiError::unavailable()
             }
         }

@@ -180,7 +180,7 @@ impl AppState {
             loop {
                 tick.tick().await;
                 if let Err(e) = state.reap_once().await {
-                    tracing::error!(error = %e, "reaper pass failed");
+                    tracing::error!(error = %store::Chain(&e), "reaper pass failed");
                 }
             }
         })

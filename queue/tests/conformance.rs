@@ -8,9 +8,10 @@ use common::Harness;
 
 mod suite {
     use comfy_queue::clock::Clock;
+    use comfy_queue::lifecycle::Failure;
     use comfy_queue::model::{AttemptOutcome, NewJob, Status, WorkerInfo};
     use comfy_queue::scheduler::Requirements;
-    use comfy_queue::store::{Failure, ListFilter, StoreError, SubmitLimits};
+    use comfy_queue::store::{ListFilter, StoreError, SubmitLimits};
     use serde_json::{Value, json};
     use uuid::Uuid;
 

@@ -24,9 +24,10 @@ use crate::api::jobs::publish;
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
 use crate::error::{ApiError, ErrorBody};
+use crate::lifecycle::Failure;
 use crate::model::{self, Status, WorkerInfo, WorkerRecord};
 use crate::progress;
-use crate::store::{Claimed, Failure};
+use crate::store::Claimed;
 pub use comfy_queue_api::{
     FailRequest, HeartbeatRequest, HeartbeatResponse, LeasedJob, NextJobResponse, RegisterRequest,
     WorkerAck,

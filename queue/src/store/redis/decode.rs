@@ -7,7 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::model::{Job, Status, WorkerInfo, WorkerRecord};
-use crate::store::StoreError;
+use crate::store::{BackendError, StoreError};
 
 pub(super) const FIELD_COUNT: usize = 19;
 
@@ -34,7 +34,7 @@ pub(super) const FIELDS: [&str; FIELD_COUNT] = [
 ];
 
 pub(super) fn corrupt(what: &str) -> StoreError {
-    StoreError::Backend(format!("corrupt job in redis: {what}"))
+    BackendError::Corrupt(format!("redis job {what}")).into()
 }
 
 fn num<T: std::str::FromStr>(v: &Option<String>, what: &str) -> Result<T, StoreError> {
@@ -111,9 +111,7 @@ pub(super) fn job_reply(v: &[Option<String>]) -> Result<(String, Job), StoreErro
         "INVALID_STATE" => Err(StoreError::InvalidState(msg())),
         "QUEUE_FULL" => Err(StoreError::QueueFull(msg().parse().unwrap_or(0))),
         "USER_LIMIT" => Err(StoreError::UserLimit(msg().parse().unwrap_or(0))),
-        other => Err(StoreError::Backend(format!(
-            "unexpected script reply {other:?}"
-        ))),
+        other => Err(BackendError::UnexpectedReply(format!("{other:?}")).into()),
     }
 }
 

@@ -26,13 +26,13 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use self::decode::{FIELD_COUNT, FIELDS, corrupt, job_reply, opt_num, parse_job, worker_from_hash};
-use self::retry::backend;
 use self::scripts::{Scripts, token_arg};
 use super::{
-    Claimed, Counts, Failure, LeaseState, ListFilter, ReapReport, Store, StoreError, SubmitLimits,
+    BackendError, Claimed, Counts, ListFilter, ReapReport, Store, StoreError, SubmitLimits,
     Submitted, UserCounts,
 };
 use crate::clock::Millis;
+use crate::lifecycle::{Failure, LeaseState};
 use crate::model::{Job, NewJob, Status, WorkerInfo, WorkerRecord};
 use crate::scheduler::Requirements;
 
@@ -56,14 +56,14 @@ impl std::fmt::Debug for RedisStore {
 impl RedisStore {
     /// Connect to `url`, keeping every key under `prefix:`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(backend)?;
+        let client = redis::Client::open(url).map_err(StoreError::from)?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(Duration::from_secs(10)))
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(4);
         let conn = ConnectionManager::new_with_config(client, config)
             .await
-            .map_err(backend)?;
+            .map_err(StoreError::from)?;
         let store = Self {
             conn,
             prefix: prefix.to_owned(),
@@ -74,7 +74,7 @@ impl RedisStore {
         let _: String = redis::cmd("PING")
             .query_async(&mut c)
             .await
-            .map_err(backend)?;
+            .map_err(StoreError::from)?;
         Ok(store)
     }
 
@@ -122,10 +122,8 @@ impl Store for RedisStore {
         now: Millis,
     ) -> Result<Submitted, StoreError> {
         let id = Uuid::new_v4().to_string();
-        let workflow =
-            serde_json::to_string(&new.workflow).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let metadata =
-            serde_json::to_string(&new.metadata).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let workflow = serde_json::to_string(&new.workflow)?;
+        let metadata = serde_json::to_string(&new.metadata)?;
         let idem = new.idempotency_key.clone().unwrap_or_default();
         let v: Vec<Option<String>> = self
             .eval(
@@ -273,15 +271,11 @@ impl Store for RedisStore {
                     }));
                 }
                 other => {
-                    return Err(StoreError::Backend(format!(
-                        "unexpected claim reply {other:?}"
-                    )));
+                    return Err(BackendError::UnexpectedReply(format!("claim {other:?}")).into());
                 }
             }
         }
-        Err(StoreError::Backend(
-            "too many requirement classes to judge".into(),
-        ))
+        Err(BackendError::TooManyClasses.into())
     }
 
     async fn heartbeat(
@@ -323,8 +317,7 @@ impl Store for RedisStore {
         result: Value,
         now: Millis,
     ) -> Result<Job, StoreError> {
-        let result_text =
-            serde_json::to_string(&result).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let result_text = serde_json::to_string(&result)?;
         let v: Vec<Option<String>> = self
             .eval(
                 &self.scripts.complete,
@@ -445,8 +438,7 @@ impl Store for RedisStore {
         now: Millis,
     ) -> Result<WorkerRecord, StoreError> {
         let key = self.key(&format!("worker:{}", info.worker_id));
-        let caps = serde_json::to_string(&info.capabilities)
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let caps = serde_json::to_string(&info.capabilities)?;
         let mut pipe = redis::pipe();
         pipe.atomic()
             .hset_multiple(
@@ -471,10 +463,10 @@ impl Store for RedisStore {
             None => pipe.hdel(&key, "line").ignore(),
         };
         let mut c = self.conn.clone();
-        let () = pipe.query_async(&mut c).await.map_err(backend)?;
+        let () = pipe.query_async(&mut c).await.map_err(StoreError::from)?;
         self.get_worker(&info.worker_id)
             .await?
-            .ok_or_else(|| StoreError::Backend("worker vanished after registering".into()))
+            .ok_or_else(|| BackendError::WorkerVanished.into())
     }
 
     async fn touch_worker(&self, worker_id: &str, now: Millis) -> Result<(), StoreError> {
@@ -493,7 +485,7 @@ impl Store for RedisStore {
             .sadd(self.key("workers"), worker_id)
             .ignore();
         let mut c = self.conn.clone();
-        let () = pipe.query_async(&mut c).await.map_err(backend)?;
+        let () = pipe.query_async(&mut c).await.map_err(StoreError::from)?;
         Ok(())
     }
 

@@ -11,10 +11,6 @@ use redis::{FromRedisValue, Script};
 use super::RedisStore;
 use crate::store::StoreError;
 
-pub(super) fn backend(e: redis::RedisError) -> StoreError {
-    StoreError::Backend(format!("redis: {e}"))
-}
-
 /// Errors worth another try: the connection, not the command, failed.
 fn transient(e: &redis::RedisError) -> bool {
     e.is_connection_dropped() || e.is_io_error() || e.is_timeout() || e.is_connection_refusal()
@@ -46,14 +42,14 @@ impl RedisStore {
             inv.invoke_async::<T>(&mut conn).await
         };
         if !retry {
-            return once().await.map_err(backend);
+            return once().await.map_err(StoreError::from);
         }
         once.retry(policy())
             .sleep(tokio::time::sleep)
             .when(transient)
             .notify(|e, _| tracing::warn!(error = %e, "redis call failed; retrying"))
             .await
-            .map_err(backend)
+            .map_err(StoreError::from)
     }
 
     /// Run a plain command with retries (reads only).
@@ -67,6 +63,6 @@ impl RedisStore {
             .sleep(tokio::time::sleep)
             .when(transient)
             .await
-            .map_err(backend)
+            .map_err(StoreError::from)
     }
 }

@@ -13,6 +13,7 @@ mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -20,16 +21,16 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use self::rows::{
-    JOB_COLS, count, db_err, finish_worker, from_raw, json_err, load, load_existing, load_seq,
-    next_counter, position_of, read_raw, read_worker, save, upsert_worker_seen,
+    JOB_COLS, count, finish_worker, from_raw, load, load_existing, load_seq, next_counter,
+    position_of, read_raw, read_worker, save, upsert_worker_seen,
 };
 use self::writer::Writer;
 use super::{
-    Claimed, Counts, Failure, LeaseState, ListFilter, ReapReport, Store, StoreError, SubmitLimits,
+    BackendError, Claimed, Counts, ListFilter, ReapReport, Store, StoreError, SubmitLimits,
     Submitted, UserCounts,
 };
 use crate::clock::Millis;
-use crate::lifecycle::{self, Expired};
+use crate::lifecycle::{self, Expired, Failure, LeaseState};
 use crate::model::{Job, NewJob, Status, WorkerInfo, WorkerRecord};
 
 /// The SQLite store.
@@ -47,10 +48,12 @@ impl SqliteStore {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Backend(format!("create {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|e| BackendError::Io {
+                what: format!("create {}", parent.display()),
+                source: Arc::new(e),
+            })?;
         }
-        let conn = Connection::open(&path).map_err(db_err)?;
+        let conn = Connection::open(&path)?;
         schema::setup(&conn)?;
         let writer = Writer::spawn(conn)?;
         Ok(Self { writer, path })
@@ -80,7 +83,7 @@ impl Store for SqliteStore {
         self.call(|ctx| {
             ctx.conn
                 .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                .map_err(db_err)
+                .map_err(StoreError::from)
         })
         .await
         .is_ok()
@@ -97,13 +100,13 @@ impl Store for SqliteStore {
             if let Some(key) = &new.idempotency_key {
                 let existing: Option<String> = conn
                     .prepare_cached("SELECT id FROM jobs WHERE user_id = ?1 AND idem_key = ?2")
-                    .map_err(db_err)?
+                    ?
                     .query_row(params![new.user_id, key], |r| r.get(0))
                     .optional()
-                    .map_err(db_err)?;
+                    ?;
                 if let Some(id) = existing {
                     let id = Uuid::parse_str(&id)
-                        .map_err(|e| StoreError::Backend(format!("bad id: {e}")))?;
+                        .map_err(|_| BackendError::Corrupt(format!("job id {id:?}")))?;
                     let job = load_existing(conn, id)?.job;
                     let position = position_of(conn, &job)?;
                     return Ok(Submitted {
@@ -134,13 +137,13 @@ impl Store for SqliteStore {
                 }
             }
             let id = Uuid::new_v4();
-            let workflow = serde_json::to_string(&new.workflow).map_err(json_err)?;
-            let metadata = serde_json::to_string(&new.metadata).map_err(json_err)?;
+            let workflow = serde_json::to_string(&new.workflow)?;
+            let metadata = serde_json::to_string(&new.metadata)?;
             conn.prepare_cached(
                 "INSERT INTO jobs(id, user_id, status, priority, created_at, workflow, metadata, \
                  max_attempts, req_class, idem_key) VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
-            .map_err(db_err)?
+            ?
             .execute(params![
                 id.to_string(),
                 new.user_id,
@@ -152,7 +155,7 @@ impl Store for SqliteStore {
                 new.requirements.class_key(),
                 new.idempotency_key,
             ])
-            .map_err(db_err)?;
+            ?;
             let job = load_existing(conn, id)?.job;
             let position = position_of(conn, &job)?;
             Ok(Submitted {
@@ -176,21 +179,19 @@ impl Store for SqliteStore {
                 "SELECT {JOB_COLS} FROM jobs WHERE (?1 IS NULL OR status = ?1) \
                  AND (?2 IS NULL OR user_id = ?2) ORDER BY seq DESC LIMIT ?3 OFFSET ?4"
             );
-            let mut stmt = ctx.conn.prepare_cached(&sql).map_err(db_err)?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        filter.status.map(Status::as_str),
-                        filter.user_id,
-                        filter.limit,
-                        filter.offset
-                    ],
-                    read_raw,
-                )
-                .map_err(db_err)?;
+            let mut stmt = ctx.conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![
+                    filter.status.map(Status::as_str),
+                    filter.user_id,
+                    filter.limit,
+                    filter.offset
+                ],
+                read_raw,
+            )?;
             let mut out = Vec::new();
             for raw in rows {
-                out.push(from_raw(raw.map_err(db_err)?)?.job);
+                out.push(from_raw(raw?)?.job);
             }
             Ok(out)
         })
@@ -235,22 +236,17 @@ impl Store for SqliteStore {
         self.call(move |ctx| {
             upsert_worker_seen(&ctx.conn, &worker.worker_id, now)?;
             let candidates: Vec<(i64, String)> = {
-                let mut stmt = ctx
-                    .conn
-                    .prepare_cached(
-                        "SELECT j.seq, j.req_class FROM jobs j \
+                let mut stmt = ctx.conn.prepare_cached(
+                    "SELECT j.seq, j.req_class FROM jobs j \
                          LEFT JOIN user_sched u ON u.user_id = j.user_id \
                          WHERE j.status = 'pending' \
                          AND (j.not_before IS NULL OR j.not_before <= ?1) \
                          ORDER BY j.priority, COALESCE(u.last_served, 0), j.user_id, j.seq",
-                    )
-                    .map_err(db_err)?;
-                let rows = stmt
-                    .query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .map_err(db_err)?;
+                )?;
+                let rows = stmt.query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 let mut v = Vec::new();
                 for row in rows {
-                    let (seq, class): (i64, String) = row.map_err(db_err)?;
+                    let (seq, class): (i64, String) = row?;
                     // Unconstrained jobs are the common case: stop at the first one.
                     let stop = class.is_empty();
                     v.push((seq, class));
@@ -276,16 +272,12 @@ impl Store for SqliteStore {
             conn.prepare_cached(
                 "INSERT INTO user_sched(user_id, last_served) VALUES (?1, ?2) \
                  ON CONFLICT(user_id) DO UPDATE SET last_served = ?2",
-            )
-            .map_err(db_err)?
-            .execute(params![s.job.user_id, served])
-            .map_err(db_err)?;
+            )?
+            .execute(params![s.job.user_id, served])?;
             let workflow: String = conn
-                .prepare_cached("SELECT workflow FROM jobs WHERE seq = ?1")
-                .map_err(db_err)?
-                .query_row(params![seq], |r| r.get(0))
-                .map_err(db_err)?;
-            let workflow: Value = serde_json::from_str(&workflow).map_err(json_err)?;
+                .prepare_cached("SELECT workflow FROM jobs WHERE seq = ?1")?
+                .query_row(params![seq], |r| r.get(0))?;
+            let workflow: Value = serde_json::from_str(&workflow)?;
             Ok(Some(Claimed {
                 job: s.job,
                 workflow,
@@ -355,14 +347,12 @@ impl Store for SqliteStore {
         self.call(move |ctx| {
             let conn = &ctx.conn;
             let seqs: Vec<i64> = {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT seq FROM jobs WHERE status = 'running' AND lease_until < ?1 \
+                let mut stmt = conn.prepare_cached(
+                    "SELECT seq FROM jobs WHERE status = 'running' AND lease_until < ?1 \
                          ORDER BY lease_until LIMIT 1000",
-                    )
-                    .map_err(db_err)?;
-                let rows = stmt.query_map(params![now], |r| r.get(0)).map_err(db_err)?;
-                rows.collect::<Result<_, _>>().map_err(db_err)?
+                )?;
+                let rows = stmt.query_map(params![now], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
             };
             let mut report = ReapReport::default();
             for seq in seqs {
@@ -391,37 +381,29 @@ impl Store for SqliteStore {
             }
             let mut stmt = ctx
                 .conn
-                .prepare_cached("SELECT status, COUNT(*) FROM jobs GROUP BY status")
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-                .map_err(db_err)?;
+                .prepare_cached("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
             for row in rows {
-                let (status, n) = row.map_err(db_err)?;
+                let (status, n) = row?;
                 if let Some(st) = Status::parse(&status) {
                     counts
                         .by_status
                         .insert(st.as_str(), u64::try_from(n).unwrap_or(0));
                 }
             }
-            let mut stmt = ctx
-                .conn
-                .prepare_cached(
-                    "SELECT user_id, status, COUNT(*) FROM jobs \
+            let mut stmt = ctx.conn.prepare_cached(
+                "SELECT user_id, status, COUNT(*) FROM jobs \
                      WHERE status IN ('pending', 'running') GROUP BY user_id, status",
-                )
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                    ))
-                })
-                .map_err(db_err)?;
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?;
             for row in rows {
-                let (user, status, n) = row.map_err(db_err)?;
+                let (user, status, n) = row?;
                 let entry: &mut UserCounts = counts.by_user.entry(user).or_default();
                 let n = u64::try_from(n).unwrap_or(0);
                 if status == "pending" {
@@ -441,32 +423,28 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> Result<WorkerRecord, StoreError> {
         self.call(move |ctx| {
-            let caps = serde_json::to_string(&info.capabilities).map_err(json_err)?;
+            let caps = serde_json::to_string(&info.capabilities)?;
             ctx.conn
                 .prepare_cached(
                     "INSERT INTO workers(worker_id, comfyui_version, line, capabilities, \
                      registered_at, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
                      ON CONFLICT(worker_id) DO UPDATE SET comfyui_version = ?2, line = ?3, \
                      capabilities = ?4, last_seen = ?5",
-                )
-                .map_err(db_err)?
+                )?
                 .execute(params![
                     info.worker_id,
                     info.comfyui_version,
                     info.line,
                     caps,
                     now
-                ])
-                .map_err(db_err)?;
+                ])?;
             let rec = ctx
                 .conn
                 .prepare_cached(
                     "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
                      last_seen FROM workers WHERE worker_id = ?1",
-                )
-                .map_err(db_err)?
-                .query_row(params![info.worker_id], read_worker)
-                .map_err(db_err)?;
+                )?
+                .query_row(params![info.worker_id], read_worker)?;
             finish_worker(rec)
         })
         .await
@@ -486,11 +464,9 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
                      last_seen FROM workers WHERE worker_id = ?1",
-                )
-                .map_err(db_err)?
+                )?
                 .query_row(params![worker_id], read_worker)
-                .optional()
-                .map_err(db_err)?;
+                .optional()?;
             rec.map(finish_worker).transpose()
         })
         .await
@@ -498,17 +474,14 @@ impl Store for SqliteStore {
 
     async fn list_workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
         self.call(|ctx| {
-            let mut stmt = ctx
-                .conn
-                .prepare_cached(
-                    "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
+            let mut stmt = ctx.conn.prepare_cached(
+                "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
                      last_seen FROM workers ORDER BY worker_id",
-                )
-                .map_err(db_err)?;
-            let rows = stmt.query_map([], read_worker).map_err(db_err)?;
+            )?;
+            let rows = stmt.query_map([], read_worker)?;
             let mut out = Vec::new();
             for row in rows {
-                out.push(finish_worker(row.map_err(db_err)?)?);
+                out.push(finish_worker(row?)?);
             }
             Ok(out)
         })

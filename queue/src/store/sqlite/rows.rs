@@ -7,19 +7,11 @@ use uuid::Uuid;
 use crate::clock::Millis;
 use crate::lifecycle::StoredJob;
 use crate::model::{Job, Status, WorkerInfo, WorkerRecord};
-use crate::store::StoreError;
+use crate::store::{BackendError, StoreError};
 
 pub(super) const JOB_COLS: &str = "id, seq, user_id, status, priority, created_at, started_at, completed_at, \
     worker_id, metadata, result, error, attempts, max_attempts, cancel_requested, lease_token, \
     lease_until, history, not_before";
-
-pub(super) fn db_err(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(format!("sqlite: {e}"))
-}
-
-pub(super) fn json_err(e: serde_json::Error) -> StoreError {
-    StoreError::Backend(format!("corrupt JSON in store: {e}"))
-}
 
 /// A `jobs` row in [`JOB_COLS`] order.
 pub(super) type RawJob = (
@@ -90,11 +82,11 @@ pub(super) fn from_raw(raw: RawJob) -> Result<StoredJob, StoreError> {
         history,
         not_before,
     ) = raw;
-    let id = Uuid::parse_str(&id).map_err(|e| StoreError::Backend(format!("bad id: {e}")))?;
+    let id = Uuid::parse_str(&id).map_err(|_| BackendError::Corrupt(format!("job id {id:?}")))?;
     let status = Status::parse(&status)
-        .ok_or_else(|| StoreError::Backend(format!("bad status {status}")))?;
+        .ok_or_else(|| BackendError::Corrupt(format!("job status {status:?}")))?;
     let result = match result {
-        Some(r) => Some(serde_json::from_str(&r).map_err(json_err)?),
+        Some(r) => Some(serde_json::from_str(&r)?),
         None => None,
     };
     Ok(StoredJob {
@@ -109,7 +101,7 @@ pub(super) fn from_raw(raw: RawJob) -> Result<StoredJob, StoreError> {
             worker_id,
             result,
             error,
-            metadata: serde_json::from_str(&metadata).map_err(json_err)?,
+            metadata: serde_json::from_str(&metadata)?,
             attempts: u32::try_from(attempts).unwrap_or(0),
             max_attempts: u32::try_from(max_attempts).unwrap_or(1),
             cancel_requested: cancel_requested != 0,
@@ -124,7 +116,7 @@ pub(super) fn from_raw(raw: RawJob) -> Result<StoredJob, StoreError> {
             } else {
                 None
             },
-            history: serde_json::from_str(&history).map_err(json_err)?,
+            history: serde_json::from_str(&history)?,
         },
         lease_token,
     })
@@ -132,11 +124,9 @@ pub(super) fn from_raw(raw: RawJob) -> Result<StoredJob, StoreError> {
 
 pub(super) fn load(conn: &Connection, id: Uuid) -> Result<Option<StoredJob>, StoreError> {
     let raw = conn
-        .prepare_cached(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"))
-        .map_err(db_err)?
+        .prepare_cached(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"))?
         .query_row(params![id.to_string()], read_raw)
-        .optional()
-        .map_err(db_err)?;
+        .optional()?;
     raw.map(from_raw).transpose()
 }
 
@@ -146,29 +136,21 @@ pub(super) fn load_existing(conn: &Connection, id: Uuid) -> Result<StoredJob, St
 
 pub(super) fn load_seq(conn: &Connection, seq: i64) -> Result<StoredJob, StoreError> {
     let raw = conn
-        .prepare_cached(&format!("SELECT {JOB_COLS} FROM jobs WHERE seq = ?1"))
-        .map_err(db_err)?
-        .query_row(params![seq], read_raw)
-        .map_err(db_err)?;
+        .prepare_cached(&format!("SELECT {JOB_COLS} FROM jobs WHERE seq = ?1"))?
+        .query_row(params![seq], read_raw)?;
     from_raw(raw)
 }
 
 /// Write back every field a transition may change.
 pub(super) fn save(conn: &Connection, s: &StoredJob) -> Result<(), StoreError> {
     let j = &s.job;
-    let result = j
-        .result
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(json_err)?;
-    let history = serde_json::to_string(&j.history).map_err(json_err)?;
+    let result = j.result.as_ref().map(serde_json::to_string).transpose()?;
+    let history = serde_json::to_string(&j.history)?;
     conn.prepare_cached(
         "UPDATE jobs SET status=?1, priority=?2, started_at=?3, completed_at=?4, worker_id=?5, \
          result=?6, error=?7, attempts=?8, cancel_requested=?9, lease_token=?10, \
          lease_until=?11, history=?12, not_before=?14 WHERE id=?13",
-    )
-    .map_err(db_err)?
+    )?
     .execute(params![
         j.status.as_str(),
         j.priority,
@@ -184,8 +166,7 @@ pub(super) fn save(conn: &Connection, s: &StoredJob) -> Result<(), StoreError> {
         history,
         j.id.to_string(),
         j.not_before,
-    ])
-    .map_err(db_err)?;
+    ])?;
     Ok(())
 }
 
@@ -194,11 +175,7 @@ pub(super) fn count(
     sql: &str,
     p: impl rusqlite::Params,
 ) -> Result<u64, StoreError> {
-    let n: i64 = conn
-        .prepare_cached(sql)
-        .map_err(db_err)?
-        .query_row(p, |r| r.get(0))
-        .map_err(db_err)?;
+    let n: i64 = conn.prepare_cached(sql)?.query_row(p, |r| r.get(0))?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
@@ -220,10 +197,9 @@ pub(super) fn next_counter(conn: &Connection, name: &str) -> Result<i64, StoreEr
     conn.prepare_cached(
         "INSERT INTO counters(name, value) VALUES (?1, 1) \
          ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
-    )
-    .map_err(db_err)?
+    )?
     .query_row(params![name], |r| r.get(0))
-    .map_err(db_err)
+    .map_err(StoreError::from)
 }
 
 pub(super) fn upsert_worker_seen(
@@ -234,10 +210,8 @@ pub(super) fn upsert_worker_seen(
     conn.prepare_cached(
         "INSERT INTO workers(worker_id, capabilities, registered_at, last_seen) \
          VALUES (?1, '[]', ?2, ?2) ON CONFLICT(worker_id) DO UPDATE SET last_seen = ?2",
-    )
-    .map_err(db_err)?
-    .execute(params![worker_id, now])
-    .map_err(db_err)?;
+    )?
+    .execute(params![worker_id, now])?;
     Ok(())
 }
 
@@ -260,6 +234,6 @@ pub(super) fn read_worker(r: &rusqlite::Row<'_>) -> rusqlite::Result<(WorkerReco
 pub(super) fn finish_worker(
     (mut rec, caps): (WorkerRecord, String),
 ) -> Result<WorkerRecord, StoreError> {
-    rec.info.capabilities = serde_json::from_str(&caps).map_err(json_err)?;
+    rec.info.capabilities = serde_json::from_str(&caps)?;
     Ok(rec)
 }

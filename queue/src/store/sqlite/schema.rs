@@ -3,8 +3,7 @@
 
 use rusqlite::Connection;
 
-use super::rows::db_err;
-use crate::store::StoreError;
+use crate::store::{BackendError, StoreError};
 
 const SCHEMA_VERSION: i64 = 2;
 
@@ -55,36 +54,31 @@ CREATE TABLE IF NOT EXISTS workers (
 "#;
 
 pub(super) fn setup(conn: &Connection) -> Result<(), StoreError> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(db_err)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .map_err(db_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(mode, "SQLite did not switch to WAL");
     }
-    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-        .map_err(db_err)?;
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(db_err)?;
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
-        return Err(StoreError::Backend(format!(
-            "database schema version {version} is newer than this build ({SCHEMA_VERSION})"
-        )));
+        return Err(BackendError::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        }
+        .into());
     }
     if version < 1 {
         conn.execute_batch(&format!(
             "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
-        ))
-        .map_err(db_err)?;
+        ))?;
     }
     if version < 2 {
         // v2: retry backoff.
         conn.execute_batch(
             "BEGIN; ALTER TABLE jobs ADD COLUMN not_before INTEGER; PRAGMA user_version = 2; COMMIT;",
         )
-        .map_err(db_err)?;
+        ?;
     }
     Ok(())
 }

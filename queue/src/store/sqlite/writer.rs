@@ -5,15 +5,14 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::rows::db_err;
 use crate::model::WorkerInfo;
 use crate::scheduler::Requirements;
-use crate::store::StoreError;
+use crate::store::{BackendError, StoreError};
 
 const MAX_BATCH: usize = 256;
 
@@ -42,7 +41,10 @@ impl Writer {
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(&mut ctx, &rx))
-            .map_err(|e| StoreError::Backend(format!("spawn writer thread: {e}")))?;
+            .map_err(|e| BackendError::Io {
+                what: "spawn the sqlite writer thread".into(),
+                source: Arc::new(e),
+            })?;
         Ok(Self { tx })
     }
 
@@ -59,11 +61,8 @@ impl Writer {
             out: None,
             reply,
         });
-        self.tx
-            .send(op)
-            .map_err(|_| StoreError::Backend("sqlite writer thread stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Backend("sqlite writer thread stopped".into()))?
+        self.tx.send(op).map_err(|_| BackendError::WriterStopped)?;
+        rx.await.map_err(|_| BackendError::WriterStopped)?
     }
 }
 
@@ -90,7 +89,7 @@ where
             return false;
         };
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(ctx)))
-            .unwrap_or_else(|_| Err(StoreError::Backend("store operation panicked".into())));
+            .unwrap_or_else(|_| Err(BackendError::Panicked.into()));
         let ok = r.is_ok();
         self.out = Some(r);
         ok
@@ -100,7 +99,7 @@ where
         let out = match (commit, self.out) {
             (Err(e), _) => Err(e),
             (Ok(()), Some(r)) => r,
-            (Ok(()), None) => Err(StoreError::Backend("operation did not run".into())),
+            (Ok(()), None) => Err(BackendError::NotRun.into()),
         };
         let _ = self.reply.send(out);
     }
@@ -116,7 +115,7 @@ fn writer_loop(ctx: &mut Ctx, rx: &mpsc::Receiver<Box<dyn Op>>) {
             }
         }
         if let Err(e) = ctx.conn.execute_batch("BEGIN IMMEDIATE") {
-            let err = db_err(e);
+            let err = StoreError::from(e);
             for op in batch {
                 op.finish(Err(err.clone()));
             }
@@ -149,7 +148,7 @@ fn writer_loop(ctx: &mut Ctx, rx: &mpsc::Receiver<Box<dyn Op>>) {
                 tracing::error!(error = %e, "savepoint release failed");
             }
         }
-        let commit = ctx.conn.execute_batch("COMMIT").map_err(db_err);
+        let commit = ctx.conn.execute_batch("COMMIT").map_err(StoreError::from);
         if commit.is_err() {
             let _ = ctx.conn.execute_batch("ROLLBACK");
         }
