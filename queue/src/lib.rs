@@ -3,12 +3,30 @@
 //! Users submit jobs over HTTP; GPU workers lease them with `next-job` (long-polling),
 //! renew the lease with heartbeats and report results. See `docs/queue.md` for the API and
 //! the guarantees. [`app`] builds the whole HTTP service from an [`AppState`].
-
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::Instant;
-
-use tokio::sync::Notify;
+//!
+//! # Which module may use which
+//!
+//! The graph has no cycles; a module uses only those listed after its arrow (and nothing
+//! uses this crate root, which only declares, re-exports and builds [`app`]):
+//!
+//! ```text
+//! clock, input, events, auth            leaves
+//! scheduler  → input                     routing: Requirements, WorkerInfo, versions
+//! model      → clock, input, scheduler   jobs, attempts, input validation
+//! progress   → input                     heartbeat progress, the progress board
+//! lifecycle  → clock, model              the job state machine (pure functions)
+//! store      → clock, model, scheduler, lifecycle   Store trait, SQLite and Redis backends
+//! metrics    → store                     the counters behind /metrics
+//! state      → auth, clock, events, metrics, progress, scheduler, store
+//! config     → auth, state               clap flags and env → Settings
+//! error      → input, auth, store        ErrorCode, ApiError: domain errors → HTTP
+//! api        → all of the above          routes, extractors, handlers, OpenAPI
+//! reaper     → state, store, api         lease expiry pass (publishes job events)
+//! ```
+//!
+//! Domain modules (scheduler, model, progress, lifecycle, store, auth) return their own
+//! error types ([`input::InputError`], [`lifecycle::TransitionError`],
+//! [`store::StoreError`], [`auth::AuthError`]); only `error` and `api` know HTTP statuses.
 
 pub mod api;
 pub mod auth;
@@ -16,173 +34,20 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod input;
 pub mod lifecycle;
+pub mod metrics;
 pub mod model;
 pub mod progress;
+mod reaper;
 pub mod scheduler;
+mod state;
 pub mod store;
 
-pub use api::app;
+pub use state::{AppState, Inner, Settings};
 
-use crate::api::metrics::Metrics;
-use crate::auth::AuthConfig;
-use crate::clock::{Millis, SharedClock};
-use crate::events::EventBus;
-use crate::model::WorkerInfo;
-use crate::store::{Store, StoreError};
-
-/// Tunables of the service.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Lease given to registered (heartbeating) workers.
-    pub lease_ms: Millis,
-    /// Lease given to workers that never registered (old workers send no heartbeats).
-    pub legacy_lease_ms: Millis,
-    /// Attempts per job before it is failed for good.
-    pub max_attempts: u32,
-    /// Pending-jobs cap (0 = none); beyond it submits get 429.
-    pub max_pending: u64,
-    /// Pending+running cap per user (0 = none).
-    pub max_per_user: u64,
-    /// Base delay before a job failed with `retry: true` may run again (doubles per attempt).
-    pub retry_delay_ms: Millis,
-    /// Longest long-poll a worker may ask for, in seconds.
-    pub max_wait_secs: f64,
-    /// Who may do what.
-    pub auth: AuthConfig,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            lease_ms: 60_000,
-            legacy_lease_ms: 3_600_000,
-            max_attempts: 3,
-            max_pending: 100,
-            max_per_user: 0,
-            retry_delay_ms: 10_000,
-            max_wait_secs: 30.0,
-            auth: AuthConfig {
-                user_header: "X-Forwarded-User".into(),
-                ..AuthConfig::default()
-            },
-        }
-    }
-}
-
-/// Everything the handlers share.
-#[derive(Debug, Clone)]
-pub struct AppState(Arc<Inner>);
-
-/// Contents of [`AppState`].
-#[derive(Debug)]
-pub struct Inner {
-    /// The job store.
-    pub store: Arc<dyn Store>,
-    /// Time source.
-    pub clock: SharedClock,
-    /// Tunables.
-    pub settings: Settings,
-    /// `/ws` fan-out.
-    pub events: EventBus,
-    /// Wakes long-polling workers when a job may have become claimable.
-    pub job_available: Notify,
-    /// Counters for `/metrics`.
-    pub metrics: Metrics,
-    /// Registrations seen by this process (a cache of the store's).
-    /// The flag is true for workers that registered (they heartbeat: normal lease).
-    pub workers: RwLock<HashMap<String, (WorkerInfo, bool)>>,
-    /// Process start.
-    pub started: Instant,
-    /// Set when the server is stopping: long-polls answer at once.
-    pub stopping: std::sync::atomic::AtomicBool,
-    /// Progress of running jobs from worker heartbeats (memory only).
-    pub progress: progress::ProgressBoard,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// Build the state.
-    pub fn new(store: Arc<dyn Store>, clock: SharedClock, settings: Settings) -> Self {
-        Self(Arc::new(Inner {
-            store,
-            clock,
-            settings,
-            events: EventBus::default(),
-            job_available: Notify::new(),
-            metrics: Metrics::default(),
-            workers: RwLock::new(HashMap::new()),
-            started: Instant::now(),
-            stopping: std::sync::atomic::AtomicBool::new(false),
-            progress: progress::ProgressBoard::default(),
-        }))
-    }
-
-    /// Current time from the clock.
-    pub fn now(&self) -> Millis {
-        self.clock.now_ms()
-    }
-
-    /// Stop serving long-polls: waiting `next-job` calls answer `{"job": null}` now, so a
-    /// graceful shutdown does not wait out their `wait=`.
-    pub fn begin_shutdown(&self) {
-        self.stopping
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.job_available.notify_waiters();
-    }
-
-    /// Whether [`AppState::begin_shutdown`] was called.
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Take back expired leases once; publishes events and wakes waiting workers.
-    pub async fn reap_once(&self) -> Result<store::ReapReport, StoreError> {
-        let report = self.store.reap(self.now()).await?;
-        self.metrics.record_reap(&report);
-        for id in report
-            .requeued
-            .iter()
-            .chain(&report.dead)
-            .chain(&report.cancelled)
-        {
-            self.progress.clear(*id);
-            if let Ok(Some(job)) = self.store.get(*id).await {
-                api::jobs::publish(self, "job_updated", &job, None);
-            }
-        }
-        // Requeued jobs, and retries whose backoff has run out since the last pass, may now
-        // be claimable: let waiting workers look (a handful of claims per pass).
-        self.job_available.notify_waiters();
-        if !report.requeued.is_empty() || !report.dead.is_empty() {
-            tracing::warn!(
-                requeued = report.requeued.len(),
-                dead = report.dead.len(),
-                cancelled = report.cancelled.len(),
-                "expired leases taken back"
-            );
-        }
-        Ok(report)
-    }
-
-    /// Run [`AppState::reap_once`] every `every` until the process ends.
-    pub fn spawn_reaper(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
-        let state = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(e) = state.reap_once().await {
-                    tracing::error!(error = %store::Chain(&e), "reaper pass failed");
-                }
-            }
-        })
-    }
+/// Build the whole HTTP service. Tests drive it with `tower::ServiceExt::oneshot`; `main`
+/// serves it on a socket.
+pub fn app(state: AppState) -> axum::Router {
+    api::router(state)
 }

@@ -6,8 +6,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::clock::Millis;
-use crate::error::ApiError;
-use crate::scheduler::Requirements;
+use crate::input::{InputError, Problem};
+use crate::scheduler::{Requirements, WorkerInfo};
 
 /// Largest accepted `workflow`, serialized (10 MB).
 pub const MAX_WORKFLOW_BYTES: usize = 10 * 1024 * 1024;
@@ -58,7 +58,7 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
-/// A job as the store keeps it, without its workflow (see [`crate::store::Claimed`]).
+/// A job as the store keeps it, without its workflow (a claim hands that out beside it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     /// Job id.
@@ -116,19 +116,6 @@ pub struct NewJob {
     pub requirements: Requirements,
 }
 
-/// A worker as it registered itself.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct WorkerInfo {
-    /// Worker id.
-    pub worker_id: String,
-    /// ComfyUI version the worker drives, e.g. `0.9.2`.
-    pub comfyui_version: Option<String>,
-    /// The ComfyUI line or flavour (free text, e.g. `stable`).
-    pub line: Option<String>,
-    /// Capabilities, e.g. `jobs_api`.
-    pub capabilities: Vec<String>,
-}
-
 /// A registered worker with its liveness.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkerRecord {
@@ -148,54 +135,54 @@ fn user_id_is_valid(s: &str) -> bool {
 }
 
 /// Validate a `user_id` value (`^[A-Za-z0-9_-]{1,100}$`).
-pub fn validate_user_id(field: &str, v: Option<&Value>) -> Result<String, ApiError> {
+pub fn validate_user_id(field: &str, v: Option<&Value>) -> Result<String, InputError> {
     match v {
-        None | Some(Value::Null) => Err(ApiError::validation(
+        None | Some(Value::Null) => Err(InputError::new(
             field,
-            "missing_field",
+            Problem::Missing,
             format!("`{field}` is required"),
         )),
         Some(Value::String(s)) if user_id_is_valid(s) => Ok(s.clone()),
-        Some(Value::String(_)) => Err(ApiError::validation(
+        Some(Value::String(_)) => Err(InputError::new(
             field,
-            "invalid_user_id",
+            Problem::UserId,
             format!("`{field}` must match ^[A-Za-z0-9_-]{{1,100}}$"),
         )),
-        Some(_) => Err(ApiError::validation(
+        Some(_) => Err(InputError::new(
             field,
-            "invalid_type",
+            Problem::Type,
             format!("`{field}` must be a string"),
         )),
     }
 }
 
 /// Validate a priority given as JSON (integer 0–3).
-pub fn validate_priority(field: &str, v: Option<&Value>) -> Result<Option<u8>, ApiError> {
+pub fn validate_priority(field: &str, v: Option<&Value>) -> Result<Option<u8>, InputError> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_u64() {
             Some(p) if p <= u64::from(MAX_PRIORITY) => Ok(Some(p as u8)),
-            _ => Err(ApiError::validation(
+            _ => Err(InputError::new(
                 field,
-                "invalid_priority",
+                Problem::Priority,
                 format!("`{field}` must be an integer from 0 to 3"),
             )),
         },
-        Some(_) => Err(ApiError::validation(
+        Some(_) => Err(InputError::new(
             field,
-            "invalid_type",
+            Problem::Type,
             format!("`{field}` must be an integer from 0 to 3"),
         )),
     }
 }
 
 /// Validate a priority given in a query string.
-pub fn parse_priority_text(field: &str, s: &str) -> Result<u8, ApiError> {
+pub fn parse_priority_text(field: &str, s: &str) -> Result<u8, InputError> {
     match s.trim().parse::<u8>() {
         Ok(p) if p <= MAX_PRIORITY => Ok(p),
-        _ => Err(ApiError::validation(
+        _ => Err(InputError::new(
             field,
-            "invalid_priority",
+            Problem::Priority,
             format!("`{field}` must be an integer from 0 to 3"),
         )),
     }
@@ -220,80 +207,80 @@ pub fn json_size(v: &Value) -> usize {
 }
 
 /// Validate `workflow`: a non-empty object of at most 10 MB serialized.
-pub fn validate_workflow(v: Option<&Value>) -> Result<Value, ApiError> {
+pub fn validate_workflow(v: Option<&Value>) -> Result<Value, InputError> {
     match v {
-        None | Some(Value::Null) => Err(ApiError::validation(
+        None | Some(Value::Null) => Err(InputError::new(
             "workflow",
-            "missing_field",
+            Problem::Missing,
             "`workflow` is required",
         )),
-        Some(Value::Object(m)) if m.is_empty() => Err(ApiError::validation(
+        Some(Value::Object(m)) if m.is_empty() => Err(InputError::new(
             "workflow",
-            "invalid_workflow",
+            Problem::Workflow,
             "`workflow` must be a non-empty object",
         )),
         Some(w @ Value::Object(_)) => {
             if json_size(w) > MAX_WORKFLOW_BYTES {
-                Err(ApiError::too_large("workflow", MAX_WORKFLOW_BYTES))
+                Err(InputError::too_large("workflow", MAX_WORKFLOW_BYTES))
             } else {
                 Ok(w.clone())
             }
         }
-        Some(_) => Err(ApiError::validation(
+        Some(_) => Err(InputError::new(
             "workflow",
-            "invalid_type",
+            Problem::Type,
             "`workflow` must be a JSON object",
         )),
     }
 }
 
 /// Validate `metadata`: an object of at most 1 MB serialized (absent means `{}`).
-pub fn validate_metadata(v: Option<&Value>) -> Result<Value, ApiError> {
+pub fn validate_metadata(v: Option<&Value>) -> Result<Value, InputError> {
     match v {
         None | Some(Value::Null) => Ok(Value::Object(serde_json::Map::new())),
         Some(m @ Value::Object(_)) => {
             if json_size(m) > MAX_METADATA_BYTES {
-                Err(ApiError::too_large("metadata", MAX_METADATA_BYTES))
+                Err(InputError::too_large("metadata", MAX_METADATA_BYTES))
             } else {
                 Ok(m.clone())
             }
         }
-        Some(_) => Err(ApiError::validation(
+        Some(_) => Err(InputError::new(
             "metadata",
-            "invalid_type",
+            Problem::Type,
             "`metadata` must be a JSON object",
         )),
     }
 }
 
 /// Validate a worker `result`: at most 50 MB serialized.
-pub fn validate_result(v: Value) -> Result<Value, ApiError> {
+pub fn validate_result(v: Value) -> Result<Value, InputError> {
     if json_size(&v) > MAX_RESULT_BYTES {
-        return Err(ApiError::too_large("result", MAX_RESULT_BYTES));
+        return Err(InputError::too_large("result", MAX_RESULT_BYTES));
     }
     match v {
         Value::Object(_) | Value::Null => Ok(v),
-        _ => Err(ApiError::validation(
+        _ => Err(InputError::new(
             "result",
-            "invalid_type",
+            Problem::Type,
             "`result` must be a JSON object",
         )),
     }
 }
 
 /// Validate an `error` text: 1–10,000 characters, not blank.
-pub fn validate_error_text(s: &str) -> Result<String, ApiError> {
+pub fn validate_error_text(s: &str) -> Result<String, InputError> {
     if s.trim().is_empty() {
-        return Err(ApiError::validation(
+        return Err(InputError::new(
             "error",
-            "invalid_error",
+            Problem::ErrorText,
             "`error` must not be blank",
         ));
     }
     if s.chars().count() > MAX_ERROR_CHARS {
-        return Err(ApiError::validation(
+        return Err(InputError::new(
             "error",
-            "invalid_error",
+            Problem::ErrorText,
             "`error` must be at most 10000 characters",
         ));
     }
@@ -301,11 +288,14 @@ pub fn validate_error_text(s: &str) -> Result<String, ApiError> {
 }
 
 /// Validate a whole submit body (already parsed as JSON).
-pub fn validate_submit(body: &Value, idempotency_key: Option<String>) -> Result<NewJob, ApiError> {
+pub fn validate_submit(
+    body: &Value,
+    idempotency_key: Option<String>,
+) -> Result<NewJob, InputError> {
     let Value::Object(obj) = body else {
-        return Err(ApiError::validation(
+        return Err(InputError::new(
             "body",
-            "invalid_type",
+            Problem::Type,
             "the request body must be a JSON object",
         ));
     };
@@ -325,11 +315,11 @@ pub fn validate_submit(body: &Value, idempotency_key: Option<String>) -> Result<
 }
 
 /// Validate an `Idempotency-Key` header value: 1–200 visible ASCII characters.
-pub fn validate_idempotency_key(s: &str) -> Result<String, ApiError> {
+pub fn validate_idempotency_key(s: &str) -> Result<String, InputError> {
     if s.is_empty() || s.len() > 200 || !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::validation(
+        return Err(InputError::new(
             "Idempotency-Key",
-            "invalid_idempotency_key",
+            Problem::IdempotencyKey,
             "`Idempotency-Key` must be 1-200 visible ASCII characters",
         ));
     }
@@ -337,13 +327,13 @@ pub fn validate_idempotency_key(s: &str) -> Result<String, ApiError> {
 }
 
 /// Validate a worker id (same alphabet as user ids).
-pub fn validate_worker_id(field: &str, s: &str) -> Result<String, ApiError> {
+pub fn validate_worker_id(field: &str, s: &str) -> Result<String, InputError> {
     if user_id_is_valid(s) {
         Ok(s.to_owned())
     } else {
-        Err(ApiError::validation(
+        Err(InputError::new(
             field,
-            "invalid_worker_id",
+            Problem::WorkerId,
             format!("`{field}` must match ^[A-Za-z0-9_-]{{1,100}}$"),
         ))
     }
@@ -373,19 +363,19 @@ mod tests {
     #[test]
     fn submit_names_the_bad_field() {
         let e = validate_submit(&json!({"user_id": "u1", "workflow": {}}), None).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("workflow"));
+        assert_eq!(e.field, "workflow");
         let e = validate_submit(
             &json!({"user_id": "u1", "workflow": {"a": 1}, "priority": "high"}),
             None,
         )
         .unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("priority"));
+        assert_eq!(e.field, "priority");
         let e = validate_submit(
             &json!({"user_id": "u1", "workflow": {"a": 1}, "priority": 4}),
             None,
         )
         .unwrap_err();
-        assert_eq!(e.code, "invalid_priority");
+        assert_eq!(e.problem, Problem::Priority);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::RwLock;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::input::{InputError, Problem};
 
 /// The `progress` of a heartbeat (the wire type, shared with workers).
 pub use comfy_queue_api::Progress;
@@ -21,11 +21,11 @@ pub use comfy_queue_api::Progress;
 const MAX_TEXT: usize = 200;
 
 /// Reads the `progress` object of a heartbeat body into a [`Progress`]; errors name the field.
-pub fn from_json(v: &Value) -> Result<Progress, ApiError> {
+pub fn from_json(v: &Value) -> Result<Progress, InputError> {
     let Some(obj) = v.as_object() else {
-        return Err(ApiError::validation(
+        return Err(InputError::new(
             "progress",
-            "invalid_type",
+            Problem::Type,
             "`progress` must be an object",
         ));
     };
@@ -35,9 +35,9 @@ pub fn from_json(v: &Value) -> Result<Progress, ApiError> {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => n.as_f64().map(|p| p.clamp(0.0, 100.0)),
         Some(_) => {
-            return Err(ApiError::validation(
+            return Err(InputError::new(
                 "progress.percent",
-                "invalid_value",
+                Problem::Value,
                 "`progress.percent` must be a number from 0 to 100",
             ));
         }
@@ -50,7 +50,7 @@ pub fn from_json(v: &Value) -> Result<Progress, ApiError> {
     })
 }
 
-fn text(obj: &Map<String, Value>, key: &'static str) -> Result<Option<String>, ApiError> {
+fn text(obj: &Map<String, Value>, key: &'static str) -> Result<Option<String>, InputError> {
     let field = match key {
         "node" => "progress.node",
         "node_class" => "progress.node_class",
@@ -59,9 +59,9 @@ fn text(obj: &Map<String, Value>, key: &'static str) -> Result<Option<String>, A
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.chars().count() <= MAX_TEXT => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::validation(
+        Some(_) => Err(InputError::new(
             field,
-            "invalid_value",
+            Problem::Value,
             format!("`{field}` must be a string of at most {MAX_TEXT} characters"),
         )),
     }

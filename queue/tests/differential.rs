@@ -10,8 +10,8 @@ mod common;
 use std::sync::Arc;
 
 use comfy_queue::lifecycle::Failure;
-use comfy_queue::model::{Job, NewJob, WorkerInfo};
-use comfy_queue::scheduler::Requirements;
+use comfy_queue::model::{Job, NewJob};
+use comfy_queue::scheduler::{Requirements, WorkerInfo};
 use comfy_queue::store::redis::RedisStore;
 use comfy_queue::store::sqlite::SqliteStore;
 use comfy_queue::store::{ListFilter, Store, StoreError, SubmitLimits};

@@ -9,12 +9,12 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{JobResponse, QueryMap, SMALL_BODY_LIMIT, SUBMIT_BODY_LIMIT, job_response, json_body};
-use crate::AppState;
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::events::Event;
 use crate::model::{self, Job, Status};
+use crate::state::AppState;
 use crate::store::{ListFilter, SubmitLimits};
 
 /// Publish a job event (never carrying the workflow).
@@ -61,7 +61,7 @@ pub async fn submit(
     let Some(body) = json_body(body, SUBMIT_BODY_LIMIT)? else {
         return Err(ApiError::validation(
             "body",
-            "missing_body",
+            ErrorCode::MissingBody,
             "a JSON body is required",
         ));
     };
@@ -72,16 +72,15 @@ pub async fn submit(
     let new = model::validate_submit(&body, key)?;
     if let Some(user) = scope {
         if user != new.user_id {
-            return Err(ApiError {
-                field: Some("user_id".into()),
-                ..ApiError::forbidden("you may only submit jobs as yourself")
-            });
+            return Err(
+                ApiError::forbidden("you may only submit jobs as yourself").with_field("user_id")
+            );
         }
         if new.priority == 0 {
-            return Err(ApiError {
-                field: Some("priority".into()),
-                ..ApiError::forbidden("priority 0 (instructor override) needs the admin token")
-            });
+            return Err(ApiError::forbidden(
+                "priority 0 (instructor override) needs the admin token",
+            )
+            .with_field("priority"));
         }
     }
     let limits = SubmitLimits {
@@ -177,7 +176,7 @@ pub async fn list(
         Some(s) => Some(Status::parse(s).ok_or_else(|| {
             ApiError::validation(
                 "status",
-                "invalid_status",
+                ErrorCode::InvalidStatus,
                 "`status` must be one of pending, running, completed, failed, cancelled",
             )
         })?),
@@ -232,7 +231,7 @@ fn parse_count(
             Ok(n) if (min..=max).contains(&n) => Ok(n),
             _ => Err(ApiError::validation(
                 field,
-                "invalid_integer",
+                ErrorCode::InvalidInteger,
                 format!("`{field}` must be an integer from {min} to {max}"),
             )),
         },
@@ -328,7 +327,7 @@ pub async fn set_priority(
                 Some(_) => {
                     return Err(ApiError::validation(
                         "body",
-                        "invalid_type",
+                        ErrorCode::InvalidType,
                         "the request body must be a JSON object",
                     ));
                 }
@@ -337,7 +336,7 @@ pub async fn set_priority(
             from_body.ok_or_else(|| {
                 ApiError::validation(
                     "priority",
-                    "missing_field",
+                    ErrorCode::MissingField,
                     "`priority` is required (query string or JSON body)",
                 )
             })?
@@ -345,10 +344,10 @@ pub async fn set_priority(
     };
     let job = load_visible(&state, &caller, &id).await?;
     if caller != Caller::Admin && priority == 0 {
-        return Err(ApiError {
-            field: Some("priority".into()),
-            ..ApiError::forbidden("priority 0 (instructor override) needs the admin token")
-        });
+        return Err(
+            ApiError::forbidden("priority 0 (instructor override) needs the admin token")
+                .with_field("priority"),
+        );
     }
     let job = state.store.set_priority(job.id, priority).await?;
     let resp = job_response(&state, &job).await?;

@@ -19,14 +19,15 @@ use uuid::Uuid;
 use super::{
     QueryMap, RESULT_BODY_LIMIT, SMALL_BODY_LIMIT, json_body, parse_flag, parse_job_id_param,
 };
-use crate::AppState;
 use crate::api::jobs::publish;
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::lifecycle::Failure;
-use crate::model::{self, Status, WorkerInfo, WorkerRecord};
+use crate::model::{self, Status, WorkerRecord};
 use crate::progress;
+use crate::scheduler::WorkerInfo;
+use crate::state::AppState;
 use crate::store::Claimed;
 pub use comfy_queue_api::{
     FailRequest, HeartbeatRequest, HeartbeatResponse, LeasedJob, NextJobResponse, RegisterRequest,
@@ -83,7 +84,7 @@ pub async fn next_job(
         None => {
             return Err(ApiError::validation(
                 "worker_id",
-                "missing_field",
+                ErrorCode::MissingField,
                 "`worker_id` is required",
             ));
         }
@@ -95,7 +96,7 @@ pub async fn next_job(
             _ => {
                 return Err(ApiError::validation(
                     "wait",
-                    "invalid_wait",
+                    ErrorCode::InvalidWait,
                     "`wait` must be a non-negative number of seconds",
                 ));
             }
@@ -166,7 +167,7 @@ fn body_object(body: Option<Value>) -> Result<Map<String, Value>, ApiError> {
         Some(Value::Object(o)) => Ok(o),
         Some(_) => Err(ApiError::validation(
             "body",
-            "invalid_type",
+            ErrorCode::InvalidType,
             "the request body must be a JSON object",
         )),
     }
@@ -178,7 +179,7 @@ fn string_field(obj: &Map<String, Value>, field: &str) -> Result<Option<String>,
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(ApiError::validation(
             field,
-            "invalid_type",
+            ErrorCode::InvalidType,
             format!("`{field}` must be a string"),
         )),
     }
@@ -190,7 +191,7 @@ fn bool_field(obj: &Map<String, Value>, field: &str) -> Result<Option<bool>, Api
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(_) => Err(ApiError::validation(
             field,
-            "invalid_type",
+            ErrorCode::InvalidType,
             format!("`{field}` must be true or false"),
         )),
     }
@@ -314,10 +315,9 @@ pub async fn fail_job(
     let token = lease_token(&q, &headers, Some(&obj))?;
     let error = match string_field(&obj, "error")? {
         Some(e) => e,
-        None => q
-            .get("error")
-            .cloned()
-            .ok_or_else(|| ApiError::validation("error", "missing_field", "`error` is required"))?,
+        None => q.get("error").cloned().ok_or_else(|| {
+            ApiError::validation("error", ErrorCode::MissingField, "`error` is required")
+        })?,
     };
     let error = model::validate_error_text(&error)?;
     let retry = match q.get("retry") {
@@ -389,7 +389,7 @@ pub async fn heartbeat(
         let token = lease_token(&q, &headers, Some(&obj))?.ok_or_else(|| {
             ApiError::validation(
                 "lease_token",
-                "missing_field",
+                ErrorCode::MissingField,
                 "`lease_token` is required with `job_id`",
             )
         })?;
@@ -425,7 +425,7 @@ pub async fn heartbeat(
     let Some(worker_id) = worker_id else {
         return Err(ApiError::validation(
             "job_id",
-            "missing_field",
+            ErrorCode::MissingField,
             "`job_id` (with `lease_token`) or `worker_id` is required",
         ));
     };
@@ -491,7 +491,7 @@ pub async fn register(
         None => {
             return Err(ApiError::validation(
                 "worker_id",
-                "missing_field",
+                ErrorCode::MissingField,
                 "`worker_id` is required",
             ));
         }
@@ -502,7 +502,7 @@ pub async fn register(
     {
         return Err(ApiError::validation(
             "comfyui_version",
-            "invalid_version",
+            ErrorCode::InvalidVersion,
             "`comfyui_version` must be a version such as 0.9.2",
         ));
     }
@@ -510,7 +510,7 @@ pub async fn register(
     if line.as_ref().is_some_and(|l| l.len() > 100) {
         return Err(ApiError::validation(
             "line",
-            "invalid_line",
+            ErrorCode::InvalidLine,
             "`line` must be at most 100 characters",
         ));
     }
@@ -524,7 +524,7 @@ pub async fn register(
                     _ => {
                         return Err(ApiError::validation(
                             "capabilities",
-                            "invalid_type",
+                            ErrorCode::InvalidType,
                             "`capabilities` must be an array of non-empty strings",
                         ));
                     }
@@ -537,7 +537,7 @@ pub async fn register(
         Some(_) => {
             return Err(ApiError::validation(
                 "capabilities",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "`capabilities` must be an array of strings",
             ));
         }

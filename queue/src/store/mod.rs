@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use crate::clock::Millis;
 use crate::lifecycle::{Failure, LeaseState};
-use crate::model::{Job, NewJob, Status, WorkerInfo, WorkerRecord};
+use crate::model::{Job, NewJob, Status, WorkerRecord};
+use crate::scheduler::WorkerInfo;
 
 mod error;
 pub mod redis;

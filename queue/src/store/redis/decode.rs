@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::model::{Job, Status, WorkerInfo, WorkerRecord};
+use crate::model::{Job, Status, WorkerRecord};
+use crate::scheduler::WorkerInfo;
 use crate::store::{BackendError, StoreError};
 
 pub(super) const FIELD_COUNT: usize = 19;

@@ -33,8 +33,8 @@ use super::{
 };
 use crate::clock::Millis;
 use crate::lifecycle::{Failure, LeaseState};
-use crate::model::{Job, NewJob, Status, WorkerInfo, WorkerRecord};
-use crate::scheduler::Requirements;
+use crate::model::{Job, NewJob, Status, WorkerRecord};
+use crate::scheduler::{Requirements, WorkerInfo};
 
 /// The Redis store.
 pub struct RedisStore {

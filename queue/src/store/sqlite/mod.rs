@@ -31,7 +31,8 @@ use super::{
 };
 use crate::clock::Millis;
 use crate::lifecycle::{self, Expired, Failure, LeaseState};
-use crate::model::{Job, NewJob, Status, WorkerInfo, WorkerRecord};
+use crate::model::{Job, NewJob, Status, WorkerRecord};
+use crate::scheduler::WorkerInfo;
 
 /// The SQLite store.
 #[derive(Debug, Clone)]

@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use crate::clock::Millis;
 use crate::lifecycle::StoredJob;
-use crate::model::{Job, Status, WorkerInfo, WorkerRecord};
+use crate::model::{Job, Status, WorkerRecord};
+use crate::scheduler::WorkerInfo;
 use crate::store::{BackendError, StoreError};
 
 pub(super) const JOB_COLS: &str = "id, seq, user_id, status, priority, created_at, started_at, completed_at, \

@@ -10,8 +10,7 @@ use std::sync::{Arc, mpsc};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::model::WorkerInfo;
-use crate::scheduler::Requirements;
+use crate::scheduler::{Requirements, WorkerInfo};
 use crate::store::{BackendError, StoreError};
 
 const MAX_BATCH: usize = 256;
