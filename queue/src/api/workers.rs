@@ -121,7 +121,7 @@ pub async fn next_job(
 
         let started = Instant::now();
         let claimed = state.store.claim(&info, lease_ms, state.now()).await?;
-        state.metrics.claim_latency.observe(started.elapsed());
+        state.metrics.record_claim(started.elapsed());
         if let Some(c) = claimed {
             return Ok(Json(NextJobResponse {
                 job: Some(leased(&state, c, lease_ms)),
@@ -348,7 +348,9 @@ pub async fn fail_job(
             state.metrics.retries.inc();
             state.job_available.notify_waiters();
         }
-        Status::Failed => state.metrics.failed.inc(),
+        Status::Failed => {
+            state.metrics.failed.inc();
+        }
         _ => {}
     }
     publish(&state, "job_updated", &job, None);
