@@ -283,6 +283,7 @@ impl From<InputError> for ApiError {
             Problem::Priority => ErrorCode::InvalidPriority,
             Problem::ErrorText => ErrorCode::InvalidError,
             Problem::WorkerId => ErrorCode::InvalidWorkerId,
+            Problem::JobId => ErrorCode::InvalidJobId,
             Problem::VersionRequirement => ErrorCode::InvalidVersionRequirement,
             Problem::IdempotencyKey => ErrorCode::InvalidIdempotencyKey,
         };

@@ -13,6 +13,7 @@ use crate::auth::Caller;
 use crate::clock::to_rfc3339;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::events::Event;
+use crate::input;
 use crate::model::{self, Job, Status};
 use crate::state::AppState;
 use crate::store::{ListFilter, SubmitLimits};
@@ -40,7 +41,7 @@ pub fn publish(state: &AppState, kind: &'static str, job: &Job, position: Option
 /// Submit a job.
 #[utoipa::path(
     post, path = "/api/jobs", tag = "jobs",
-    request_body(content = inline(SubmitRequest), description = "The job"),
+    request_body(content = inline(model::SubmitRequest), description = "The job"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key (per user) → same job: 201 the first time, 200 after")),
     responses(
         (status = 201, description = "Created", body = SubmitResponse),
@@ -138,21 +139,6 @@ impl From<JobResponse> for SubmitResponse {
     }
 }
 
-/// Body of a submit (for the OpenAPI document).
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-pub struct SubmitRequest {
-    /// `^[A-Za-z0-9_-]{1,100}$`
-    pub user_id: String,
-    /// API-format ComfyUI prompt: a non-empty object, at most 10 MB.
-    #[schema(value_type = Object)]
-    pub workflow: Value,
-    /// 0 (instructor override) … 3 (low); default 2.
-    pub priority: Option<u8>,
-    /// At most 1 MB. `metadata.requires = {comfyui: ">=0.9", capabilities: [..]}` routes the job.
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
-}
-
 /// List jobs, newest first.
 #[utoipa::path(
     get, path = "/api/jobs", tag = "jobs",
@@ -183,10 +169,7 @@ pub async fn list(
     };
     let mut user_id = match q.get("user_id").map(String::as_str) {
         None | Some("") => None,
-        Some(u) => Some(model::validate_user_id(
-            "user_id",
-            Some(&Value::String(u.to_owned())),
-        )?),
+        Some(u) => Some(model::validate_user_id("user_id", u)?),
     };
     if let Some(me) = scope {
         if user_id.as_deref().is_some_and(|u| u != me) {
@@ -320,27 +303,28 @@ pub async fn set_priority(
     let q = super::query_map(query)?;
     let priority = match q.get("priority") {
         Some(p) => model::parse_priority_text("priority", p)?,
-        None => {
-            let body = json_body(body, SMALL_BODY_LIMIT)?;
-            let from_body = match &body {
-                Some(Value::Object(o)) => model::validate_priority("priority", o.get("priority"))?,
-                Some(_) => {
-                    return Err(ApiError::validation(
-                        "body",
-                        ErrorCode::InvalidType,
-                        "the request body must be a JSON object",
-                    ));
-                }
-                None => None,
-            };
-            from_body.ok_or_else(|| {
-                ApiError::validation(
+        None => match json_body(body, SMALL_BODY_LIMIT)? {
+            Some(Value::Object(obj)) => {
+                input::require(&obj, "priority", PRIORITY_REQUIRED)?;
+                let req: PriorityRequest =
+                    input::from_object(obj, &["priority"], model::priority_type_error)?;
+                model::validate_priority("priority", req.priority)?
+            }
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "body",
+                    ErrorCode::InvalidType,
+                    "the request body must be a JSON object",
+                ));
+            }
+            None => {
+                return Err(ApiError::validation(
                     "priority",
                     ErrorCode::MissingField,
-                    "`priority` is required (query string or JSON body)",
-                )
-            })?
-        }
+                    PRIORITY_REQUIRED,
+                ));
+            }
+        },
     };
     let job = load_visible(&state, &caller, &id).await?;
     if caller != Caller::Admin && priority == 0 {
@@ -355,7 +339,9 @@ pub async fn set_priority(
     Ok(Json(resp))
 }
 
-/// Body of a priority change.
+const PRIORITY_REQUIRED: &str = "`priority` is required (query string or JSON body)";
+
+/// Body of a priority change: what the handler reads, and what the OpenAPI document shows.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 pub struct PriorityRequest {
     /// 0–3.

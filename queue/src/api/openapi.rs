@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 
 use super::{AttemptResponse, JobResponse, jobs, metrics, queue_status, workers};
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::model::{AttemptOutcome, Status};
+use crate::model::{self, AttemptOutcome, Status};
 
 /// The API description.
 #[derive(Debug, OpenApi)]
@@ -37,7 +37,7 @@ use crate::model::{AttemptOutcome, Status};
         AttemptOutcome,
         ErrorBody,
         ErrorDetail,
-        jobs::SubmitRequest,
+        model::SubmitRequest,
         jobs::SubmitResponse,
         jobs::PriorityRequest,
         workers::LeasedJob,
