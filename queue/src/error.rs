@@ -19,9 +19,11 @@ use crate::store::{Chain, StoreError};
 macro_rules! error_codes {
     ($($(#[$doc:meta])* $variant:ident = $code:literal, $status:ident, $when:literal;)+) => {
         /// A stable machine-readable error code. Each has one HTTP status.
+        // The wire codes are the variants in snake_case (a unit test holds `as_str` to it).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
         pub enum ErrorCode {
-            $($(#[$doc])* #[serde(rename = $code)] $variant,)+
+            $($(#[$doc])* $variant,)+
         }
 
         impl ErrorCode {
