@@ -7,7 +7,9 @@
 //! # Which module may use which
 //!
 //! The graph has no cycles; a module uses only those listed after its arrow (and nothing
-//! uses this crate root, which only declares, re-exports and builds [`app`]):
+//! uses this crate root, which only declares, re-exports and builds [`app`]). A unit test
+//! below reads this table and every `crate::` path in `src/` (outside `#[cfg(test)]`), and
+//! fails on a use it lacks or on a cycle in it:
 //!
 //! ```text
 //! clock, input, events, auth            leaves
@@ -20,7 +22,8 @@
 //! state      → auth, clock, events, metrics, progress, scheduler, store
 //! config     → auth, state               clap flags and env → Settings
 //! error      → input, auth, store        ErrorCode, ApiError: domain errors → HTTP
-//! api        → all of the above          routes, extractors, handlers, OpenAPI
+//! api        → auth, clock, error, events, input, lifecycle, model, progress, scheduler,
+//!              state, store               routes, extractors, handlers, OpenAPI
 //! reaper     → state, store, api         lease expiry pass (publishes job events)
 //! ```
 //!
@@ -50,4 +53,142 @@ pub use state::{AppState, Inner, Settings};
 /// serves it on a socket.
 pub fn app(state: AppState) -> axum::Router {
     api::router(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    /// The table in the module docs above: module → modules it may use.
+    fn allowed() -> BTreeMap<String, BTreeSet<String>> {
+        let doc: Vec<&str> = include_str!("lib.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//!"))
+            .skip_while(|l| l.trim() != "```text")
+            .skip(1)
+            .take_while(|l| l.trim() != "```")
+            .collect();
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut current: Option<String> = None;
+        // Names are separated by commas; two spaces end the list (a comment follows).
+        let names = |text: &str| -> Vec<String> {
+            let list = text.trim().split("  ").next().unwrap_or("");
+            list.split(',')
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect()
+        };
+        for line in doc {
+            if let Some((left, right)) = line.split_once('→') {
+                let module = left.trim().to_owned();
+                out.entry(module.clone()).or_default().extend(names(right));
+                current = Some(module);
+            } else if line.starts_with("              ") {
+                // A continued list of the module above.
+                if let Some(m) = &current {
+                    out.entry(m.clone()).or_default().extend(names(line));
+                }
+            } else {
+                for leaf in names(line) {
+                    out.entry(leaf).or_default();
+                }
+                current = None;
+            }
+        }
+        out
+    }
+
+    /// Every `crate::<module>` a top-level module's files use outside their tests.
+    fn used(dir: &Path, top: Option<&str>, out: &mut BTreeMap<String, BTreeSet<String>>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            panic!("cannot read {}", dir.display());
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if top.is_none() && name == "bin" {
+                    continue;
+                }
+                used(&path, Some(top.unwrap_or(&name)), out);
+                continue;
+            }
+            let Some(stem) = name.strip_suffix(".rs") else {
+                continue;
+            };
+            let module = top.unwrap_or(stem);
+            if top.is_none() && (stem == "lib" || stem == "main") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            let deps = out.entry(module.to_owned()).or_default();
+            for line in code.lines() {
+                let line = line.trim_start();
+                if line.starts_with("//") {
+                    continue;
+                }
+                for (i, _) in line.match_indices("crate::") {
+                    let rest = &line[i + "crate::".len()..];
+                    let dep: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if !dep.is_empty() && dep != module {
+                        deps.insert(dep);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_documented_graph_has_no_cycle() {
+        let graph = allowed();
+        // Repeatedly take out modules whose allowed uses are all taken out already.
+        let mut done: BTreeSet<String> = BTreeSet::new();
+        while done.len() < graph.len() {
+            let ready: Vec<String> = graph
+                .iter()
+                .filter(|(m, deps)| !done.contains(*m) && deps.iter().all(|d| done.contains(d)))
+                .map(|(m, _)| m.clone())
+                .collect();
+            assert!(
+                !ready.is_empty(),
+                "cycle among {:?}",
+                graph
+                    .keys()
+                    .filter(|m| !done.contains(*m))
+                    .collect::<Vec<_>>()
+            );
+            done.extend(ready);
+        }
+    }
+
+    #[test]
+    fn modules_use_only_what_the_documented_graph_allows() {
+        let allowed = allowed();
+        assert!(
+            allowed.contains_key("store") && allowed.contains_key("clock"),
+            "{allowed:?}"
+        );
+        let mut uses = BTreeMap::new();
+        used(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            None,
+            &mut uses,
+        );
+        for (module, deps) in &uses {
+            let Some(ok) = allowed.get(module) else {
+                panic!("module `{module}` is missing from the graph in lib.rs");
+            };
+            for dep in deps {
+                assert!(
+                    ok.contains(dep),
+                    "`{module}` uses `crate::{dep}`, which the graph in lib.rs does not allow"
+                );
+            }
+        }
+    }
 }
