@@ -263,8 +263,7 @@ pub fn validate_error_text(s: &str) -> Result<String, InputError> {
     Ok(s.to_owned())
 }
 
-/// Body of a submit (`POST /api/jobs`): what [`validate_submit`] reads, and what the
-/// OpenAPI document shows.
+/// Body of a submit (`POST /api/jobs`); the body is read into this type.
 #[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 pub struct SubmitRequest {
     /// `^[A-Za-z0-9_-]{1,100}$`

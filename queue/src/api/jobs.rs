@@ -341,7 +341,7 @@ pub async fn set_priority(
 
 const PRIORITY_REQUIRED: &str = "`priority` is required (query string or JSON body)";
 
-/// Body of a priority change: what the handler reads, and what the OpenAPI document shows.
+/// Body of a priority change; the body is read into this type.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 pub struct PriorityRequest {
     /// 0–3.
