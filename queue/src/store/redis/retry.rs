@@ -66,3 +66,17 @@ impl RedisStore {
             .map_err(StoreError::from)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use backon::BackoffBuilder;
+
+    use super::*;
+
+    #[test]
+    fn four_retries_after_100_200_400_800_ms() {
+        // backon multiplies in f32 seconds: the delays are off by nanoseconds.
+        let delays: Vec<u128> = policy().build().map(|d| d.as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800]);
+    }
+}
