@@ -11,7 +11,16 @@
 use axum::http::HeaderMap;
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
+/// Why a caller may not do what it asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// Credentials missing or wrong.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// Authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(&'static str),
+}
 
 /// Auth settings.
 #[derive(Clone, Default)]
@@ -105,33 +114,35 @@ pub enum Caller {
 
 impl Caller {
     /// Require a worker (or admin).
-    pub fn require_worker(&self) -> Result<(), ApiError> {
+    pub fn require_worker(&self) -> Result<(), AuthError> {
         match self {
             Caller::Admin | Caller::Worker => Ok(()),
-            Caller::User(_) => Err(ApiError::forbidden("worker token required")),
-            Caller::BadToken => Err(ApiError::unauthorized("invalid token")),
-            Caller::Anonymous => Err(ApiError::unauthorized("worker token required")),
+            Caller::User(_) => Err(AuthError::Forbidden("worker token required")),
+            Caller::BadToken => Err(AuthError::Unauthorized("invalid token")),
+            Caller::Anonymous => Err(AuthError::Unauthorized("worker token required")),
         }
     }
 
     /// Require an admin.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
+    pub fn require_admin(&self) -> Result<(), AuthError> {
         match self {
             Caller::Admin => Ok(()),
-            Caller::Worker | Caller::User(_) => Err(ApiError::forbidden("admin token required")),
-            Caller::BadToken => Err(ApiError::unauthorized("invalid token")),
-            Caller::Anonymous => Err(ApiError::unauthorized("admin token required")),
+            Caller::Worker | Caller::User(_) => Err(AuthError::Forbidden("admin token required")),
+            Caller::BadToken => Err(AuthError::Unauthorized("invalid token")),
+            Caller::Anonymous => Err(AuthError::Unauthorized("admin token required")),
         }
     }
 
     /// Require a user or an admin. Returns the user to scope to (`None` = everyone).
-    pub fn require_user(&self) -> Result<Option<&str>, ApiError> {
+    pub fn require_user(&self) -> Result<Option<&str>, AuthError> {
         match self {
             Caller::Admin => Ok(None),
             Caller::User(u) => Ok(Some(u)),
-            Caller::Worker => Err(ApiError::forbidden("user identity or admin token required")),
-            Caller::BadToken => Err(ApiError::unauthorized("invalid token")),
-            Caller::Anonymous => Err(ApiError::unauthorized(
+            Caller::Worker => Err(AuthError::Forbidden(
+                "user identity or admin token required",
+            )),
+            Caller::BadToken => Err(AuthError::Unauthorized("invalid token")),
+            Caller::Anonymous => Err(AuthError::Unauthorized(
                 "no user identity: log in through the proxy",
             )),
         }

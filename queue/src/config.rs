@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::Settings;
 use crate::auth::AuthConfig;
+use crate::state::Settings;
 
 /// Queue manager of the multi-user ComfyUI platform.
 ///

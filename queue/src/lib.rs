@@ -3,12 +3,33 @@
 //! Users submit jobs over HTTP; GPU workers lease them with `next-job` (long-polling),
 //! renew the lease with heartbeats and report results. See `docs/queue.md` for the API and
 //! the guarantees. [`app`] builds the whole HTTP service from an [`AppState`].
-
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::Instant;
-
-use tokio::sync::Notify;
+//!
+//! # Which module may use which
+//!
+//! The graph has no cycles; a module uses only those listed after its arrow (and nothing
+//! uses this crate root, which only declares, re-exports and builds [`app`]). A unit test
+//! below reads this table and every `crate::` path in `src/` (outside `#[cfg(test)]`), and
+//! fails on a use it lacks or on a cycle in it:
+//!
+//! ```text
+//! clock, input, events, auth            leaves
+//! scheduler  → input                     routing: Requirements, WorkerInfo, versions
+//! model      → clock, input, scheduler   jobs, attempts, input validation
+//! progress   → input                     heartbeat progress, the progress board
+//! lifecycle  → clock, model              the job state machine (pure functions)
+//! store      → clock, model, scheduler, lifecycle   Store trait, SQLite and Redis backends
+//! metrics    → store                     the counters behind /metrics
+//! state      → auth, clock, events, metrics, progress, scheduler, store
+//! config     → auth, state               clap flags and env → Settings
+//! error      → input, auth, store        ErrorCode, ApiError: domain errors → HTTP
+//! api        → auth, clock, error, events, input, lifecycle, model, progress, scheduler,
+//!              state, store               routes, extractors, handlers, OpenAPI
+//! reaper     → state, store, api         lease expiry pass (publishes job events)
+//! ```
+//!
+//! Domain modules (scheduler, model, progress, lifecycle, store, auth) return their own
+//! error types ([`input::InputError`], [`lifecycle::TransitionError`],
+//! [`store::StoreError`], [`auth::AuthError`]); only `error` and `api` know HTTP statuses.
 
 pub mod api;
 pub mod auth;
@@ -16,173 +37,158 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod input;
 pub mod lifecycle;
+pub mod metrics;
 pub mod model;
 pub mod progress;
+mod reaper;
 pub mod scheduler;
+mod state;
 pub mod store;
 
-pub use api::app;
+pub use state::{AppState, Inner, Settings};
 
-use crate::api::metrics::Metrics;
-use crate::auth::AuthConfig;
-use crate::clock::{Millis, SharedClock};
-use crate::events::EventBus;
-use crate::model::WorkerInfo;
-use crate::store::{Store, StoreError};
-
-/// Tunables of the service.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Lease given to registered (heartbeating) workers.
-    pub lease_ms: Millis,
-    /// Lease given to workers that never registered (old workers send no heartbeats).
-    pub legacy_lease_ms: Millis,
-    /// Attempts per job before it is failed for good.
-    pub max_attempts: u32,
-    /// Pending-jobs cap (0 = none); beyond it submits get 429.
-    pub max_pending: u64,
-    /// Pending+running cap per user (0 = none).
-    pub max_per_user: u64,
-    /// Base delay before a job failed with `retry: true` may run again (doubles per attempt).
-    pub retry_delay_ms: Millis,
-    /// Longest long-poll a worker may ask for, in seconds.
-    pub max_wait_secs: f64,
-    /// Who may do what.
-    pub auth: AuthConfig,
+/// Build the whole HTTP service. Tests drive it with `tower::ServiceExt::oneshot`; `main`
+/// serves it on a socket.
+pub fn app(state: AppState) -> axum::Router {
+    api::router(state)
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            lease_ms: 60_000,
-            legacy_lease_ms: 3_600_000,
-            max_attempts: 3,
-            max_pending: 100,
-            max_per_user: 0,
-            retry_delay_ms: 10_000,
-            max_wait_secs: 30.0,
-            auth: AuthConfig {
-                user_header: "X-Forwarded-User".into(),
-                ..AuthConfig::default()
-            },
-        }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
 
-/// Everything the handlers share.
-#[derive(Debug, Clone)]
-pub struct AppState(Arc<Inner>);
-
-/// Contents of [`AppState`].
-#[derive(Debug)]
-pub struct Inner {
-    /// The job store.
-    pub store: Arc<dyn Store>,
-    /// Time source.
-    pub clock: SharedClock,
-    /// Tunables.
-    pub settings: Settings,
-    /// `/ws` fan-out.
-    pub events: EventBus,
-    /// Wakes long-polling workers when a job may have become claimable.
-    pub job_available: Notify,
-    /// Counters for `/metrics`.
-    pub metrics: Metrics,
-    /// Registrations seen by this process (a cache of the store's).
-    /// The flag is true for workers that registered (they heartbeat: normal lease).
-    pub workers: RwLock<HashMap<String, (WorkerInfo, bool)>>,
-    /// Process start.
-    pub started: Instant,
-    /// Set when the server is stopping: long-polls answer at once.
-    pub stopping: std::sync::atomic::AtomicBool,
-    /// Progress of running jobs from worker heartbeats (memory only).
-    pub progress: progress::ProgressBoard,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// Build the state.
-    pub fn new(store: Arc<dyn Store>, clock: SharedClock, settings: Settings) -> Self {
-        Self(Arc::new(Inner {
-            store,
-            clock,
-            settings,
-            events: EventBus::default(),
-            job_available: Notify::new(),
-            metrics: Metrics::default(),
-            workers: RwLock::new(HashMap::new()),
-            started: Instant::now(),
-            stopping: std::sync::atomic::AtomicBool::new(false),
-            progress: progress::ProgressBoard::default(),
-        }))
-    }
-
-    /// Current time from the clock.
-    pub fn now(&self) -> Millis {
-        self.clock.now_ms()
-    }
-
-    /// Stop serving long-polls: waiting `next-job` calls answer `{"job": null}` now, so a
-    /// graceful shutdown does not wait out their `wait=`.
-    pub fn begin_shutdown(&self) {
-        self.stopping
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.job_available.notify_waiters();
-    }
-
-    /// Whether [`AppState::begin_shutdown`] was called.
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Take back expired leases once; publishes events and wakes waiting workers.
-    pub async fn reap_once(&self) -> Result<store::ReapReport, StoreError> {
-        let report = self.store.reap(self.now()).await?;
-        self.metrics.record_reap(&report);
-        for id in report
-            .requeued
-            .iter()
-            .chain(&report.dead)
-            .chain(&report.cancelled)
-        {
-            self.progress.clear(*id);
-            if let Ok(Some(job)) = self.store.get(*id).await {
-                api::jobs::publish(self, "job_updated", &job, None);
+    /// The table in the module docs above: module → modules it may use.
+    fn allowed() -> BTreeMap<String, BTreeSet<String>> {
+        let doc: Vec<&str> = include_str!("lib.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//!"))
+            .skip_while(|l| l.trim() != "```text")
+            .skip(1)
+            .take_while(|l| l.trim() != "```")
+            .collect();
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut current: Option<String> = None;
+        // Names are separated by commas; two spaces end the list (a comment follows).
+        let names = |text: &str| -> Vec<String> {
+            let list = text.trim().split("  ").next().unwrap_or("");
+            list.split(',')
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect()
+        };
+        for line in doc {
+            if let Some((left, right)) = line.split_once('→') {
+                let module = left.trim().to_owned();
+                out.entry(module.clone()).or_default().extend(names(right));
+                current = Some(module);
+            } else if line.starts_with("              ") {
+                // A continued list of the module above.
+                if let Some(m) = &current {
+                    out.entry(m.clone()).or_default().extend(names(line));
+                }
+            } else {
+                for leaf in names(line) {
+                    out.entry(leaf).or_default();
+                }
+                current = None;
             }
         }
-        // Requeued jobs, and retries whose backoff has run out since the last pass, may now
-        // be claimable: let waiting workers look (a handful of claims per pass).
-        self.job_available.notify_waiters();
-        if !report.requeued.is_empty() || !report.dead.is_empty() {
-            tracing::warn!(
-                requeued = report.requeued.len(),
-                dead = report.dead.len(),
-                cancelled = report.cancelled.len(),
-                "expired leases taken back"
-            );
-        }
-        Ok(report)
+        out
     }
 
-    /// Run [`AppState::reap_once`] every `every` until the process ends.
-    pub fn spawn_reaper(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
-        let state = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(e) = state.reap_once().await {
-                    tracing::error!(error = %e, "reaper pass failed");
+    /// Every `crate::<module>` a top-level module's files use outside their tests.
+    fn used(dir: &Path, top: Option<&str>, out: &mut BTreeMap<String, BTreeSet<String>>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            panic!("cannot read {}", dir.display());
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if top.is_none() && name == "bin" {
+                    continue;
+                }
+                used(&path, Some(top.unwrap_or(&name)), out);
+                continue;
+            }
+            let Some(stem) = name.strip_suffix(".rs") else {
+                continue;
+            };
+            let module = top.unwrap_or(stem);
+            if top.is_none() && (stem == "lib" || stem == "main") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            let deps = out.entry(module.to_owned()).or_default();
+            for line in code.lines() {
+                let line = line.trim_start();
+                if line.starts_with("//") {
+                    continue;
+                }
+                for (i, _) in line.match_indices("crate::") {
+                    let rest = &line[i + "crate::".len()..];
+                    let dep: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if !dep.is_empty() && dep != module {
+                        deps.insert(dep);
+                    }
                 }
             }
-        })
+        }
+    }
+
+    #[test]
+    fn the_documented_graph_has_no_cycle() {
+        let graph = allowed();
+        // Repeatedly take out modules whose allowed uses are all taken out already.
+        let mut done: BTreeSet<String> = BTreeSet::new();
+        while done.len() < graph.len() {
+            let ready: Vec<String> = graph
+                .iter()
+                .filter(|(m, deps)| !done.contains(*m) && deps.iter().all(|d| done.contains(d)))
+                .map(|(m, _)| m.clone())
+                .collect();
+            assert!(
+                !ready.is_empty(),
+                "cycle among {:?}",
+                graph
+                    .keys()
+                    .filter(|m| !done.contains(*m))
+                    .collect::<Vec<_>>()
+            );
+            done.extend(ready);
+        }
+    }
+
+    #[test]
+    fn modules_use_only_what_the_documented_graph_allows() {
+        let allowed = allowed();
+        assert!(
+            allowed.contains_key("store") && allowed.contains_key("clock"),
+            "{allowed:?}"
+        );
+        let mut uses = BTreeMap::new();
+        used(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            None,
+            &mut uses,
+        );
+        for (module, deps) in &uses {
+            let Some(ok) = allowed.get(module) else {
+                panic!("module `{module}` is missing from the graph in lib.rs");
+            };
+            for dep in deps {
+                assert!(
+                    ok.contains(dep),
+                    "`{module}` uses `crate::{dep}`, which the graph in lib.rs does not allow"
+                );
+            }
+        }
     }
 }

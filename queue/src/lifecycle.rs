@@ -14,7 +14,40 @@ use serde_json::Value;
 
 use crate::clock::Millis;
 use crate::model::{Attempt, AttemptOutcome, Job, Status};
-use crate::store::{Failure, LeaseState, StoreError};
+
+/// Why a transition was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    /// The job's status does not allow this change.
+    #[error("{0}")]
+    InvalidState(String),
+    /// The caller does not hold the live lease (stale token, expired, not running).
+    #[error("{0}")]
+    LeaseConflict(String),
+}
+
+/// State of a lease after a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseState {
+    /// New expiry.
+    pub lease_expires_at: Millis,
+    /// A cancel was asked for: the worker should stop and report `cancelled`.
+    pub cancel_requested: bool,
+}
+
+/// How a worker ends an attempt unsuccessfully.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What went wrong.
+    pub error: String,
+    /// Put the job back in the queue if it has attempts left.
+    pub retry: bool,
+    /// The worker stopped because of a cancel request: the job becomes `cancelled`.
+    pub cancelled: bool,
+    /// Base delay before a retried job may run again: attempt n waits
+    /// `base × 2^(n-1)`, at most `base × 32` (0 = at once).
+    pub retry_delay_ms: Millis,
+}
 
 /// A job with the fields the store keeps but never shows.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,9 +102,9 @@ pub fn claim(s: &mut StoredJob, worker_id: &str, token: &str, lease_ms: Millis, 
 
 /// Check that the caller holds the live lease. `token: None` (old workers) only requires
 /// the job to be running with an unexpired lease.
-pub fn fence(s: &StoredJob, token: Option<&str>, now: Millis) -> Result<(), StoreError> {
+pub fn fence(s: &StoredJob, token: Option<&str>, now: Millis) -> Result<(), TransitionError> {
     if s.job.status != Status::Running {
-        return Err(StoreError::LeaseConflict(format!(
+        return Err(TransitionError::LeaseConflict(format!(
             "job is {}, not running",
             s.job.status.as_str()
         )));
@@ -79,12 +112,12 @@ pub fn fence(s: &StoredJob, token: Option<&str>, now: Millis) -> Result<(), Stor
     if let Some(t) = token
         && s.lease_token.as_deref() != Some(t)
     {
-        return Err(StoreError::LeaseConflict(
+        return Err(TransitionError::LeaseConflict(
             "lease token does not match: the job was leased again".into(),
         ));
     }
     if s.job.lease_expires_at.is_some_and(|until| until < now) {
-        return Err(StoreError::LeaseConflict("lease expired".into()));
+        return Err(TransitionError::LeaseConflict("lease expired".into()));
     }
     Ok(())
 }
@@ -95,7 +128,7 @@ pub fn heartbeat(
     token: &str,
     lease_ms: Millis,
     now: Millis,
-) -> Result<LeaseState, StoreError> {
+) -> Result<LeaseState, TransitionError> {
     fence(s, Some(token), now)?;
     let until = now.saturating_add(lease_ms);
     s.job.lease_expires_at = Some(until);
@@ -123,7 +156,7 @@ pub fn complete(
     token: Option<&str>,
     result: Value,
     now: Millis,
-) -> Result<bool, StoreError> {
+) -> Result<bool, TransitionError> {
     if is_replay(s, token, &[AttemptOutcome::Completed]) {
         return Ok(false);
     }
@@ -143,7 +176,7 @@ pub fn fail(
     token: Option<&str>,
     failure: Failure,
     now: Millis,
-) -> Result<bool, StoreError> {
+) -> Result<bool, TransitionError> {
     if is_replay(
         s,
         token,
@@ -214,7 +247,7 @@ pub fn expire(s: &mut StoredJob, now: Millis) -> Expired {
 
 /// Cancel: pending → cancelled; running → cancel requested. Returns true if the job is now
 /// cancelled (false: a cancel request was recorded).
-pub fn cancel(s: &mut StoredJob, now: Millis) -> Result<bool, StoreError> {
+pub fn cancel(s: &mut StoredJob, now: Millis) -> Result<bool, TransitionError> {
     let job = &mut s.job;
     match job.status {
         Status::Pending => {
@@ -227,7 +260,7 @@ pub fn cancel(s: &mut StoredJob, now: Millis) -> Result<bool, StoreError> {
             job.cancel_requested = true;
             Ok(false)
         }
-        st => Err(StoreError::InvalidState(format!(
+        st => Err(TransitionError::InvalidState(format!(
             "job is already {}",
             st.as_str()
         ))),
@@ -235,9 +268,9 @@ pub fn cancel(s: &mut StoredJob, now: Millis) -> Result<bool, StoreError> {
 }
 
 /// Change the priority of a pending job.
-pub fn set_priority(s: &mut StoredJob, priority: u8) -> Result<(), StoreError> {
+pub fn set_priority(s: &mut StoredJob, priority: u8) -> Result<(), TransitionError> {
     if s.job.status != Status::Pending {
-        return Err(StoreError::InvalidState(format!(
+        return Err(TransitionError::InvalidState(format!(
             "only pending jobs can be reprioritised; job is {}",
             s.job.status.as_str()
         )));

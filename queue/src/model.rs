@@ -2,12 +2,12 @@
 //! (the wire status enum comes from `comfy-queue-api`).
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::clock::Millis;
-use crate::error::ApiError;
-use crate::scheduler::Requirements;
+use crate::input::{self, InputError, Problem};
+use crate::scheduler::{Requirements, WorkerInfo};
 
 /// Largest accepted `workflow`, serialized (10 MB).
 pub const MAX_WORKFLOW_BYTES: usize = 10 * 1024 * 1024;
@@ -58,7 +58,7 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
-/// A job as the store keeps it, without its workflow (see [`crate::store::Claimed`]).
+/// A job as the store keeps it, without its workflow (a claim hands that out beside it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     /// Job id.
@@ -116,19 +116,6 @@ pub struct NewJob {
     pub requirements: Requirements,
 }
 
-/// A worker as it registered itself.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct WorkerInfo {
-    /// Worker id.
-    pub worker_id: String,
-    /// ComfyUI version the worker drives, e.g. `0.9.2`.
-    pub comfyui_version: Option<String>,
-    /// The ComfyUI line or flavour (free text, e.g. `stable`).
-    pub line: Option<String>,
-    /// Capabilities, e.g. `jobs_api`.
-    pub capabilities: Vec<String>,
-}
-
 /// A registered worker with its liveness.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkerRecord {
@@ -147,55 +134,53 @@ fn user_id_is_valid(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Validate a `user_id` value (`^[A-Za-z0-9_-]{1,100}$`).
-pub fn validate_user_id(field: &str, v: Option<&Value>) -> Result<String, ApiError> {
-    match v {
-        None | Some(Value::Null) => Err(ApiError::validation(
+/// Validate a user id (`^[A-Za-z0-9_-]{1,100}$`) named `field`.
+pub fn validate_user_id(field: &str, s: &str) -> Result<String, InputError> {
+    if user_id_is_valid(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(InputError::new(
             field,
-            "missing_field",
-            format!("`{field}` is required"),
-        )),
-        Some(Value::String(s)) if user_id_is_valid(s) => Ok(s.clone()),
-        Some(Value::String(_)) => Err(ApiError::validation(
-            field,
-            "invalid_user_id",
+            Problem::UserId,
             format!("`{field}` must match ^[A-Za-z0-9_-]{{1,100}}$"),
-        )),
-        Some(_) => Err(ApiError::validation(
-            field,
-            "invalid_type",
-            format!("`{field}` must be a string"),
-        )),
+        ))
     }
 }
 
-/// Validate a priority given as JSON (integer 0–3).
-pub fn validate_priority(field: &str, v: Option<&Value>) -> Result<Option<u8>, ApiError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(p) if p <= u64::from(MAX_PRIORITY) => Ok(Some(p as u8)),
-            _ => Err(ApiError::validation(
-                field,
-                "invalid_priority",
-                format!("`{field}` must be an integer from 0 to 3"),
-            )),
-        },
-        Some(_) => Err(ApiError::validation(
-            field,
-            "invalid_type",
-            format!("`{field}` must be an integer from 0 to 3"),
-        )),
+fn bad_priority(field: &str, problem: Problem) -> InputError {
+    InputError::new(
+        field,
+        problem,
+        format!("`{field}` must be an integer from 0 to 3"),
+    )
+}
+
+/// A priority read from JSON that did not deserialize: a number out of range (negative,
+/// fractional, too large) is `invalid_priority`, anything else the wrong type.
+pub fn priority_type_error(field: &str, found: &Value) -> InputError {
+    if found.is_number() {
+        bad_priority(field, Problem::Priority)
+    } else {
+        bad_priority(field, Problem::Type)
+    }
+}
+
+/// Validate a priority read from JSON (0–3).
+pub fn validate_priority(field: &str, p: u8) -> Result<u8, InputError> {
+    if p <= MAX_PRIORITY {
+        Ok(p)
+    } else {
+        Err(bad_priority(field, Problem::Priority))
     }
 }
 
 /// Validate a priority given in a query string.
-pub fn parse_priority_text(field: &str, s: &str) -> Result<u8, ApiError> {
+pub fn parse_priority_text(field: &str, s: &str) -> Result<u8, InputError> {
     match s.trim().parse::<u8>() {
         Ok(p) if p <= MAX_PRIORITY => Ok(p),
-        _ => Err(ApiError::validation(
+        _ => Err(InputError::new(
             field,
-            "invalid_priority",
+            Problem::Priority,
             format!("`{field}` must be an integer from 0 to 3"),
         )),
     }
@@ -220,99 +205,132 @@ pub fn json_size(v: &Value) -> usize {
 }
 
 /// Validate `workflow`: a non-empty object of at most 10 MB serialized.
-pub fn validate_workflow(v: Option<&Value>) -> Result<Value, ApiError> {
-    match v {
-        None | Some(Value::Null) => Err(ApiError::validation(
+pub fn validate_workflow(w: Map<String, Value>) -> Result<Value, InputError> {
+    if w.is_empty() {
+        return Err(InputError::new(
             "workflow",
-            "missing_field",
-            "`workflow` is required",
-        )),
-        Some(Value::Object(m)) if m.is_empty() => Err(ApiError::validation(
-            "workflow",
-            "invalid_workflow",
+            Problem::Workflow,
             "`workflow` must be a non-empty object",
-        )),
-        Some(w @ Value::Object(_)) => {
-            if json_size(w) > MAX_WORKFLOW_BYTES {
-                Err(ApiError::too_large("workflow", MAX_WORKFLOW_BYTES))
-            } else {
-                Ok(w.clone())
-            }
-        }
-        Some(_) => Err(ApiError::validation(
-            "workflow",
-            "invalid_type",
-            "`workflow` must be a JSON object",
-        )),
+        ));
     }
+    let w = Value::Object(w);
+    if json_size(&w) > MAX_WORKFLOW_BYTES {
+        return Err(InputError::too_large("workflow", MAX_WORKFLOW_BYTES));
+    }
+    Ok(w)
 }
 
 /// Validate `metadata`: an object of at most 1 MB serialized (absent means `{}`).
-pub fn validate_metadata(v: Option<&Value>) -> Result<Value, ApiError> {
-    match v {
-        None | Some(Value::Null) => Ok(Value::Object(serde_json::Map::new())),
-        Some(m @ Value::Object(_)) => {
-            if json_size(m) > MAX_METADATA_BYTES {
-                Err(ApiError::too_large("metadata", MAX_METADATA_BYTES))
-            } else {
-                Ok(m.clone())
-            }
-        }
-        Some(_) => Err(ApiError::validation(
-            "metadata",
-            "invalid_type",
-            "`metadata` must be a JSON object",
-        )),
+pub fn validate_metadata(m: Option<Map<String, Value>>) -> Result<Value, InputError> {
+    let m = Value::Object(m.unwrap_or_default());
+    if json_size(&m) > MAX_METADATA_BYTES {
+        return Err(InputError::too_large("metadata", MAX_METADATA_BYTES));
     }
+    Ok(m)
 }
 
 /// Validate a worker `result`: at most 50 MB serialized.
-pub fn validate_result(v: Value) -> Result<Value, ApiError> {
+pub fn validate_result(v: Value) -> Result<Value, InputError> {
     if json_size(&v) > MAX_RESULT_BYTES {
-        return Err(ApiError::too_large("result", MAX_RESULT_BYTES));
+        return Err(InputError::too_large("result", MAX_RESULT_BYTES));
     }
     match v {
         Value::Object(_) | Value::Null => Ok(v),
-        _ => Err(ApiError::validation(
+        _ => Err(InputError::new(
             "result",
-            "invalid_type",
+            Problem::Type,
             "`result` must be a JSON object",
         )),
     }
 }
 
 /// Validate an `error` text: 1–10,000 characters, not blank.
-pub fn validate_error_text(s: &str) -> Result<String, ApiError> {
+pub fn validate_error_text(s: &str) -> Result<String, InputError> {
     if s.trim().is_empty() {
-        return Err(ApiError::validation(
+        return Err(InputError::new(
             "error",
-            "invalid_error",
+            Problem::ErrorText,
             "`error` must not be blank",
         ));
     }
     if s.chars().count() > MAX_ERROR_CHARS {
-        return Err(ApiError::validation(
+        return Err(InputError::new(
             "error",
-            "invalid_error",
+            Problem::ErrorText,
             "`error` must be at most 10000 characters",
         ));
     }
     Ok(s.to_owned())
 }
 
-/// Validate a whole submit body (already parsed as JSON).
-pub fn validate_submit(body: &Value, idempotency_key: Option<String>) -> Result<NewJob, ApiError> {
+/// Body of a submit (`POST /api/jobs`); the body is read into this type.
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
+pub struct SubmitRequest {
+    /// `^[A-Za-z0-9_-]{1,100}$`
+    pub user_id: String,
+    /// API-format ComfyUI prompt: a non-empty object, at most 10 MB.
+    #[schema(value_type = Object, required = true)]
+    pub workflow: Option<Map<String, Value>>,
+    /// 0 (instructor override) … 3 (low); default 2.
+    pub priority: Option<u8>,
+    /// At most 1 MB. `metadata.requires = {comfyui: ">=0.9", capabilities: [..]}` routes the job.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+impl SubmitRequest {
+    /// The fields in the order they are checked.
+    const FIELDS: [&'static str; 4] = ["user_id", "workflow", "priority", "metadata"];
+
+    /// The problem with a field that did not deserialize (`found` is its JSON value).
+    fn type_error(field: &str, found: &Value) -> InputError {
+        match field {
+            "priority" => priority_type_error("priority", found),
+            "user_id" => InputError::new(field, Problem::Type, "`user_id` must be a string"),
+            "workflow" => InputError::new(field, Problem::Type, "`workflow` must be a JSON object"),
+            "metadata" => InputError::new(field, Problem::Type, "`metadata` must be a JSON object"),
+            _ => InputError::new(
+                field,
+                Problem::Type,
+                format!("`{field}` has the wrong type"),
+            ),
+        }
+    }
+}
+
+/// Validate a whole submit body (already parsed as JSON): read it as a [`SubmitRequest`],
+/// then check each field's value.
+pub fn validate_submit(
+    body: &Value,
+    idempotency_key: Option<String>,
+) -> Result<NewJob, InputError> {
     let Value::Object(obj) = body else {
-        return Err(ApiError::validation(
+        return Err(InputError::new(
             "body",
-            "invalid_type",
+            Problem::Type,
             "the request body must be a JSON object",
         ));
     };
-    let user_id = validate_user_id("user_id", obj.get("user_id"))?;
-    let workflow = validate_workflow(obj.get("workflow"))?;
-    let priority = validate_priority("priority", obj.get("priority"))?.unwrap_or(DEFAULT_PRIORITY);
-    let metadata = validate_metadata(obj.get("metadata"))?;
+    input::require(obj, "user_id", "`user_id` is required")?;
+    let req: SubmitRequest = input::from_object(
+        obj.clone(),
+        &SubmitRequest::FIELDS,
+        SubmitRequest::type_error,
+    )?;
+    let user_id = validate_user_id("user_id", &req.user_id)?;
+    let Some(workflow) = req.workflow else {
+        return Err(InputError::new(
+            "workflow",
+            Problem::Missing,
+            "`workflow` is required",
+        ));
+    };
+    let workflow = validate_workflow(workflow)?;
+    let priority = match req.priority {
+        Some(p) => validate_priority("priority", p)?,
+        None => DEFAULT_PRIORITY,
+    };
+    let metadata = validate_metadata(req.metadata)?;
     let requirements = Requirements::from_metadata(&metadata)?;
     Ok(NewJob {
         user_id,
@@ -325,11 +343,11 @@ pub fn validate_submit(body: &Value, idempotency_key: Option<String>) -> Result<
 }
 
 /// Validate an `Idempotency-Key` header value: 1–200 visible ASCII characters.
-pub fn validate_idempotency_key(s: &str) -> Result<String, ApiError> {
+pub fn validate_idempotency_key(s: &str) -> Result<String, InputError> {
     if s.is_empty() || s.len() > 200 || !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::validation(
+        return Err(InputError::new(
             "Idempotency-Key",
-            "invalid_idempotency_key",
+            Problem::IdempotencyKey,
             "`Idempotency-Key` must be 1-200 visible ASCII characters",
         ));
     }
@@ -337,13 +355,13 @@ pub fn validate_idempotency_key(s: &str) -> Result<String, ApiError> {
 }
 
 /// Validate a worker id (same alphabet as user ids).
-pub fn validate_worker_id(field: &str, s: &str) -> Result<String, ApiError> {
+pub fn validate_worker_id(field: &str, s: &str) -> Result<String, InputError> {
     if user_id_is_valid(s) {
         Ok(s.to_owned())
     } else {
-        Err(ApiError::validation(
+        Err(InputError::new(
             field,
-            "invalid_worker_id",
+            Problem::WorkerId,
             format!("`{field}` must match ^[A-Za-z0-9_-]{{1,100}}$"),
         ))
     }
@@ -373,19 +391,50 @@ mod tests {
     #[test]
     fn submit_names_the_bad_field() {
         let e = validate_submit(&json!({"user_id": "u1", "workflow": {}}), None).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("workflow"));
+        assert_eq!(e.field, "workflow");
         let e = validate_submit(
             &json!({"user_id": "u1", "workflow": {"a": 1}, "priority": "high"}),
             None,
         )
         .unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("priority"));
+        assert_eq!(e.field, "priority");
         let e = validate_submit(
             &json!({"user_id": "u1", "workflow": {"a": 1}, "priority": 4}),
             None,
         )
         .unwrap_err();
-        assert_eq!(e.code, "invalid_priority");
+        assert_eq!(e.problem, Problem::Priority);
+    }
+
+    #[test]
+    fn submit_priority_numbers_out_of_range_are_invalid_priority() {
+        for (p, problem) in [
+            (json!(-1), Problem::Priority),
+            (json!(2.5), Problem::Priority),
+            (json!(300), Problem::Priority),
+            (json!(4), Problem::Priority),
+            (json!("1"), Problem::Type),
+            (json!([1]), Problem::Type),
+        ] {
+            let e = validate_submit(
+                &json!({"user_id": "u1", "workflow": {"a": 1}, "priority": p}),
+                None,
+            )
+            .unwrap_err();
+            assert_eq!((e.field.as_str(), e.problem), ("priority", problem), "{p}");
+        }
+    }
+
+    #[test]
+    fn submit_checks_fields_in_their_order_not_the_clients() {
+        let e = validate_submit(
+            &json!({"metadata": 1, "priority": "x", "workflow": {"a": 1}, "user_id": "u"}),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "priority");
+        let e = validate_submit(&json!({"workflow": {"a": 1}, "user_id": null}), None).unwrap_err();
+        assert_eq!((e.field.as_str(), e.problem), ("user_id", Problem::Missing));
     }
 
     #[test]

@@ -3,16 +3,17 @@
 //!
 //! Kept in memory only: it is a display hint for the dashboard, replaced by
 //! every heartbeat and dropped when the attempt ends; a restarted queue shows
-//! it again from the next heartbeat. The type itself is `comfy_queue_api::Progress`;
-//! this module validates it ([`from_json`]) and keeps it ([`ProgressBoard`]).
+//! it again from the next heartbeat. The type itself is `comfy_queue_api::Progress` (read
+//! from the heartbeat body by serde); this module checks it ([`validate`], [`type_error`])
+//! and keeps it ([`ProgressBoard`]).
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::input::{InputError, Problem};
 
 /// The `progress` of a heartbeat (the wire type, shared with workers).
 pub use comfy_queue_api::Progress;
@@ -20,51 +21,43 @@ pub use comfy_queue_api::Progress;
 /// Longest node id, class or prompt id accepted.
 const MAX_TEXT: usize = 200;
 
-/// Reads the `progress` object of a heartbeat body into a [`Progress`]; errors name the field.
-pub fn from_json(v: &Value) -> Result<Progress, ApiError> {
-    let Some(obj) = v.as_object() else {
-        return Err(ApiError::validation(
-            "progress",
-            "invalid_type",
-            "`progress` must be an object",
-        ));
-    };
-    // A worker's arithmetic must not cost it its lease: out-of-range numbers are
-    // clamped and null means "unknown"; only a wrong type is refused.
-    let percent = match obj.get("percent") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => n.as_f64().map(|p| p.clamp(0.0, 100.0)),
-        Some(_) => {
-            return Err(ApiError::validation(
-                "progress.percent",
-                "invalid_value",
-                "`progress.percent` must be a number from 0 to 100",
-            ));
-        }
-    };
-    Ok(Progress {
-        percent,
-        node: text(obj, "node")?,
-        node_class: text(obj, "node_class")?,
-        prompt_id: text(obj, "prompt_id")?,
-    })
+/// The problem with a `progress` field that did not deserialize (`path` is `progress` or
+/// `progress.<field>`).
+pub fn type_error(path: &str, _found: &Value) -> InputError {
+    match path {
+        "progress" => InputError::new(path, Problem::Type, "`progress` must be an object"),
+        "progress.percent" => InputError::new(
+            path,
+            Problem::Value,
+            "`progress.percent` must be a number from 0 to 100",
+        ),
+        _ => text_error(path),
+    }
 }
 
-fn text(obj: &Map<String, Value>, key: &'static str) -> Result<Option<String>, ApiError> {
-    let field = match key {
-        "node" => "progress.node",
-        "node_class" => "progress.node_class",
-        _ => "progress.prompt_id",
-    };
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.chars().count() <= MAX_TEXT => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::validation(
-            field,
-            "invalid_value",
-            format!("`{field}` must be a string of at most {MAX_TEXT} characters"),
-        )),
+fn text_error(field: &str) -> InputError {
+    InputError::new(
+        field,
+        Problem::Value,
+        format!("`{field}` must be a string of at most {MAX_TEXT} characters"),
+    )
+}
+
+/// Checks a heartbeat's [`Progress`] as read from the body: a worker's arithmetic must not
+/// cost it its lease, so `percent` is clamped to 0–100 (null means "unknown"); texts longer
+/// than 200 characters are refused.
+pub fn validate(mut p: Progress) -> Result<Progress, InputError> {
+    p.percent = p.percent.map(|v| v.clamp(0.0, 100.0));
+    for (field, text) in [
+        ("progress.node", &p.node),
+        ("progress.node_class", &p.node_class),
+        ("progress.prompt_id", &p.prompt_id),
+    ] {
+        if text.as_ref().is_some_and(|t| t.chars().count() > MAX_TEXT) {
+            return Err(text_error(field));
+        }
     }
+    Ok(p)
 }
 
 /// Progress per running job.

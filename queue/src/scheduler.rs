@@ -7,14 +7,27 @@
 //!    `user_id`;
 //! 3. within a user, FIFO by submission sequence (a requeued job keeps its place).
 //!
-//! A job is only offered to a worker that satisfies its [`Requirements`]; jobs a worker
-//! cannot run are skipped, so the next eligible job in the order above is given instead.
+//! A job is only offered to a worker that satisfies its [`Requirements`] (what the job
+//! needs) with its [`WorkerInfo`] (what the worker registered); jobs a worker cannot run
+//! are skipped, so the next eligible job in the order above is given instead.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::ApiError;
-use crate::model::WorkerInfo;
+use crate::input::{InputError, Problem};
+
+/// A worker as it registered itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkerInfo {
+    /// Worker id.
+    pub worker_id: String,
+    /// ComfyUI version the worker drives, e.g. `0.9.2`.
+    pub comfyui_version: Option<String>,
+    /// The ComfyUI line or flavour (free text, e.g. `stable`).
+    pub line: Option<String>,
+    /// Capabilities, e.g. `jobs_api`.
+    pub capabilities: Vec<String>,
+}
 
 /// What a job needs from a worker, read from `metadata.requires`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -29,7 +42,7 @@ pub struct Requirements {
 
 impl Requirements {
     /// Read `metadata.requires = {comfyui: "<semver req>", capabilities: ["..."]}`.
-    pub fn from_metadata(metadata: &Value) -> Result<Requirements, ApiError> {
+    pub fn from_metadata(metadata: &Value) -> Result<Requirements, InputError> {
         let Some(req) = metadata.get("requires") else {
             return Ok(Requirements::default());
         };
@@ -37,9 +50,9 @@ impl Requirements {
             Value::Null => return Ok(Requirements::default()),
             Value::Object(o) => o,
             _ => {
-                return Err(ApiError::validation(
+                return Err(InputError::new(
                     "metadata.requires",
-                    "invalid_type",
+                    Problem::Type,
                     "`metadata.requires` must be an object",
                 ));
             }
@@ -48,18 +61,18 @@ impl Requirements {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => {
                 if semver::VersionReq::parse(s.trim()).is_err() {
-                    return Err(ApiError::validation(
+                    return Err(InputError::new(
                         "metadata.requires.comfyui",
-                        "invalid_version_requirement",
+                        Problem::VersionRequirement,
                         format!("`metadata.requires.comfyui` is not a semver requirement: {s:?}"),
                     ));
                 }
                 Some(s.trim().to_owned())
             }
             Some(_) => {
-                return Err(ApiError::validation(
+                return Err(InputError::new(
                     "metadata.requires.comfyui",
-                    "invalid_type",
+                    Problem::Type,
                     "`metadata.requires.comfyui` must be a string",
                 ));
             }
@@ -74,9 +87,9 @@ impl Requirements {
                             capabilities.push(s.clone());
                         }
                         _ => {
-                            return Err(ApiError::validation(
+                            return Err(InputError::new(
                                 "metadata.requires.capabilities",
-                                "invalid_type",
+                                Problem::Type,
                                 "`metadata.requires.capabilities` must be an array of non-empty strings",
                             ));
                         }
@@ -84,9 +97,9 @@ impl Requirements {
                 }
             }
             Some(_) => {
-                return Err(ApiError::validation(
+                return Err(InputError::new(
                     "metadata.requires.capabilities",
-                    "invalid_type",
+                    Problem::Type,
                     "`metadata.requires.capabilities` must be an array of strings",
                 ));
             }
@@ -215,9 +228,9 @@ mod tests {
     fn bad_requirements_name_the_field() {
         let e = Requirements::from_metadata(&json!({"requires": {"comfyui": "not a req"}}))
             .unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("metadata.requires.comfyui"));
+        assert_eq!(e.field, "metadata.requires.comfyui");
         let e =
             Requirements::from_metadata(&json!({"requires": {"capabilities": "x"}})).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("metadata.requires.capabilities"));
+        assert_eq!(e.field, "metadata.requires.capabilities");
     }
 }

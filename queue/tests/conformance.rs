@@ -8,9 +8,10 @@ use common::Harness;
 
 mod suite {
     use comfy_queue::clock::Clock;
-    use comfy_queue::model::{AttemptOutcome, NewJob, Status, WorkerInfo};
-    use comfy_queue::scheduler::Requirements;
-    use comfy_queue::store::{Failure, ListFilter, StoreError, SubmitLimits};
+    use comfy_queue::lifecycle::Failure;
+    use comfy_queue::model::{AttemptOutcome, NewJob, Status};
+    use comfy_queue::scheduler::{Requirements, WorkerInfo};
+    use comfy_queue::store::{ListFilter, StoreError, SubmitLimits};
     use serde_json::{Value, json};
     use uuid::Uuid;
 
@@ -981,7 +982,8 @@ all_backends!(
 /// running job survives a restart with its lease.
 #[tokio::test]
 async fn sqlite_survives_reopen() {
-    use comfy_queue::model::{Status, WorkerInfo};
+    use comfy_queue::model::Status;
+    use comfy_queue::scheduler::WorkerInfo;
     use comfy_queue::store::sqlite::SqliteStore;
     use comfy_queue::store::{Store, SubmitLimits};
 
@@ -1036,7 +1038,7 @@ fn rusqlite_version(path: &std::path::Path) -> i64 {
 /// scripts reload themselves (NOSCRIPT) and calls that are safe to repeat are retried.
 #[tokio::test]
 async fn redis_reconnects_after_restart() {
-    use comfy_queue::model::WorkerInfo;
+    use comfy_queue::scheduler::WorkerInfo;
     use comfy_queue::store::redis::RedisStore;
     use comfy_queue::store::{Store, SubmitLimits};
 

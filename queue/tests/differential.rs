@@ -9,11 +9,12 @@ mod common;
 
 use std::sync::Arc;
 
-use comfy_queue::model::{Job, NewJob, WorkerInfo};
-use comfy_queue::scheduler::Requirements;
+use comfy_queue::lifecycle::Failure;
+use comfy_queue::model::{Job, NewJob};
+use comfy_queue::scheduler::{Requirements, WorkerInfo};
 use comfy_queue::store::redis::RedisStore;
 use comfy_queue::store::sqlite::SqliteStore;
-use comfy_queue::store::{Failure, ListFilter, Store, StoreError, SubmitLimits};
+use comfy_queue::store::{ListFilter, Store, StoreError, SubmitLimits};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::json;

@@ -6,10 +6,17 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 use serde_json::json;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -88,16 +95,26 @@ impl Outcome {
     ];
 }
 
+/// Labels of `comfy_worker_jobs_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// Upper bounds (seconds) of the job-duration histogram: a second to two hours.
+const JOB_DURATION_BUCKETS: [f64; 10] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 7200.0,
+];
+
 /// Shared health of one worker.
 #[derive(Debug)]
 pub struct Health {
     worker_id: String,
     started: Instant,
     state: Mutex<HealthState>,
-    outcomes: [AtomicU64; 6],
-    detections: AtomicU64,
-    job_ms_sum: AtomicU64,
-    job_count: AtomicU64,
+    outcomes: Family<OutcomeLabels, Counter>,
+    detections: Counter,
+    job_duration: Histogram,
 }
 
 impl Health {
@@ -114,10 +131,16 @@ impl Health {
                 line: None,
                 current_job: None,
             }),
-            outcomes: Default::default(),
-            detections: AtomicU64::new(0),
-            job_ms_sum: AtomicU64::new(0),
-            job_count: AtomicU64::new(0),
+            outcomes: {
+                // Every outcome is shown from the start, 0 until it happens.
+                let f = Family::default();
+                for o in Outcome::ALL {
+                    drop(f.get_or_create(&OutcomeLabels { outcome: o.label() }));
+                }
+                f
+            },
+            detections: Counter::default(),
+            job_duration: Histogram::new(JOB_DURATION_BUCKETS),
         }
     }
 
@@ -145,7 +168,7 @@ impl Health {
 
     /// Records a detection.
     pub fn detected(&self, version: Option<String>, line: String) {
-        self.detections.fetch_add(1, Ordering::Relaxed);
+        self.detections.inc();
         let mut s = self.lock();
         s.comfyui_version = version;
         s.line = Some(line);
@@ -165,24 +188,26 @@ impl Health {
 
     /// Counts a finished job.
     pub fn record(&self, outcome: Outcome, elapsed_ms: u64) {
-        if let Some(i) = Outcome::ALL.iter().position(|o| *o == outcome) {
-            self.outcomes[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.job_ms_sum.fetch_add(elapsed_ms, Ordering::Relaxed);
-        self.job_count.fetch_add(1, Ordering::Relaxed);
+        self.outcomes
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            })
+            .inc();
+        self.job_duration.observe(elapsed_ms as f64 / 1000.0);
     }
 
     /// Jobs that ended with `outcome` so far.
     pub fn count(&self, outcome: Outcome) -> u64 {
-        Outcome::ALL
-            .iter()
-            .position(|o| *o == outcome)
-            .map_or(0, |i| self.outcomes[i].load(Ordering::Relaxed))
+        self.outcomes
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            })
+            .get()
     }
 
     /// Detections so far.
     pub fn detections(&self) -> u64 {
-        self.detections.load(Ordering::Relaxed)
+        self.detections.get()
     }
 
     fn json(&self) -> (StatusCode, serde_json::Value) {
@@ -207,58 +232,50 @@ impl Health {
         )
     }
 
-    fn metrics(&self) -> String {
-        use std::fmt::Write;
+    /// The registry of one scrape: the gauges read now, the counters and the duration
+    /// histogram shared with this record.
+    fn registry(&self) -> Registry {
         let s = self.lock().clone();
-        let mut out = String::new();
-        let _ = writeln!(out, "# HELP comfy_worker_up 1 when the worker is healthy.");
-        let _ = writeln!(out, "# TYPE comfy_worker_up gauge");
-        let _ = writeln!(
-            out,
-            "comfy_worker_up {}",
-            u8::from(s.status == Status::Healthy)
-        );
-        let _ = writeln!(out, "# HELP comfy_worker_busy 1 while a job runs.");
-        let _ = writeln!(out, "# TYPE comfy_worker_busy gauge");
-        let _ = writeln!(
-            out,
-            "comfy_worker_busy {}",
-            u8::from(s.current_job.is_some())
-        );
+        let mut reg = Registry::default();
+        let up = Gauge::<i64>::default();
+        up.set(i64::from(s.status == Status::Healthy));
+        reg.register("comfy_worker_up", "1 when the worker is healthy", up);
+        let busy = Gauge::<i64>::default();
+        busy.set(i64::from(s.current_job.is_some()));
+        reg.register("comfy_worker_busy", "1 while a job runs", busy);
         if let Some(j) = &s.current_job {
-            let _ = writeln!(out, "# TYPE comfy_worker_job_progress_percent gauge");
-            let _ = writeln!(
-                out,
-                "comfy_worker_job_progress_percent {}",
-                j.progress.percent
+            let percent = Gauge::<f64, AtomicU64>::default();
+            percent.set(j.progress.percent);
+            reg.register(
+                "comfy_worker_job_progress_percent",
+                "Progress of the running job, 0 to 100",
+                percent,
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP comfy_worker_jobs_total Jobs ended, by outcome."
+        reg.register(
+            "comfy_worker_jobs",
+            "Jobs ended, by outcome",
+            self.outcomes.clone(),
         );
-        let _ = writeln!(out, "# TYPE comfy_worker_jobs_total counter");
-        for o in Outcome::ALL {
-            let _ = writeln!(
-                out,
-                "comfy_worker_jobs_total{{outcome=\"{}\"}} {}",
-                o.label(),
-                self.count(o)
-            );
+        reg.register(
+            "comfy_worker_detections",
+            "ComfyUI detections (start and after each reconnect)",
+            self.detections.clone(),
+        );
+        reg.register(
+            "comfy_worker_job_duration_seconds",
+            "Time from lease to report of each job",
+            self.job_duration.clone(),
+        );
+        reg
+    }
+
+    fn metrics(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail; should it ever, the scrape shows what was written.
+        if let Err(e) = encode(&mut out, &self.registry()) {
+            tracing::warn!(error = %e, "encoding /metrics failed");
         }
-        let _ = writeln!(out, "# TYPE comfy_worker_detections_total counter");
-        let _ = writeln!(out, "comfy_worker_detections_total {}", self.detections());
-        let _ = writeln!(out, "# TYPE comfy_worker_job_duration_seconds summary");
-        let _ = writeln!(
-            out,
-            "comfy_worker_job_duration_seconds_sum {}",
-            self.job_ms_sum.load(Ordering::Relaxed) as f64 / 1000.0
-        );
-        let _ = writeln!(
-            out,
-            "comfy_worker_job_duration_seconds_count {}",
-            self.job_count.load(Ordering::Relaxed)
-        );
         out
     }
 }
@@ -294,4 +311,54 @@ pub async fn serve(addr: SocketAddr, h: Arc<Health>) -> std::io::Result<SocketAd
         }
     });
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_show_every_outcome_and_progress_only_while_busy() {
+        let h = Health::new("w", "http://127.0.0.1:1");
+        let idle = h.metrics();
+        for o in Outcome::ALL {
+            let line = format!("comfy_worker_jobs_total{{outcome=\"{}\"}} 0", o.label());
+            assert!(idle.lines().any(|l| l == line), "no {line:?} in\n{idle}");
+        }
+        assert!(idle.lines().any(|l| l == "comfy_worker_up 0"), "{idle}");
+        assert!(
+            !idle.contains("comfy_worker_job_progress_percent"),
+            "{idle}"
+        );
+
+        h.set_job(Some(CurrentJob {
+            job_id: "j".into(),
+            user_id: "u".into(),
+            attempt: 1,
+            progress: Progress::default(),
+        }));
+        h.record(Outcome::Retried, 1500);
+        h.record(Outcome::Retried, 500);
+        let busy = h.metrics();
+        assert!(
+            busy.contains("comfy_worker_job_progress_percent 0"),
+            "{busy}"
+        );
+        assert!(
+            busy.lines()
+                .any(|l| l == "comfy_worker_jobs_total{outcome=\"retried\"} 2"),
+            "{busy}"
+        );
+        assert!(
+            busy.lines()
+                .any(|l| l == "comfy_worker_job_duration_seconds_sum 2.0"),
+            "{busy}"
+        );
+        assert!(
+            busy.lines()
+                .any(|l| l == "comfy_worker_job_duration_seconds_count 2"),
+            "{busy}"
+        );
+        assert_eq!(h.count(Outcome::Retried), 2);
+    }
 }

@@ -9,12 +9,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{JobResponse, QueryMap, SMALL_BODY_LIMIT, SUBMIT_BODY_LIMIT, job_response, json_body};
-use crate::AppState;
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::events::Event;
+use crate::input;
 use crate::model::{self, Job, Status};
+use crate::state::AppState;
 use crate::store::{ListFilter, SubmitLimits};
 
 /// Publish a job event (never carrying the workflow).
@@ -40,7 +41,7 @@ pub fn publish(state: &AppState, kind: &'static str, job: &Job, position: Option
 /// Submit a job.
 #[utoipa::path(
     post, path = "/api/jobs", tag = "jobs",
-    request_body(content = inline(SubmitRequest), description = "The job"),
+    request_body(content = inline(model::SubmitRequest), description = "The job"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key (per user) → same job: 201 the first time, 200 after")),
     responses(
         (status = 201, description = "Created", body = SubmitResponse),
@@ -61,7 +62,7 @@ pub async fn submit(
     let Some(body) = json_body(body, SUBMIT_BODY_LIMIT)? else {
         return Err(ApiError::validation(
             "body",
-            "missing_body",
+            ErrorCode::MissingBody,
             "a JSON body is required",
         ));
     };
@@ -72,16 +73,15 @@ pub async fn submit(
     let new = model::validate_submit(&body, key)?;
     if let Some(user) = scope {
         if user != new.user_id {
-            return Err(ApiError {
-                field: Some("user_id".into()),
-                ..ApiError::forbidden("you may only submit jobs as yourself")
-            });
+            return Err(
+                ApiError::forbidden("you may only submit jobs as yourself").with_field("user_id")
+            );
         }
         if new.priority == 0 {
-            return Err(ApiError {
-                field: Some("priority".into()),
-                ..ApiError::forbidden("priority 0 (instructor override) needs the admin token")
-            });
+            return Err(ApiError::forbidden(
+                "priority 0 (instructor override) needs the admin token",
+            )
+            .with_field("priority"));
         }
     }
     let limits = SubmitLimits {
@@ -139,21 +139,6 @@ impl From<JobResponse> for SubmitResponse {
     }
 }
 
-/// Body of a submit (for the OpenAPI document).
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-pub struct SubmitRequest {
-    /// `^[A-Za-z0-9_-]{1,100}$`
-    pub user_id: String,
-    /// API-format ComfyUI prompt: a non-empty object, at most 10 MB.
-    #[schema(value_type = Object)]
-    pub workflow: Value,
-    /// 0 (instructor override) … 3 (low); default 2.
-    pub priority: Option<u8>,
-    /// At most 1 MB. `metadata.requires = {comfyui: ">=0.9", capabilities: [..]}` routes the job.
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
-}
-
 /// List jobs, newest first.
 #[utoipa::path(
     get, path = "/api/jobs", tag = "jobs",
@@ -177,17 +162,14 @@ pub async fn list(
         Some(s) => Some(Status::parse(s).ok_or_else(|| {
             ApiError::validation(
                 "status",
-                "invalid_status",
+                ErrorCode::InvalidStatus,
                 "`status` must be one of pending, running, completed, failed, cancelled",
             )
         })?),
     };
     let mut user_id = match q.get("user_id").map(String::as_str) {
         None | Some("") => None,
-        Some(u) => Some(model::validate_user_id(
-            "user_id",
-            Some(&Value::String(u.to_owned())),
-        )?),
+        Some(u) => Some(model::validate_user_id("user_id", u)?),
     };
     if let Some(me) = scope {
         if user_id.as_deref().is_some_and(|u| u != me) {
@@ -232,7 +214,7 @@ fn parse_count(
             Ok(n) if (min..=max).contains(&n) => Ok(n),
             _ => Err(ApiError::validation(
                 field,
-                "invalid_integer",
+                ErrorCode::InvalidInteger,
                 format!("`{field}` must be an integer from {min} to {max}"),
             )),
         },
@@ -321,34 +303,35 @@ pub async fn set_priority(
     let q = super::query_map(query)?;
     let priority = match q.get("priority") {
         Some(p) => model::parse_priority_text("priority", p)?,
-        None => {
-            let body = json_body(body, SMALL_BODY_LIMIT)?;
-            let from_body = match &body {
-                Some(Value::Object(o)) => model::validate_priority("priority", o.get("priority"))?,
-                Some(_) => {
-                    return Err(ApiError::validation(
-                        "body",
-                        "invalid_type",
-                        "the request body must be a JSON object",
-                    ));
-                }
-                None => None,
-            };
-            from_body.ok_or_else(|| {
-                ApiError::validation(
+        None => match json_body(body, SMALL_BODY_LIMIT)? {
+            Some(Value::Object(obj)) => {
+                input::require(&obj, "priority", PRIORITY_REQUIRED)?;
+                let req: PriorityRequest =
+                    input::from_object(obj, &["priority"], model::priority_type_error)?;
+                model::validate_priority("priority", req.priority)?
+            }
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "body",
+                    ErrorCode::InvalidType,
+                    "the request body must be a JSON object",
+                ));
+            }
+            None => {
+                return Err(ApiError::validation(
                     "priority",
-                    "missing_field",
-                    "`priority` is required (query string or JSON body)",
-                )
-            })?
-        }
+                    ErrorCode::MissingField,
+                    PRIORITY_REQUIRED,
+                ));
+            }
+        },
     };
     let job = load_visible(&state, &caller, &id).await?;
     if caller != Caller::Admin && priority == 0 {
-        return Err(ApiError {
-            field: Some("priority".into()),
-            ..ApiError::forbidden("priority 0 (instructor override) needs the admin token")
-        });
+        return Err(
+            ApiError::forbidden("priority 0 (instructor override) needs the admin token")
+                .with_field("priority"),
+        );
     }
     let job = state.store.set_priority(job.id, priority).await?;
     let resp = job_response(&state, &job).await?;
@@ -356,7 +339,9 @@ pub async fn set_priority(
     Ok(Json(resp))
 }
 
-/// Body of a priority change.
+const PRIORITY_REQUIRED: &str = "`priority` is required (query string or JSON body)";
+
+/// Body of a priority change; the body is read into this type.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 pub struct PriorityRequest {
     /// 0–3.

@@ -1,212 +1,106 @@
-//! `/metrics` in the Prometheus text format, written by hand (a handful of counters and one
-//! histogram do not justify a metrics framework).
-
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+//! `/metrics` in the Prometheus text format, encoded by `prometheus-client`: per scrape, a
+//! registry of the job-count gauges (from the store) and the process's counters.
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::model::Status;
-use crate::store::ReapReport;
+use crate::state::AppState;
+use crate::store::Counts;
 
-/// A monotonically increasing counter.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    /// Add one.
-    pub fn inc(&self) {
-        self.add(1);
-    }
-    /// Add `n`.
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    /// Current value.
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
+/// Labels of `comfy_queue_jobs`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
 }
 
-const BUCKETS: [f64; 12] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-];
-
-/// A fixed-bucket latency histogram.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; 12],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
+/// Labels of `comfy_queue_user_jobs`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UserLabels {
+    user: String,
+    status: &'static str,
 }
 
-impl Histogram {
-    /// Record one observation.
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(
-            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let n = self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {n}");
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {count}");
-    }
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Process-local counters (each app has its own, so tests do not interfere).
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Jobs accepted.
-    pub submitted: Counter,
-    /// Leases granted.
-    pub claims: Counter,
-    /// Jobs completed.
-    pub completed: Counter,
-    /// Jobs failed for good by a worker.
-    pub failed: Counter,
-    /// Jobs put back (reaper or fail with retry).
-    pub retries: Counter,
-    /// Leases that ran out.
-    pub lease_expiries: Counter,
-    /// Jobs that ran out of attempts.
-    pub dead_letters: Counter,
-    /// Store time of a claim.
-    pub claim_latency: Histogram,
-    /// Mean run time of completed jobs, ms (exponential moving average; 0 = none yet).
-    mean_run_ms: AtomicU64,
-}
-
-impl Metrics {
-    /// Account for a reaper pass.
-    pub fn record_reap(&self, r: &ReapReport) {
-        let n = r.requeued.len() + r.dead.len() + r.cancelled.len();
-        self.lease_expiries.add(n as u64);
-        self.retries.add(r.requeued.len() as u64);
-        self.dead_letters.add(r.dead.len() as u64);
+/// The registry of one scrape: gauges from `counts`, the counters of `state`.
+fn registry(state: &AppState, counts: &Counts) -> Registry {
+    let mut reg = Registry::default();
+    let jobs = Family::<StatusLabels, Gauge>::default();
+    for st in Status::ALL {
+        jobs.get_or_create(&StatusLabels {
+            status: st.as_str(),
+        })
+        .set(gauge_value(counts.get(st)));
     }
-
-    /// Account for a completed run of `ms` milliseconds.
-    pub fn record_run(&self, ms: i64) {
-        let ms = u64::try_from(ms.max(1)).unwrap_or(1);
-        let old = self.mean_run_ms.load(Ordering::Relaxed);
-        let new = if old == 0 { ms } else { (old * 7 + ms) / 8 };
-        self.mean_run_ms.store(new, Ordering::Relaxed);
-    }
-
-    /// Mean run time in seconds (30 s until a job has completed).
-    pub fn mean_run_secs(&self) -> f64 {
-        match self.mean_run_ms.load(Ordering::Relaxed) {
-            0 => 30.0,
-            ms => ms as f64 / 1000.0,
+    reg.register("comfy_queue_jobs", "Jobs per status", jobs);
+    let user_jobs = Family::<UserLabels, Gauge>::default();
+    for (user, n) in &counts.by_user {
+        for (status, value) in [("pending", n.pending), ("running", n.running)] {
+            user_jobs
+                .get_or_create(&UserLabels {
+                    user: user.clone(),
+                    status,
+                })
+                .set(gauge_value(value));
         }
     }
-}
-
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    reg.register(
+        "comfy_queue_user_jobs",
+        "Pending and running jobs per user",
+        user_jobs,
+    );
+    let m = &state.metrics;
+    for (name, help, counter) in [
+        ("comfy_queue_submitted", "Jobs accepted", &m.submitted),
+        ("comfy_queue_claims", "Leases granted", &m.claims),
+        ("comfy_queue_completed", "Jobs completed", &m.completed),
+        ("comfy_queue_failed", "Jobs failed by a worker", &m.failed),
+        (
+            "comfy_queue_retries",
+            "Jobs put back in the queue (lease expiry or fail with retry)",
+            &m.retries,
+        ),
+        (
+            "comfy_queue_lease_expiries",
+            "Leases that ran out without a heartbeat",
+            &m.lease_expiries,
+        ),
+        (
+            "comfy_queue_dead_letters",
+            "Jobs failed after running out of attempts",
+            &m.dead_letters,
+        ),
+    ] {
+        // Counters are shared handles: the registry reads the live values.
+        reg.register(name, help, counter.clone());
+    }
+    reg.register(
+        "comfy_queue_claim_duration_seconds",
+        "Time the store took to answer a claim",
+        m.claim_latency.clone(),
+    );
+    reg
 }
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "status", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let counts = state.store.counts().await?;
-    let m = &state.metrics;
     let mut out = String::with_capacity(4096);
-    out.push_str("# HELP comfy_queue_jobs Jobs per status.\n# TYPE comfy_queue_jobs gauge\n");
-    for st in Status::ALL {
-        let _ = writeln!(
-            out,
-            "comfy_queue_jobs{{status=\"{}\"}} {}",
-            st.as_str(),
-            counts.get(st)
-        );
+    // Encoding into a String cannot fail; should it ever, the scrape shows what was written.
+    if let Err(e) = encode(&mut out, &registry(&state, &counts)) {
+        tracing::error!(error = %e, "encoding /metrics failed");
     }
-    out.push_str(
-        "# HELP comfy_queue_user_jobs Pending and running jobs per user.\n# TYPE comfy_queue_user_jobs gauge\n",
-    );
-    for (user, n) in &counts.by_user {
-        let user = escape(user);
-        let _ = writeln!(
-            out,
-            "comfy_queue_user_jobs{{user=\"{user}\",status=\"pending\"}} {}",
-            n.pending
-        );
-        let _ = writeln!(
-            out,
-            "comfy_queue_user_jobs{{user=\"{user}\",status=\"running\"}} {}",
-            n.running
-        );
-    }
-    for (name, help, c) in [
-        (
-            "comfy_queue_submitted_total",
-            "Jobs accepted.",
-            &m.submitted,
-        ),
-        ("comfy_queue_claims_total", "Leases granted.", &m.claims),
-        (
-            "comfy_queue_completed_total",
-            "Jobs completed.",
-            &m.completed,
-        ),
-        (
-            "comfy_queue_failed_total",
-            "Jobs failed by a worker.",
-            &m.failed,
-        ),
-        (
-            "comfy_queue_retries_total",
-            "Jobs put back in the queue (lease expiry or fail with retry).",
-            &m.retries,
-        ),
-        (
-            "comfy_queue_lease_expiries_total",
-            "Leases that ran out without a heartbeat.",
-            &m.lease_expiries,
-        ),
-        (
-            "comfy_queue_dead_letters_total",
-            "Jobs failed after running out of attempts.",
-            &m.dead_letters,
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-            c.get()
-        );
-    }
-    m.claim_latency.render(
-        &mut out,
-        "comfy_queue_claim_duration_seconds",
-        "Time the store took to answer a claim.",
-    );
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -214,4 +108,57 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         )],
         out,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::state::Settings;
+    use crate::store::UserCounts;
+    use crate::store::sqlite::SqliteStore;
+
+    #[test]
+    fn names_labels_and_values_are_the_documented_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
+        let state = AppState::new(
+            Arc::new(store),
+            Arc::new(ManualClock::new(0)),
+            Settings::default(),
+        );
+        state.metrics.submitted.inc();
+        state.metrics.submitted.inc();
+        state.metrics.record_claim(Duration::from_micros(300));
+        let mut counts = Counts::default();
+        counts.by_status.insert("pending", 3);
+        counts.by_user.insert(
+            "a\"lice".into(),
+            UserCounts {
+                pending: 2,
+                running: 1,
+            },
+        );
+        let mut out = String::new();
+        encode(&mut out, &registry(&state, &counts)).unwrap();
+        for line in [
+            "comfy_queue_jobs{status=\"pending\"} 3",
+            "comfy_queue_jobs{status=\"cancelled\"} 0",
+            "comfy_queue_user_jobs{user=\"a\\\"lice\",status=\"pending\"} 2",
+            "comfy_queue_user_jobs{user=\"a\\\"lice\",status=\"running\"} 1",
+            "comfy_queue_submitted_total 2",
+            "comfy_queue_dead_letters_total 0",
+            "comfy_queue_claim_duration_seconds_bucket{le=\"0.00025\"} 0",
+            "comfy_queue_claim_duration_seconds_bucket{le=\"0.0005\"} 1",
+            "comfy_queue_claim_duration_seconds_bucket{le=\"+Inf\"} 1",
+            "comfy_queue_claim_duration_seconds_count 1",
+            "# TYPE comfy_queue_jobs gauge",
+            "# TYPE comfy_queue_claim_duration_seconds histogram",
+        ] {
+            assert!(out.lines().any(|l| l == line), "no line {line:?} in\n{out}");
+        }
+    }
 }

@@ -13,11 +13,12 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
+use crate::input::InputError;
 use crate::model::{Attempt, AttemptOutcome, Job, MAX_RESULT_BYTES, Status};
+use crate::state::AppState;
 
 pub mod admin;
 pub mod jobs;
@@ -34,9 +35,8 @@ pub const RESULT_BODY_LIMIT: usize = MAX_RESULT_BYTES + 1024 * 1024;
 /// Body limit for everything else.
 pub const SMALL_BODY_LIMIT: usize = 1024 * 1024;
 
-/// Build the whole service. Tests drive it with `tower::ServiceExt::oneshot`; `main`
-/// serves it on a socket.
-pub fn app(state: AppState) -> Router {
+/// Build the whole service ([`crate::app`] is its public name).
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(queue_status::health))
         .route("/api/health", get(queue_status::health))
@@ -88,7 +88,7 @@ pub(crate) fn query_map(q: QueryMap) -> Result<HashMap<String, String>, ApiError
     q.map(|Query(m)| m).map_err(|e| {
         ApiError::validation(
             "query",
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("malformed query string: {e}"),
         )
     })
@@ -102,7 +102,7 @@ pub(crate) fn json_body(
     let bytes = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(ApiError::too_large("body", limit));
+            return Err(InputError::too_large("body", limit).into());
         }
         Err(e) => {
             return Err(ApiError::malformed_json(e.body_text()));
@@ -126,12 +126,13 @@ pub(crate) fn parse_job_id_param(v: Option<&str>) -> Result<Uuid, ApiError> {
     let Some(s) = v else {
         return Err(ApiError::validation(
             "job_id",
-            "missing_field",
+            ErrorCode::MissingField,
             "`job_id` is required",
         ));
     };
-    Uuid::parse_str(s.trim())
-        .map_err(|_| ApiError::validation("job_id", "invalid_job_id", "`job_id` must be a UUID"))
+    Uuid::parse_str(s.trim()).map_err(|_| {
+        ApiError::validation("job_id", ErrorCode::InvalidJobId, "`job_id` must be a UUID")
+    })
 }
 
 /// Parse a boolean flag given as a query string value.
@@ -141,7 +142,7 @@ pub(crate) fn parse_flag(field: &str, s: &str) -> Result<bool, ApiError> {
         "false" | "0" | "no" | "" => Ok(false),
         _ => Err(ApiError::validation(
             field,
-            "invalid_type",
+            ErrorCode::InvalidType,
             format!("`{field}` must be true or false"),
         )),
     }

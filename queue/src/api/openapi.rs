@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 
 use super::{AttemptResponse, JobResponse, jobs, metrics, queue_status, workers};
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::model::{AttemptOutcome, Status};
+use crate::model::{self, AttemptOutcome, Status};
 
 /// The API description.
 #[derive(Debug, OpenApi)]
@@ -37,16 +37,16 @@ use crate::model::{AttemptOutcome, Status};
         AttemptOutcome,
         ErrorBody,
         ErrorDetail,
-        jobs::SubmitRequest,
+        model::SubmitRequest,
         jobs::SubmitResponse,
         jobs::PriorityRequest,
-        workers::LeasedJob,
-        workers::NextJobResponse,
-        workers::WorkerAck,
-        workers::FailRequest,
-        workers::HeartbeatRequest,
-        workers::HeartbeatResponse,
-        workers::RegisterRequest,
+        comfy_queue_api::LeasedJob,
+        comfy_queue_api::NextJobResponse,
+        comfy_queue_api::WorkerAck,
+        comfy_queue_api::FailRequest,
+        comfy_queue_api::HeartbeatRequest,
+        comfy_queue_api::HeartbeatResponse,
+        comfy_queue_api::RegisterRequest,
         workers::WorkerResponse,
         queue_status::HealthResponse,
         queue_status::QueueStatus,

@@ -6,9 +6,9 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::model::Status;
+use crate::state::AppState;
 
 /// A worker counts as active if it was seen within this many lease lengths.
 const ACTIVE_LEASES: i64 = 2;

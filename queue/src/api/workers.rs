@@ -1,8 +1,11 @@
 //! `/api/workers/*`: registration, leasing (`next-job`, long-poll), heartbeats, results.
 //!
 //! The bodies and answers of these calls are the `comfy-queue-api` types (shared with the
-//! worker), re-exported here; the handlers still read request bodies field by field so
-//! errors name the field and the original platform's looser forms keep working.
+//! worker, and what `/api/openapi.json` shows): request bodies are deserialized into them
+//! with `input::from_object`, so an error names the field by its path (`progress.node`).
+//! The original platform's looser forms keep working: the job id, lease token, error and
+//! flags may also come in the query (which wins over the body), and complete-job takes the
+//! result object itself as the body.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -12,24 +15,28 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{
     QueryMap, RESULT_BODY_LIMIT, SMALL_BODY_LIMIT, json_body, parse_flag, parse_job_id_param,
 };
-use crate::AppState;
 use crate::api::jobs::publish;
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
-use crate::error::{ApiError, ErrorBody};
-use crate::model::{self, Status, WorkerInfo, WorkerRecord};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::input::{self, InputError, Problem};
+use crate::lifecycle::Failure;
+use crate::model::{self, Status, WorkerRecord};
 use crate::progress;
-use crate::store::{Claimed, Failure};
-pub use comfy_queue_api::{
-    FailRequest, HeartbeatRequest, HeartbeatResponse, LeasedJob, NextJobResponse, RegisterRequest,
-    WorkerAck,
+use crate::scheduler::WorkerInfo;
+use crate::state::AppState;
+use crate::store::Claimed;
+use comfy_queue_api::{
+    CompleteRequest, FailRequest, HeartbeatRequest, HeartbeatResponse, LeasedJob, NextJobResponse,
+    RegisterRequest, WorkerAck,
 };
 
 async fn worker_info(state: &AppState, worker_id: &str) -> Result<(WorkerInfo, bool), ApiError> {
@@ -82,7 +89,7 @@ pub async fn next_job(
         None => {
             return Err(ApiError::validation(
                 "worker_id",
-                "missing_field",
+                ErrorCode::MissingField,
                 "`worker_id` is required",
             ));
         }
@@ -94,7 +101,7 @@ pub async fn next_job(
             _ => {
                 return Err(ApiError::validation(
                     "wait",
-                    "invalid_wait",
+                    ErrorCode::InvalidWait,
                     "`wait` must be a non-negative number of seconds",
                 ));
             }
@@ -119,7 +126,7 @@ pub async fn next_job(
 
         let started = Instant::now();
         let claimed = state.store.claim(&info, lease_ms, state.now()).await?;
-        state.metrics.claim_latency.observe(started.elapsed());
+        state.metrics.record_claim(started.elapsed());
         if let Some(c) = claimed {
             return Ok(Json(NextJobResponse {
                 job: Some(leased(&state, c, lease_ms)),
@@ -165,57 +172,81 @@ fn body_object(body: Option<Value>) -> Result<Map<String, Value>, ApiError> {
         Some(Value::Object(o)) => Ok(o),
         Some(_) => Err(ApiError::validation(
             "body",
-            "invalid_type",
+            ErrorCode::InvalidType,
             "the request body must be a JSON object",
         )),
     }
 }
 
-fn string_field(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::validation(
-            field,
-            "invalid_type",
-            format!("`{field}` must be a string"),
-        )),
+/// The problem with a worker-call body field that did not deserialize.
+fn type_error(path: &str, found: &Value) -> InputError {
+    match path {
+        "job_id" if found.is_string() => {
+            InputError::new(path, Problem::JobId, "`job_id` must be a UUID")
+        }
+        "retry" | "cancelled" => InputError::new(
+            path,
+            Problem::Type,
+            format!("`{path}` must be true or false"),
+        ),
+        "capabilities" => InputError::new(
+            path,
+            Problem::Type,
+            "`capabilities` must be an array of strings",
+        ),
+        p if p.starts_with("capabilities[") => InputError::new(
+            "capabilities",
+            Problem::Type,
+            "`capabilities` must be an array of non-empty strings",
+        ),
+        p if p == "progress" || p.starts_with("progress.") => progress::type_error(p, found),
+        _ => InputError::new(path, Problem::Type, format!("`{path}` must be a string")),
     }
 }
 
-fn bool_field(obj: &Map<String, Value>, field: &str) -> Result<Option<bool>, ApiError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(ApiError::validation(
-            field,
-            "invalid_type",
-            format!("`{field}` must be true or false"),
-        )),
-    }
+/// A `job_id` given in a worker-call body that has no such field of its own.
+#[derive(Debug, Deserialize)]
+struct JobIdField {
+    job_id: Option<String>,
 }
 
-/// The lease token from the query (`lease_token`), the `X-Lease-Token` header, or the body.
-fn lease_token(
-    q: &HashMap<String, String>,
-    headers: &HeaderMap,
-    obj: Option<&Map<String, Value>>,
-) -> Result<Option<String>, ApiError> {
+/// A `lease_token` given beside a bare result object.
+#[derive(Debug, Deserialize)]
+struct LeaseTokenField {
+    lease_token: Option<String>,
+}
+
+/// Reads `field` alone out of `obj` (removing it) into `T`.
+fn take_field<T: DeserializeOwned>(
+    obj: &mut Map<String, Value>,
+    field: &str,
+) -> Result<T, ApiError> {
+    let mut one = Map::new();
+    if let Some((k, v)) = obj.remove_entry(field) {
+        one.insert(k, v);
+    }
+    Ok(input::from_object(one, &[field], type_error)?)
+}
+
+/// The job id: `?job_id=` wins over the body's `job_id` (which must still be a string).
+fn job_id(q: &HashMap<String, String>, obj: &mut Map<String, Value>) -> Result<Uuid, ApiError> {
+    let from_body: JobIdField = take_field(obj, "job_id")?;
+    parse_job_id_param(
+        q.get("job_id")
+            .map(String::as_str)
+            .or(from_body.job_id.as_deref()),
+    )
+}
+
+/// The lease token from the query (`lease_token`) or the `X-Lease-Token` header, which win
+/// over the body's `lease_token`.
+fn outer_lease_token(q: &HashMap<String, String>, headers: &HeaderMap) -> Option<String> {
     if let Some(t) = q.get("lease_token") {
-        return Ok(Some(t.clone()));
+        return Some(t.clone());
     }
-    if let Some(v) = headers.get("x-lease-token") {
-        return Ok(Some(v.to_str().unwrap_or_default().to_owned()));
-    }
-    match obj {
-        Some(o) => string_field(o, "lease_token"),
-        None => Ok(None),
-    }
-}
-
-fn job_id(q: &HashMap<String, String>, obj: &Map<String, Value>) -> Result<Uuid, ApiError> {
-    let from_body = string_field(obj, "job_id")?;
-    parse_job_id_param(q.get("job_id").map(String::as_str).or(from_body.as_deref()))
+    headers
+        .get("x-lease-token")
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
 }
 
 /// Report success. The body is `{"result": {...}}`, or the result object itself (as the
@@ -247,15 +278,19 @@ pub async fn complete_job(
     caller.require_worker()?;
     let q = super::query_map(query)?;
     let mut obj = body_object(json_body(body, RESULT_BODY_LIMIT)?)?;
-    let id = job_id(&q, &obj)?;
-    let token = lease_token(&q, &headers, Some(&obj))?;
-    let result = if obj.contains_key("result") {
-        obj.remove("result").unwrap_or(Value::Null)
-    } else {
+    let id = job_id(&q, &mut obj)?;
+    let outer = outer_lease_token(&q, &headers);
+    if outer.is_some() {
         obj.remove("lease_token");
-        obj.remove("job_id");
-        Value::Object(obj)
+    }
+    let (result, body_token) = if obj.contains_key("result") {
+        let req: CompleteRequest = input::from_object(obj, &["lease_token", "result"], type_error)?;
+        (req.result, req.lease_token)
+    } else {
+        let token: LeaseTokenField = take_field(&mut obj, "lease_token")?;
+        (Value::Object(obj), token.lease_token)
     };
+    let token = outer.or(body_token);
     let result = match model::validate_result(result)? {
         Value::Null => Value::Object(Map::new()),
         r => r,
@@ -308,24 +343,38 @@ pub async fn fail_job(
 ) -> Result<Json<WorkerAck>, ApiError> {
     caller.require_worker()?;
     let q = super::query_map(query)?;
-    let obj = body_object(json_body(body, SMALL_BODY_LIMIT)?)?;
-    let id = job_id(&q, &obj)?;
-    let token = lease_token(&q, &headers, Some(&obj))?;
-    let error = match string_field(&obj, "error")? {
-        Some(e) => e,
-        None => q
-            .get("error")
-            .cloned()
-            .ok_or_else(|| ApiError::validation("error", "missing_field", "`error` is required"))?,
-    };
-    let error = model::validate_error_text(&error)?;
+    let mut obj = body_object(json_body(body, SMALL_BODY_LIMIT)?)?;
+    let id = job_id(&q, &mut obj)?;
+    // What the query (or the header) gives wins over the body, which is then not read.
+    let outer = outer_lease_token(&q, &headers);
+    if outer.is_some() {
+        obj.remove("lease_token");
+    }
+    for flag in ["retry", "cancelled"] {
+        if q.contains_key(flag) {
+            obj.remove(flag);
+        }
+    }
+    if obj.get("error").is_none_or(Value::is_null)
+        && let Some(e) = q.get("error")
+    {
+        obj.insert("error".into(), Value::String(e.clone()));
+    }
+    input::require(&obj, "error", "`error` is required")?;
+    let req: FailRequest = input::from_object(
+        obj,
+        &["lease_token", "error", "retry", "cancelled"],
+        type_error,
+    )?;
+    let token = outer.or(req.lease_token);
+    let error = model::validate_error_text(&req.error)?;
     let retry = match q.get("retry") {
         Some(s) => parse_flag("retry", s)?,
-        None => bool_field(&obj, "retry")?.unwrap_or(false),
+        None => req.retry.unwrap_or(false),
     };
     let cancelled = match q.get("cancelled") {
         Some(s) => parse_flag("cancelled", s)?,
-        None => bool_field(&obj, "cancelled")?.unwrap_or(false),
+        None => req.cancelled.unwrap_or(false),
     };
     let job = state
         .store
@@ -347,7 +396,9 @@ pub async fn fail_job(
             state.metrics.retries.inc();
             state.job_available.notify_waiters();
         }
-        Status::Failed => state.metrics.failed.inc(),
+        Status::Failed => {
+            state.metrics.failed.inc();
+        }
         _ => {}
     }
     publish(&state, "job_updated", &job, None);
@@ -380,22 +431,48 @@ pub async fn heartbeat(
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     caller.require_worker()?;
     let q = super::query_map(query)?;
-    let obj = body_object(json_body(body, SMALL_BODY_LIMIT)?)?;
+    let mut obj = body_object(json_body(body, SMALL_BODY_LIMIT)?)?;
     let has_job =
         q.contains_key("job_id") || !matches!(obj.get("job_id"), None | Some(Value::Null));
+    // The query and the header win over the body, and each kind of heartbeat reads only its
+    // own fields, so what is not read is not checked either.
+    if let Some(Value::String(id)) = obj.get_mut("job_id") {
+        *id = id.trim().to_owned();
+        if q.contains_key("job_id") {
+            obj.remove("job_id");
+        }
+    }
+    let outer = outer_lease_token(&q, &headers);
+    if outer.is_some() || !has_job {
+        obj.remove("lease_token");
+    }
+    if has_job || q.contains_key("worker_id") {
+        obj.remove("worker_id");
+    }
+    if !has_job {
+        obj.remove("progress");
+    }
+    let req: HeartbeatRequest = input::from_object(
+        obj,
+        &["job_id", "lease_token", "worker_id", "progress"],
+        type_error,
+    )?;
     if has_job {
-        let id = job_id(&q, &obj)?;
-        let token = lease_token(&q, &headers, Some(&obj))?.ok_or_else(|| {
+        let id = match q.get("job_id") {
+            Some(s) => parse_job_id_param(Some(s))?,
+            None => match req.job_id {
+                Some(id) => id,
+                None => parse_job_id_param(None)?,
+            },
+        };
+        let token = outer.or(req.lease_token).ok_or_else(|| {
             ApiError::validation(
                 "lease_token",
-                "missing_field",
+                ErrorCode::MissingField,
                 "`lease_token` is required with `job_id`",
             )
         })?;
-        let progress = match obj.get("progress") {
-            None | Some(Value::Null) => None,
-            Some(p) => Some(progress::from_json(p)?),
-        };
+        let progress = req.progress.map(progress::validate).transpose()?;
         let lease = state
             .store
             .heartbeat(id, &token, state.settings.lease_ms, state.now())
@@ -417,14 +494,11 @@ pub async fn heartbeat(
             cancel_requested: lease.cancel_requested,
         }));
     }
-    let worker_id = match q.get("worker_id").cloned() {
-        Some(w) => Some(w),
-        None => string_field(&obj, "worker_id")?,
-    };
+    let worker_id = q.get("worker_id").cloned().or(req.worker_id);
     let Some(worker_id) = worker_id else {
         return Err(ApiError::validation(
             "job_id",
-            "missing_field",
+            ErrorCode::MissingField,
             "`job_id` (with `lease_token`) or `worker_id` is required",
         ));
     };
@@ -485,62 +559,41 @@ pub async fn register(
 ) -> Result<Json<WorkerResponse>, ApiError> {
     caller.require_worker()?;
     let obj = body_object(json_body(body, SMALL_BODY_LIMIT)?)?;
-    let worker_id = match string_field(&obj, "worker_id")? {
-        Some(w) => model::validate_worker_id("worker_id", &w)?,
-        None => {
-            return Err(ApiError::validation(
-                "worker_id",
-                "missing_field",
-                "`worker_id` is required",
-            ));
-        }
-    };
-    let comfyui_version = string_field(&obj, "comfyui_version")?;
+    input::require(&obj, "worker_id", "`worker_id` is required")?;
+    let req: RegisterRequest = input::from_object(
+        obj,
+        &["worker_id", "comfyui_version", "line", "capabilities"],
+        type_error,
+    )?;
+    let worker_id = model::validate_worker_id("worker_id", &req.worker_id)?;
+    let comfyui_version = req.comfyui_version;
     if let Some(v) = &comfyui_version
         && crate::scheduler::parse_version(v).is_none()
     {
         return Err(ApiError::validation(
             "comfyui_version",
-            "invalid_version",
+            ErrorCode::InvalidVersion,
             "`comfyui_version` must be a version such as 0.9.2",
         ));
     }
-    let line = string_field(&obj, "line")?;
+    let line = req.line;
     if line.as_ref().is_some_and(|l| l.len() > 100) {
         return Err(ApiError::validation(
             "line",
-            "invalid_line",
+            ErrorCode::InvalidLine,
             "`line` must be at most 100 characters",
         ));
     }
-    let capabilities = match obj.get("capabilities") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => {
-            let mut caps = Vec::new();
-            for item in items {
-                match item {
-                    Value::String(s) if !s.is_empty() && s.len() <= 100 => caps.push(s.clone()),
-                    _ => {
-                        return Err(ApiError::validation(
-                            "capabilities",
-                            "invalid_type",
-                            "`capabilities` must be an array of non-empty strings",
-                        ));
-                    }
-                }
-            }
-            caps.sort();
-            caps.dedup();
-            caps
-        }
-        Some(_) => {
-            return Err(ApiError::validation(
-                "capabilities",
-                "invalid_type",
-                "`capabilities` must be an array of strings",
-            ));
-        }
-    };
+    let mut capabilities = req.capabilities.unwrap_or_default();
+    if capabilities.iter().any(|c| c.is_empty() || c.len() > 100) {
+        return Err(ApiError::validation(
+            "capabilities",
+            ErrorCode::InvalidType,
+            "`capabilities` must be an array of non-empty strings",
+        ));
+    }
+    capabilities.sort();
+    capabilities.dedup();
     let info = WorkerInfo {
         worker_id,
         comfyui_version,

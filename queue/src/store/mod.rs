@@ -13,33 +13,15 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::clock::Millis;
-use crate::model::{Job, NewJob, Status, WorkerInfo, WorkerRecord};
+use crate::lifecycle::{Failure, LeaseState};
+use crate::model::{Job, NewJob, Status, WorkerRecord};
+use crate::scheduler::WorkerInfo;
 
+mod error;
 pub mod redis;
 pub mod sqlite;
 
-/// Why a store operation did not happen. Nothing is written when one is returned.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    /// No such job.
-    #[error("job not found")]
-    NotFound,
-    /// The job's status does not allow this change.
-    #[error("{0}")]
-    InvalidState(String),
-    /// The lease token is stale or the job is not leased.
-    #[error("{0}")]
-    LeaseConflict(String),
-    /// Too many pending jobs (the cap).
-    #[error("queue full ({0})")]
-    QueueFull(u64),
-    /// Too many pending+running jobs for this user (the cap).
-    #[error("user limit reached ({0})")]
-    UserLimit(u64),
-    /// The backend failed (I/O, connection, corrupt row).
-    #[error("backend: {0}")]
-    Backend(String),
-}
+pub use error::{BackendError, Chain, StoreError};
 
 /// Caps checked atomically with a submit. 0 means no cap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,29 +54,6 @@ pub struct Claimed {
     pub workflow: Value,
     /// The lease token that fences heartbeat, complete and fail.
     pub lease_token: String,
-}
-
-/// State of a lease after a heartbeat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LeaseState {
-    /// New expiry.
-    pub lease_expires_at: Millis,
-    /// A cancel was asked for: the worker should stop and report `cancelled`.
-    pub cancel_requested: bool,
-}
-
-/// How a worker ends an attempt unsuccessfully.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// What went wrong.
-    pub error: String,
-    /// Put the job back in the queue if it has attempts left.
-    pub retry: bool,
-    /// The worker stopped because of a cancel request: the job becomes `cancelled`.
-    pub cancelled: bool,
-    /// Base delay before a retried job may run again: attempt n waits
-    /// `base × 2^(n-1)`, at most `base × 32` (0 = at once).
-    pub retry_delay_ms: Millis,
 }
 
 /// What [`Store::reap`] did.

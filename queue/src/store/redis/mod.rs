@@ -4,62 +4,37 @@
 //! [`crate::clock::Clock`] (one queue process per Redis; see `docs/queue.md`).
 //!
 //! The `ConnectionManager` reconnects after Redis restarts and `Script` reloads itself on
-//! `NOSCRIPT`; calls that are safe to repeat are retried on connection errors.
+//! `NOSCRIPT`; calls that are safe to repeat are retried on connection errors. The parts:
+//!
+//! - `scripts.rs`: the Lua scripts and how their token argument is spelled;
+//! - `retry.rs`: which errors are transient and the retry policy (`backon`);
+//! - `decode.rs`: script and command replies into jobs, workers and store errors;
+//! - this file: [`RedisStore`], its connection, and the [`Store`] operations.
+
+mod decode;
+mod retry;
+mod scripts;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, FromRedisValue, Script};
 use serde_json::Value;
 use uuid::Uuid;
 
+use self::decode::{FIELD_COUNT, FIELDS, corrupt, job_reply, opt_num, parse_job, worker_from_hash};
+use self::scripts::{Scripts, token_arg};
 use super::{
-    Claimed, Counts, Failure, LeaseState, ListFilter, ReapReport, Store, StoreError, SubmitLimits,
+    BackendError, Claimed, Counts, ListFilter, ReapReport, Store, StoreError, SubmitLimits,
     Submitted, UserCounts,
 };
 use crate::clock::Millis;
-use crate::model::{Job, NewJob, Status, WorkerInfo, WorkerRecord};
-use crate::scheduler::Requirements;
-
-const COMMON: &str = include_str!("redis/common.lua");
-const FIELD_COUNT: usize = 19;
-
-struct Scripts {
-    submit: Script,
-    claim: Script,
-    heartbeat: Script,
-    complete: Script,
-    fail: Script,
-    reap: Script,
-    cancel: Script,
-    set_priority: Script,
-    list: Script,
-    position: Script,
-}
-
-fn script(body: &str) -> Script {
-    Script::new(&format!("{COMMON}\n{body}"))
-}
-
-impl Scripts {
-    fn load() -> Self {
-        Self {
-            submit: script(include_str!("redis/submit.lua")),
-            claim: script(include_str!("redis/claim.lua")),
-            heartbeat: script(include_str!("redis/heartbeat.lua")),
-            complete: script(include_str!("redis/complete.lua")),
-            fail: script(include_str!("redis/fail.lua")),
-            reap: script(include_str!("redis/reap.lua")),
-            cancel: script(include_str!("redis/cancel.lua")),
-            set_priority: script(include_str!("redis/set_priority.lua")),
-            list: script(include_str!("redis/list.lua")),
-            position: script(include_str!("redis/position.lua")),
-        }
-    }
-}
+use crate::lifecycle::{Failure, LeaseState};
+use crate::model::{Job, NewJob, Status, WorkerRecord};
+use crate::scheduler::{Requirements, WorkerInfo};
 
 /// The Redis store.
 pub struct RedisStore {
@@ -78,136 +53,17 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-fn backend(e: redis::RedisError) -> StoreError {
-    StoreError::Backend(format!("redis: {e}"))
-}
-
-fn transient(e: &redis::RedisError) -> bool {
-    e.is_connection_dropped() || e.is_io_error() || e.is_timeout() || e.is_connection_refusal()
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Backend(format!("corrupt job in redis: {what}"))
-}
-
-fn num<T: std::str::FromStr>(v: &Option<String>, what: &str) -> Result<T, StoreError> {
-    v.as_deref()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| corrupt(what))
-}
-
-fn opt_num(v: &Option<String>) -> Option<i64> {
-    v.as_deref()
-        .and_then(|s| s.parse::<f64>().ok())
-        .map(|f| f as i64)
-}
-
-/// Build a job from the script's field list (see `FIELDS` in common.lua).
-fn parse_job(f: &[Option<String>]) -> Result<Job, StoreError> {
-    if f.len() < FIELD_COUNT {
-        return Err(corrupt("short reply"));
-    }
-    let id = f[0]
-        .as_deref()
-        .and_then(|s| Uuid::parse_str(s).ok())
-        .ok_or_else(|| corrupt("id"))?;
-    let status = f[3]
-        .as_deref()
-        .and_then(Status::parse)
-        .ok_or_else(|| corrupt("status"))?;
-    let metadata: Value =
-        serde_json::from_str(f[9].as_deref().unwrap_or("{}")).map_err(|_| corrupt("metadata"))?;
-    let result = match &f[10] {
-        Some(r) => Some(serde_json::from_str(r).map_err(|_| corrupt("result"))?),
-        None => None,
-    };
-    let history = serde_json::from_str(f[17].as_deref().unwrap_or("[]"))
-        .map_err(|e| corrupt(&format!("history: {e}")))?;
-    Ok(Job {
-        id,
-        seq: num(&f[1], "seq")?,
-        user_id: f[2].clone().ok_or_else(|| corrupt("user_id"))?,
-        status,
-        priority: num(&f[4], "priority")?,
-        created_at: opt_num(&f[5]).ok_or_else(|| corrupt("created_at"))?,
-        started_at: opt_num(&f[6]),
-        completed_at: opt_num(&f[7]),
-        worker_id: f[8].clone(),
-        metadata,
-        result,
-        error: f[11].clone(),
-        attempts: num(&f[12], "attempts")?,
-        max_attempts: num(&f[13], "max_attempts")?,
-        cancel_requested: f[14].as_deref() == Some("1"),
-        lease_expires_at: if status == Status::Running {
-            opt_num(&f[16])
-        } else {
-            None
-        },
-        history,
-        not_before: if status == Status::Pending {
-            opt_num(&f[18])
-        } else {
-            None
-        },
-    })
-}
-
-/// Turn a `{code, ...}` reply into the job or the store error it names.
-fn job_reply(v: &[Option<String>]) -> Result<(String, Job), StoreError> {
-    let code = v.first().cloned().flatten().unwrap_or_default();
-    let msg = || v.get(1).cloned().flatten().unwrap_or_default();
-    match code.as_str() {
-        "OK" | "EXISTS" => Ok((code, parse_job(&v[1..])?)),
-        "NOT_FOUND" => Err(StoreError::NotFound),
-        "CONFLICT" => Err(StoreError::LeaseConflict(msg())),
-        "INVALID_STATE" => Err(StoreError::InvalidState(msg())),
-        "QUEUE_FULL" => Err(StoreError::QueueFull(msg().parse().unwrap_or(0))),
-        "USER_LIMIT" => Err(StoreError::UserLimit(msg().parse().unwrap_or(0))),
-        other => Err(StoreError::Backend(format!(
-            "unexpected script reply {other:?}"
-        ))),
-    }
-}
-
-/// Token argument for the scripts: `""` for none, else `t:<token>` (so `Some("")` stays a
-/// token that matches nothing instead of turning into "no token").
-fn token_arg(token: Option<&str>) -> String {
-    token.map_or_else(String::new, |t| format!("t:{t}"))
-}
-
-fn worker_from_hash(h: HashMap<String, String>) -> Result<Option<WorkerRecord>, StoreError> {
-    let Some(worker_id) = h.get("worker_id").cloned() else {
-        return Ok(None);
-    };
-    let capabilities = serde_json::from_str(h.get("capabilities").map_or("[]", String::as_str))
-        .map_err(|_| corrupt("worker capabilities"))?;
-    Ok(Some(WorkerRecord {
-        info: WorkerInfo {
-            worker_id,
-            comfyui_version: h.get("comfyui_version").cloned(),
-            line: h.get("line").cloned(),
-            capabilities,
-        },
-        registered_at: h
-            .get("registered_at")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0),
-        last_seen: h.get("last_seen").and_then(|s| s.parse().ok()).unwrap_or(0),
-    }))
-}
-
 impl RedisStore {
     /// Connect to `url`, keeping every key under `prefix:`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(backend)?;
+        let client = redis::Client::open(url).map_err(StoreError::from)?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(Duration::from_secs(10)))
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(4);
         let conn = ConnectionManager::new_with_config(client, config)
             .await
-            .map_err(backend)?;
+            .map_err(StoreError::from)?;
         let store = Self {
             conn,
             prefix: prefix.to_owned(),
@@ -218,58 +74,12 @@ impl RedisStore {
         let _: String = redis::cmd("PING")
             .query_async(&mut c)
             .await
-            .map_err(backend)?;
+            .map_err(StoreError::from)?;
         Ok(store)
     }
 
     fn key(&self, rest: &str) -> String {
         format!("{}:{rest}", self.prefix)
-    }
-
-    /// Run a script; `retry` only for calls that are safe to repeat.
-    async fn eval<T: FromRedisValue>(
-        &self,
-        script: &Script,
-        args: &[&str],
-        retry: bool,
-    ) -> Result<T, StoreError> {
-        let mut attempt = 0u32;
-        loop {
-            let mut conn = self.conn.clone();
-            let mut inv = script.prepare_invoke();
-            inv.arg(&self.prefix);
-            for a in args {
-                inv.arg(*a);
-            }
-            match inv.invoke_async::<T>(&mut conn).await {
-                Ok(v) => return Ok(v),
-                Err(e) if retry && attempt < 4 && transient(&e) => {
-                    attempt += 1;
-                    tracing::warn!(error = %e, attempt, "redis call failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(50 * 2u64.pow(attempt))).await;
-                }
-                Err(e) => return Err(backend(e)),
-            }
-        }
-    }
-
-    /// Run a plain command with retries (reads only).
-    async fn read<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
-    where
-        F: Fn(ConnectionManager) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        let mut attempt = 0u32;
-        loop {
-            match f(self.conn.clone()).await {
-                Ok(v) => return Ok(v),
-                Err(e) if attempt < 4 && transient(&e) => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(50 * 2u64.pow(attempt))).await;
-                }
-                Err(e) => return Err(backend(e)),
-            }
-        }
     }
 
     fn class_lists(&self, worker: &WorkerInfo) -> (String, String) {
@@ -290,28 +100,6 @@ impl RedisStore {
         )
     }
 }
-
-const FIELDS: [&str; FIELD_COUNT] = [
-    "id",
-    "seq",
-    "user_id",
-    "status",
-    "priority",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "worker_id",
-    "metadata",
-    "result",
-    "error",
-    "attempts",
-    "max_attempts",
-    "cancel_requested",
-    "lease_token",
-    "lease_until",
-    "history",
-    "not_before",
-];
 
 #[async_trait]
 impl Store for RedisStore {
@@ -334,10 +122,8 @@ impl Store for RedisStore {
         now: Millis,
     ) -> Result<Submitted, StoreError> {
         let id = Uuid::new_v4().to_string();
-        let workflow =
-            serde_json::to_string(&new.workflow).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let metadata =
-            serde_json::to_string(&new.metadata).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let workflow = serde_json::to_string(&new.workflow)?;
+        let metadata = serde_json::to_string(&new.metadata)?;
         let idem = new.idempotency_key.clone().unwrap_or_default();
         let v: Vec<Option<String>> = self
             .eval(
@@ -485,15 +271,11 @@ impl Store for RedisStore {
                     }));
                 }
                 other => {
-                    return Err(StoreError::Backend(format!(
-                        "unexpected claim reply {other:?}"
-                    )));
+                    return Err(BackendError::UnexpectedReply(format!("claim {other:?}")).into());
                 }
             }
         }
-        Err(StoreError::Backend(
-            "too many requirement classes to judge".into(),
-        ))
+        Err(BackendError::TooManyClasses.into())
     }
 
     async fn heartbeat(
@@ -535,8 +317,7 @@ impl Store for RedisStore {
         result: Value,
         now: Millis,
     ) -> Result<Job, StoreError> {
-        let result_text =
-            serde_json::to_string(&result).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let result_text = serde_json::to_string(&result)?;
         let v: Vec<Option<String>> = self
             .eval(
                 &self.scripts.complete,
@@ -657,8 +438,7 @@ impl Store for RedisStore {
         now: Millis,
     ) -> Result<WorkerRecord, StoreError> {
         let key = self.key(&format!("worker:{}", info.worker_id));
-        let caps = serde_json::to_string(&info.capabilities)
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let caps = serde_json::to_string(&info.capabilities)?;
         let mut pipe = redis::pipe();
         pipe.atomic()
             .hset_multiple(
@@ -683,10 +463,10 @@ impl Store for RedisStore {
             None => pipe.hdel(&key, "line").ignore(),
         };
         let mut c = self.conn.clone();
-        let () = pipe.query_async(&mut c).await.map_err(backend)?;
+        let () = pipe.query_async(&mut c).await.map_err(StoreError::from)?;
         self.get_worker(&info.worker_id)
             .await?
-            .ok_or_else(|| StoreError::Backend("worker vanished after registering".into()))
+            .ok_or_else(|| BackendError::WorkerVanished.into())
     }
 
     async fn touch_worker(&self, worker_id: &str, now: Millis) -> Result<(), StoreError> {
@@ -705,7 +485,7 @@ impl Store for RedisStore {
             .sadd(self.key("workers"), worker_id)
             .ignore();
         let mut c = self.conn.clone();
-        let () = pipe.query_async(&mut c).await.map_err(backend)?;
+        let () = pipe.query_async(&mut c).await.map_err(StoreError::from)?;
         Ok(())
     }
 

@@ -1,0 +1,128 @@
+//! What the handlers share: the [`Settings`] and the [`AppState`] (store, clock, event bus,
+//! counters, worker cache, progress board).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+use crate::auth::AuthConfig;
+use crate::clock::{Millis, SharedClock};
+use crate::events::EventBus;
+use crate::metrics::Metrics;
+use crate::progress;
+use crate::scheduler::WorkerInfo;
+use crate::store::Store;
+
+/// Tunables of the service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Lease given to registered (heartbeating) workers.
+    pub lease_ms: Millis,
+    /// Lease given to workers that never registered (old workers send no heartbeats).
+    pub legacy_lease_ms: Millis,
+    /// Attempts per job before it is failed for good.
+    pub max_attempts: u32,
+    /// Pending-jobs cap (0 = none); beyond it submits get 429.
+    pub max_pending: u64,
+    /// Pending+running cap per user (0 = none).
+    pub max_per_user: u64,
+    /// Base delay before a job failed with `retry: true` may run again (doubles per attempt).
+    pub retry_delay_ms: Millis,
+    /// Longest long-poll a worker may ask for, in seconds.
+    pub max_wait_secs: f64,
+    /// Who may do what.
+    pub auth: AuthConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            lease_ms: 60_000,
+            legacy_lease_ms: 3_600_000,
+            max_attempts: 3,
+            max_pending: 100,
+            max_per_user: 0,
+            retry_delay_ms: 10_000,
+            max_wait_secs: 30.0,
+            auth: AuthConfig {
+                user_header: "X-Forwarded-User".into(),
+                ..AuthConfig::default()
+            },
+        }
+    }
+}
+
+/// Everything the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// Contents of [`AppState`].
+#[derive(Debug)]
+pub struct Inner {
+    /// The job store.
+    pub store: Arc<dyn Store>,
+    /// Time source.
+    pub clock: SharedClock,
+    /// Tunables.
+    pub settings: Settings,
+    /// `/ws` fan-out.
+    pub events: EventBus,
+    /// Wakes long-polling workers when a job may have become claimable.
+    pub job_available: Notify,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// Registrations seen by this process (a cache of the store's).
+    /// The flag is true for workers that registered (they heartbeat: normal lease).
+    pub workers: RwLock<HashMap<String, (WorkerInfo, bool)>>,
+    /// Process start.
+    pub started: Instant,
+    /// Set when the server is stopping: long-polls answer at once.
+    pub stopping: std::sync::atomic::AtomicBool,
+    /// Progress of running jobs from worker heartbeats (memory only).
+    pub progress: progress::ProgressBoard,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Build the state.
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock, settings: Settings) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            clock,
+            settings,
+            events: EventBus::default(),
+            job_available: Notify::new(),
+            metrics: Metrics::default(),
+            workers: RwLock::new(HashMap::new()),
+            started: Instant::now(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            progress: progress::ProgressBoard::default(),
+        }))
+    }
+
+    /// Current time from the clock.
+    pub fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
+    /// Stop serving long-polls: waiting `next-job` calls answer `{"job": null}` now, so a
+    /// graceful shutdown does not wait out their `wait=`.
+    pub fn begin_shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.job_available.notify_waiters();
+    }
+
+    /// Whether [`AppState::begin_shutdown`] was called.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

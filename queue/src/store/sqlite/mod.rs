@@ -1,0 +1,491 @@
+//! SQLite backend (the default): WAL, `synchronous=FULL`, one writer thread that owns the
+//! connection and commits operations in groups. The parts:
+//!
+//! - `writer.rs`: the writer thread, its channel and the group commit (savepoint per
+//!   operation, answers after COMMIT);
+//! - `schema.rs`: pragmas, the schema and its migrations (`PRAGMA user_version`);
+//! - `rows.rs`: reading and writing job and worker rows, and the small shared queries;
+//! - this file: [`SqliteStore`] and the [`Store`] operations, each one closure run by the
+//!   writer thread, applying [`crate::lifecycle`] to the rows.
+
+mod rows;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use uuid::Uuid;
+
+use self::rows::{
+    JOB_COLS, count, finish_worker, from_raw, load, load_existing, load_seq, next_counter,
+    position_of, read_raw, read_worker, save, upsert_worker_seen,
+};
+use self::writer::Writer;
+use super::{
+    BackendError, Claimed, Counts, ListFilter, ReapReport, Store, StoreError, SubmitLimits,
+    Submitted, UserCounts,
+};
+use crate::clock::Millis;
+use crate::lifecycle::{self, Expired, Failure, LeaseState};
+use crate::model::{Job, NewJob, Status, WorkerRecord};
+use crate::scheduler::WorkerInfo;
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: Writer,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Open (creating it and its parent directory if needed) the database at `path` and
+    /// start the writer thread.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| BackendError::Io {
+                what: format!("create {}", parent.display()),
+                source: Arc::new(e),
+            })?;
+        }
+        let conn = Connection::open(&path)?;
+        schema::setup(&conn)?;
+        let writer = Writer::spawn(conn)?;
+        Ok(Self { writer, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut writer::Ctx) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.call(f).await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> bool {
+        self.call(|ctx| {
+            ctx.conn
+                .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map_err(StoreError::from)
+        })
+        .await
+        .is_ok()
+    }
+
+    async fn submit(
+        &self,
+        new: NewJob,
+        limits: SubmitLimits,
+        now: Millis,
+    ) -> Result<Submitted, StoreError> {
+        self.call(move |ctx| {
+            let conn = &ctx.conn;
+            if let Some(key) = &new.idempotency_key {
+                let existing: Option<String> = conn
+                    .prepare_cached("SELECT id FROM jobs WHERE user_id = ?1 AND idem_key = ?2")
+                    ?
+                    .query_row(params![new.user_id, key], |r| r.get(0))
+                    .optional()
+                    ?;
+                if let Some(id) = existing {
+                    let id = Uuid::parse_str(&id)
+                        .map_err(|_| BackendError::Corrupt(format!("job id {id:?}")))?;
+                    let job = load_existing(conn, id)?.job;
+                    let position = position_of(conn, &job)?;
+                    return Ok(Submitted {
+                        job,
+                        created: false,
+                        position,
+                    });
+                }
+            }
+            if limits.max_pending > 0 {
+                let pending = count(
+                    conn,
+                    "SELECT COUNT(*) FROM jobs WHERE status = 'pending'",
+                    [],
+                )?;
+                if pending >= limits.max_pending {
+                    return Err(StoreError::QueueFull(limits.max_pending));
+                }
+            }
+            if limits.max_per_user > 0 {
+                let mine = count(
+                    conn,
+                    "SELECT COUNT(*) FROM jobs WHERE user_id = ?1 AND status IN ('pending', 'running')",
+                    params![new.user_id],
+                )?;
+                if mine >= limits.max_per_user {
+                    return Err(StoreError::UserLimit(limits.max_per_user));
+                }
+            }
+            let id = Uuid::new_v4();
+            let workflow = serde_json::to_string(&new.workflow)?;
+            let metadata = serde_json::to_string(&new.metadata)?;
+            conn.prepare_cached(
+                "INSERT INTO jobs(id, user_id, status, priority, created_at, workflow, metadata, \
+                 max_attempts, req_class, idem_key) VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            ?
+            .execute(params![
+                id.to_string(),
+                new.user_id,
+                new.priority,
+                now,
+                workflow,
+                metadata,
+                limits.max_attempts.max(1),
+                new.requirements.class_key(),
+                new.idempotency_key,
+            ])
+            ?;
+            let job = load_existing(conn, id)?.job;
+            let position = position_of(conn, &job)?;
+            Ok(Submitted {
+                job,
+                created: true,
+                position,
+            })
+        })
+        .await
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
+        self.call(move |ctx| Ok(load(&ctx.conn, id)?.map(|s| s.job)))
+            .await
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Job>, StoreError> {
+        let filter = filter.clone();
+        self.call(move |ctx| {
+            let sql = format!(
+                "SELECT {JOB_COLS} FROM jobs WHERE (?1 IS NULL OR status = ?1) \
+                 AND (?2 IS NULL OR user_id = ?2) ORDER BY seq DESC LIMIT ?3 OFFSET ?4"
+            );
+            let mut stmt = ctx.conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![
+                    filter.status.map(Status::as_str),
+                    filter.user_id,
+                    filter.limit,
+                    filter.offset
+                ],
+                read_raw,
+            )?;
+            let mut out = Vec::new();
+            for raw in rows {
+                out.push(from_raw(raw?)?.job);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn position(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
+        self.call(move |ctx| match load(&ctx.conn, id)? {
+            Some(s) => position_of(&ctx.conn, &s.job),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn cancel(&self, id: Uuid, now: Millis) -> Result<Job, StoreError> {
+        self.call(move |ctx| {
+            let mut s = load_existing(&ctx.conn, id)?;
+            lifecycle::cancel(&mut s, now)?;
+            save(&ctx.conn, &s)?;
+            Ok(s.job)
+        })
+        .await
+    }
+
+    async fn set_priority(&self, id: Uuid, priority: u8) -> Result<Job, StoreError> {
+        self.call(move |ctx| {
+            let mut s = load_existing(&ctx.conn, id)?;
+            lifecycle::set_priority(&mut s, priority)?;
+            save(&ctx.conn, &s)?;
+            Ok(s.job)
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        worker: &WorkerInfo,
+        lease_ms: Millis,
+        now: Millis,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let worker = worker.clone();
+        self.call(move |ctx| {
+            upsert_worker_seen(&ctx.conn, &worker.worker_id, now)?;
+            let candidates: Vec<(i64, String)> = {
+                let mut stmt = ctx.conn.prepare_cached(
+                    "SELECT j.seq, j.req_class FROM jobs j \
+                         LEFT JOIN user_sched u ON u.user_id = j.user_id \
+                         WHERE j.status = 'pending' \
+                         AND (j.not_before IS NULL OR j.not_before <= ?1) \
+                         ORDER BY j.priority, COALESCE(u.last_served, 0), j.user_id, j.seq",
+                )?;
+                let rows = stmt.query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let mut v = Vec::new();
+                for row in rows {
+                    let (seq, class): (i64, String) = row?;
+                    // Unconstrained jobs are the common case: stop at the first one.
+                    let stop = class.is_empty();
+                    v.push((seq, class));
+                    if stop {
+                        break;
+                    }
+                }
+                v
+            };
+            let Some(seq) = candidates
+                .into_iter()
+                .find(|(_, class)| ctx.eligible(class, &worker))
+                .map(|(seq, _)| seq)
+            else {
+                return Ok(None);
+            };
+            let conn = &ctx.conn;
+            let mut s = load_seq(conn, seq)?;
+            let token = Uuid::new_v4().simple().to_string();
+            lifecycle::claim(&mut s, &worker.worker_id, &token, lease_ms, now);
+            save(conn, &s)?;
+            let served = next_counter(conn, "serve")?;
+            conn.prepare_cached(
+                "INSERT INTO user_sched(user_id, last_served) VALUES (?1, ?2) \
+                 ON CONFLICT(user_id) DO UPDATE SET last_served = ?2",
+            )?
+            .execute(params![s.job.user_id, served])?;
+            let workflow: String = conn
+                .prepare_cached("SELECT workflow FROM jobs WHERE seq = ?1")?
+                .query_row(params![seq], |r| r.get(0))?;
+            let workflow: Value = serde_json::from_str(&workflow)?;
+            Ok(Some(Claimed {
+                job: s.job,
+                workflow,
+                lease_token: token,
+            }))
+        })
+        .await
+    }
+
+    async fn heartbeat(
+        &self,
+        id: Uuid,
+        lease_token: &str,
+        lease_ms: Millis,
+        now: Millis,
+    ) -> Result<LeaseState, StoreError> {
+        let token = lease_token.to_owned();
+        self.call(move |ctx| {
+            let mut s = load_existing(&ctx.conn, id)?;
+            let state = lifecycle::heartbeat(&mut s, &token, lease_ms, now)?;
+            save(&ctx.conn, &s)?;
+            if let Some(w) = &s.job.worker_id {
+                upsert_worker_seen(&ctx.conn, w, now)?;
+            }
+            Ok(state)
+        })
+        .await
+    }
+
+    async fn complete(
+        &self,
+        id: Uuid,
+        lease_token: Option<&str>,
+        result: Value,
+        now: Millis,
+    ) -> Result<Job, StoreError> {
+        let token = lease_token.map(str::to_owned);
+        self.call(move |ctx| {
+            let mut s = load_existing(&ctx.conn, id)?;
+            if lifecycle::complete(&mut s, token.as_deref(), result, now)? {
+                save(&ctx.conn, &s)?;
+            }
+            Ok(s.job)
+        })
+        .await
+    }
+
+    async fn fail(
+        &self,
+        id: Uuid,
+        lease_token: Option<&str>,
+        failure: Failure,
+        now: Millis,
+    ) -> Result<Job, StoreError> {
+        let token = lease_token.map(str::to_owned);
+        self.call(move |ctx| {
+            let mut s = load_existing(&ctx.conn, id)?;
+            if lifecycle::fail(&mut s, token.as_deref(), failure, now)? {
+                save(&ctx.conn, &s)?;
+            }
+            Ok(s.job)
+        })
+        .await
+    }
+
+    async fn reap(&self, now: Millis) -> Result<ReapReport, StoreError> {
+        self.call(move |ctx| {
+            let conn = &ctx.conn;
+            let seqs: Vec<i64> = {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT seq FROM jobs WHERE status = 'running' AND lease_until < ?1 \
+                         ORDER BY lease_until LIMIT 1000",
+                )?;
+                let rows = stmt.query_map(params![now], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let mut report = ReapReport::default();
+            for seq in seqs {
+                let mut s = load_seq(conn, seq)?;
+                if !lifecycle::lease_expired(&s, now) {
+                    continue;
+                }
+                let id = s.job.id;
+                match lifecycle::expire(&mut s, now) {
+                    Expired::Requeued => report.requeued.push(id),
+                    Expired::Dead => report.dead.push(id),
+                    Expired::Cancelled => report.cancelled.push(id),
+                }
+                save(conn, &s)?;
+            }
+            Ok(report)
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        self.call(|ctx| {
+            let mut counts = Counts::default();
+            for st in Status::ALL {
+                counts.by_status.insert(st.as_str(), 0);
+            }
+            let mut stmt = ctx
+                .conn
+                .prepare_cached("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (status, n) = row?;
+                if let Some(st) = Status::parse(&status) {
+                    counts
+                        .by_status
+                        .insert(st.as_str(), u64::try_from(n).unwrap_or(0));
+                }
+            }
+            let mut stmt = ctx.conn.prepare_cached(
+                "SELECT user_id, status, COUNT(*) FROM jobs \
+                     WHERE status IN ('pending', 'running') GROUP BY user_id, status",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (user, status, n) = row?;
+                let entry: &mut UserCounts = counts.by_user.entry(user).or_default();
+                let n = u64::try_from(n).unwrap_or(0);
+                if status == "pending" {
+                    entry.pending = n;
+                } else {
+                    entry.running = n;
+                }
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn register_worker(
+        &self,
+        info: WorkerInfo,
+        now: Millis,
+    ) -> Result<WorkerRecord, StoreError> {
+        self.call(move |ctx| {
+            let caps = serde_json::to_string(&info.capabilities)?;
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO workers(worker_id, comfyui_version, line, capabilities, \
+                     registered_at, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
+                     ON CONFLICT(worker_id) DO UPDATE SET comfyui_version = ?2, line = ?3, \
+                     capabilities = ?4, last_seen = ?5",
+                )?
+                .execute(params![
+                    info.worker_id,
+                    info.comfyui_version,
+                    info.line,
+                    caps,
+                    now
+                ])?;
+            let rec = ctx
+                .conn
+                .prepare_cached(
+                    "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
+                     last_seen FROM workers WHERE worker_id = ?1",
+                )?
+                .query_row(params![info.worker_id], read_worker)?;
+            finish_worker(rec)
+        })
+        .await
+    }
+
+    async fn touch_worker(&self, worker_id: &str, now: Millis) -> Result<(), StoreError> {
+        let worker_id = worker_id.to_owned();
+        self.call(move |ctx| upsert_worker_seen(&ctx.conn, &worker_id, now))
+            .await
+    }
+
+    async fn get_worker(&self, worker_id: &str) -> Result<Option<WorkerRecord>, StoreError> {
+        let worker_id = worker_id.to_owned();
+        self.call(move |ctx| {
+            let rec = ctx
+                .conn
+                .prepare_cached(
+                    "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
+                     last_seen FROM workers WHERE worker_id = ?1",
+                )?
+                .query_row(params![worker_id], read_worker)
+                .optional()?;
+            rec.map(finish_worker).transpose()
+        })
+        .await
+    }
+
+    async fn list_workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+        self.call(|ctx| {
+            let mut stmt = ctx.conn.prepare_cached(
+                "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
+                     last_seen FROM workers ORDER BY worker_id",
+            )?;
+            let rows = stmt.query_map([], read_worker)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(finish_worker(row?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

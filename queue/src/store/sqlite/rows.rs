@@ -1,0 +1,240 @@
+//! Job and worker rows: the column list, reading a row into a [`StoredJob`], writing one
+//! back, and the small queries the operations share (positions, counters, worker upserts).
+
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+use crate::clock::Millis;
+use crate::lifecycle::StoredJob;
+use crate::model::{Job, Status, WorkerRecord};
+use crate::scheduler::WorkerInfo;
+use crate::store::{BackendError, StoreError};
+
+pub(super) const JOB_COLS: &str = "id, seq, user_id, status, priority, created_at, started_at, completed_at, \
+    worker_id, metadata, result, error, attempts, max_attempts, cancel_requested, lease_token, \
+    lease_until, history, not_before";
+
+/// A `jobs` row in [`JOB_COLS`] order.
+pub(super) type RawJob = (
+    String,
+    i64,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<i64>,
+    String,
+    Option<i64>,
+);
+
+pub(super) fn read_raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
+        r.get(12)?,
+        r.get(13)?,
+        r.get(14)?,
+        r.get(15)?,
+        r.get(16)?,
+        r.get(17)?,
+        r.get(18)?,
+    ))
+}
+
+pub(super) fn from_raw(raw: RawJob) -> Result<StoredJob, StoreError> {
+    let (
+        id,
+        seq,
+        user_id,
+        status,
+        priority,
+        created_at,
+        started_at,
+        completed_at,
+        worker_id,
+        metadata,
+        result,
+        error,
+        attempts,
+        max_attempts,
+        cancel_requested,
+        lease_token,
+        lease_until,
+        history,
+        not_before,
+    ) = raw;
+    let id = Uuid::parse_str(&id).map_err(|_| BackendError::Corrupt(format!("job id {id:?}")))?;
+    let status = Status::parse(&status)
+        .ok_or_else(|| BackendError::Corrupt(format!("job status {status:?}")))?;
+    let result = match result {
+        Some(r) => Some(serde_json::from_str(&r)?),
+        None => None,
+    };
+    Ok(StoredJob {
+        job: Job {
+            id,
+            user_id,
+            status,
+            priority: u8::try_from(priority).unwrap_or(crate::model::MAX_PRIORITY),
+            created_at,
+            started_at,
+            completed_at,
+            worker_id,
+            result,
+            error,
+            metadata: serde_json::from_str(&metadata)?,
+            attempts: u32::try_from(attempts).unwrap_or(0),
+            max_attempts: u32::try_from(max_attempts).unwrap_or(1),
+            cancel_requested: cancel_requested != 0,
+            lease_expires_at: if status == Status::Running {
+                lease_until
+            } else {
+                None
+            },
+            seq: u64::try_from(seq).unwrap_or(0),
+            not_before: if status == Status::Pending {
+                not_before
+            } else {
+                None
+            },
+            history: serde_json::from_str(&history)?,
+        },
+        lease_token,
+    })
+}
+
+pub(super) fn load(conn: &Connection, id: Uuid) -> Result<Option<StoredJob>, StoreError> {
+    let raw = conn
+        .prepare_cached(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"))?
+        .query_row(params![id.to_string()], read_raw)
+        .optional()?;
+    raw.map(from_raw).transpose()
+}
+
+pub(super) fn load_existing(conn: &Connection, id: Uuid) -> Result<StoredJob, StoreError> {
+    load(conn, id)?.ok_or(StoreError::NotFound)
+}
+
+pub(super) fn load_seq(conn: &Connection, seq: i64) -> Result<StoredJob, StoreError> {
+    let raw = conn
+        .prepare_cached(&format!("SELECT {JOB_COLS} FROM jobs WHERE seq = ?1"))?
+        .query_row(params![seq], read_raw)?;
+    from_raw(raw)
+}
+
+/// Write back every field a transition may change.
+pub(super) fn save(conn: &Connection, s: &StoredJob) -> Result<(), StoreError> {
+    let j = &s.job;
+    let result = j.result.as_ref().map(serde_json::to_string).transpose()?;
+    let history = serde_json::to_string(&j.history)?;
+    conn.prepare_cached(
+        "UPDATE jobs SET status=?1, priority=?2, started_at=?3, completed_at=?4, worker_id=?5, \
+         result=?6, error=?7, attempts=?8, cancel_requested=?9, lease_token=?10, \
+         lease_until=?11, history=?12, not_before=?14 WHERE id=?13",
+    )?
+    .execute(params![
+        j.status.as_str(),
+        j.priority,
+        j.started_at,
+        j.completed_at,
+        j.worker_id,
+        result,
+        j.error,
+        j.attempts,
+        j.cancel_requested,
+        s.lease_token,
+        j.lease_expires_at,
+        history,
+        j.id.to_string(),
+        j.not_before,
+    ])?;
+    Ok(())
+}
+
+pub(super) fn count(
+    conn: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> Result<u64, StoreError> {
+    let n: i64 = conn.prepare_cached(sql)?.query_row(p, |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// 1-based place among pending jobs by (priority, seq); `None` unless pending.
+pub(super) fn position_of(conn: &Connection, job: &Job) -> Result<Option<u64>, StoreError> {
+    if job.status != Status::Pending {
+        return Ok(None);
+    }
+    let n = count(
+        conn,
+        "SELECT COUNT(*) FROM jobs WHERE status = 'pending' \
+         AND (priority < ?1 OR (priority = ?1 AND seq <= ?2))",
+        params![job.priority, i64::try_from(job.seq).unwrap_or(i64::MAX)],
+    )?;
+    Ok(Some(n))
+}
+
+pub(super) fn next_counter(conn: &Connection, name: &str) -> Result<i64, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO counters(name, value) VALUES (?1, 1) \
+         ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
+    )?
+    .query_row(params![name], |r| r.get(0))
+    .map_err(StoreError::from)
+}
+
+pub(super) fn upsert_worker_seen(
+    conn: &Connection,
+    worker_id: &str,
+    now: Millis,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO workers(worker_id, capabilities, registered_at, last_seen) \
+         VALUES (?1, '[]', ?2, ?2) ON CONFLICT(worker_id) DO UPDATE SET last_seen = ?2",
+    )?
+    .execute(params![worker_id, now])?;
+    Ok(())
+}
+
+pub(super) fn read_worker(r: &rusqlite::Row<'_>) -> rusqlite::Result<(WorkerRecord, String)> {
+    Ok((
+        WorkerRecord {
+            info: WorkerInfo {
+                worker_id: r.get(0)?,
+                comfyui_version: r.get(1)?,
+                line: r.get(2)?,
+                capabilities: Vec::new(),
+            },
+            registered_at: r.get(4)?,
+            last_seen: r.get(5)?,
+        },
+        r.get(3)?,
+    ))
+}
+
+pub(super) fn finish_worker(
+    (mut rec, caps): (WorkerRecord, String),
+) -> Result<WorkerRecord, StoreError> {
+    rec.info.capabilities = serde_json::from_str(&caps)?;
+    Ok(rec)
+}

@@ -1,0 +1,84 @@
+//! The SQLite schema and its migrations: connection pragmas (WAL, `synchronous=FULL`) and
+//! the versioned schema in `PRAGMA user_version` (a file newer than this build is refused).
+
+use rusqlite::Connection;
+
+use crate::store::{BackendError, StoreError};
+
+const SCHEMA_VERSION: i64 = 2;
+
+const SCHEMA_V1: &str = r#"
+CREATE TABLE IF NOT EXISTS jobs (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT NOT NULL UNIQUE,
+    user_id          TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    priority         INTEGER NOT NULL,
+    created_at       INTEGER NOT NULL,
+    started_at       INTEGER,
+    completed_at     INTEGER,
+    worker_id        TEXT,
+    workflow         TEXT NOT NULL,
+    metadata         TEXT NOT NULL,
+    result           TEXT,
+    error            TEXT,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    max_attempts     INTEGER NOT NULL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    lease_token      TEXT,
+    lease_until      INTEGER,
+    req_class        TEXT NOT NULL DEFAULT '',
+    idem_key         TEXT,
+    history          TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs(status, priority, seq);
+CREATE INDEX IF NOT EXISTS jobs_by_lease ON jobs(status, lease_until);
+CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs(user_id, status);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_idem ON jobs(user_id, idem_key) WHERE idem_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS user_sched (
+    user_id     TEXT PRIMARY KEY,
+    last_served INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workers (
+    worker_id       TEXT PRIMARY KEY,
+    comfyui_version TEXT,
+    line            TEXT,
+    capabilities    TEXT NOT NULL,
+    registered_at   INTEGER NOT NULL,
+    last_seen       INTEGER NOT NULL
+);
+"#;
+
+pub(super) fn setup(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(mode, "SQLite did not switch to WAL");
+    }
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(BackendError::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        }
+        .into());
+    }
+    if version < 1 {
+        conn.execute_batch(&format!(
+            "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+        ))?;
+    }
+    if version < 2 {
+        // v2: retry backoff.
+        conn.execute_batch(
+            "BEGIN; ALTER TABLE jobs ADD COLUMN not_before INTEGER; PRAGMA user_version = 2; COMMIT;",
+        )
+        ?;
+    }
+    Ok(())
+}
