@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use comfy_queue::clock::SystemClock;
 use comfy_queue::store::sqlite::SqliteStore;
 use comfy_queue::{AppState, Settings, app};
-use comfy_test_support::chromium::fantoccini::Locator;
+use comfy_test_support::chromium::fantoccini::{self, Locator, error::CmdError};
 use comfy_test_support::chromium::{Browser, WAIT};
 use comfy_test_support::http::Client;
 use serde_json::json;
@@ -85,29 +85,40 @@ fn row_xpath(id: &str) -> String {
 
 /// Finds `css` in the row of job `id` and clicks it (a `<button>`) or picks
 /// `value` in it (a `<select>`), as a user would. The page re-renders the
-/// table on every event, which can make a found element stale before it is
-/// used: then it is found again. `false` when the row has no such control.
+/// table on every event, which can make a found row or control stale before
+/// it is used: then both are found again. `false` when the row has no such
+/// control.
 async fn use_control(browser: &Browser, id: &str, css: &str, value: Option<&str>) -> bool {
-    let c = browser.client();
     let deadline = Instant::now() + WAIT;
     loop {
-        let xpath = row_xpath(id);
-        let Ok(row) = c.find(Locator::XPath(&xpath)).await else {
-            return false;
-        };
-        let Ok(control) = row.find(Locator::Css(css)).await else {
-            return false;
-        };
-        let done = match value {
-            Some(v) => control.select_by_value(v).await,
-            None => control.click().await,
-        };
-        match done {
-            Ok(()) => return true,
-            Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => continue,
+        match try_control(browser.client(), id, css, value).await {
+            Ok(found) => return found,
+            Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {}
             Err(e) => panic!("{css} in the row of {id}: {e}"),
         }
     }
+}
+
+async fn try_control(
+    c: &fantoccini::Client,
+    id: &str,
+    css: &str,
+    value: Option<&str>,
+) -> Result<bool, CmdError> {
+    let xpath = row_xpath(id);
+    let row = match c.find(Locator::XPath(&xpath)).await {
+        Err(e) if e.is_no_such_element() => return Ok(false),
+        r => r?,
+    };
+    let control = match row.find(Locator::Css(css)).await {
+        Err(e) if e.is_no_such_element() => return Ok(false),
+        r => r?,
+    };
+    match value {
+        Some(v) => control.select_by_value(v).await?,
+        None => control.click().await?,
+    }
+    Ok(true)
 }
 
 /// The browser scenario: load the page, submit a job through the API,
