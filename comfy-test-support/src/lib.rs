@@ -3,5 +3,20 @@
 //!
 //! - [`replay`]: the recorded ComfyUI exchanges of `fixtures/`, loaded and
 //!   replayed through wiremock exactly as recorded.
+//! - [`redis`]: a private `redis-server` on a free port, stopped on drop.
+//! - [`ports`]: free local ports.
+//! - [`http`]: requests to a running queue as a user, a worker or an admin.
+//! - [`chromium`] (feature `chromium`): headless Chromium over WebDriver.
+//! - [`seed`]: printed, rerunnable seeds for randomised tests.
+//! - [`probe`]: where those outside programs are installed; also the body
+//!   of the test crates' build scripts, which mark the tests that need a
+//!   missing program as ignored (`README.md`).
 
+#[cfg(feature = "chromium")]
+pub mod chromium;
+pub mod http;
+pub mod ports;
+pub mod probe;
+pub mod redis;
 pub mod replay;
+pub mod seed;

@@ -4,8 +4,6 @@
 //! lease runs out (nothing in flight lived only in memory).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -60,7 +58,7 @@ async fn start(db: &std::path::Path, port: u16) -> Proc {
 async fn sigkill_loses_no_acknowledged_job_and_requeues_the_leased_one() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.db");
-    let port = common::free_port();
+    let port = comfy_test_support::ports::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
 

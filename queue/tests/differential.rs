@@ -16,7 +16,7 @@ use comfy_queue::store::redis::RedisStore;
 use comfy_queue::store::sqlite::SqliteStore;
 use comfy_queue::store::{ListFilter, Store, StoreError, SubmitLimits};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -316,11 +316,13 @@ async fn snapshot(side: &Side) -> Vec<serde_json::Value> {
     out
 }
 
+/// Random histories come from one seed, printed; `COMFY_TEST_SEED=<seed>`
+/// replays the same ones (proptest then shrinks a failure as usual).
 #[test]
+#[cfg_attr(not(has_redis), ignore = "redis-server not installed")]
 fn sqlite_and_redis_agree_on_random_histories() {
-    let Some(server) = common::RedisServer::start() else {
-        return;
-    };
+    let server = common::RedisServer::start();
+    let seed = comfy_test_support::seed::seed("sqlite_and_redis_agree_on_random_histories");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -334,6 +336,7 @@ fn sqlite_and_redis_agree_on_random_histories() {
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
+        rng_seed: RngSeed::Fixed(seed),
         ..Config::default()
     });
     let case = std::sync::atomic::AtomicU32::new(0);
@@ -372,6 +375,6 @@ fn sqlite_and_redis_agree_on_random_histories() {
         })
     });
     if let Err(e) = result {
-        panic!("{e}");
+        panic!("{e} (seed {seed}: rerun with COMFY_TEST_SEED={seed})");
     }
 }

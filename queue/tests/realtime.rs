@@ -1,8 +1,6 @@
 //! Real-socket tests: `/ws` with tokio-tungstenite and the long-poll of `next-job`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +9,7 @@ use comfy_queue::auth::AuthConfig;
 use comfy_queue::clock::SystemClock;
 use comfy_queue::store::sqlite::SqliteStore;
 use comfy_queue::{AppState, Settings, app};
+use comfy_test_support::http::{Client, Identity};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -56,18 +55,15 @@ async fn ws_answers_pong_and_pushes_job_events() {
     ws.send(Message::Text("hello".into())).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "pong: hello");
 
-    let http = reqwest::Client::new();
+    let http = Client::new(format!("http://{}", s.addr));
     let r = http
-        .post(format!("http://{}/api/jobs", s.addr))
-        .json(&json!({"user_id": "alice", "workflow": {"1": {"secret": "prompt"}}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .post(
+            "/api/jobs",
+            &json!({"user_id": "alice", "workflow": {"1": {"secret": "prompt"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let id = r.json["id"].as_str().unwrap().to_owned();
     let text = next_text(&mut ws).await;
     let ev: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(ev["type"], "job_created");
@@ -76,12 +72,8 @@ async fn ws_answers_pong_and_pushes_job_events() {
     assert!(ev["timestamp"].as_str().unwrap().ends_with('Z'));
     assert!(!text.contains("secret"), "events never carry the workflow");
 
-    let r = http
-        .delete(format!("http://{}/api/jobs/{id}", s.addr))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let r = http.delete(&format!("/api/jobs/{id}")).await;
+    assert_eq!(r.status, 204);
     let ev: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
     assert_eq!(ev["type"], "job_updated");
     assert_eq!(ev["data"]["status"], "cancelled");
@@ -107,23 +99,25 @@ async fn ws_with_auth_scopes_events_to_the_user() {
         "anonymous refused"
     );
     let mut req = url.as_str().into_client_request().unwrap();
-    req.headers_mut()
-        .insert("X-Forwarded-User", "alice".parse().unwrap());
+    for (k, v) in Identity::user("alice").headers() {
+        let name: tokio_tungstenite::tungstenite::http::HeaderName = k.parse().unwrap();
+        req.headers_mut().insert(name, v.parse().unwrap());
+    }
     let (mut alice_ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     let (mut admin_ws, _) = tokio_tungstenite::connect_async(format!("{url}?token=a-tok"))
         .await
         .unwrap();
 
-    let http = reqwest::Client::new();
+    let http = Client::new(format!("http://{}", s.addr));
     for user in ["bob", "alice"] {
         let r = http
-            .post(format!("http://{}/api/jobs", s.addr))
-            .header("X-Forwarded-User", user)
-            .json(&json!({"user_id": user, "workflow": {"1": {}}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
+            .as_user(user)
+            .post(
+                "/api/jobs",
+                &json!({"user_id": user, "workflow": {"1": {}}}),
+            )
+            .await;
+        assert_eq!(r.status, 201);
     }
     let ev: Value = serde_json::from_str(&next_text(&mut alice_ws).await).unwrap();
     assert_eq!(

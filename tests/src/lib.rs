@@ -1,15 +1,19 @@
 //! Helpers of the end-to-end tests (`tests/tests/*.rs`): a queue (SQLite or
 //! a private Redis), emulated ComfyUI servers and in-process workers with
-//! short leases and fast polls, so the suite stays quick.
+//! short leases and fast polls, so the suite stays quick. The private Redis,
+//! free ports and seeds come from `comfy-test-support`, re-exported here.
+
+pub use comfy_test_support::ports::free_port;
+pub use comfy_test_support::seed::seed;
 
 use comfy_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use comfy_stack::{Backend, QueueOptions, RunningQueue, UserApi, start_queue};
+use comfy_test_support::redis::RedisServer;
 use comfy_worker::Worker;
 use comfy_worker::config::Config;
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -95,20 +99,20 @@ pub async fn sqlite_queue(max_attempts: u32) -> TestQueue {
     }
 }
 
-/// A queue on a private redis-server, or `None` when it is not installed
-/// (a failure instead with `COMFY_REQUIRE_REDIS=1`).
-pub async fn redis_queue(max_attempts: u32) -> Option<TestQueue> {
-    let redis = RedisServer::start()?;
+/// A queue on a private redis-server (`comfy_test_support::redis`); tests
+/// using it are ignored where redis-server is not installed (`build.rs`).
+pub async fn redis_queue(max_attempts: u32) -> TestQueue {
+    let redis = RedisServer::start();
     let o = options(Backend::Redis(redis.url(), "e2e".into()), max_attempts);
     let queue = start_queue(o)
         .await
         .unwrap_or_else(|e| panic!("queue: {e:#}"));
-    Some(TestQueue {
+    TestQueue {
         api: UserApi::new(&queue.url()),
         queue,
         _dir: None,
         _redis: Some(redis),
-    })
+    }
 }
 
 /// An emulator of `version` with `node_ms` per node.
@@ -157,85 +161,6 @@ impl TestWorker {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
-    }
-}
-
-/// A private `redis-server` on a free port in a temp dir, killed on drop.
-#[derive(Debug)]
-pub struct RedisServer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-fn redis_binary() -> Option<PathBuf> {
-    ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-/// A free local TCP port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
-
-impl RedisServer {
-    /// Starts one, or `None` when redis-server is missing (panics instead
-    /// with `COMFY_REQUIRE_REDIS=1`).
-    pub fn start() -> Option<RedisServer> {
-        let Some(bin) = redis_binary() else {
-            assert!(
-                std::env::var("COMFY_REQUIRE_REDIS").as_deref() != Ok("1"),
-                "redis-server not found and COMFY_REQUIRE_REDIS=1"
-            );
-            eprintln!("SKIPPED: redis-server not found; Redis end-to-end test skipped");
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let port = free_port();
-        let child = Command::new(bin)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("redis-server: {e}"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Some(RedisServer {
-            child,
-            port,
-            _dir: dir,
-        })
-    }
-
-    /// `redis://127.0.0.1:PORT/`.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

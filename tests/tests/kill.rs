@@ -153,7 +153,8 @@ async fn two_hundred_jobs_with_random_kills_lose_nothing() {
             .unwrap();
         ids.push(job["id"].as_str().unwrap().to_owned());
     }
-    let mut rng = uuid::Uuid::new_v4().as_u128() as u64 | 1;
+    // Which worker dies when: printed, and replayed with COMFY_TEST_SEED.
+    let mut rng = comfy_e2e::seed("two_hundred_jobs_with_random_kills_lose_nothing") | 1;
     let mut next = move || {
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -309,10 +310,7 @@ async fn wait_up(api: &UserApi, base: &str) {
 async fn every_acknowledged_job_survives_a_kill_9_of_the_queue_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("stack.db");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = comfy_e2e::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let api = UserApi::new(&base);
     let mut stack = spawn_stack(port, &db);

@@ -1,16 +1,15 @@
-//! Test support shared by the integration tests.
+//! Test support shared by the queue's integration tests: what needs the
+//! queue's own types (stores, the in-process app). The private Redis, free
+//! ports, HTTP callers and the browser are in `comfy-test-support`.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::any::Any;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use comfy_queue::clock::ManualClock;
 use comfy_queue::store::Store;
 use comfy_queue::store::sqlite::SqliteStore;
+pub use comfy_test_support::redis::RedisServer;
 
 /// A store under test, its clock, and whatever must live as long as it.
 pub struct Harness {
@@ -19,125 +18,27 @@ pub struct Harness {
     pub guard: Box<dyn Any + Send>,
 }
 
-pub async fn sqlite_harness() -> Option<Harness> {
+pub async fn sqlite_harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("nested/queue.db")).unwrap();
-    Some(Harness {
+    Harness {
         store: Arc::new(store),
         clock: ManualClock::default(),
         guard: Box::new(dir),
-    })
+    }
 }
 
-pub async fn redis_harness() -> Option<Harness> {
-    let server = RedisServer::start()?;
+/// A store on a private redis-server (`comfy_test_support::redis`); tests
+/// using it are ignored where redis-server is not installed (`build.rs`).
+pub async fn redis_harness() -> Harness {
+    let server = RedisServer::start();
     let store = comfy_queue::store::redis::RedisStore::connect(&server.url(), "test")
         .await
         .unwrap();
-    Some(Harness {
+    Harness {
         store: Arc::new(store),
         clock: ManualClock::default(),
         guard: Box::new(server),
-    })
-}
-
-/// A private `redis-server` on a free port in a temp dir, killed on drop.
-pub struct RedisServer {
-    child: Option<Child>,
-    pub port: u16,
-    dir: tempfile::TempDir,
-}
-
-const REDIS_BIN: &str = "redis-server";
-
-fn redis_binary() -> Option<PathBuf> {
-    for p in ["/usr/bin/redis-server", "/usr/local/bin/redis-server"] {
-        let p = PathBuf::from(p);
-        if p.exists() {
-            return Some(p);
-        }
-    }
-    let ok = Command::new(REDIS_BIN)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then(|| PathBuf::from(REDIS_BIN))
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl RedisServer {
-    /// Start a server, or `None` (with a message) when redis-server is not installed.
-    /// With `COMFY_REQUIRE_REDIS=1` a missing server is a failure instead.
-    pub fn start() -> Option<RedisServer> {
-        let Some(bin) = redis_binary() else {
-            if std::env::var("COMFY_REQUIRE_REDIS").as_deref() == Ok("1") {
-                panic!("redis-server not found and COMFY_REQUIRE_REDIS=1");
-            }
-            eprintln!("SKIPPED: redis-server not found; Redis backend tests skipped");
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut s = RedisServer {
-            child: None,
-            port,
-            dir,
-        };
-        s.spawn(&bin);
-        Some(s)
-    }
-
-    fn spawn(&mut self, bin: &PathBuf) {
-        let child = Command::new(bin)
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .args(["--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Kill and start again on the same port (all data is lost: `--save ""`).
-    pub fn restart(&mut self) {
-        self.stop();
-        let bin = redis_binary().unwrap();
-        self.spawn(&bin);
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

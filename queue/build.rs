@@ -1,0 +1,12 @@
+//! Sets `cfg(has_redis)` / `cfg(has_chromium)` for the integration tests:
+//! tests that need a missing program are reported as ignored, or the build
+//! fails with COMFY_REQUIRE_REDIS=1 / COMFY_REQUIRE_CHROMIUM=1
+//! (`comfy-test-support/README.md`). The service itself reads neither cfg.
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../comfy-test-support/src/probe.rs"]
+mod probe;
+
+fn main() {
+    probe::build_script(&[probe::HAS_REDIS, probe::HAS_CHROMIUM]);
+}
