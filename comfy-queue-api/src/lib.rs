@@ -82,10 +82,12 @@ impl Status {
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct RegisterRequest {
     /// `^[A-Za-z0-9_-]{1,100}$`
+    #[cfg_attr(feature = "utoipa", schema(pattern = "^[A-Za-z0-9_-]{1,100}$"))]
     pub worker_id: String,
     /// ComfyUI version the worker drives, e.g. `0.9.2`.
     pub comfyui_version: Option<String>,
     /// ComfyUI line (free text, ≤ 100 chars).
+    #[cfg_attr(feature = "utoipa", schema(max_length = 100))]
     pub line: Option<String>,
     /// Capabilities, e.g. `["jobs_api"]`.
     pub capabilities: Option<Vec<String>>,
@@ -155,6 +157,7 @@ pub struct HeartbeatRequest {
     pub lease_token: Option<String>,
     /// The worker (required without `job_id`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(pattern = "^[A-Za-z0-9_-]{1,100}$"))]
     pub worker_id: Option<String>,
     /// What the job is doing (shown in job responses and the dashboard while it runs).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -191,6 +194,10 @@ pub struct CompleteRequest {
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct FailRequest {
     /// 1–10,000 characters, not blank.
+    #[cfg_attr(
+        feature = "utoipa",
+        schema(min_length = 1, max_length = 10000, pattern = "\\S")
+    )]
     pub error: String,
     /// Requeue if attempts remain.
     pub retry: Option<bool>,

@@ -267,15 +267,28 @@ pub fn validate_error_text(s: &str) -> Result<String, InputError> {
 #[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 pub struct SubmitRequest {
     /// `^[A-Za-z0-9_-]{1,100}$`
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,100}$")]
     pub user_id: String,
     /// API-format ComfyUI prompt: a non-empty object, at most 10 MB.
-    #[schema(value_type = Object, required = true)]
+    #[schema(schema_with = non_empty_object, required = true)]
     pub workflow: Option<Map<String, Value>>,
     /// 0 (instructor override) … 3 (low); default 2.
+    #[schema(minimum = 0, maximum = 3)]
     pub priority: Option<u8>,
     /// At most 1 MB. `metadata.requires = {comfyui: ">=0.9", capabilities: [..]}` routes the job.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
+}
+
+/// The OpenAPI schema of a workflow: an object with at least one node.
+fn non_empty_object() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Object)
+        .min_properties(Some(1))
+        .description(Some(
+            "API-format ComfyUI prompt: a non-empty object, at most 10 MB.",
+        ))
+        .build()
 }
 
 impl SubmitRequest {

@@ -144,8 +144,8 @@ impl From<JobResponse> for SubmitResponse {
     get, path = "/api/jobs", tag = "jobs",
     params(
         ("status" = Option<String>, Query, description = "pending|running|completed|failed|cancelled"),
-        ("user_id" = Option<String>, Query, description = "Only this user's jobs"),
-        ("limit" = Option<u32>, Query, description = "1–1000, default 100"),
+        ("user_id" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]{1,100}$", description = "Only this user's jobs"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 100"),
         ("offset" = Option<u32>, Query, description = "Skip this many (paging)"),
     ),
     responses((status = 200, body = Vec<JobResponse>), (status = 422, body = ErrorBody))
@@ -283,7 +283,7 @@ pub async fn cancel(
     patch, path = "/api/jobs/{id}/priority", tag = "jobs",
     params(
         ("id" = String, Path, description = "Job id"),
-        ("priority" = Option<u8>, Query, description = "0–3 (or in the JSON body)"),
+        ("priority" = Option<u8>, Query, minimum = 0, maximum = 3, description = "0–3 (or in the JSON body)"),
     ),
     request_body(content = inline(PriorityRequest), description = "Alternative to the query parameter"),
     responses(
@@ -345,5 +345,6 @@ const PRIORITY_REQUIRED: &str = "`priority` is required (query string or JSON bo
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 pub struct PriorityRequest {
     /// 0–3.
+    #[schema(minimum = 0, maximum = 3)]
     pub priority: u8,
 }

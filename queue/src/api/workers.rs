@@ -72,8 +72,8 @@ async fn worker_info(state: &AppState, worker_id: &str) -> Result<(WorkerInfo, b
 #[utoipa::path(
     get, path = "/api/workers/next-job", tag = "workers",
     params(
-        ("worker_id" = String, Query, description = "The worker"),
-        ("wait" = Option<f64>, Query, description = "Long-poll up to this many seconds (capped, default 0)"),
+        ("worker_id" = String, Query, pattern = "^[A-Za-z0-9_-]{1,100}$", description = "The worker"),
+        ("wait" = Option<f64>, Query, minimum = 0, description = "Long-poll up to this many seconds (capped, default 0)"),
     ),
     responses((status = 200, body = NextJobResponse), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody))
 )]
@@ -256,7 +256,7 @@ fn outer_lease_token(q: &HashMap<String, String>, headers: &HeaderMap) -> Option
 #[utoipa::path(
     post, path = "/api/workers/complete-job", tag = "workers",
     params(
-        ("job_id" = String, Query, description = "The job"),
+        ("job_id" = uuid::Uuid, Query, description = "The job"),
         ("lease_token" = Option<String>, Query, description = "Token from next-job"),
     ),
     request_body(content = Object, description = "`{\"result\": {...}}` or the result object (≤ 50 MB)"),
@@ -265,6 +265,7 @@ fn outer_lease_token(q: &HashMap<String, String>, headers: &HeaderMap) -> Option
         (status = 404, body = ErrorBody),
         (status = 409, description = "Lease lost: expired, re-leased, or not running", body = ErrorBody),
         (status = 413, body = ErrorBody),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 422, body = ErrorBody),
     )
 )]
@@ -320,7 +321,7 @@ pub async fn complete_job(
 #[utoipa::path(
     post, path = "/api/workers/fail-job", tag = "workers",
     params(
-        ("job_id" = String, Query, description = "The job"),
+        ("job_id" = uuid::Uuid, Query, description = "The job"),
         ("error" = Option<String>, Query, description = "Error text (or in the body)"),
         ("lease_token" = Option<String>, Query, description = "Token from next-job"),
         ("retry" = Option<bool>, Query, description = "Requeue if attempts remain"),
@@ -331,6 +332,7 @@ pub async fn complete_job(
         (status = 200, body = WorkerAck),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 422, body = ErrorBody),
     )
 )]
@@ -419,6 +421,7 @@ pub async fn fail_job(
         (status = 200, body = HeartbeatResponse),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Lease lost: stop working on the job", body = ErrorBody),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 422, body = ErrorBody),
     )
 )]
@@ -550,7 +553,7 @@ fn worker_response(state: &AppState, rec: WorkerRecord, running: Vec<Uuid>) -> W
 #[utoipa::path(
     post, path = "/api/workers/register", tag = "workers",
     request_body = RegisterRequest,
-    responses((status = 200, body = WorkerResponse), (status = 422, body = ErrorBody))
+    responses((status = 200, body = WorkerResponse), (status = 400, description = "The body is not JSON", body = ErrorBody), (status = 422, body = ErrorBody))
 )]
 pub async fn register(
     State(state): State<AppState>,
