@@ -1,0 +1,514 @@
+//! The frontend a prompt is built for, and every way frontend versions
+//! differ in what they write into it: one table, [`RULES`], each row a rule
+//! with the versions it holds for and where in the frontend's source it
+//! comes from.
+//!
+//! What `graphToPrompt` (`src/utils/executionUtil.ts`) writes depends on two
+//! widget flags: `widget.serialize === false` keeps a widget out of the
+//! saved `widgets_values` (so it takes no position there), and
+//! `widget.options.serialize === false` keeps it out of the prompt. Every
+//! other widget with a name is sent under that name, with its value, even
+//! when the server's catalogue has no such input. Which widgets a node has,
+//! and which of the two flags they set, changes between frontend versions.
+//!
+//! Versions between recorded ones behave as the newest recorded one before
+//! them: a bound in the table is the first recorded frontend that shows
+//! (or no longer shows) a rule, like the release table's bounds.
+
+use super::locale::LOCALE_TITLES;
+use comfy_adapter::releases;
+use semver::Version;
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// A `comfyui-frontend-package` version.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Frontend {
+    version: Version,
+}
+
+/// Why a frontend version was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontendError {
+    /// Not `MAJOR.MINOR.PATCH`.
+    #[error("{0:?} is not a frontend version like 1.37.11")]
+    NotAVersion(String),
+}
+
+/// `(major, minor, patch)`.
+pub type Triple = (u64, u64, u64);
+
+/// One rule and the frontend versions it holds for: `since <= v < until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    /// First frontend it holds for (`None`: every earlier one too).
+    pub since: Option<Triple>,
+    /// First frontend it no longer holds for (`None`: still holds).
+    pub until: Option<Triple>,
+    /// What the frontend does.
+    pub rule: Rule,
+    /// Where it was read: the frontend's file(s) and the versions compared,
+    /// or the recording that shows it.
+    pub source: &'static str,
+}
+
+/// A way a frontend shapes the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Subgraph interior node ids that clash with another node's are
+    /// renumbered on load (`92:94` becomes `92:98`).
+    RenumberSubgraphIds,
+    /// The frontend gives these classes an input the server does not
+    /// declare, drawn as a widget of `widget_type` (see [`Rule::Widget`]).
+    /// It comes after every declared input (`input_order` does not name
+    /// it).
+    AddsInput {
+        /// Node classes.
+        classes: &'static [&'static str],
+        /// Input (and widget) name.
+        name: &'static str,
+        /// Its widget type.
+        widget_type: &'static str,
+    },
+    /// Inputs of this type are drawn as a widget, saved and sent as said.
+    Widget(WidgetRule),
+    /// `CustomCombo` adds a string widget `option<N>` per option after its
+    /// `choice`; each is saved and sent.
+    CustomComboOptions,
+    /// Where an untitled node's `_meta.title` comes from.
+    Titles(TitleOrder),
+    /// `POST /prompt` carries `extra_data.comfy_usage_source:
+    /// "comfyui-frontend"`.
+    UsageSourceInBody,
+}
+
+/// How a widget type is saved and sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WidgetRule {
+    /// The input (or widget) type.
+    pub widget_type: &'static str,
+    /// It takes a position in `widgets_values` (`widget.serialize` is not
+    /// `false`).
+    pub saved: bool,
+    /// What goes into the prompt.
+    pub sent: Sent,
+    /// Frontend-only widgets that follow it, each taking a position in
+    /// `widgets_values` and never sent (a bounding box's `x`, `y`, `width`,
+    /// `height` number fields).
+    pub trailing_slots: u8,
+    /// Its value when the save has none and the input declares no default.
+    pub default: Fixed,
+}
+
+/// What a widget puts into the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Its value: the saved one, or its default.
+    Value,
+    /// Its value wrapped as `{"__type__": "CURVE", "__value__": v}`.
+    CurveValue,
+    /// Always this value (the widget's value is never saved or set).
+    Fixed(Fixed),
+    /// Nothing (`options.serialize === false`).
+    Nothing,
+}
+
+/// A constant widget value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fixed {
+    /// `""` (a DOM widget without a value).
+    EmptyString,
+    /// `["", ""]` (the image-compare widget's initial value), sent wrapped
+    /// as `{"__value__": ["", ""]}`.
+    TwoEmptyStrings,
+    /// `[]`.
+    EmptyList,
+    /// `{"x": 0, "y": 0, "width": 512, "height": 512}` (a bounding box's
+    /// initial value).
+    Box512,
+}
+
+impl Fixed {
+    /// The value as JSON (before array wrapping).
+    pub fn value(self) -> Value {
+        match self {
+            Fixed::EmptyString => Value::String(String::new()),
+            Fixed::TwoEmptyStrings => Value::Array(vec![
+                Value::String(String::new()),
+                Value::String(String::new()),
+            ]),
+            Fixed::EmptyList => Value::Array(Vec::new()),
+            Fixed::Box512 => serde_json::json!({"x": 0, "y": 0, "width": 512, "height": 512}),
+        }
+    }
+}
+
+/// Which name an untitled node gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TitleOrder {
+    /// The frontend's bundled English locale first, then the server's
+    /// `display_name`, then the class.
+    LocaleFirst,
+    /// The server's `display_name` first, then the bundled locale, then the
+    /// class.
+    ServerFirst,
+}
+
+const fn value_widget(widget_type: &'static str) -> Rule {
+    Rule::Widget(WidgetRule {
+        widget_type,
+        saved: true,
+        sent: Sent::Value,
+        trailing_slots: 0,
+        default: Fixed::EmptyString,
+    })
+}
+
+const fn list_widget(widget_type: &'static str) -> Rule {
+    Rule::Widget(WidgetRule {
+        widget_type,
+        saved: true,
+        sent: Sent::Value,
+        trailing_slots: 0,
+        default: Fixed::EmptyList,
+    })
+}
+
+/// The audio classes that get an `audioUI` player widget.
+const AUDIO_PLAYERS: &[&str] = &[
+    "LoadAudio",
+    "SaveAudio",
+    "PreviewAudio",
+    "SaveAudioMP3",
+    "SaveAudioOpus",
+];
+
+/// Every rule, each with the frontends it holds for.
+pub const RULES: &[Row] = &[
+    Row {
+        since: Some((1, 40, 0)),
+        until: None,
+        rule: Rule::RenumberSubgraphIds,
+        source: "ground truth: 1.36.14/1.37.11 keep 92:94 in video_ltx2_t2v, 1.48.7 renumbers it (lower bound 1.40 as first documented in this project)",
+    },
+    Row {
+        since: None,
+        until: None,
+        rule: Rule::AddsInput {
+            classes: AUDIO_PLAYERS,
+            name: "audioUI",
+            widget_type: "AUDIO_UI",
+        },
+        source: "src/extensions/core/uploadAudio.ts (Comfy.AudioWidget beforeRegisterNodeDef), 1.36.14–1.58.1",
+    },
+    Row {
+        since: Some((1, 48, 7)),
+        until: None,
+        rule: Rule::AddsInput {
+            classes: &["SaveAudioAdvanced"],
+            name: "audioUI",
+            widget_type: "AUDIO_UI",
+        },
+        source: "src/extensions/core/uploadAudio.ts: SaveAudioAdvanced joins the list (absent in 1.37.11, present in 1.48.7)",
+    },
+    Row {
+        since: None,
+        until: Some((1, 48, 7)),
+        rule: Rule::Widget(WidgetRule {
+            widget_type: "AUDIO_UI",
+            saved: false,
+            sent: Sent::Fixed(Fixed::EmptyString),
+            trailing_slots: 0,
+            default: Fixed::EmptyString,
+        }),
+        source: "src/extensions/core/uploadAudio.ts 1.37.11: the player sets only widget.serialize = false, so it is sent as \"\"",
+    },
+    Row {
+        since: Some((1, 48, 7)),
+        until: None,
+        rule: Rule::Widget(WidgetRule {
+            widget_type: "AUDIO_UI",
+            saved: false,
+            sent: Sent::Nothing,
+            trailing_slots: 0,
+            default: Fixed::EmptyString,
+        }),
+        source: "src/extensions/core/uploadAudio.ts 1.48.7, 1.58.1: also options.serialize = false",
+    },
+    Row {
+        since: None,
+        until: None,
+        rule: Rule::AddsInput {
+            classes: &["Preview3D", "SaveGLB"],
+            name: "image",
+            widget_type: "PREVIEW_3D",
+        },
+        source: "src/extensions/core/load3d.ts (Preview3D) and saveMesh.ts (SaveGLB): required.image = ['PREVIEW_3D'], 1.36.14–1.58.1",
+    },
+    Row {
+        since: None,
+        until: None,
+        rule: value_widget("PREVIEW_3D"),
+        source: "load3d.ts / saveMesh.ts: a component widget with options {} (saved, sent; its value is \"\")",
+    },
+    Row {
+        since: None,
+        until: None,
+        rule: value_widget("LOAD_3D"),
+        source: "src/extensions/core/load3d.ts (LOAD_3D): saved and sent; the real frontend replaces the value at queue time with the rendered scene it uploads, which no converter can do",
+    },
+    Row {
+        since: None,
+        until: Some((1, 48, 7)),
+        rule: Rule::Widget(WidgetRule {
+            widget_type: "IMAGECOMPARE",
+            saved: true,
+            sent: Sent::Value,
+            trailing_slots: 0,
+            default: Fixed::TwoEmptyStrings,
+        }),
+        source: "useImageCompareWidget.ts 1.37.11: addWidget('imagecompare', name, ['', ''], …, {serialize: true})",
+    },
+    Row {
+        since: Some((1, 48, 7)),
+        until: None,
+        rule: Rule::Widget(WidgetRule {
+            widget_type: "IMAGECOMPARE",
+            saved: false,
+            sent: Sent::Fixed(Fixed::TwoEmptyStrings),
+            trailing_slots: 0,
+            default: Fixed::TwoEmptyStrings,
+        }),
+        source: "useImageCompareWidget.ts 1.48.7, 1.58.1: widget.serialize = false (not saved), still sent",
+    },
+    Row {
+        since: None,
+        until: None,
+        rule: value_widget("COLOR"),
+        source: "src/scripts/widgets.ts ComfyWidgets.COLOR, useColorWidget.ts ({serialize: true}), 1.36.14–1.58.1",
+    },
+    Row {
+        since: Some((1, 48, 7)),
+        until: None,
+        rule: Rule::Widget(WidgetRule {
+            widget_type: "BOUNDING_BOX",
+            saved: true,
+            sent: Sent::Value,
+            trailing_slots: 4,
+            default: Fixed::Box512,
+        }),
+        source: "useBoundingBoxWidget.ts 1.48.7, 1.58.1: the box, then number widgets x, y, width, height with options.serialize false (saved, not sent)",
+    },
+    Row {
+        since: Some((1, 48, 7)),
+        until: None,
+        rule: list_widget("BOUNDING_BOXES"),
+        source: "useBoundingBoxesWidget.ts 1.48.7, 1.58.1",
+    },
+    Row {
+        since: Some((1, 48, 7)),
+        until: None,
+        rule: list_widget("COLORS"),
+        source: "useColorsWidget.ts 1.48.7, 1.58.1",
+    },
+    Row {
+        since: Some((1, 48, 7)),
+        until: None,
+        rule: value_widget("COMPOSITOR"),
+        source: "useCompositorWidget.ts 1.48.7, 1.58.1",
+    },
+    Row {
+        since: Some((1, 48, 7)),
+        until: None,
+        rule: value_widget("PAINTER"),
+        source: "usePainterWidget.ts 1.48.7, 1.58.1",
+    },
+    Row {
+        since: Some((1, 48, 7)),
+        until: None,
+        rule: value_widget("RANGE"),
+        source: "useRangeWidget.ts 1.48.7, 1.58.1",
+    },
+    Row {
+        since: Some((1, 48, 7)),
+        until: Some((1, 58, 1)),
+        rule: value_widget("CURVE"),
+        source: "useCurveWidget.ts 1.48.7; executionUtil.ts 1.48.7 sends it like any value",
+    },
+    Row {
+        since: Some((1, 58, 1)),
+        until: None,
+        rule: Rule::Widget(WidgetRule {
+            widget_type: "CURVE",
+            saved: true,
+            sent: Sent::CurveValue,
+            trailing_slots: 0,
+            default: Fixed::EmptyString,
+        }),
+        source: "src/utils/executionUtil.ts 1.58.1: widget.type === 'curve' is sent as {__type__: 'CURVE', __value__}",
+    },
+    Row {
+        since: None,
+        until: None,
+        rule: Rule::CustomComboOptions,
+        source: "src/extensions/core/customCombo.ts (1.36.14, 1.37.11), customWidgets.ts (1.48.7, 1.58.1): addWidget('string', `option${n}`, '')",
+    },
+    Row {
+        since: None,
+        until: Some((1, 58, 1)),
+        rule: Rule::Titles(TitleOrder::LocaleFirst),
+        source: "src/scripts/app.ts getNodeDefs 1.36.14–1.48.7: display_name = st(`nodeDefs.${name}.display_name`, server name)",
+    },
+    Row {
+        since: Some((1, 58, 1)),
+        until: None,
+        rule: Rule::Titles(TitleOrder::ServerFirst),
+        source: "src/i18n.ts resolveNodeDefText 1.58.1: in English the live backend value wins over the bundled snapshot",
+    },
+    Row {
+        since: Some((1, 48, 7)),
+        until: None,
+        rule: Rule::UsageSourceInBody,
+        source: "src/scripts/api.ts 1.48.7 queuePrompt; recorded sessions: absent with 1.36.14/1.37.11, present with 1.48.7/1.58.1",
+    },
+];
+
+impl Row {
+    /// Whether the row holds for `v` (pre-release tags are ignored).
+    pub fn holds_for(&self, v: &Version) -> bool {
+        let v = (v.major, v.minor, v.patch);
+        self.since.is_none_or(|s| v >= s) && self.until.is_none_or(|u| v < u)
+    }
+}
+
+impl Frontend {
+    /// A frontend of this version.
+    pub fn new(version: Version) -> Self {
+        Frontend { version }
+    }
+
+    /// Parses `1.37.11` (a leading `v` is allowed).
+    pub fn parse(s: &str) -> Result<Self, FrontendError> {
+        let t = s.trim();
+        let t = t.strip_prefix('v').unwrap_or(t);
+        Version::parse(t)
+            .map(Frontend::new)
+            .map_err(|_| FrontendError::NotAVersion(s.to_owned()))
+    }
+
+    /// The frontend a ComfyUI release pins (the releases table; a release
+    /// between recorded ones pins what the one before it pins).
+    pub fn pinned_by(server: &Version) -> Self {
+        let pinned = releases::frontend_for(server);
+        // The table's entries are valid versions (a test checks it).
+        Frontend::parse(pinned).unwrap_or(Frontend::new(Version::new(0, 0, 0)))
+    }
+
+    /// The version.
+    pub fn version(&self) -> &Version {
+        &self.version
+    }
+
+    /// The rules that hold for this frontend, in table order.
+    pub fn rules(&self) -> impl Iterator<Item = &'static Rule> + '_ {
+        RULES
+            .iter()
+            .filter(|r| r.holds_for(&self.version))
+            .map(|r| &r.rule)
+    }
+
+    /// Whether a rule without data holds (`RenumberSubgraphIds`, ...).
+    pub fn has(&self, rule: Rule) -> bool {
+        self.rules().any(|r| *r == rule)
+    }
+
+    /// How this frontend draws inputs of `widget_type`, when it is one of
+    /// the frontend's own widget types.
+    pub fn widget_rule(&self, widget_type: &str) -> Option<WidgetRule> {
+        self.rules().find_map(|r| match r {
+            Rule::Widget(w) if w.widget_type == widget_type => Some(*w),
+            _ => None,
+        })
+    }
+
+    /// Inputs this frontend adds to `class`: `(name, widget type)`.
+    pub fn added_inputs(&self, class: &str) -> Vec<(&'static str, &'static str)> {
+        self.rules()
+            .filter_map(|r| match r {
+                Rule::AddsInput {
+                    classes,
+                    name,
+                    widget_type,
+                } if classes.contains(&class) => Some((*name, *widget_type)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Where titles come from.
+    pub fn title_order(&self) -> TitleOrder {
+        self.rules()
+            .find_map(|r| match r {
+                Rule::Titles(t) => Some(*t),
+                _ => None,
+            })
+            .unwrap_or(TitleOrder::ServerFirst)
+    }
+
+    /// The display name this frontend's bundled English locale gives
+    /// `class`, where it differs from a recorded release's (the snapshot of
+    /// the newest recorded frontend not newer than this one).
+    pub fn locale_title(&self, class: &str) -> Option<&'static str> {
+        let key = (self.version.major, self.version.minor, self.version.patch);
+        let snapshot = LOCALE_TITLES
+            .iter()
+            .rev()
+            .find(|(v, _)| Version::parse(v).is_ok_and(|v| (v.major, v.minor, v.patch) <= key))
+            .or(LOCALE_TITLES.first())?;
+        snapshot
+            .1
+            .binary_search_by(|(c, _)| (*c).cmp(class))
+            .ok()
+            .map(|i| snapshot.1[i].1)
+    }
+
+    /// The `_meta.title` of an untitled node of `class` whose server
+    /// `display_name` is `server` (`None`: not sent).
+    pub fn title(&self, class: &str, server: Option<&str>) -> String {
+        // Every version titles a node `display_name || name`: an empty
+        // name counts as none (litegraphService.ts).
+        let server = server.filter(|s| !s.is_empty());
+        let locale = self.locale_title(class);
+        let first = match self.title_order() {
+            TitleOrder::LocaleFirst => locale.or(server),
+            TitleOrder::ServerFirst => server.or(locale),
+        };
+        first.unwrap_or(class).to_owned()
+    }
+
+    /// The `extra_data` of a `POST /prompt` body, the workflow aside.
+    pub fn extra_data(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        if self.has(Rule::UsageSourceInBody) {
+            m.insert(
+                "comfy_usage_source".to_owned(),
+                Value::String("comfyui-frontend".to_owned()),
+            );
+        }
+        m
+    }
+}
+
+impl fmt::Display for Frontend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.version, f)
+    }
+}
+
+impl std::str::FromStr for Frontend {
+    type Err = FrontendError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Frontend::parse(s)
+    }
+}
