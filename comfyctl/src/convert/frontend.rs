@@ -98,6 +98,10 @@ pub struct WidgetRule {
     pub trailing_slots: u8,
     /// Its value when the save has none and the input declares no default.
     pub default: Fixed,
+    /// Buttons drawn before it when the node has a `model_file` widget,
+    /// as `(name, value)`: saved and sent like any widget (buttons set
+    /// neither serialize flag).
+    pub buttons_before: &'static [(&'static str, &'static str)],
 }
 
 /// What a widget puts into the prompt.
@@ -161,6 +165,7 @@ const fn value_widget(widget_type: &'static str) -> Rule {
         sent: Sent::Value,
         trailing_slots: 0,
         default: Fixed::EmptyString,
+        buttons_before: &[],
     })
 }
 
@@ -171,6 +176,7 @@ const fn list_widget(widget_type: &'static str) -> Rule {
         sent: Sent::Value,
         trailing_slots: 0,
         default: Fixed::EmptyList,
+        buttons_before: &[],
     })
 }
 
@@ -220,6 +226,7 @@ pub const RULES: &[Row] = &[
             sent: Sent::Fixed(Fixed::EmptyString),
             trailing_slots: 0,
             default: Fixed::EmptyString,
+            buttons_before: &[],
         }),
         source: "src/extensions/core/uploadAudio.ts 1.37.11: the player sets only widget.serialize = false, so it is sent as \"\"",
     },
@@ -232,6 +239,7 @@ pub const RULES: &[Row] = &[
             sent: Sent::Nothing,
             trailing_slots: 0,
             default: Fixed::EmptyString,
+            buttons_before: &[],
         }),
         source: "src/extensions/core/uploadAudio.ts 1.48.7, 1.58.1: also options.serialize = false",
     },
@@ -254,8 +262,19 @@ pub const RULES: &[Row] = &[
     Row {
         since: None,
         until: None,
-        rule: value_widget("LOAD_3D"),
-        source: "src/extensions/core/load3d.ts (LOAD_3D): saved and sent; the real frontend replaces the value at queue time with the rendered scene it uploads, which no converter can do",
+        rule: Rule::Widget(WidgetRule {
+            widget_type: "LOAD_3D",
+            saved: true,
+            sent: Sent::Value,
+            trailing_slots: 0,
+            default: Fixed::EmptyString,
+            buttons_before: &[
+                ("upload 3d model", "upload3dmodel"),
+                ("upload extra resources", "uploadExtraResources"),
+                ("clear", "clear"),
+            ],
+        }),
+        source: "src/extensions/core/load3d.ts (LOAD_3D) 1.37.11–1.58.1: three buttons, then the scene widget; the real frontend replaces the scene's value at queue time with the render it uploads, which no converter can do (from the source only, no recording shows it)",
     },
     Row {
         since: None,
@@ -266,6 +285,7 @@ pub const RULES: &[Row] = &[
             sent: Sent::Value,
             trailing_slots: 0,
             default: Fixed::TwoEmptyStrings,
+            buttons_before: &[],
         }),
         source: "useImageCompareWidget.ts 1.37.11: addWidget('imagecompare', name, ['', ''], …, {serialize: true})",
     },
@@ -278,6 +298,7 @@ pub const RULES: &[Row] = &[
             sent: Sent::Fixed(Fixed::TwoEmptyStrings),
             trailing_slots: 0,
             default: Fixed::TwoEmptyStrings,
+            buttons_before: &[],
         }),
         source: "useImageCompareWidget.ts 1.48.7, 1.58.1: widget.serialize = false (not saved), still sent",
     },
@@ -296,6 +317,7 @@ pub const RULES: &[Row] = &[
             sent: Sent::Value,
             trailing_slots: 4,
             default: Fixed::Box512,
+            buttons_before: &[],
         }),
         source: "useBoundingBoxWidget.ts 1.48.7, 1.58.1: the box, then number widgets x, y, width, height with options.serialize false (saved, not sent)",
     },
@@ -344,6 +366,7 @@ pub const RULES: &[Row] = &[
             sent: Sent::CurveValue,
             trailing_slots: 0,
             default: Fixed::EmptyString,
+            buttons_before: &[],
         }),
         source: "src/utils/executionUtil.ts 1.58.1: widget.type === 'curve' is sent as {__type__: 'CURVE', __value__}",
     },

@@ -228,6 +228,20 @@ fn push_widget(out: &mut Vec<Widget>, name: &str, spec: &Value, frontend: Option
         else {
             return;
         };
+        let has_model_file = out
+            .iter()
+            .any(|w| matches!(w, Widget::Input { name, .. } if name == "model_file"));
+        if has_model_file {
+            for (button, value) in rule.buttons_before {
+                out.push(Widget::Input {
+                    name: (*button).to_owned(),
+                    spec: Value::Array(vec![Value::String("BUTTON".to_owned())]),
+                    saved: true,
+                    sent: Sent::Value,
+                    default: Some(Value::String((*value).to_owned())),
+                });
+            }
+        }
         out.push(Widget::Input {
             name: name.to_owned(),
             spec: spec.clone(),
@@ -373,17 +387,27 @@ fn collect(
                 other => other.to_string(),
             };
             if let Some((_, nested)) = dynamic_options(spec).into_iter().find(|(k, _)| *k == key) {
+                // The option's inputs are named `${combo}.${key}` before
+                // their widgets are made, so a nested `seed` is no seed to
+                // the frontend (no control_after_generate after it).
+                let prefixed: Map<String, Value> = nested
+                    .into_iter()
+                    .map(|(section, decls)| {
+                        let decls = match decls {
+                            Value::Object(d) => Value::Object(
+                                d.into_iter()
+                                    .map(|(k, v)| (format!("{full}.{k}"), v))
+                                    .collect(),
+                            ),
+                            other => other,
+                        };
+                        (section, decls)
+                    })
+                    .collect();
                 let mut inner = Map::new();
-                inner.insert("input".to_owned(), Value::Object(nested));
+                inner.insert("input".to_owned(), Value::Object(prefixed));
                 let nested_widgets = widgets_for(&inner, frontend);
-                collect(
-                    &nested_widgets,
-                    saved,
-                    pos,
-                    &format!("{full}."),
-                    frontend,
-                    out,
-                );
+                collect(&nested_widgets, saved, pos, "", frontend, out);
             }
         }
     }
