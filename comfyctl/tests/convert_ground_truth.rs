@@ -7,7 +7,11 @@
 
 use comfy_test_support::replay as support;
 
+#[path = "convert_ground_truth/frontend_rules.rs"]
+mod frontend_rules;
+
 use comfy_adapter::model::catalogue::NodeCatalogue;
+use comfyctl::convert::frontend::Frontend;
 use comfyctl::convert::{self, ConvertError, ConvertOptions};
 use serde_json::{Value, json};
 use support::{PAIRS, WORKFLOWS, read_json, repo};
@@ -346,4 +350,102 @@ fn muting_or_bypassing_any_single_node_leaves_no_dangling_link() {
             }
         }
     }
+}
+
+/// A recorded frontend session (`fixtures/frontend/`).
+fn session(file: &str) -> Value {
+    read_json(&repo().join("fixtures/frontend").join(file))
+}
+
+/// The first non-static request of `method path` in a session.
+fn request<'a>(session: &'a Value, method: &str, path: &str) -> &'a Value {
+    session["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "http" && e["method"] == method && e["path"] == path)
+        .unwrap_or_else(|| panic!("no {method} {path}"))
+}
+
+/// The session's `POST /api/prompt` body, rebuilt: the workflow the
+/// frontend ran (its `extra_pnginfo.workflow`) converted with the
+/// catalogue the page read and that session's frontend version, wrapped
+/// as that frontend wraps it.
+fn assert_session_reproduced(file: &str) {
+    let s = session(file);
+    let frontend = Frontend::parse(s["frontend_version_global"].as_str().unwrap()).unwrap();
+    let object_info = &request(&s, "GET", "/api/object_info")["response_body"];
+    let cat = NodeCatalogue::from_slice(&serde_json::to_vec(object_info).unwrap()).unwrap();
+    let sent = &request(&s, "POST", "/api/prompt")["request_body"];
+    let workflow = &sent["extra_data"]["extra_pnginfo"]["workflow"];
+    let opts = ConvertOptions::for_frontend(frontend.clone());
+    let prompt = convert::convert(workflow, &cat, &opts).unwrap();
+    assert!(
+        Value::Object(prompt.clone()) == sent["prompt"],
+        "{file}: the prompt differs:\n{}",
+        describe_diff(&Value::Object(prompt.clone()), &sent["prompt"]).join("\n")
+    );
+    // The file the page loaded gives the same prompt as the frontend's own
+    // re-save of it.
+    let loaded = read_json(
+        &repo()
+            .join("workflows/ui")
+            .join(s["workflow"].as_str().unwrap()),
+    );
+    assert_eq!(
+        Value::Object(convert::convert(&loaded, &cat, &opts).unwrap()),
+        sent["prompt"],
+        "{file}: from workflows/ui"
+    );
+    let body = convert::prompt_body(
+        prompt,
+        workflow.clone(),
+        sent["client_id"].as_str().unwrap(),
+        Some(&frontend),
+    );
+    assert_eq!(&body, sent, "{file}: the request body differs");
+    // The frontend the server pins is the default the converter picks.
+    let server = semver::Version::parse(s["comfyui_version"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        Frontend::pinned_by(&server).to_string(),
+        s["required_frontend_version"].as_str().unwrap(),
+        "{file}"
+    );
+}
+
+macro_rules! sessions {
+    ($($test:ident: $file:literal;)*) => {
+        $(
+            #[test]
+            fn $test() {
+                assert_session_reproduced($file);
+            }
+        )*
+    };
+}
+
+sessions! {
+    session_fe_1_36_14_on_0_9_2: "frontend-1.36.14-on-0.9.2.json";
+    session_fe_1_37_11_on_0_11_1: "frontend-1.37.11-on-0.11.1.json";
+    session_fe_1_48_7_on_0_33_0: "frontend-1.48.7-on-0.33.0.json";
+    session_fe_1_58_1_on_0_33_0: "frontend-1.58.1-on-0.33.0.json";
+}
+
+#[test]
+fn every_recorded_session_has_a_case() {
+    let mut files: Vec<String> = std::fs::read_dir(repo().join("fixtures/frontend"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "frontend-1.36.14-on-0.9.2.json",
+            "frontend-1.37.11-on-0.11.1.json",
+            "frontend-1.48.7-on-0.33.0.json",
+            "frontend-1.58.1-on-0.33.0.json"
+        ]
+    );
 }
