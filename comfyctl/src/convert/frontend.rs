@@ -305,6 +305,45 @@ pub const RULES: &[Row] = &[
     Row {
         since: None,
         until: None,
+        rule: value_widget("WEBCAM"),
+        source: "src/extensions/core/webcamCapture.ts 1.37.11–1.58.1: a DOM widget named after the input, saved and sent; the real frontend sends the capture it uploads at queue time (no converter can), and its trailing capture button is never sent",
+    },
+    Row {
+        since: None,
+        until: Some((1, 48, 7)),
+        rule: Rule::AddsInput {
+            classes: &["PreviewAny"],
+            name: "preview",
+            widget_type: "PREVIEW_TEXT",
+        },
+        source: "src/extensions/core/previewAny.ts 1.37.11: two `preview` text widgets (MARKDOWN and STRING) with widget.serialize = false, sent as \"\"",
+    },
+    Row {
+        since: None,
+        until: Some((1, 48, 7)),
+        rule: Rule::AddsInput {
+            classes: &["PreviewAny"],
+            name: "previewMode",
+            widget_type: "BOOLEAN",
+        },
+        source: "src/extensions/core/previewAny.ts 1.37.11: a `previewMode` BOOLEAN (default false), saved and sent; 1.48.7 moves both to textPreviewWidgets.ts with both flags false (neither saved nor sent)",
+    },
+    Row {
+        since: None,
+        until: Some((1, 48, 7)),
+        rule: Rule::Widget(WidgetRule {
+            widget_type: "PREVIEW_TEXT",
+            saved: false,
+            sent: Sent::Fixed(Fixed::EmptyString),
+            trailing_slots: 0,
+            default: Fixed::EmptyString,
+            buttons_before: &[],
+        }),
+        source: "src/extensions/core/previewAny.ts 1.37.11 (see above)",
+    },
+    Row {
+        since: None,
+        until: None,
         rule: value_widget("COLOR"),
         source: "src/scripts/widgets.ts ComfyWidgets.COLOR, useColorWidget.ts ({serialize: true}), 1.36.14–1.58.1",
     },

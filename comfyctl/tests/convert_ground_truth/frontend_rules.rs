@@ -309,3 +309,37 @@ fn the_request_body_carries_the_usage_source_from_1_48_7() {
         json!({"comfy_usage_source": "comfyui-frontend"})
     );
 }
+
+#[test]
+fn preview_any_sends_its_text_and_mode_until_1_48_7() {
+    // previewAny.ts 1.37.11: `preview` text widgets (not saved, sent as "")
+    // and a saved `previewMode` BOOLEAN; 1.48.7's textPreviewWidgets.ts
+    // sets both flags false on both.
+    let source = json!([{"name": "source", "type": "*", "link": null}]);
+    let old = one_node(
+        "0.11.1",
+        "1.37.11",
+        "PreviewAny",
+        source.clone(),
+        json!([true]),
+    );
+    assert_eq!(old["inputs"], json!({"preview": "", "previewMode": true}));
+    let new = one_node("0.33.0", "1.48.7", "PreviewAny", source, json!([]));
+    assert_eq!(new["inputs"], json!({}));
+}
+
+#[test]
+fn a_webcam_keeps_its_saved_value_and_its_position() {
+    let node = one_node(
+        "0.11.1",
+        "1.37.11",
+        "WebcamCapture",
+        json!([]),
+        json!(["webcam/1.png [temp]", 640, 480, false, null]),
+    );
+    assert_eq!(
+        node["inputs"],
+        json!({"image": "webcam/1.png [temp]", "width": 640, "height": 480,
+               "capture_on_queue": false})
+    );
+}
