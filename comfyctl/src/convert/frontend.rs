@@ -77,6 +77,15 @@ pub enum Rule {
     CustomComboOptions,
     /// Where an untitled node's `_meta.title` comes from.
     Titles(TitleOrder),
+    /// An instance's `proxyWidgets` entry naming an interior widget
+    /// (`["123", "noise_seed"]`, not a `-1` boundary input) is migrated to a
+    /// promoted input on load, and the instance's `widgets_values` at that
+    /// entry's position (`null` included) becomes the interior widget's
+    /// value.
+    PromotedWidgetsTakeInstanceValues,
+    /// `_meta` also carries the node pack a node comes from, copied from the
+    /// node's `properties` when valid: `cnr_id`, `aux_id`, `ver`.
+    PackMetadataInMeta,
     /// `POST /prompt` carries `extra_data.comfy_usage_source:
     /// "comfyui-frontend"`.
     UsageSourceInBody,
@@ -428,6 +437,18 @@ pub const RULES: &[Row] = &[
         source: "src/i18n.ts resolveNodeDefText 1.58.1: in English the live backend value wins over the bundled snapshot",
     },
     Row {
+        since: Some((1, 58, 1)),
+        until: None,
+        rule: Rule::PromotedWidgetsTakeInstanceValues,
+        source: "src/core/graph/subgraph/migration/proxyWidgetMigration.ts 1.58.1 (pickHostValue, applyHostValueToInput); 1.48.7 keeps the interior value (video_ltx2_t2v_distilled 177:123 noise_seed: 45 with 1.48.7, null with 1.58.1)",
+    },
+    Row {
+        since: Some((1, 58, 1)),
+        until: None,
+        rule: Rule::PackMetadataInMeta,
+        source: "src/utils/executionUtil.ts 1.58.1 (zNodePackMetadata of workflowSchema.ts); absent in 1.48.7",
+    },
+    Row {
         since: Some((1, 48, 7)),
         until: None,
         rule: Rule::UsageSourceInBody,
@@ -559,6 +580,87 @@ impl Frontend {
         }
         m
     }
+}
+
+/// The node-pack fields 1.58.1 copies into `_meta`, in its order, each
+/// only when `workflowSchema.ts` would accept it: `cnr_id` a registry id,
+/// `aux_id` a `github-user/repo`, `ver` a semantic version or a git hash
+/// (a leading `v` dropped) or `unknown`.
+pub fn pack_metadata(properties: &Map<String, Value>) -> Vec<(&'static str, String)> {
+    let text = |k: &str| properties.get(k).and_then(Value::as_str);
+    let mut out = Vec::new();
+    if let Some(id) = text("cnr_id").filter(|s| is_repo_like_id(s)) {
+        out.push(("cnr_id", id.to_owned()));
+    }
+    if let Some(id) = text("aux_id").filter(|s| is_aux_id(s)) {
+        out.push(("aux_id", id.to_owned()));
+    }
+    if let Some(v) = text("ver") {
+        let stripped = v.strip_prefix('v').unwrap_or(v);
+        if is_strict_semver(stripped) || is_git_hash(stripped) {
+            out.push(("ver", stripped.to_owned()));
+        } else if v == "unknown" {
+            out.push(("ver", v.to_owned()));
+        }
+    }
+    out
+}
+
+/// 1–100 of `[A-Za-z0-9._-]`, starting and ending with a letter or digit.
+fn is_repo_like_id(s: &str) -> bool {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    (1..=100).contains(&s.len())
+        && s.chars().all(ok_char)
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+/// `user/repo`: a GitHub user (1–39 of `[A-Za-z0-9-]`, no leading,
+/// trailing or double `-`) and a repo-like id.
+fn is_aux_id(s: &str) -> bool {
+    let Some((user, repo)) = s.split_once('/') else {
+        return false;
+    };
+    let user_ok = (1..=39).contains(&user.len())
+        && user.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !user.starts_with('-')
+        && !user.ends_with('-')
+        && !user.contains("--");
+    user_ok && !repo.contains('/') && is_repo_like_id(repo)
+}
+
+/// 4–40 hex digits.
+fn is_git_hash(s: &str) -> bool {
+    (4..=40).contains(&s.len()) && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// `MAJOR.MINOR.PATCH` without leading zeros, then an optional `-pre` and
+/// `+build` of dot-separated `[0-9a-z-]` parts (lower case, as the
+/// frontend's pattern has it).
+fn is_strict_semver(s: &str) -> bool {
+    let (rest, build) = match s.split_once('+') {
+        Some((r, b)) => (r, Some(b)),
+        None => (s, None),
+    };
+    let (core, pre) = match rest.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (rest, None),
+    };
+    let number = |p: &str| {
+        !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && (p == "0" || !p.starts_with('0'))
+    };
+    let parts = |x: &str| {
+        x.split('.').all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase() || c == '-')
+        })
+    };
+    let core: Vec<&str> = core.split('.').collect();
+    core.len() == 3
+        && core.iter().all(|p| number(p))
+        && pre.is_none_or(parts)
+        && build.is_none_or(parts)
 }
 
 impl fmt::Display for Frontend {

@@ -181,6 +181,22 @@ pub fn convert(
         )
         .into_iter()
         .collect();
+        if let Some(instance) = e.instance().filter(|_| {
+            options
+                .frontend
+                .as_ref()
+                .is_some_and(|f| f.has(Rule::PromotedWidgetsTakeInstanceValues))
+        }) && let Some(Value::Array(values)) = &instance.widgets_values
+        {
+            for (i, (id, name)) in instance.proxy_widgets().into_iter().enumerate() {
+                if id == node.id
+                    && let Some(v) = values.get(i)
+                    && let Some(slot) = inputs.get_mut(&name)
+                {
+                    *slot = widgets::wrap_array(v.clone());
+                }
+            }
+        }
         for (i, input) in node.inputs.iter().enumerate() {
             if input.link.is_none() {
                 continue;
@@ -207,7 +223,18 @@ pub fn convert(
         let mut entry = Map::new();
         entry.insert("inputs".to_owned(), Value::Object(inputs));
         entry.insert("class_type".to_owned(), Value::String(node.kind.clone()));
-        entry.insert("_meta".to_owned(), serde_json::json!({ "title": title }));
+        let mut meta = Map::new();
+        meta.insert("title".to_owned(), Value::String(title));
+        if options
+            .frontend
+            .as_ref()
+            .is_some_and(|f| f.has(Rule::PackMetadataInMeta))
+        {
+            for (k, v) in frontend::pack_metadata(&node.properties) {
+                meta.insert(k.to_owned(), Value::String(v));
+            }
+        }
+        entry.insert("_meta".to_owned(), Value::Object(meta));
         prompt.push((e.exec_id.clone(), Value::Object(entry)));
     }
     drop_dangling_links(&mut prompt);
