@@ -449,3 +449,47 @@ fn every_recorded_session_has_a_case() {
         ]
     );
 }
+
+/// Converts `ui/<name>.json` with the object_info of `server` for
+/// `frontend` (not the one the server pins) and compares it with what that
+/// frontend produced.
+fn assert_equals_unpinned_frontend(name: &str, frontend: &str, server: &str) {
+    let ui = read_json(&repo().join("workflows/ui").join(format!("{name}.json")));
+    let want = read_json(
+        &repo()
+            .join("workflows/api-ground-truth")
+            .join(frontend)
+            .join(format!("{name}.api.json")),
+    );
+    let opts = ConvertOptions::for_frontend(Frontend::parse(frontend).unwrap());
+    let got = Value::Object(
+        convert::convert(&ui, &catalogue(server), &opts)
+            .unwrap_or_else(|e| panic!("{name} × {frontend} on {server}: {e}")),
+    );
+    assert!(
+        got == want,
+        "{name} × {frontend} (object_info of {server}):\n{}",
+        describe_diff(&got, &want).join("\n")
+    );
+}
+
+macro_rules! unpinned_ground_truth {
+    ($($test:ident: $name:literal, $frontend:literal, $server:literal;)*) => {
+        $(
+            #[test]
+            fn $test() {
+                assert_equals_unpinned_frontend($name, $frontend, $server);
+            }
+        )*
+    };
+}
+
+// 1.58.1 on 0.33.0 (which pins 1.48.7): server titles first, pack metadata
+// in `_meta`, promoted interior widgets taking the instance's values.
+unpinned_ground_truth! {
+    flux2_klein_4b_fe_1_58_1: "image_flux2_klein_text_to_image", "1.58.1", "0.33.0";
+    flux2_klein_9b_fe_1_58_1: "image_flux2_text_to_image_9b", "1.58.1", "0.33.0";
+    tiny_bypass_mute_fe_1_58_1: "tiny_bypass_mute", "1.58.1", "0.33.0";
+    ltx2_t2v_fe_1_58_1: "video_ltx2_t2v", "1.58.1", "0.33.0";
+    ltx2_t2v_distilled_fe_1_58_1_promoted_seed: "video_ltx2_t2v_distilled", "1.58.1", "0.33.0";
+}

@@ -343,3 +343,87 @@ fn a_webcam_keeps_its_saved_value_and_its_position() {
                "capture_on_queue": false})
     );
 }
+
+#[test]
+fn pack_metadata_rides_in_meta_from_1_58_1_when_valid() {
+    use comfyctl::convert::frontend::pack_metadata;
+    let props = |v: Value| v.as_object().unwrap().clone();
+    assert_eq!(
+        pack_metadata(&props(json!({"cnr_id": "comfy-core", "ver": "0.3.71"}))),
+        [
+            ("cnr_id", "comfy-core".to_owned()),
+            ("ver", "0.3.71".to_owned())
+        ]
+    );
+    assert_eq!(
+        pack_metadata(&props(
+            json!({"aux_id": "someone/my-nodes", "ver": "v1.2.0"})
+        )),
+        [
+            ("aux_id", "someone/my-nodes".to_owned()),
+            ("ver", "1.2.0".to_owned())
+        ]
+    );
+    assert_eq!(
+        pack_metadata(&props(json!({"ver": "a1b2c3d"}))),
+        [("ver", "a1b2c3d".to_owned())]
+    );
+    assert_eq!(
+        pack_metadata(&props(json!({"ver": "unknown"}))),
+        [("ver", "unknown".to_owned())]
+    );
+    // Invalid ones are left out, as the frontend's schema drops them.
+    assert!(
+        pack_metadata(&props(
+            json!({"cnr_id": "-bad", "aux_id": "no-slash", "ver": "1.2"})
+        ))
+        .is_empty()
+    );
+    assert!(pack_metadata(&props(json!({"ver": "01.2.3"}))).is_empty());
+    let ui = json!({"nodes": [{"id": 1, "type": "EmptyImage", "mode": 0, "inputs": [], "outputs": [],
+        "properties": {"cnr_id": "comfy-core", "ver": "0.3.71"}, "widgets_values": [8, 8, 1, 0]}],
+        "links": []});
+    let cat = catalogue("0.33.0");
+    let new = convert::convert(&ui, &cat, &ConvertOptions::for_frontend(fe("1.58.1"))).unwrap();
+    assert_eq!(
+        new["1"]["_meta"],
+        json!({"title": "Empty Image", "cnr_id": "comfy-core", "ver": "0.3.71"})
+    );
+    let old = convert::convert(&ui, &cat, &ConvertOptions::for_frontend(fe("1.48.7"))).unwrap();
+    assert_eq!(old["1"]["_meta"], json!({"title": "Empty Image"}));
+}
+
+#[test]
+fn promoted_interior_widgets_take_the_instance_value_from_1_58_1() {
+    // proxyWidgetMigration.ts 1.58.1: `["20", "width"]` on the instance
+    // becomes a promoted input whose value is the instance's
+    // widgets_values at that entry's position; 1.48.7 keeps the interior
+    // node's own value.
+    let def = "cccccccc-0000-4000-8000-000000000003";
+    let ui = json!({
+        "last_node_id": 11,
+        "nodes": [
+            {"id": 10, "type": def, "mode": 0, "inputs": [],
+             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1]}],
+             "properties": {"proxyWidgets": [["20", "width"]]}, "widgets_values": [96]},
+            {"id": 11, "type": "SaveImage", "mode": 0,
+             "inputs": [{"name": "images", "type": "IMAGE", "link": 1}], "outputs": [],
+             "properties": {}, "widgets_values": ["x"]}
+        ],
+        "links": [[1, 10, 0, 11, 0, "IMAGE"]],
+        "definitions": {"subgraphs": [{
+            "id": def, "name": "C", "inputs": [], "outputs": [{"name": "IMAGE", "type": "IMAGE"}],
+            "nodes": [{"id": 20, "type": "EmptyImage", "mode": 0, "inputs": [],
+                       "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [2]}],
+                       "properties": {}, "widgets_values": [16, 16, 1, 0]}],
+            "links": [{"id": 2, "origin_id": 20, "origin_slot": 0, "target_id": -20,
+                       "target_slot": 0, "type": "IMAGE"}]
+        }]},
+        "version": 0.4
+    });
+    let cat = catalogue("0.33.0");
+    let new = convert::convert(&ui, &cat, &ConvertOptions::for_frontend(fe("1.58.1"))).unwrap();
+    assert_eq!(new["10:20"]["inputs"]["width"], 96);
+    let old = convert::convert(&ui, &cat, &ConvertOptions::for_frontend(fe("1.48.7"))).unwrap();
+    assert_eq!(old["10:20"]["inputs"]["width"], 16);
+}
