@@ -493,3 +493,43 @@ unpinned_ground_truth! {
     ltx2_t2v_fe_1_58_1: "video_ltx2_t2v", "1.58.1", "0.33.0";
     ltx2_t2v_distilled_fe_1_58_1_promoted_seed: "video_ltx2_t2v_distilled", "1.58.1", "0.33.0";
 }
+
+/// `workflows/templates/`: official templates, converted by four real
+/// frontends; every file there must convert exactly.
+#[test]
+fn more_official_templates_equal_each_frontend() {
+    let root = repo().join("workflows/templates");
+    let mut checked = 0;
+    for (frontend, server) in [
+        ("1.36.14", "0.9.2"),
+        ("1.37.11", "0.11.1"),
+        ("1.48.7", "0.33.0"),
+        ("1.58.1", "0.33.0"),
+    ] {
+        let cat = catalogue(server);
+        let opts = ConvertOptions::for_frontend(Frontend::parse(frontend).unwrap());
+        let dir = root.join("api-ground-truth").join(frontend);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter_map(|n| n.strip_suffix(".api.json").map(str::to_owned))
+            .collect();
+        names.sort();
+        assert!(!names.is_empty(), "{frontend}");
+        for name in names {
+            let ui = read_json(&root.join("ui").join(format!("{name}.json")));
+            let want = read_json(&dir.join(format!("{name}.api.json")));
+            let got = Value::Object(
+                convert::convert(&ui, &cat, &opts)
+                    .unwrap_or_else(|e| panic!("{name} × {frontend}: {e}")),
+            );
+            assert!(
+                got == want,
+                "{name} × {frontend} (object_info of {server}):\n{}",
+                describe_diff(&got, &want).join("\n")
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 29);
+}
