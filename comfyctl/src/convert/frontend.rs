@@ -80,9 +80,11 @@ pub enum Rule {
     /// An instance's `proxyWidgets` entry naming an interior widget
     /// (`["123", "noise_seed"]`, not a `-1` boundary input) is migrated to a
     /// promoted input on load, and the instance's `widgets_values` at that
-    /// entry's position (`null` included) becomes the interior widget's
-    /// value.
+    /// entry's position becomes the interior widget's value (a `null` there
+    /// is a hole unless [`Rule::NullInstanceValuesApply`]).
     PromotedWidgetsTakeInstanceValues,
+    /// A `null` in the instance's `widgets_values` is a value too.
+    NullInstanceValuesApply,
     /// `_meta` also carries the node pack a node comes from, copied from the
     /// node's `properties` when valid: `cnr_id`, `aux_id`, `ver`.
     PackMetadataInMeta,
@@ -120,6 +122,10 @@ pub enum Sent {
     Value,
     /// Its value wrapped as `{"__type__": "CURVE", "__value__": v}`.
     CurveValue,
+    /// The player's source: for a node whose `audio` widget names an input
+    /// file, `/api/view?filename=…&type=input&subfolder=…&rand=…` (the
+    /// frontend's random cache-buster is written as `0`); `""` otherwise.
+    InputAudioUrl,
     /// Always this value (the widget's value is never saved or set).
     Fixed(Fixed),
     /// Nothing (`options.serialize === false`).
@@ -217,18 +223,18 @@ pub const RULES: &[Row] = &[
         source: "src/extensions/core/uploadAudio.ts (Comfy.AudioWidget beforeRegisterNodeDef), 1.36.14–1.58.1",
     },
     Row {
-        since: Some((1, 48, 7)),
+        since: Some((1, 45, 19)),
         until: None,
         rule: Rule::AddsInput {
             classes: &["SaveAudioAdvanced"],
             name: "audioUI",
             widget_type: "AUDIO_UI",
         },
-        source: "src/extensions/core/uploadAudio.ts: SaveAudioAdvanced joins the list (absent in 1.37.11, present in 1.48.7)",
+        source: "src/extensions/core/uploadAudio.ts: SaveAudioAdvanced joins the list (absent in 1.37.11, present in 1.45.19)",
     },
     Row {
         since: None,
-        until: Some((1, 48, 7)),
+        until: Some((1, 45, 19)),
         rule: Rule::Widget(WidgetRule {
             widget_type: "AUDIO_UI",
             saved: false,
@@ -238,6 +244,19 @@ pub const RULES: &[Row] = &[
             buttons_before: &[],
         }),
         source: "src/extensions/core/uploadAudio.ts 1.37.11: the player sets only widget.serialize = false, so it is sent as \"\"",
+    },
+    Row {
+        since: Some((1, 45, 19)),
+        until: Some((1, 48, 7)),
+        rule: Rule::Widget(WidgetRule {
+            widget_type: "AUDIO_UI",
+            saved: false,
+            sent: Sent::InputAudioUrl,
+            trailing_slots: 0,
+            default: Fixed::EmptyString,
+            buttons_before: &[],
+        }),
+        source: "src/extensions/core/uploadAudio.ts 1.45.19: the upload widget sets the player's value to api.apiURL(getResourceURL(...splitFilePath(audio))) (audioUtils.ts), with app.getRandParam()'s random rand; only widget.serialize = false, so it is sent",
     },
     Row {
         since: Some((1, 48, 7)),
@@ -287,7 +306,7 @@ pub const RULES: &[Row] = &[
     },
     Row {
         since: None,
-        until: Some((1, 48, 7)),
+        until: Some((1, 45, 19)),
         rule: Rule::Widget(WidgetRule {
             widget_type: "IMAGECOMPARE",
             saved: true,
@@ -299,7 +318,7 @@ pub const RULES: &[Row] = &[
         source: "useImageCompareWidget.ts 1.37.11: addWidget('imagecompare', name, ['', ''], …, {serialize: true})",
     },
     Row {
-        since: Some((1, 48, 7)),
+        since: Some((1, 45, 19)),
         until: None,
         rule: Rule::Widget(WidgetRule {
             widget_type: "IMAGECOMPARE",
@@ -309,7 +328,7 @@ pub const RULES: &[Row] = &[
             default: Fixed::TwoEmptyStrings,
             buttons_before: &[],
         }),
-        source: "useImageCompareWidget.ts 1.48.7, 1.58.1: widget.serialize = false (not saved), still sent",
+        source: "useImageCompareWidget.ts 1.45.19–1.58.1: widget.serialize = false (not saved), still sent",
     },
     Row {
         since: None,
@@ -319,7 +338,7 @@ pub const RULES: &[Row] = &[
     },
     Row {
         since: None,
-        until: Some((1, 48, 7)),
+        until: Some((1, 45, 19)),
         rule: Rule::AddsInput {
             classes: &["PreviewAny"],
             name: "preview",
@@ -329,17 +348,17 @@ pub const RULES: &[Row] = &[
     },
     Row {
         since: None,
-        until: Some((1, 48, 7)),
+        until: Some((1, 45, 19)),
         rule: Rule::AddsInput {
             classes: &["PreviewAny"],
             name: "previewMode",
             widget_type: "BOOLEAN",
         },
-        source: "src/extensions/core/previewAny.ts 1.37.11: a `previewMode` BOOLEAN (default false), saved and sent; 1.48.7 moves both to textPreviewWidgets.ts with both flags false (neither saved nor sent)",
+        source: "src/extensions/core/previewAny.ts 1.37.11: a `previewMode` BOOLEAN (default false), saved and sent; 1.45.19 sets options.serialize = false on all three (not sent), 1.48.7 moves them to textPreviewWidgets.ts",
     },
     Row {
         since: None,
-        until: Some((1, 48, 7)),
+        until: Some((1, 45, 19)),
         rule: Rule::Widget(WidgetRule {
             widget_type: "PREVIEW_TEXT",
             saved: false,
@@ -357,7 +376,7 @@ pub const RULES: &[Row] = &[
         source: "src/scripts/widgets.ts ComfyWidgets.COLOR, useColorWidget.ts ({serialize: true}), 1.36.14–1.58.1",
     },
     Row {
-        since: Some((1, 48, 7)),
+        since: Some((1, 45, 19)),
         until: None,
         rule: Rule::Widget(WidgetRule {
             widget_type: "BOUNDING_BOX",
@@ -367,7 +386,7 @@ pub const RULES: &[Row] = &[
             default: Fixed::Box512,
             buttons_before: &[],
         }),
-        source: "useBoundingBoxWidget.ts 1.48.7, 1.58.1: the box, then number widgets x, y, width, height with options.serialize false (saved, not sent)",
+        source: "useBoundingBoxWidget.ts 1.45.19–1.58.1: the box, then number widgets x, y, width, height with options.serialize false (saved, not sent)",
     },
     Row {
         since: Some((1, 48, 7)),
@@ -388,25 +407,19 @@ pub const RULES: &[Row] = &[
         source: "useCompositorWidget.ts 1.48.7, 1.58.1",
     },
     Row {
-        since: Some((1, 48, 7)),
+        since: Some((1, 45, 19)),
         until: None,
         rule: value_widget("PAINTER"),
-        source: "usePainterWidget.ts 1.48.7, 1.58.1",
+        source: "usePainterWidget.ts 1.45.19–1.58.1 (ComfyWidgets.PAINTER)",
     },
     Row {
-        since: Some((1, 48, 7)),
+        since: Some((1, 45, 19)),
         until: None,
         rule: value_widget("RANGE"),
-        source: "useRangeWidget.ts 1.48.7, 1.58.1",
+        source: "useRangeWidget.ts 1.45.19–1.58.1 (ComfyWidgets.RANGE)",
     },
     Row {
-        since: Some((1, 48, 7)),
-        until: Some((1, 58, 1)),
-        rule: value_widget("CURVE"),
-        source: "useCurveWidget.ts 1.48.7; executionUtil.ts 1.48.7 sends it like any value",
-    },
-    Row {
-        since: Some((1, 58, 1)),
+        since: Some((1, 45, 19)),
         until: None,
         rule: Rule::Widget(WidgetRule {
             widget_type: "CURVE",
@@ -416,7 +429,7 @@ pub const RULES: &[Row] = &[
             default: Fixed::EmptyString,
             buttons_before: &[],
         }),
-        source: "src/utils/executionUtil.ts 1.58.1: widget.type === 'curve' is sent as {__type__: 'CURVE', __value__}",
+        source: "src/utils/executionUtil.ts 1.45.19–1.58.1: widget.type === 'curve' is sent as {__type__: 'CURVE', __value__} (ComfyWidgets.CURVE from 1.45.19)",
     },
     Row {
         since: None,
@@ -437,10 +450,16 @@ pub const RULES: &[Row] = &[
         source: "src/i18n.ts resolveNodeDefText 1.58.1: in English the live backend value wins over the bundled snapshot",
     },
     Row {
-        since: Some((1, 58, 1)),
+        since: Some((1, 48, 7)),
         until: None,
         rule: Rule::PromotedWidgetsTakeInstanceValues,
-        source: "src/core/graph/subgraph/migration/proxyWidgetMigration.ts 1.58.1 (pickHostValue, applyHostValueToInput); 1.48.7 keeps the interior value (video_ltx2_t2v_distilled 177:123 noise_seed: 45 with 1.48.7, null with 1.58.1)",
+        source: "src/core/graph/subgraph/migration/proxyWidgetMigration.ts 1.48.7, 1.58.1 (pickHostValue, applyHostValueToInput); 1.37.11's proxyWidget.ts applies only `-1` entries",
+    },
+    Row {
+        since: Some((1, 58, 1)),
+        until: None,
+        rule: Rule::NullInstanceValuesApply,
+        source: "src/lib/litegraph/src/types/widgets.ts isWidgetValue: null is no widget value in 1.48.7, is one in 1.58.1 (video_ltx2_t2v_distilled 177:123 noise_seed: 45 with 1.48.7, null with 1.58.1)",
     },
     Row {
         since: Some((1, 58, 1)),

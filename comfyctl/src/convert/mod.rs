@@ -188,9 +188,13 @@ pub fn convert(
                 .is_some_and(|f| f.has(Rule::PromotedWidgetsTakeInstanceValues))
         }) && let Some(Value::Array(values)) = &instance.widgets_values
         {
+            let nulls = options
+                .frontend
+                .as_ref()
+                .is_some_and(|f| f.has(Rule::NullInstanceValuesApply));
             for (i, (id, name)) in instance.proxy_widgets().into_iter().enumerate() {
                 if id == node.id
-                    && let Some(v) = values.get(i)
+                    && let Some(v) = values.get(i).filter(|v| nulls || !v.is_null())
                     && let Some(slot) = inputs.get_mut(&name)
                 {
                     *slot = widgets::wrap_array(v.clone());

@@ -380,6 +380,17 @@ fn collect(
                 out.push((full.clone(), Value::Object(m)));
             }
             Sent::Fixed(f) => out.push((full.clone(), wrap_array(f.value()))),
+            Sent::InputAudioUrl => {
+                let file = out
+                    .iter()
+                    .find(|(n, _)| n == "audio")
+                    .and_then(|(_, v)| v.as_str().map(str::to_owned));
+                let url = match file {
+                    Some(f) if has_audio_upload(list) => input_view_url(&f),
+                    _ => String::new(),
+                };
+                out.push((full.clone(), Value::String(url)));
+            }
         }
         if spec_type(spec) == DYNAMIC_COMBO {
             let key = match &chosen {
@@ -411,6 +422,36 @@ fn collect(
             }
         }
     }
+}
+
+/// Whether the node's widgets include an audio upload combo (the widget
+/// whose value the player shows).
+fn has_audio_upload(list: &[Widget]) -> bool {
+    list.iter().any(|w| {
+        matches!(w, Widget::Input { name, spec, .. } if name == "audio" && flag(spec, "audio_upload"))
+    })
+}
+
+/// What `encodeURIComponent` leaves as it is: letters, digits and
+/// `-_.!~*'()`.
+const URI_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+/// `/api/view?filename=…&type=input&subfolder=…&rand=0` for an input file
+/// `sub/dir/name.wav`, as the frontend's `getResourceURL` builds it (the
+/// file name encoded, the folder not; its random `rand` written as 0).
+pub fn input_view_url(path: &str) -> String {
+    let (folder, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let name = percent_encoding::utf8_percent_encode(name, URI_COMPONENT);
+    format!("/api/view?filename={name}&type=input&subfolder={folder}&rand=0")
 }
 
 /// An array widget value as the frontend sends it: `{"__value__": [...]}`
