@@ -112,7 +112,7 @@ fn a_3d_preview_gets_an_image_widget_that_takes_a_position_and_is_sent() {
 }
 
 #[test]
-fn image_compare_is_saved_until_1_48_7_and_then_only_sent() {
+fn image_compare_is_saved_until_1_45_19_and_then_only_sent() {
     let old = one_node(
         "0.11.1",
         "1.37.11",
@@ -124,7 +124,7 @@ fn image_compare_is_saved_until_1_48_7_and_then_only_sent() {
         old["inputs"]["compare_view"],
         json!({"__value__": ["a.png", "b.png"]})
     );
-    // 1.48.7: widget.serialize = false, the value is its initial ['', ''].
+    // 1.45.19 on: widget.serialize = false, the value is its initial ['', ''].
     let new = one_node(
         "0.33.0",
         "1.48.7",
@@ -173,15 +173,27 @@ fn a_bounding_box_is_followed_by_four_saved_unsent_number_fields() {
 }
 
 #[test]
-fn curves_are_sent_typed_from_1_58_1() {
+fn curves_are_sent_typed_by_the_frontends_that_draw_them() {
+    // executionUtil.ts 1.45.19–1.58.1: a curve widget is sent as
+    // {__type__: 'CURVE', __value__}; 1.37.11 has no CURVE widget at all,
+    // so the input is a socket there and nothing is sent.
     let curve = json!({"points": [[0.0, 0.0], [1.0, 0.5]], "interpolation": "linear"});
-    let old = one_node("0.33.0", "1.48.7", "CurveEditor", json!([]), json!([curve]));
-    assert_eq!(old["inputs"]["curve"], curve);
-    let new = one_node("0.33.0", "1.58.1", "CurveEditor", json!([]), json!([curve]));
-    assert_eq!(
-        new["inputs"]["curve"],
-        json!({"__type__": "CURVE", "__value__": curve})
+    for frontend in ["1.45.19", "1.48.7", "1.58.1"] {
+        let node = one_node("0.33.0", frontend, "CurveEditor", json!([]), json!([curve]));
+        assert_eq!(
+            node["inputs"]["curve"],
+            json!({"__type__": "CURVE", "__value__": curve}),
+            "{frontend}"
+        );
+    }
+    let old = one_node(
+        "0.33.0",
+        "1.37.11",
+        "CurveEditor",
+        json!([]),
+        json!([curve]),
     );
+    assert_eq!(old["inputs"], json!({}));
 }
 
 #[test]
@@ -394,11 +406,12 @@ fn pack_metadata_rides_in_meta_from_1_58_1_when_valid() {
 }
 
 #[test]
-fn promoted_interior_widgets_take_the_instance_value_from_1_58_1() {
-    // proxyWidgetMigration.ts 1.58.1: `["20", "width"]` on the instance
-    // becomes a promoted input whose value is the instance's
-    // widgets_values at that entry's position; 1.48.7 keeps the interior
-    // node's own value.
+fn promoted_interior_widgets_take_the_instance_value_from_1_48_7_and_null_from_1_58_1() {
+    // proxyWidgetMigration.ts (1.48.7 on): `["20", "width"]` on the
+    // instance becomes a promoted input whose value is the instance's
+    // widgets_values at that entry's position; a null there is a hole in
+    // 1.48.7 (isWidgetValue(null) is false) and a value in 1.58.1. 1.37.11
+    // and 1.45.19 apply only `-1` entries: the interior keeps its own.
     let def = "cccccccc-0000-4000-8000-000000000003";
     let ui = json!({
         "last_node_id": 11,
@@ -421,9 +434,44 @@ fn promoted_interior_widgets_take_the_instance_value_from_1_58_1() {
         }]},
         "version": 0.4
     });
-    let cat = catalogue("0.33.0");
-    let new = convert::convert(&ui, &cat, &ConvertOptions::for_frontend(fe("1.58.1"))).unwrap();
-    assert_eq!(new["10:20"]["inputs"]["width"], 96);
-    let old = convert::convert(&ui, &cat, &ConvertOptions::for_frontend(fe("1.48.7"))).unwrap();
-    assert_eq!(old["10:20"]["inputs"]["width"], 16);
+    let width = |saved: Value, frontend: &str, server: &str| {
+        let mut ui = ui.clone();
+        ui["nodes"][0]["widgets_values"] = json!([saved]);
+        let opts = ConvertOptions::for_frontend(fe(frontend));
+        convert::convert(&ui, &catalogue(server), &opts).unwrap()["10:20"]["inputs"]["width"]
+            .clone()
+    };
+    assert_eq!(width(json!(96), "1.37.11", "0.11.1"), 16);
+    assert_eq!(width(json!(96), "1.45.19", "0.26.0"), 16);
+    assert_eq!(width(json!(96), "1.48.7", "0.33.0"), 96);
+    assert_eq!(width(Value::Null, "1.48.7", "0.33.0"), 16);
+    assert_eq!(width(json!(96), "1.58.1", "0.33.0"), 96);
+    assert_eq!(width(Value::Null, "1.58.1", "0.33.0"), Value::Null);
+}
+
+#[test]
+fn a_load_audio_player_shows_its_file_url_with_1_45_19() {
+    // uploadAudio.ts 1.45.19: the upload widget sets the player to
+    // api.apiURL(getResourceURL(...splitFilePath(audio))): the name
+    // encoded, the folder not, and a random `rand` (written as 0 here).
+    let node = one_node(
+        "0.26.0",
+        "1.45.19",
+        "LoadAudio",
+        json!([]),
+        json!(["voices/my take (1).wav", null]),
+    );
+    assert_eq!(
+        node["inputs"]["audioUI"],
+        "/api/view?filename=my%20take%20(1).wav&type=input&subfolder=voices&rand=0"
+    );
+    // An output node's player has no file yet.
+    let save = one_node(
+        "0.26.0",
+        "1.45.19",
+        "SaveAudioMP3",
+        json!([{"name": "audio", "type": "AUDIO", "link": null}]),
+        json!(["audio/x", "V0"]),
+    );
+    assert_eq!(save["inputs"]["audioUI"], "");
 }
