@@ -210,7 +210,7 @@ pub const RULES: &[Row] = &[
         since: Some((1, 40, 0)),
         until: None,
         rule: Rule::RenumberSubgraphIds,
-        source: "ground truth: 1.36.14/1.37.11 keep 92:94 in video_ltx2_t2v, 1.48.7 renumbers it (lower bound 1.40 as first documented in this project)",
+        source: "src/lib/litegraph/src/subgraph/subgraphDeduplication.ts (absent in 1.37.11, present in 1.45.19; frontend PR #8762, hardened in #9510 and backported to core/1.40 as #9578, behind the setting Comfy.Graph.DeduplicateSubgraphNodeIds, on by default in 1.45.19 and later); ground truth: 1.37.11 keeps 92:94 in video_ltx2_t2v, 1.45.19 and 1.48.7 renumber it",
     },
     Row {
         since: None,
