@@ -275,11 +275,54 @@ pub const RULES: &[Row] = &[
         since: None,
         until: None,
         rule: Rule::AddsInput {
-            classes: &["Preview3D", "SaveGLB"],
+            classes: &["Preview3D"],
             name: "image",
             widget_type: "PREVIEW_3D",
         },
-        source: "src/extensions/core/load3d.ts (Preview3D) and saveMesh.ts (SaveGLB): required.image = ['PREVIEW_3D'], 1.36.14–1.58.1",
+        source: "src/extensions/core/load3d.ts (Preview3D): required.image = ['PREVIEW_3D'], 1.27.10–1.58.1",
+    },
+    Row {
+        since: Some((1, 34, 9)),
+        until: None,
+        rule: Rule::AddsInput {
+            classes: &["SaveGLB"],
+            name: "image",
+            widget_type: "PREVIEW_3D",
+        },
+        source: "src/extensions/core/saveMesh.ts (absent in 1.27.10, present in 1.34.9–1.58.1): required.image = ['PREVIEW_3D']",
+    },
+    Row {
+        since: None,
+        until: Some((1, 34, 9)),
+        rule: Rule::AddsInput {
+            classes: &["Preview3DAnimation"],
+            name: "image",
+            widget_type: "PREVIEW_3D_ANIMATION",
+        },
+        source: "src/extensions/core/load3d.ts 1.27.10 (Comfy.Preview3DAnimation): required.image = ['PREVIEW_3D_ANIMATION']; the class is gone from 0.6.0's catalogue",
+    },
+    Row {
+        since: None,
+        until: Some((1, 34, 9)),
+        rule: value_widget("PREVIEW_3D_ANIMATION"),
+        source: "src/extensions/core/load3d.ts 1.27.10: a component widget like PREVIEW_3D",
+    },
+    Row {
+        since: None,
+        until: Some((1, 34, 9)),
+        rule: Rule::Widget(WidgetRule {
+            widget_type: "LOAD_3D_ANIMATION",
+            saved: true,
+            sent: Sent::Value,
+            trailing_slots: 0,
+            default: Fixed::EmptyString,
+            buttons_before: &[
+                ("upload 3d model", "upload3dmodel"),
+                ("upload extra resources", "uploadExtraResources"),
+                ("clear", "clear"),
+            ],
+        }),
+        source: "src/extensions/core/load3d.ts 1.27.10 (LOAD_3D_ANIMATION, Load3DAnimation's image): the same buttons and scene as LOAD_3D",
     },
     Row {
         since: None,
@@ -347,14 +390,14 @@ pub const RULES: &[Row] = &[
         source: "src/extensions/core/previewAny.ts 1.37.11: two `preview` text widgets (MARKDOWN and STRING) with widget.serialize = false, sent as \"\"",
     },
     Row {
-        since: None,
+        since: Some((1, 34, 9)),
         until: Some((1, 45, 19)),
         rule: Rule::AddsInput {
             classes: &["PreviewAny"],
             name: "previewMode",
             widget_type: "BOOLEAN",
         },
-        source: "src/extensions/core/previewAny.ts 1.37.11: a `previewMode` BOOLEAN (default false), saved and sent; 1.45.19 sets options.serialize = false on all three (not sent), 1.48.7 moves them to textPreviewWidgets.ts",
+        source: "src/extensions/core/previewAny.ts 1.34.9, 1.37.11 (absent in 1.27.10, which has one `preview` STRING): a `previewMode` BOOLEAN (default false), saved and sent; 1.45.19 sets options.serialize = false on all three (not sent), 1.48.7 moves them to textPreviewWidgets.ts",
     },
     Row {
         since: None,
