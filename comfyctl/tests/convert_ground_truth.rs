@@ -494,6 +494,14 @@ unpinned_ground_truth! {
     ltx2_t2v_distilled_fe_1_58_1_promoted_seed: "video_ltx2_t2v_distilled", "1.58.1", "0.33.0";
 }
 
+// 1.34.9, the frontend 0.6.0 pins (its answers replayed, see
+// workflows/README.md); 0.6.0 lacks the LTX-2 nodes.
+unpinned_ground_truth! {
+    flux2_klein_4b_fe_1_34_9: "image_flux2_klein_text_to_image", "1.34.9", "0.6.0";
+    flux2_klein_9b_fe_1_34_9: "image_flux2_text_to_image_9b", "1.34.9", "0.6.0";
+    tiny_bypass_mute_fe_1_34_9: "tiny_bypass_mute", "1.34.9", "0.6.0";
+}
+
 // 1.45.19, the frontend 0.26.0 pins (its answers replayed, see
 // workflows/README.md).
 unpinned_ground_truth! {
@@ -511,6 +519,7 @@ fn more_official_templates_equal_each_frontend() {
     let root = repo().join("workflows/templates");
     let mut checked = 0;
     for (frontend, server) in [
+        ("1.34.9", "0.6.0"),
         ("1.36.14", "0.9.2"),
         ("1.37.11", "0.11.1"),
         ("1.45.19", "0.26.0"),
@@ -542,7 +551,7 @@ fn more_official_templates_equal_each_frontend() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 37);
+    assert_eq!(checked, 42);
 }
 
 /// The random cache-buster (`&rand=0.5085…`) 1.45.19 puts into a LoadAudio

@@ -475,3 +475,45 @@ fn a_load_audio_player_shows_its_file_url_with_1_45_19() {
     );
     assert_eq!(save["inputs"]["audioUI"], "");
 }
+
+#[test]
+fn the_oldest_recorded_frontend_draws_fewer_widgets() {
+    // 1.27.10 (0.3.64): PreviewAny has one `preview` STRING and no
+    // previewMode (previewAny.ts); SaveGLB gets no 3D preview (saveMesh.ts
+    // arrives with 1.34.9); Preview3DAnimation gets an `image` preview.
+    let any = one_node(
+        "0.3.64",
+        "1.27.10",
+        "PreviewAny",
+        json!([{"name": "source", "type": "*", "link": null}]),
+        json!([]),
+    );
+    assert_eq!(any["inputs"], json!({"preview": ""}));
+    let glb = one_node(
+        "0.3.64",
+        "1.27.10",
+        "SaveGLB",
+        json!([{"name": "mesh", "type": "MESH", "link": null}]),
+        json!(["mesh/x"]),
+    );
+    assert_eq!(glb["inputs"], json!({"filename_prefix": "mesh/x"}));
+    let newer = one_node(
+        "0.6.0",
+        "1.34.9",
+        "SaveGLB",
+        json!([{"name": "mesh", "type": "MESH", "link": null}]),
+        json!(["mesh/x", ""]),
+    );
+    assert_eq!(
+        newer["inputs"],
+        json!({"filename_prefix": "mesh/x", "image": ""})
+    );
+    let anim = one_node(
+        "0.3.64",
+        "1.27.10",
+        "Preview3DAnimation",
+        json!([]),
+        json!(["a.glb", ""]),
+    );
+    assert_eq!(anim["inputs"], json!({"model_file": "a.glb", "image": ""}));
+}
