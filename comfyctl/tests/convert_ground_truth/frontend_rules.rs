@@ -45,6 +45,8 @@ fn versions_parse_with_or_without_v_and_reject_junk() {
 #[test]
 fn the_default_frontend_is_the_one_the_release_pins() {
     for (server, pinned) in [
+        ("0.3.64", "1.27.10"),
+        ("0.6.0", "1.34.9"),
         ("0.9.2", "1.36.14"),
         ("0.11.1", "1.37.11"),
         ("0.26.0", "1.45.19"),
