@@ -475,10 +475,10 @@ pub const RULES: &[Row] = &[
         source: "src/utils/executionUtil.ts 1.45.19–1.58.1: widget.type === 'curve' is sent as {__type__: 'CURVE', __value__} (ComfyWidgets.CURVE from 1.45.19)",
     },
     Row {
-        since: None,
+        since: Some((1, 36, 14)),
         until: None,
         rule: Rule::CustomComboOptions,
-        source: "src/extensions/core/customCombo.ts (1.36.14, 1.37.11), customWidgets.ts (1.48.7, 1.58.1): addWidget('string', `option${n}`, '')",
+        source: "src/extensions/core/customCombo.ts (absent in 1.34.9; 1.36.14, 1.37.11), customWidgets.ts (1.45.19–1.58.1): addWidget('string', `option${n}`, '')",
     },
     Row {
         since: None,
