@@ -331,3 +331,48 @@ async fn url_fetches_object_info_from_the_server() {
     assert_eq!(v["version"], "0.11.1");
     assert_eq!(v["summary"]["errors"], 0);
 }
+
+#[tokio::test]
+async fn convert_for_another_frontend_than_the_pinned_one() {
+    // 0.33.0 pins 1.48.7, whose bundled locale titles LTXVConcatAVLatent by
+    // its class name; 1.58.1 takes the server's "Concat AV Latent".
+    let titles = |out: &str| -> Vec<String> {
+        let v: Value = serde_json::from_str(out).unwrap();
+        v.as_object()
+            .unwrap()
+            .values()
+            .filter(|n| n["class_type"] == "LTXVConcatAVLatent")
+            .map(|n| n["_meta"]["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let ui = "workflows/ui/video_ltx2_t2v.json";
+    let (code, pinned, stderr) = comfyctl(&["convert", ui, "--version", "0.33.0"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(titles(&pinned).iter().all(|t| t == "LTXVConcatAVLatent"));
+    let (code, newer, stderr) =
+        comfyctl(&["convert", ui, "--version", "0.33.0", "--frontend", "1.58.1"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let got = titles(&newer);
+    assert!(
+        !got.is_empty() && got.iter().all(|t| t == "Concat AV Latent"),
+        "{got:?}"
+    );
+    // The old frontend on the new catalogue keeps its ids (no renumbering).
+    let (code, old, stderr) = comfyctl(&[
+        "convert",
+        ui,
+        "--version",
+        "0.33.0",
+        "--frontend",
+        "1.37.11",
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let old: Value = serde_json::from_str(&old).unwrap();
+    assert!(old.get("92:94").is_some() && old.get("92:103").is_none());
+
+    let (code, _, stderr) =
+        comfyctl(&["convert", ui, "--version", "0.33.0", "--frontend", "newest"]).await;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("frontend version"), "{stderr}");
+}

@@ -102,6 +102,14 @@ pub struct Emitted<'a, 'g> {
     frames: Vec<Frame<'a, 'g>>,
 }
 
+impl<'a> Emitted<'a, '_> {
+    /// The subgraph instance whose interior holds the node (`None` at the
+    /// root).
+    pub fn instance(&self) -> Option<&'a UiNode> {
+        self.frames.last().and_then(|f| f.instance)
+    }
+}
+
 /// The root graph and every subgraph definition, indexed.
 #[derive(Debug)]
 pub struct Graphs<'a> {

@@ -7,20 +7,22 @@
 //! Turning one into the other needs the server's node catalogue
 //! (`/object_info`) for the widget names; see [`widgets`] and [`graph`].
 //!
-//! Two things depend on the frontend release rather than the graph, and
-//! are set by [`ConvertOptions`]:
-//! - from frontend 1.40 (ComfyUI 0.26 and later) subgraph interior node
-//!   ids that clash with other nodes are renumbered on load, which changes
-//!   prompt ids such as `92:94` → `92:98`;
-//! - `_meta.title` of an untitled node is the display name from the
-//!   frontend's bundled English locale, which lags the server's
-//!   `display_name` for a few classes (cosmetic: the server ignores `_meta`).
+//! What the frontend writes also depends on the frontend's version, not
+//! only on the server's catalogue: its own widgets (audio players, 3D
+//! previews, image-compare, bounding boxes), where a node's title comes
+//! from, whether subgraph ids are renumbered, what the request body
+//! carries. [`frontend::Frontend`] names the version and
+//! [`frontend::RULES`] is the one table of those differences;
+//! [`ConvertOptions`] says which frontend a conversion is for.
 
+pub mod frontend;
 pub mod graph;
+pub mod locale;
 pub mod ui;
 pub mod widgets;
 
 use comfy_adapter::model::catalogue::NodeCatalogue;
+use frontend::{Frontend, Rule};
 use graph::{Graphs, Resolved};
 use serde_json::{Map, Value};
 use ui::UiWorkflow;
@@ -69,43 +71,40 @@ pub enum ConvertError {
     LinkCycle(String),
 }
 
-/// Frontend behaviour that is not in the graph or the catalogue.
+/// Which frontend a conversion is for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConvertOptions {
-    /// Renumber clashing subgraph node ids on load (frontend 1.40+).
+    /// The frontend whose rules apply; `None` converts from the catalogue
+    /// alone (no frontend widgets, the server's display names as titles,
+    /// no id renumbering).
+    pub frontend: Option<Frontend>,
+    /// Renumber clashing subgraph node ids whatever the frontend does (for
+    /// exercising the walk; the frontend's own rule is
+    /// [`Rule::RenumberSubgraphIds`]).
     pub dedupe_subgraph_node_ids: bool,
-    /// `(class, title)`: where the frontend's locale names a class other
-    /// than the server's `display_name`.
-    pub title_overrides: Vec<(String, String)>,
 }
 
 impl ConvertOptions {
-    /// What the frontend pinned by ComfyUI `version` does: 0.9.x ships
-    /// frontend 1.36.14, 0.11–0.12 ship 1.37.11, 0.26.0 ships 1.45.19 and
-    /// 0.33.0 ships 1.48.7. Id renumbering arrived with frontend 1.40,
-    /// whose first ComfyUI pin was not recorded; 0.26 is the first recorded
-    /// release that has it, so releases from 0.26 on renumber.
+    /// What the frontend pinned by ComfyUI `version` does (the releases
+    /// table says which frontend that is).
     pub fn for_server(version: &semver::Version) -> Self {
-        let minor = if version.major == 0 {
-            version.minor
-        } else {
-            u64::MAX
-        };
-        let pairs: &[(&str, &str)] = match minor {
-            11..=12 => &[("LoraLoaderModelOnly", "LoraLoaderModelOnly")],
-            33.. => &[
-                ("LTXVConcatAVLatent", "LTXVConcatAVLatent"),
-                ("LTXVSeparateAVLatent", "LTXVSeparateAVLatent"),
-            ],
-            _ => &[],
-        };
+        Self::for_frontend(Frontend::pinned_by(version))
+    }
+
+    /// What this frontend does.
+    pub fn for_frontend(frontend: Frontend) -> Self {
         ConvertOptions {
-            dedupe_subgraph_node_ids: minor >= 26,
-            title_overrides: pairs
-                .iter()
-                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-                .collect(),
+            frontend: Some(frontend),
+            dedupe_subgraph_node_ids: false,
         }
+    }
+
+    fn renumbers(&self) -> bool {
+        self.dedupe_subgraph_node_ids
+            || self
+                .frontend
+                .as_ref()
+                .is_some_and(|f| f.has(Rule::RenumberSubgraphIds))
     }
 }
 
@@ -125,7 +124,7 @@ pub fn unknown_node_types(
 ) -> Result<Vec<(String, String)>, ConvertError> {
     let mut wf: UiWorkflow = serde_json::from_value(doc.clone())
         .map_err(|e| ConvertError::NotUiWorkflow(e.to_string()))?;
-    if options.dedupe_subgraph_node_ids {
+    if options.renumbers() {
         graph::dedupe_subgraph_node_ids(&mut wf);
     }
     let graphs = Graphs::new(&wf);
@@ -145,7 +144,7 @@ pub fn convert(
 ) -> Result<Map<String, Value>, ConvertError> {
     let mut wf: UiWorkflow = serde_json::from_value(doc.clone())
         .map_err(|e| ConvertError::NotUiWorkflow(e.to_string()))?;
-    if options.dedupe_subgraph_node_ids {
+    if options.renumbers() {
         graph::dedupe_subgraph_node_ids(&mut wf);
     }
     let graphs = Graphs::new(&wf);
@@ -175,10 +174,33 @@ pub fn convert(
             }
             Some(Ok(c)) => c,
         };
-        let mut inputs: Map<String, Value> =
-            widgets::widget_inputs(&class, node.widgets_values.as_ref())
-                .into_iter()
-                .collect();
+        let mut inputs: Map<String, Value> = widgets::widget_inputs_for(
+            &class,
+            node.widgets_values.as_ref(),
+            options.frontend.as_ref(),
+        )
+        .into_iter()
+        .collect();
+        if let Some(instance) = e.instance().filter(|_| {
+            options
+                .frontend
+                .as_ref()
+                .is_some_and(|f| f.has(Rule::PromotedWidgetsTakeInstanceValues))
+        }) && let Some(Value::Array(values)) = &instance.widgets_values
+        {
+            let nulls = options
+                .frontend
+                .as_ref()
+                .is_some_and(|f| f.has(Rule::NullInstanceValuesApply));
+            for (i, (id, name)) in instance.proxy_widgets().into_iter().enumerate() {
+                if id == node.id
+                    && let Some(v) = values.get(i).filter(|v| nulls || !v.is_null())
+                    && let Some(slot) = inputs.get_mut(&name)
+                {
+                    *slot = widgets::wrap_array(v.clone());
+                }
+            }
+        }
         for (i, input) in node.inputs.iter().enumerate() {
             if input.link.is_none() {
                 continue;
@@ -193,32 +215,56 @@ pub fn convert(
                 Resolved::Nothing => {}
             }
         }
-        let title = node
-            .title
-            .clone()
-            .or_else(|| {
-                options
-                    .title_overrides
-                    .iter()
-                    .find(|(c, _)| *c == node.kind)
-                    .map(|(_, t)| t.clone())
-            })
-            .or_else(|| {
-                class
-                    .get("display_name")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| node.kind.clone());
+        let server_name = class
+            .get("display_name")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        let title = match (&node.title, &options.frontend) {
+            (Some(t), _) => t.clone(),
+            (None, Some(fe)) => fe.title(&node.kind, server_name),
+            (None, None) => server_name.unwrap_or(&node.kind).to_owned(),
+        };
         let mut entry = Map::new();
         entry.insert("inputs".to_owned(), Value::Object(inputs));
         entry.insert("class_type".to_owned(), Value::String(node.kind.clone()));
-        entry.insert("_meta".to_owned(), serde_json::json!({ "title": title }));
+        let mut meta = Map::new();
+        meta.insert("title".to_owned(), Value::String(title));
+        if options
+            .frontend
+            .as_ref()
+            .is_some_and(|f| f.has(Rule::PackMetadataInMeta))
+        {
+            for (k, v) in frontend::pack_metadata(&node.properties) {
+                meta.insert(k.to_owned(), Value::String(v));
+            }
+        }
+        entry.insert("_meta".to_owned(), Value::Object(meta));
         prompt.push((e.exec_id.clone(), Value::Object(entry)));
     }
     drop_dangling_links(&mut prompt);
     Ok(js_key_order(prompt))
+}
+
+/// The `POST /prompt` body the frontend sends for `prompt`:
+/// `{client_id, prompt, extra_data: {extra_pnginfo: {workflow}, ...}}`, with
+/// the extra data `frontend` adds. `workflow` is the UI graph as the
+/// frontend serialised it (its own re-save of what was loaded).
+pub fn prompt_body(
+    prompt: Map<String, Value>,
+    workflow: Value,
+    client_id: &str,
+    frontend: Option<&Frontend>,
+) -> Value {
+    let mut extra = frontend.map(Frontend::extra_data).unwrap_or_default();
+    extra.insert(
+        "extra_pnginfo".to_owned(),
+        serde_json::json!({ "workflow": workflow }),
+    );
+    serde_json::json!({
+        "client_id": client_id,
+        "prompt": prompt,
+        "extra_data": extra,
+    })
 }
 
 /// Removes `[id, slot]` inputs whose node is not in the prompt (links from

@@ -6,6 +6,7 @@ use clap::Args;
 use comfy_adapter::model::catalogue::NodeCatalogue;
 use comfy_adapter::{DetectOptions, Timeouts, detect};
 use comfyctl::convert::ConvertOptions;
+use comfyctl::convert::frontend::Frontend;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,11 +22,17 @@ pub(crate) struct CatalogueArgs {
     #[arg(long)]
     url: Option<String>,
     /// The ComfyUI release the prompt is for: with --object-info or --url it
-    /// only sets the frontend behaviour (id renumbering from 0.26, titles);
-    /// alone it picks the fixture set <fixtures>/comfyui-<VERSION> (a
-    /// fixture set's folder is accepted too).
+    /// only sets the frontend (the one that release pins); alone it picks
+    /// the fixture set <fixtures>/comfyui-<VERSION> (a fixture set's folder
+    /// is accepted too).
     #[arg(long)]
     pub(crate) version: Option<String>,
+    /// The frontend version (comfyui-frontend-package) whose rules convert
+    /// a UI workflow. Default: the one the release pins (--version, the
+    /// fixture set's release) or, with --url, the server's
+    /// required_frontend_version.
+    #[arg(long, value_name = "VERSION", value_parser = parse_frontend)]
+    frontend: Option<Frontend>,
     /// Where recorded fixture sets live, for --version (the built-in
     /// recordings answer when DIR has no set of that version).
     #[arg(long, env = "COMFY_FIXTURES", default_value = "fixtures")]
@@ -39,16 +46,25 @@ pub(crate) struct CatalogueArgs {
 pub(crate) struct Catalogue {
     pub(crate) nodes: NodeCatalogue,
     pub(crate) version: Option<semver::Version>,
+    /// The frontend to convert for, when known.
+    pub(crate) frontend: Option<Frontend>,
     pub(crate) source: String,
 }
 
 impl Catalogue {
     pub(crate) fn convert_options(&self) -> ConvertOptions {
-        self.version
-            .as_ref()
-            .map(ConvertOptions::for_server)
-            .unwrap_or_default()
+        ConvertOptions {
+            frontend: self
+                .frontend
+                .clone()
+                .or_else(|| self.version.as_ref().map(Frontend::pinned_by)),
+            dedupe_subgraph_node_ids: false,
+        }
     }
+}
+
+fn parse_frontend(s: &str) -> Result<Frontend, String> {
+    Frontend::parse(s).map_err(|e| e.to_string())
 }
 
 pub(crate) fn parse_version(s: &str) -> anyhow::Result<semver::Version> {
@@ -144,6 +160,7 @@ fn catalogue_from_doc(doc: Value, source: &str) -> anyhow::Result<Catalogue> {
     Ok(Catalogue {
         nodes,
         version,
+        frontend: None,
         source: source.to_owned(),
     })
 }
@@ -179,6 +196,11 @@ pub(crate) async fn load_catalogue(args: &CatalogueArgs) -> anyhow::Result<Catal
         Catalogue {
             nodes,
             version: found.info.version.clone(),
+            frontend: found
+                .info
+                .required_frontend_version
+                .as_deref()
+                .and_then(|v| Frontend::parse(v).ok()),
             source: url.clone(),
         }
     } else if let Some(path) = &args.object_info {
@@ -210,6 +232,11 @@ pub(crate) async fn load_catalogue(args: &CatalogueArgs) -> anyhow::Result<Catal
     }
     if wanted.is_some() {
         cat.version = wanted;
+        // The release asked for pins its own frontend.
+        cat.frontend = None;
+    }
+    if let Some(fe) = &args.frontend {
+        cat.frontend = Some(fe.clone());
     }
     Ok(cat)
 }
