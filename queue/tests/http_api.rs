@@ -620,6 +620,53 @@ async fn expired_lease_via_http_is_fenced_and_retried() {
     assert_eq!(r.json["history"][1]["worker_id"], "w2");
 }
 
+/// Issue 12 item 1 over HTTP: the original (unregistered, tokenless) worker comes back after
+/// its lease expired and the job went to a registered worker; its complete and fail are 409.
+#[tokio::test]
+async fn a_stale_tokenless_worker_cannot_overwrite_a_re_leased_job() {
+    let a = app();
+    let id = a.submit("u", 2).await;
+    let r = a.get("/api/workers/next-job?worker_id=legacy").await;
+    assert_eq!(r.json["job"]["lease_seconds"], 3600.0);
+    a.clock.advance(3_600_001);
+    assert_eq!(a.state.reap_once().await.unwrap().requeued.len(), 1);
+    a.post_json(
+        "/api/workers/register",
+        &json!({"worker_id": "w2", "comfyui_version": "0.9.2"}),
+    )
+    .await;
+    let r = a.get("/api/workers/next-job?worker_id=w2").await;
+    assert_eq!(r.json["job"]["id"], id.as_str());
+    let token = r.json["job"]["lease_token"].as_str().unwrap().to_owned();
+    let r = a
+        .post_json(
+            &format!("/api/workers/complete-job?job_id={id}"),
+            &json!({"outputs": {"stale": true}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "lease_conflict");
+    let r = a
+        .req(
+            "POST",
+            &format!("/api/workers/fail-job?job_id={id}&error=stale"),
+            &[],
+            None,
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "lease_conflict");
+    let r = a.get(&format!("/api/jobs/{id}")).await;
+    assert_eq!(r.json["status"], "running");
+    assert_eq!(r.json["worker_id"], "w2");
+    assert_eq!(r.json["result"], Value::Null);
+    let r = a
+        .post_json(
+            &format!("/api/workers/complete-job?job_id={id}&lease_token={token}"),
+            &json!({"result": {"images": ["a.png"]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
 #[tokio::test]
 async fn cancel_running_reaches_the_worker_through_heartbeat() {
     let a = app();

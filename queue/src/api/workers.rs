@@ -28,7 +28,7 @@ use crate::auth::Caller;
 use crate::clock::to_rfc3339;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::input::{self, InputError, Problem};
-use crate::lifecycle::Failure;
+use crate::lifecycle::{Failure, LeaseKind};
 use crate::model::{self, Status, WorkerRecord};
 use crate::progress;
 use crate::scheduler::WorkerInfo;
@@ -108,10 +108,12 @@ pub async fn next_job(
         },
     };
     let (info, registered) = worker_info(&state, &worker_id).await?;
-    let lease_ms = if registered {
-        state.settings.lease_ms
+    // A registered worker reads the token and reports with it, so its lease refuses
+    // tokenless calls; one that never registered gets the long legacy lease without that.
+    let (lease_ms, kind) = if registered {
+        (state.settings.lease_ms, LeaseKind::Fenced)
     } else {
-        state.settings.legacy_lease_ms
+        (state.settings.legacy_lease_ms, LeaseKind::Legacy)
     };
     let wait = Duration::try_from_secs_f64(wait).unwrap_or(Duration::from_secs(3600));
     let deadline = Instant::now()
@@ -125,7 +127,7 @@ pub async fn next_job(
         notified.as_mut().enable();
 
         let started = Instant::now();
-        let claimed = state.store.claim(&info, lease_ms, state.now()).await?;
+        let claimed = state.store.claim(&info, lease_ms, kind, state.now()).await?;
         state.metrics.record_claim(started.elapsed());
         if let Some(c) = claimed {
             return Ok(Json(NextJobResponse {

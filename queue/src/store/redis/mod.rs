@@ -32,7 +32,7 @@ use super::{
     Submitted, UserCounts,
 };
 use crate::clock::Millis;
-use crate::lifecycle::{Failure, LeaseState};
+use crate::lifecycle::{Failure, LeaseKind, LeaseState};
 use crate::model::{Job, NewJob, Status, WorkerRecord};
 use crate::scheduler::{Requirements, WorkerInfo};
 
@@ -225,8 +225,10 @@ impl Store for RedisStore {
         &self,
         worker: &WorkerInfo,
         lease_ms: Millis,
+        kind: LeaseKind,
         now: Millis,
     ) -> Result<Option<Claimed>, StoreError> {
+        let fenced = if kind == LeaseKind::Fenced { "1" } else { "0" };
         for _ in 0..32 {
             let (ok, no) = self.class_lists(worker);
             let token = Uuid::new_v4().simple().to_string();
@@ -242,6 +244,7 @@ impl Store for RedisStore {
                         &token,
                         &ok,
                         &no,
+                        fenced,
                     ],
                     false,
                 )
