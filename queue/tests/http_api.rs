@@ -933,6 +933,49 @@ async fn auth_tokens_and_user_scoping() {
     assert!(!r.text.contains("secret"));
 }
 
+/// Issue 12 item 2: with auth on, only admins see user names in `/api/queue/status`
+/// (`users`) and `/metrics` (`comfy_queue_user_jobs{user}`); everyone else gets counts.
+#[tokio::test]
+async fn status_and_metrics_name_users_to_admins_only() {
+    let a = secured();
+    let body = serde_json::to_vec(&json!({"user_id": "alice", "workflow": {"a": 1}})).unwrap();
+    let r = a
+        .req("POST", "/api/jobs", &[("x-forwarded-user", "alice")], Some(body))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    for who in [
+        vec![],
+        vec![("x-forwarded-user", "bob")],
+        vec![("authorization", "Bearer worker-secret")],
+        vec![("authorization", "Bearer wrong")],
+    ] {
+        let r = a.req("GET", "/api/queue/status", &who, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{who:?}: {}", r.text);
+        assert_eq!(r.json["pending_jobs"], 1, "{who:?}");
+        assert!(r.json.get("users").is_none(), "{who:?}: {}", r.text);
+        assert!(!r.text.contains("alice"), "{who:?}: {}", r.text);
+        let r = a.req("GET", "/metrics", &who, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{who:?}");
+        assert!(
+            r.text.contains("comfy_queue_jobs{status=\"pending\"} 1"),
+            "{who:?}: {}",
+            r.text
+        );
+        assert!(!r.text.contains("alice"), "{who:?}: {}", r.text);
+        assert!(!r.text.contains("comfy_queue_user_jobs"), "{who:?}");
+    }
+    let admin = [("authorization", "Bearer admin-secret")];
+    let r = a.req("GET", "/api/queue/status", &admin, None).await;
+    assert_eq!(r.json["users"]["alice"], json!({"pending": 1, "running": 0}));
+    let r = a.req("GET", "/metrics", &admin, None).await;
+    assert!(
+        r.text
+            .contains("comfy_queue_user_jobs{user=\"alice\",status=\"pending\"} 1"),
+        "{}",
+        r.text
+    );
+}
+
 #[tokio::test]
 async fn queue_status_counts() {
     let a = app();
@@ -1194,3 +1237,4 @@ async fn heartbeat_progress_shows_on_the_running_job_and_is_dropped_when_it_ends
         Value::Null
     );
 }
+
