@@ -82,6 +82,9 @@ error_codes! {
     /// A field or the body is over its limit.
     PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE,
         "workflow > 10 MB, metadata > 1 MB, result > 50 MB, or the body over the route limit (12 MB submit, 51 MB complete, 1 MB others)";
+    /// The body is not declared JSON.
+    UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE,
+        "a request body whose `Content-Type` is not `application/json` (field `body`); an empty body needs none";
     /// A required field is absent.
     MissingField = "missing_field", UNPROCESSABLE_ENTITY,
         "a required field (or query parameter) is absent or null";
@@ -235,6 +238,15 @@ impl ApiError {
         Self::new(
             ErrorCode::MalformedJson,
             format!("the request body is not valid JSON: {message}"),
+        )
+        .with_field("body")
+    }
+
+    /// 415: a body that is not declared `application/json`.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            ErrorCode::UnsupportedMediaType,
+            "the request body must be sent with `Content-Type: application/json`",
         )
         .with_field("body")
     }

@@ -976,6 +976,84 @@ async fn status_and_metrics_name_users_to_admins_only() {
     );
 }
 
+/// Issue 12 item 3: a body is read only when it is declared JSON. A browser form
+/// (`application/x-www-form-urlencoded`, `multipart/form-data`) or a `text/plain` fetch from
+/// another site needs no CORS preflight; all of them are 415 with the JSON error shape, on
+/// every route that reads a JSON body, and nothing is written.
+#[tokio::test]
+async fn bodies_must_be_declared_json() {
+    let a = app();
+    let id = a.submit("alice", 2).await;
+    a.get("/api/workers/next-job?worker_id=legacy").await;
+    let submit = serde_json::to_vec(&json!({"user_id": "mallory", "workflow": {"a": 1}})).unwrap();
+    let routes = [
+        ("POST", "/api/jobs".to_owned(), submit.clone()),
+        ("PATCH", format!("/api/jobs/{id}/priority"), br#"{"priority": 0}"#.to_vec()),
+        ("POST", "/api/workers/register".into(), br#"{"worker_id": "w"}"#.to_vec()),
+        (
+            "POST",
+            format!("/api/workers/complete-job?job_id={id}"),
+            br#"{"result": {"forged": true}}"#.to_vec(),
+        ),
+        (
+            "POST",
+            format!("/api/workers/fail-job?job_id={id}"),
+            br#"{"error": "forged"}"#.to_vec(),
+        ),
+        ("POST", "/api/workers/heartbeat".into(), br#"{"worker_id": "w"}"#.to_vec()),
+    ];
+    for (method, uri, body) in &routes {
+        for ct in [
+            None,
+            Some("text/plain"),
+            Some("text/plain;charset=UTF-8"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/jsonx"),
+        ] {
+            let r = a.req_typed(method, uri, &[], ct, body.clone()).await;
+            assert_error(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+            assert_eq!(r.json["error"]["field"], "body", "{method} {uri} {ct:?}");
+        }
+    }
+    let r = a.get("/api/jobs").await;
+    assert_eq!(r.json.as_array().unwrap().len(), 1, "{}", r.text);
+    let r = a.get(&format!("/api/jobs/{id}")).await;
+    assert_eq!(r.json["status"], "running");
+    assert_eq!(r.json["priority"], 2);
+    // JSON with parameters or in another case is JSON; so is a +json type.
+    for ct in ["application/json; charset=utf-8", "Application/JSON", "application/vnd.x+json"] {
+        let r = a.req_typed("POST", "/api/jobs", &[], Some(ct), submit.clone()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{ct}: {}", r.text);
+    }
+    // No body needs no type: the original worker's fail-job with `?error=`, a PATCH with
+    // `?priority=`.
+    let r = a
+        .req_typed("POST", &format!("/api/workers/fail-job?job_id={id}&error=oom"), &[], None, Vec::new())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let other = a.submit("alice", 2).await;
+    let r = a
+        .req_typed("PATCH", &format!("/api/jobs/{other}/priority?priority=1"), &[], Some("text/plain"), Vec::new())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // A JSON body from another origin needs a CORS preflight, which is not granted.
+    let r = a
+        .req(
+            "OPTIONS",
+            "/api/jobs",
+            &[
+                ("origin", "https://evil.example"),
+                ("access-control-request-method", "POST"),
+                ("access-control-request-headers", "content-type"),
+            ],
+            None,
+        )
+        .await;
+    assert!(!r.status.is_success(), "{}", r.status);
+    assert!(r.headers.keys().all(|k| !k.as_str().starts_with("access-control-")));
+}
+
 #[tokio::test]
 async fn queue_status_counts() {
     let a = app();

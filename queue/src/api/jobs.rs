@@ -59,7 +59,7 @@ pub async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let scope = caller.require_user()?;
-    let Some(body) = json_body(body, SUBMIT_BODY_LIMIT)? else {
+    let Some(body) = json_body(&headers, body, SUBMIT_BODY_LIMIT)? else {
         return Err(ApiError::validation(
             "body",
             ErrorCode::MissingBody,
@@ -297,13 +297,14 @@ pub async fn set_priority(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
     query: QueryMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<JobResponse>, ApiError> {
     let q = super::query_map(query)?;
     let priority = match q.get("priority") {
         Some(p) => model::parse_priority_text("priority", p)?,
-        None => match json_body(body, SMALL_BODY_LIMIT)? {
+        None => match json_body(&headers, body, SMALL_BODY_LIMIT)? {
             Some(Value::Object(obj)) => {
                 input::require(&obj, "priority", PRIORITY_REQUIRED)?;
                 let req: PriorityRequest =

@@ -6,7 +6,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Query};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::http::request::Parts;
 use axum::routing::{get, patch, post};
 use serde::Serialize;
@@ -94,8 +94,32 @@ pub(crate) fn query_map(q: QueryMap) -> Result<HashMap<String, String>, ApiError
     })
 }
 
-/// Parse a JSON body; `Ok(None)` for an empty body.
+/// Whether `Content-Type` declares JSON: `application/json` or `application/<x>+json`, any
+/// parameters (`; charset=utf-8`), any case.
+pub(crate) fn declares_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.strip_prefix("application/") {
+        Some(sub) => sub == "json" || (sub.ends_with("+json") && sub.len() > "+json".len()),
+        None => false,
+    }
+}
+
+/// Parse a JSON body; `Ok(None)` for an empty body. A body that is not empty must be
+/// declared `application/json` (415 otherwise), so that a browser form or a `text/plain`
+/// fetch from another site (which need no CORS preflight) cannot post one.
 pub(crate) fn json_body(
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<Option<Value>, ApiError> {
@@ -110,6 +134,9 @@ pub(crate) fn json_body(
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
+    }
+    if !declares_json(headers) {
+        return Err(ApiError::unsupported_media_type());
     }
     serde_json::from_slice(&bytes)
         .map(Some)

@@ -279,7 +279,7 @@ pub async fn complete_job(
 ) -> Result<Json<WorkerAck>, ApiError> {
     caller.require_worker()?;
     let q = super::query_map(query)?;
-    let mut obj = body_object(json_body(body, RESULT_BODY_LIMIT)?)?;
+    let mut obj = body_object(json_body(&headers, body, RESULT_BODY_LIMIT)?)?;
     let id = job_id(&q, &mut obj)?;
     let outer = outer_lease_token(&q, &headers);
     if outer.is_some() {
@@ -345,7 +345,7 @@ pub async fn fail_job(
 ) -> Result<Json<WorkerAck>, ApiError> {
     caller.require_worker()?;
     let q = super::query_map(query)?;
-    let mut obj = body_object(json_body(body, SMALL_BODY_LIMIT)?)?;
+    let mut obj = body_object(json_body(&headers, body, SMALL_BODY_LIMIT)?)?;
     let id = job_id(&q, &mut obj)?;
     // What the query (or the header) gives wins over the body, which is then not read.
     let outer = outer_lease_token(&q, &headers);
@@ -433,7 +433,7 @@ pub async fn heartbeat(
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     caller.require_worker()?;
     let q = super::query_map(query)?;
-    let mut obj = body_object(json_body(body, SMALL_BODY_LIMIT)?)?;
+    let mut obj = body_object(json_body(&headers, body, SMALL_BODY_LIMIT)?)?;
     let has_job =
         q.contains_key("job_id") || !matches!(obj.get("job_id"), None | Some(Value::Null));
     // The query and the header win over the body, and each kind of heartbeat reads only its
@@ -557,10 +557,11 @@ fn worker_response(state: &AppState, rec: WorkerRecord, running: Vec<Uuid>) -> W
 pub async fn register(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<WorkerResponse>, ApiError> {
     caller.require_worker()?;
-    let obj = body_object(json_body(body, SMALL_BODY_LIMIT)?)?;
+    let obj = body_object(json_body(&headers, body, SMALL_BODY_LIMIT)?)?;
     input::require(&obj, "worker_id", "`worker_id` is required")?;
     let req: RegisterRequest = input::from_object(
         obj,
