@@ -25,6 +25,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod openapi;
 pub mod queue_status;
+mod redact;
 pub mod workers;
 pub mod ws;
 
@@ -69,7 +70,9 @@ pub(crate) fn router(state: AppState) -> Router {
         // A panic in a handler becomes a 500 instead of a dropped connection (none is
         // known; no input is meant to reach one).
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // The span shows the URI with secret query values redacted (`?token=`,
+        // `lease_token=`), never headers.
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(redact::make_span))
         .with_state(state)
 }
 
