@@ -61,6 +61,9 @@ error_codes! {
     /// The job's status does not allow the change.
     InvalidState = "invalid_state", BAD_REQUEST,
         "DELETE of a finished job; PATCH priority of a non-pending job (the contract's 400)";
+    /// `/ws` without a WebSocket upgrade.
+    WebsocketRequired = "websocket_required", BAD_REQUEST,
+        "a `/ws` request that is not a WebSocket upgrade (GET with `Connection: upgrade`, `Upgrade: websocket`, `Sec-WebSocket-Version: 13`, `Sec-WebSocket-Key`)";
     /// Credentials missing or wrong.
     Unauthorized = "unauthorized", UNAUTHORIZED,
         "auth on, no or wrong credentials";
@@ -249,6 +252,14 @@ impl ApiError {
             "the request body must be sent with `Content-Type: application/json`",
         )
         .with_field("body")
+    }
+
+    /// 400: `/ws` without a WebSocket upgrade; `why` is axum's reason.
+    pub fn websocket_required(why: impl std::fmt::Display) -> Self {
+        Self::new(
+            ErrorCode::WebsocketRequired,
+            format!("`/ws` needs a WebSocket upgrade: {why}"),
+        )
     }
 
     /// 404: no such job.

@@ -51,14 +51,22 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let stopping = state.clone();
-    axum::serve(listener, app(state))
+    axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(async move {
             stop_signal().await;
-            tracing::info!("shutting down: answering long-polls, finishing requests");
+            tracing::info!("shutting down: answering long-polls, closing /ws, finishing requests");
             stopping.begin_shutdown();
         })
         .await
         .context("serving")?;
+    // Upgraded /ws connections are not part of the graceful shutdown: give them a moment to
+    // send their close frames (and hear the clients' answers) before the process exits.
+    if tokio::time::timeout(Duration::from_secs(5), state.websockets_closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some /ws clients did not answer the close frame within 5 s");
+    }
     Ok(())
 }
 

@@ -1385,3 +1385,28 @@ async fn secrets_never_reach_the_log() {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
 }
+
+/// Issue 12 item 5: requests that axum's extractors used to refuse with a plain-text 400
+/// get the JSON error shape: a job path that does not decode, `/ws` without an upgrade.
+#[tokio::test]
+async fn extractor_rejections_have_the_json_error_shape() {
+    let a = app();
+    for (method, uri) in [
+        ("GET", "/api/jobs/%ff"),
+        ("DELETE", "/api/jobs/%ff"),
+        ("PATCH", "/api/jobs/%ff/priority?priority=1"),
+        ("GET", "/api/jobs/%C0%AF"),
+    ] {
+        let r = a.req(method, uri, &[], None).await;
+        assert_error(&r, StatusCode::NOT_FOUND, "job_not_found");
+        assert_eq!(r.json["detail"], "Job not found", "{method} {uri}");
+    }
+    for uri in ["/ws", "/ws?x=1"] {
+        let r = a.get(uri).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "websocket_required");
+    }
+    let r = a
+        .req("GET", "/ws", &[("connection", "upgrade"), ("upgrade", "websocket")], None)
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "websocket_required");
+}

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -221,9 +221,16 @@ fn parse_count(
     }
 }
 
-async fn load_visible(state: &AppState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
+/// The `{id}` of a job route; a path that does not decode (`/api/jobs/%ff`) is kept as the
+/// rejection so that it is answered like any other id that names no job.
+type JobPath = Result<Path<String>, PathRejection>;
+
+async fn load_visible(state: &AppState, caller: &Caller, id: JobPath) -> Result<Job, ApiError> {
     caller.require_user()?;
-    let id = super::parse_job_id(id)?;
+    let Ok(Path(id)) = id else {
+        return Err(ApiError::job_not_found());
+    };
+    let id = super::parse_job_id(&id)?;
     match state.store.get(id).await? {
         Some(job) if caller.may_touch(&job.user_id) => Ok(job),
         // Another user's job is reported as missing, so ids cannot be probed.
@@ -240,9 +247,9 @@ async fn load_visible(state: &AppState, caller: &Caller, id: &str) -> Result<Job
 pub async fn get_job(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    id: JobPath,
 ) -> Result<Json<JobResponse>, ApiError> {
-    let job = load_visible(&state, &caller, &id).await?;
+    let job = load_visible(&state, &caller, id).await?;
     Ok(Json(job_response(&state, &job).await?))
 }
 
@@ -260,9 +267,9 @@ pub async fn get_job(
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    id: JobPath,
 ) -> Result<StatusCode, ApiError> {
-    let job = load_visible(&state, &caller, &id).await?;
+    let job = load_visible(&state, &caller, id).await?;
     let job = state.store.cancel(job.id, state.now()).await?;
     publish(&state, "job_updated", &job, None);
     if job.status == Status::Cancelled {
@@ -296,7 +303,7 @@ pub async fn cancel(
 pub async fn set_priority(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    id: JobPath,
     headers: HeaderMap,
     query: QueryMap,
     body: Result<Bytes, BytesRejection>,
@@ -327,7 +334,7 @@ pub async fn set_priority(
             }
         },
     };
-    let job = load_visible(&state, &caller, &id).await?;
+    let job = load_visible(&state, &caller, id).await?;
     if caller != Caller::Admin && priority == 0 {
         return Err(
             ApiError::forbidden("priority 0 (instructor override) needs the admin token")
