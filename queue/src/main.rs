@@ -24,11 +24,32 @@ async fn main() -> anyhow::Result<()> {
     let settings = config.settings();
 
     let store: Arc<dyn Store> = match &config.redis_url {
-        Some(url) => Arc::new(
-            RedisStore::connect(url, &config.redis_prefix)
+        Some(url) => {
+            let store = RedisStore::connect(url, &config.redis_prefix)
                 .await
-                .context("connecting to Redis")?,
-        ),
+                .context("connecting to Redis")?;
+            match store.persistence().await {
+                Ok(persistence) => {
+                    persistence.check(config.allow_volatile_redis)?;
+                    let window = persistence.loss_window();
+                    if persistence.is_durable() {
+                        tracing::info!(appendfsync = %persistence.appendfsync, "Redis persistence: {window}");
+                    } else {
+                        tracing::warn!(save = %persistence.save, "Redis has no append-only file (--allow-volatile-redis): {window}");
+                    }
+                }
+                Err(e) if config.allow_volatile_redis => {
+                    tracing::warn!(error = %e, "cannot read Redis' persistence settings; running anyway (--allow-volatile-redis)");
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(
+                        "reading Redis' persistence settings (CONFIG GET appendonly, appendfsync, \
+                         save); where CONFIG is not allowed, start with --allow-volatile-redis",
+                    ));
+                }
+            }
+            Arc::new(store)
+        }
         None => Arc::new(
             SqliteStore::open(&config.db)
                 .with_context(|| format!("opening {}", config.db.display()))?,

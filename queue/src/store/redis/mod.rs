@@ -12,8 +12,11 @@
 //! - this file: [`RedisStore`], its connection, and the [`Store`] operations.
 
 mod decode;
+mod persistence;
 mod retry;
 mod scripts;
+
+pub use persistence::{Persistence, VolatileRedis};
 
 use std::collections::HashMap;
 use std::sync::Mutex;
