@@ -194,6 +194,8 @@ pub fn complete(
     job.status = Status::Completed;
     job.completed_at = Some(now);
     job.result = Some(result);
+    // The job succeeded: an earlier attempt's error stays in its history entry only.
+    job.error = None;
     job.lease_expires_at = None;
     end_attempt(job, now, AttemptOutcome::Completed, None);
     Ok(true)

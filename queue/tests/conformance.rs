@@ -559,6 +559,58 @@ mod suite {
         assert_eq!(job.status, Status::Failed);
     }
 
+    /// Issue 12 item 7: a job that succeeds on a retry has no top-level `error` (the failed
+    /// attempts keep theirs in `history`), whether the retry came from a fail or a lease expiry.
+    pub(crate) async fn success_on_a_retry_clears_the_error(h: Harness) {
+        let id = submit(&h, "alice", 2).await;
+        let c = h
+            .store
+            .claim(&worker("w1"), LEASE, FENCED, h.clock.now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        let failure = Failure {
+            error: "CUDA out of memory".into(),
+            retry: true,
+            cancelled: false,
+            retry_delay_ms: 0,
+        };
+        let job = h
+            .store
+            .fail(id, Some(&c.lease_token), failure, h.clock.now_ms())
+            .await
+            .unwrap();
+        assert_eq!(job.error.as_deref(), Some("CUDA out of memory"));
+        let c = h
+            .store
+            .claim(&worker("w2"), LEASE, FENCED, h.clock.now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        h.clock.advance(LEASE + 1);
+        h.store.reap(h.clock.now_ms()).await.unwrap();
+        assert!(h.store.get(id).await.unwrap().unwrap().error.is_some());
+        let third = h
+            .store
+            .claim(&worker("w3"), LEASE, FENCED, h.clock.now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(third.lease_token, c.lease_token);
+        let done = h
+            .store
+            .complete(id, Some(&third.lease_token), json!({"ok": true}), h.clock.now_ms())
+            .await
+            .unwrap();
+        assert_eq!(done.status, Status::Completed);
+        assert_eq!(done.error, None);
+        assert_eq!(h.store.get(id).await.unwrap().unwrap(), done);
+        assert_eq!(done.history.len(), 3);
+        assert_eq!(done.history[0].error.as_deref(), Some("CUDA out of memory"));
+        assert!(done.history[1].error.as_deref().unwrap().contains("lease expired"));
+        assert_eq!(done.history[2].error, None);
+    }
+
     pub(crate) async fn fail_retry_and_cancelled(h: Harness) {
         let a = submit(&h, "alice", 2).await;
         let now = h.clock.now_ms();
@@ -1036,6 +1088,7 @@ all_backends!(
     complete_is_fenced_and_replay_safe,
     tokenless_complete_for_old_workers,
     tokenless_calls_cannot_touch_a_fenced_lease,
+    success_on_a_retry_clears_the_error,
     fail_retry_and_cancelled,
     retry_stops_at_max_attempts,
     retry_waits_out_its_backoff,

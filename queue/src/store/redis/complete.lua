@@ -10,6 +10,9 @@ move_status(id, j.user_id, tonumber(j.seq), 'running', 'completed')
 stop_lease(id, j)
 end_attempt(j, now, 'completed', nil)
 j.status, j.completed_at = 'completed', tostring(now)
+-- An earlier attempt's error stays in its history entry only.
+j.error = false
+redis.call('HDEL', k, 'error')
 redis.call('HSET', k, 'status', 'completed', 'completed_at', now, 'result', ARGV[5],
   'history', j.history)
 return reply('OK', j)
