@@ -1013,11 +1013,23 @@ mod suite {
         again.comfyui_version = Some("0.11.1".into());
         let rec = h.store.register_worker(again.clone(), 300).await.unwrap();
         assert_eq!(rec.info, again);
-        assert_eq!((rec.registered_at, rec.last_seen), (100, 300));
+        // Issue 12 item 7: registered_at is the registration in effect (what version and
+        // capabilities are from), not the first one.
+        assert_eq!((rec.registered_at, rec.last_seen), (300, 300));
+        assert_eq!(h.store.get_worker("gpu-1").await.unwrap(), Some(rec));
+        // A worker first seen by a claim or a keep-alive gets registered_at at its
+        // registration, not at that first sighting.
+        h.store.touch_worker("gpu-2", 350).await.unwrap();
+        let later = WorkerInfo {
+            worker_id: "gpu-2".into(),
+            ..info.clone()
+        };
+        let rec = h.store.register_worker(later, 360).await.unwrap();
+        assert_eq!((rec.registered_at, rec.last_seen), (360, 360));
         h.store.touch_worker("gpu-0", 400).await.unwrap();
         let all = h.store.list_workers().await.unwrap();
         let ids: Vec<&str> = all.iter().map(|w| w.info.worker_id.as_str()).collect();
-        assert_eq!(ids, vec!["gpu-0", "gpu-1"]);
+        assert_eq!(ids, vec!["gpu-0", "gpu-1", "gpu-2"]);
         assert_eq!(all[1].last_seen, 300);
         assert_eq!(h.store.get_worker("nope").await.unwrap(), None);
     }

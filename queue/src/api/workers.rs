@@ -525,7 +525,8 @@ pub struct WorkerResponse {
     pub line: Option<String>,
     /// Registered capabilities.
     pub capabilities: Vec<String>,
-    /// First registration (RFC 3339).
+    /// The latest registration, whose version, line and capabilities these are (RFC 3339);
+    /// for a worker that never registered, when it was first seen.
     pub registered_at: String,
     /// Last claim, heartbeat or registration (RFC 3339).
     pub last_seen: String,

@@ -453,10 +453,10 @@ impl Store for RedisStore {
                     ("worker_id", info.worker_id.as_str()),
                     ("capabilities", caps.as_str()),
                     ("last_seen", now.to_string().as_str()),
+                    // The registration in effect, not the first one.
+                    ("registered_at", now.to_string().as_str()),
                 ],
             )
-            .ignore()
-            .hset_nx(&key, "registered_at", now)
             .ignore()
             .sadd(self.key("workers"), &info.worker_id)
             .ignore();

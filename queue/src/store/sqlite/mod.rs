@@ -431,7 +431,7 @@ impl Store for SqliteStore {
                     "INSERT INTO workers(worker_id, comfyui_version, line, capabilities, \
                      registered_at, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
                      ON CONFLICT(worker_id) DO UPDATE SET comfyui_version = ?2, line = ?3, \
-                     capabilities = ?4, last_seen = ?5",
+                     capabilities = ?4, registered_at = ?5, last_seen = ?5",
                 )?
                 .execute(params![
                     info.worker_id,
