@@ -150,7 +150,7 @@ error_codes! {
         "the user holds `--max-per-user` pending or running jobs";
     /// The store failed.
     StoreUnavailable = "store_unavailable", SERVICE_UNAVAILABLE,
-        "the store failed (e.g. Redis restarting); nothing was written";
+        "the store failed (e.g. Redis restarting). On SQLite nothing was written; on Redis a change whose reply was lost may have been: repeat a submit with the same `Idempotency-Key` to learn which (200 with the job, or 201)";
 }
 
 impl ErrorCode {
@@ -287,11 +287,23 @@ impl ApiError {
         Self::new(ErrorCode::Unauthorized, message)
     }
 
-    /// 503: the store cannot be reached (e.g. Redis is restarting). Nothing was written.
+    /// 503: the store cannot be reached (e.g. Redis is restarting). On Redis a write whose
+    /// reply was lost may have happened.
     pub fn unavailable() -> Self {
         Self::new(
             ErrorCode::StoreUnavailable,
             "the job store is unavailable; retry shortly",
+        )
+    }
+
+    /// 503 for a submit: the job may have been stored (a lost Redis reply), so the answer
+    /// says how to find out instead of inviting a blind retry.
+    pub fn submit_outcome_unknown() -> Self {
+        Self::new(
+            ErrorCode::StoreUnavailable,
+            "the job store did not answer; the job may have been stored. Repeat the submit \
+             with the same Idempotency-Key to learn whether (200 with the job if it was); \
+             without a key a repeat may create a second job",
         )
     }
 }

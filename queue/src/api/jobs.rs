@@ -16,7 +16,7 @@ use crate::events::Event;
 use crate::input;
 use crate::model::{self, Job, Status};
 use crate::state::AppState;
-use crate::store::{ListFilter, SubmitLimits};
+use crate::store::{Chain, ListFilter, StoreError, SubmitLimits};
 
 /// Publish a job event (never carrying the workflow).
 pub fn publish(state: &AppState, kind: &'static str, job: &Job, position: Option<u64>) {
@@ -92,7 +92,14 @@ pub async fn submit(
     // A job any worker can run needs only one waiting worker woken; a routed job wakes all
     // of them so the one that can run it gets the chance.
     let anyone = new.requirements.is_empty();
-    let submitted = state.store.submit(new, limits, state.now()).await?;
+    let submitted = match state.store.submit(new, limits, state.now()).await {
+        Ok(s) => s,
+        Err(StoreError::Backend(e)) => {
+            tracing::error!(error = %Chain(&e), "store error on a submit; the job may be stored");
+            return Err(ApiError::submit_outcome_unknown());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let resp = JobResponse::new(
         &submitted.job,
         submitted.position,
