@@ -209,7 +209,12 @@ mod suite {
         let p2b = submit(&h, "alice", 2).await;
         let p1 = submit(&h, "alice", 1).await;
         let mut order = Vec::new();
-        while let Some(c) = h.store.claim(&worker("w"), LEASE, FENCED, 10).await.unwrap() {
+        while let Some(c) = h
+            .store
+            .claim(&worker("w"), LEASE, FENCED, 10)
+            .await
+            .unwrap()
+        {
             order.push(c.job.id);
         }
         assert_eq!(order, vec![p0, p1, p2a, p2b, p3]);
@@ -505,7 +510,10 @@ mod suite {
             .unwrap()
             .unwrap();
         h.clock.advance(LEASE + 1);
-        assert_eq!(h.store.reap(h.clock.now_ms()).await.unwrap().requeued, vec![id]);
+        assert_eq!(
+            h.store.reap(h.clock.now_ms()).await.unwrap().requeued,
+            vec![id]
+        );
         let c = h
             .store
             .claim(&worker("new"), LEASE, FENCED, h.clock.now_ms())
@@ -555,7 +563,11 @@ mod suite {
             cancelled: false,
             retry_delay_ms: 0,
         };
-        let job = h.store.fail(id2, None, failure, h.clock.now_ms()).await.unwrap();
+        let job = h
+            .store
+            .fail(id2, None, failure, h.clock.now_ms())
+            .await
+            .unwrap();
         assert_eq!(job.status, Status::Failed);
     }
 
@@ -599,7 +611,12 @@ mod suite {
         assert_ne!(third.lease_token, c.lease_token);
         let done = h
             .store
-            .complete(id, Some(&third.lease_token), json!({"ok": true}), h.clock.now_ms())
+            .complete(
+                id,
+                Some(&third.lease_token),
+                json!({"ok": true}),
+                h.clock.now_ms(),
+            )
             .await
             .unwrap();
         assert_eq!(done.status, Status::Completed);
@@ -607,7 +624,13 @@ mod suite {
         assert_eq!(h.store.get(id).await.unwrap().unwrap(), done);
         assert_eq!(done.history.len(), 3);
         assert_eq!(done.history[0].error.as_deref(), Some("CUDA out of memory"));
-        assert!(done.history[1].error.as_deref().unwrap().contains("lease expired"));
+        assert!(
+            done.history[1]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("lease expired")
+        );
         assert_eq!(done.history[2].error, None);
     }
 
@@ -915,10 +938,26 @@ mod suite {
             capabilities: vec!["jobs_api".into()],
         };
         // The old worker skips the job it cannot run and gets the next one.
-        let c = h.store.claim(&old, LEASE, FENCED, 5).await.unwrap().unwrap();
+        let c = h
+            .store
+            .claim(&old, LEASE, FENCED, 5)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(c.job.id, plain);
-        assert!(h.store.claim(&old, LEASE, FENCED, 5).await.unwrap().is_none());
-        let c = h.store.claim(&new, LEASE, FENCED, 5).await.unwrap().unwrap();
+        assert!(
+            h.store
+                .claim(&old, LEASE, FENCED, 5)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let c = h
+            .store
+            .claim(&new, LEASE, FENCED, 5)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(c.job.id, special);
     }
 
@@ -1142,7 +1181,11 @@ async fn sqlite_survives_reopen() {
             worker_id: "w".into(),
             ..Default::default()
         };
-        let c = store.claim(&w, 60_000, comfy_queue::lifecycle::LeaseKind::Fenced, 1).await.unwrap().unwrap();
+        let c = store
+            .claim(&w, 60_000, comfy_queue::lifecycle::LeaseKind::Fenced, 1)
+            .await
+            .unwrap()
+            .unwrap();
         (id, c.lease_token)
     };
     let store = SqliteStore::open(&path).unwrap();
@@ -1257,7 +1300,11 @@ async fn redis_reconnects_after_restart() {
         worker_id: "w".into(),
         ..Default::default()
     };
-    let c = store.claim(&w, 60_000, comfy_queue::lifecycle::LeaseKind::Fenced, 2).await.unwrap().unwrap();
+    let c = store
+        .claim(&w, 60_000, comfy_queue::lifecycle::LeaseKind::Fenced, 2)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.job.id, id);
     store
         .complete(id, Some(&c.lease_token), serde_json::json!({}), 3)

@@ -940,7 +940,12 @@ async fn status_and_metrics_name_users_to_admins_only() {
     let a = secured();
     let body = serde_json::to_vec(&json!({"user_id": "alice", "workflow": {"a": 1}})).unwrap();
     let r = a
-        .req("POST", "/api/jobs", &[("x-forwarded-user", "alice")], Some(body))
+        .req(
+            "POST",
+            "/api/jobs",
+            &[("x-forwarded-user", "alice")],
+            Some(body),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     for who in [
@@ -966,7 +971,10 @@ async fn status_and_metrics_name_users_to_admins_only() {
     }
     let admin = [("authorization", "Bearer admin-secret")];
     let r = a.req("GET", "/api/queue/status", &admin, None).await;
-    assert_eq!(r.json["users"]["alice"], json!({"pending": 1, "running": 0}));
+    assert_eq!(
+        r.json["users"]["alice"],
+        json!({"pending": 1, "running": 0})
+    );
     let r = a.req("GET", "/metrics", &admin, None).await;
     assert!(
         r.text
@@ -988,8 +996,16 @@ async fn bodies_must_be_declared_json() {
     let submit = serde_json::to_vec(&json!({"user_id": "mallory", "workflow": {"a": 1}})).unwrap();
     let routes = [
         ("POST", "/api/jobs".to_owned(), submit.clone()),
-        ("PATCH", format!("/api/jobs/{id}/priority"), br#"{"priority": 0}"#.to_vec()),
-        ("POST", "/api/workers/register".into(), br#"{"worker_id": "w"}"#.to_vec()),
+        (
+            "PATCH",
+            format!("/api/jobs/{id}/priority"),
+            br#"{"priority": 0}"#.to_vec(),
+        ),
+        (
+            "POST",
+            "/api/workers/register".into(),
+            br#"{"worker_id": "w"}"#.to_vec(),
+        ),
         (
             "POST",
             format!("/api/workers/complete-job?job_id={id}"),
@@ -1000,7 +1016,11 @@ async fn bodies_must_be_declared_json() {
             format!("/api/workers/fail-job?job_id={id}"),
             br#"{"error": "forged"}"#.to_vec(),
         ),
-        ("POST", "/api/workers/heartbeat".into(), br#"{"worker_id": "w"}"#.to_vec()),
+        (
+            "POST",
+            "/api/workers/heartbeat".into(),
+            br#"{"worker_id": "w"}"#.to_vec(),
+        ),
     ];
     for (method, uri, body) in &routes {
         for ct in [
@@ -1012,7 +1032,11 @@ async fn bodies_must_be_declared_json() {
             Some("application/jsonx"),
         ] {
             let r = a.req_typed(method, uri, &[], ct, body.clone()).await;
-            assert_error(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+            assert_error(
+                &r,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            );
             assert_eq!(r.json["error"]["field"], "body", "{method} {uri} {ct:?}");
         }
     }
@@ -1022,19 +1046,37 @@ async fn bodies_must_be_declared_json() {
     assert_eq!(r.json["status"], "running");
     assert_eq!(r.json["priority"], 2);
     // JSON with parameters or in another case is JSON; so is a +json type.
-    for ct in ["application/json; charset=utf-8", "Application/JSON", "application/vnd.x+json"] {
-        let r = a.req_typed("POST", "/api/jobs", &[], Some(ct), submit.clone()).await;
+    for ct in [
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/vnd.x+json",
+    ] {
+        let r = a
+            .req_typed("POST", "/api/jobs", &[], Some(ct), submit.clone())
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{ct}: {}", r.text);
     }
     // No body needs no type: the original worker's fail-job with `?error=`, a PATCH with
     // `?priority=`.
     let r = a
-        .req_typed("POST", &format!("/api/workers/fail-job?job_id={id}&error=oom"), &[], None, Vec::new())
+        .req_typed(
+            "POST",
+            &format!("/api/workers/fail-job?job_id={id}&error=oom"),
+            &[],
+            None,
+            Vec::new(),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let other = a.submit("alice", 2).await;
     let r = a
-        .req_typed("PATCH", &format!("/api/jobs/{other}/priority?priority=1"), &[], Some("text/plain"), Vec::new())
+        .req_typed(
+            "PATCH",
+            &format!("/api/jobs/{other}/priority?priority=1"),
+            &[],
+            Some("text/plain"),
+            Vec::new(),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     // A JSON body from another origin needs a CORS preflight, which is not granted.
@@ -1051,7 +1093,11 @@ async fn bodies_must_be_declared_json() {
         )
         .await;
     assert!(!r.status.is_success(), "{}", r.status);
-    assert!(r.headers.keys().all(|k| !k.as_str().starts_with("access-control-")));
+    assert!(
+        r.headers
+            .keys()
+            .all(|k| !k.as_str().starts_with("access-control-"))
+    );
 }
 
 #[tokio::test]
@@ -1351,7 +1397,12 @@ async fn secrets_never_reach_the_log() {
     ];
     let body = serde_json::to_vec(&json!({"user_id": "alice", "workflow": {"a": 1}})).unwrap();
     let r = a
-        .req("POST", "/api/jobs", &[("authorization", "Bearer admin-secret")], Some(body))
+        .req(
+            "POST",
+            "/api/jobs",
+            &[("authorization", "Bearer admin-secret")],
+            Some(body),
+        )
         .await;
     let id = r.json["id"].as_str().unwrap().to_owned();
     let r = a
@@ -1359,7 +1410,8 @@ async fn secrets_never_reach_the_log() {
         .await;
     let token = r.json["job"]["lease_token"].as_str().unwrap().to_owned();
     a.req("GET", "/ws?token=admin-secret", &[], None).await;
-    a.req("GET", "/metrics?token=admin-secret&x=1", &[], None).await;
+    a.req("GET", "/metrics?token=admin-secret&x=1", &[], None)
+        .await;
     let r = a
         .req(
             "POST",
@@ -1372,7 +1424,10 @@ async fn secrets_never_reach_the_log() {
     drop(guard);
     let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     // The URIs are there (so the test looks at the right lines) ...
-    assert!(log.contains("uri=/api/workers/complete-job?job_id="), "{log}");
+    assert!(
+        log.contains("uri=/api/workers/complete-job?job_id="),
+        "{log}"
+    );
     assert!(log.contains("lease_token=<redacted>"), "{log}");
     assert!(log.contains("uri=/ws?token=<redacted>"), "{log}");
     // ... the secrets are not.
@@ -1406,7 +1461,12 @@ async fn extractor_rejections_have_the_json_error_shape() {
         assert_error(&r, StatusCode::BAD_REQUEST, "websocket_required");
     }
     let r = a
-        .req("GET", "/ws", &[("connection", "upgrade"), ("upgrade", "websocket")], None)
+        .req(
+            "GET",
+            "/ws",
+            &[("connection", "upgrade"), ("upgrade", "websocket")],
+            None,
+        )
         .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "websocket_required");
 }

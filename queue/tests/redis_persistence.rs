@@ -128,11 +128,17 @@ async fn the_server_refuses_a_volatile_redis_unless_allowed() {
 
     let port = free_port();
     let mut p = queue(&volatile, port, &["--allow-volatile-redis"]);
-    assert!(serves(&mut p, port).await, "refused despite --allow-volatile-redis");
+    assert!(
+        serves(&mut p, port).await,
+        "refused despite --allow-volatile-redis"
+    );
     drop(p);
 
     let durable = RedisServer::start_with(DURABLE);
     let port = free_port();
     let mut p = queue(&durable, port, &[]);
-    assert!(serves(&mut p, port).await, "refused a Redis with appendonly yes");
+    assert!(
+        serves(&mut p, port).await,
+        "refused a Redis with appendonly yes"
+    );
 }

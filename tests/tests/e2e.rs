@@ -323,8 +323,8 @@ async fn a_job_handed_back_before_its_prompt_is_counted_and_logged_with_its_id()
         .with_ansi(false)
         .with_writer(move || sink.clone())
         .finish();
-    let worker = comfy_worker::Worker::new(worker_config(&q.url(), &emu.url(), "w-handback"))
-        .unwrap();
+    let worker =
+        comfy_worker::Worker::new(worker_config(&q.url(), &emu.url(), "w-handback")).unwrap();
     let health = worker.health();
     let addr = comfy_worker::health::serve("127.0.0.1:0".parse().unwrap(), health.clone())
         .await
@@ -333,8 +333,18 @@ async fn a_job_handed_back_before_its_prompt_is_counted_and_logged_with_its_id()
     let task = tokio::spawn(worker.run(rx).with_subscriber(subscriber));
     // Registered (detected ComfyUI), then ComfyUI goes away.
     let deadline = tokio::time::Instant::now() + T;
-    while !q.api.workers().await.unwrap().to_string().contains("w-handback") {
-        assert!(tokio::time::Instant::now() < deadline, "worker never registered");
+    while !q
+        .api
+        .workers()
+        .await
+        .unwrap()
+        .to_string()
+        .contains("w-handback")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "worker never registered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     emu.stop().await;

@@ -94,9 +94,15 @@ mod tests {
             r("/api/workers/complete-job?job_id=J&lease_token=abc"),
             "/api/workers/complete-job?job_id=J&lease_token=<redacted>"
         );
-        assert_eq!(r("/x?lease%5Ftoken=abc&a=1"), "/x?lease%5Ftoken=<redacted>&a=1");
+        assert_eq!(
+            r("/x?lease%5Ftoken=abc&a=1"),
+            "/x?lease%5Ftoken=<redacted>&a=1"
+        );
         assert_eq!(r("/x?TOKEN=abc"), "/x?TOKEN=<redacted>");
-        assert_eq!(r("/x?api_key=abc&token"), "/x?api_key=<redacted>&<redacted>");
+        assert_eq!(
+            r("/x?api_key=abc&token"),
+            "/x?api_key=<redacted>&<redacted>"
+        );
         assert_eq!(r("/api/jobs?status=pending"), "/api/jobs?status=pending");
         assert_eq!(r("/api/jobs"), "/api/jobs");
         assert_eq!(r("/x?%zz=1&t%6Fken=s"), "/x?%zz=1&t%6Fken=<redacted>");

@@ -127,7 +127,10 @@ pub async fn next_job(
         notified.as_mut().enable();
 
         let started = Instant::now();
-        let claimed = state.store.claim(&info, lease_ms, kind, state.now()).await?;
+        let claimed = state
+            .store
+            .claim(&info, lease_ms, kind, state.now())
+            .await?;
         state.metrics.record_claim(started.elapsed());
         if let Some(c) = claimed {
             return Ok(Json(NextJobResponse {

@@ -121,7 +121,9 @@ mod tests {
     fn only_an_append_only_file_passes_without_the_flag() {
         assert_eq!(p(true, "everysec", "").check(false), Ok(()));
         assert_eq!(p(true, "always", "3600 1").check(false), Ok(()));
-        let e = p(false, "everysec", "3600 1 300 100").check(false).unwrap_err();
+        let e = p(false, "everysec", "3600 1 300 100")
+            .check(false)
+            .unwrap_err();
         assert!(e.window.contains("since the last snapshot"), "{e}");
         assert!(e.to_string().contains("--allow-volatile-redis"), "{e}");
         let e = p(false, "everysec", "").check(false).unwrap_err();
@@ -131,7 +133,11 @@ mod tests {
 
     #[test]
     fn the_loss_window_follows_appendfsync() {
-        assert!(p(true, "always", "").loss_window().starts_with("nothing acknowledged:"));
+        assert!(
+            p(true, "always", "")
+                .loss_window()
+                .starts_with("nothing acknowledged:")
+        );
         assert!(p(true, "everysec", "").loss_window().contains("1 s"));
         assert!(p(true, "no", "").loss_window().contains("30 s"));
     }
