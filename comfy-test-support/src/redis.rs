@@ -22,6 +22,7 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -31,6 +32,16 @@ impl RedisServer {
     /// When `redis-server` is not installed (tests that need it are ignored
     /// on such a machine, so reaching this is a failure), or it does not start.
     pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// Like [`RedisServer::start`], with more `redis-server` arguments after the defaults
+    /// (a later argument wins), e.g. `&["--appendonly", "yes"]` for a server with an
+    /// append-only file in its temporary directory.
+    ///
+    /// # Panics
+    /// As [`RedisServer::start`].
+    pub fn start_with(extra: &[&str]) -> RedisServer {
         let bin = REDIS_SERVER.find().unwrap_or_else(|| {
             panic!(
                 "redis-server not found (PATH, or {}); a test that needs it must be \
@@ -44,6 +55,7 @@ impl RedisServer {
             child: None,
             port: free_port(),
             dir,
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
         };
         s.spawn();
         s
@@ -57,6 +69,7 @@ impl RedisServer {
             .args(["--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -93,7 +106,8 @@ impl RedisServer {
     }
 
     /// Kills it and starts it again on the same port; all data is lost
-    /// (`--save ""`), as after a crash of a server without persistence.
+    /// (`--save ""`), as after a crash of a server without persistence (unless it was
+    /// started with persistence through [`RedisServer::start_with`]).
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();

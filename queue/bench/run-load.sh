@@ -26,6 +26,6 @@ RP="$(free_port)"
 redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP" >/dev/null & PIDS+=($!)
 sleep 0.3
 QP2="$(free_port)"
-RUST_LOG=warn "$BIN/comfy-queue" --listen "127.0.0.1:$QP2" --redis-url "redis://127.0.0.1:$RP/" --max-pending 0 & PIDS+=($!)
+RUST_LOG=warn "$BIN/comfy-queue" --listen "127.0.0.1:$QP2" --redis-url "redis://127.0.0.1:$RP/" --allow-volatile-redis --max-pending 0 & PIDS+=($!)
 wait_up "$QP2"
 "$BIN/queue-load" --url "http://127.0.0.1:$QP2" --seconds "$SECS"

@@ -27,6 +27,11 @@ pub struct Config {
     #[arg(long, env = "QUEUE_REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// Run on a Redis without an append-only file (`appendonly no`), where a crash loses
+    /// acknowledged jobs. Without this flag the queue refuses to start on such a Redis.
+    #[arg(long, env = "QUEUE_ALLOW_VOLATILE_REDIS")]
+    pub allow_volatile_redis: bool,
+
     /// Key prefix for the Redis backend.
     #[arg(long, env = "QUEUE_REDIS_PREFIX", default_value = "cq")]
     pub redis_prefix: String,

@@ -61,6 +61,9 @@ error_codes! {
     /// The job's status does not allow the change.
     InvalidState = "invalid_state", BAD_REQUEST,
         "DELETE of a finished job; PATCH priority of a non-pending job (the contract's 400)";
+    /// `/ws` without a WebSocket upgrade.
+    WebsocketRequired = "websocket_required", BAD_REQUEST,
+        "a `/ws` request that is not a WebSocket upgrade (GET with `Connection: upgrade`, `Upgrade: websocket`, `Sec-WebSocket-Version: 13`, `Sec-WebSocket-Key`)";
     /// Credentials missing or wrong.
     Unauthorized = "unauthorized", UNAUTHORIZED,
         "auth on, no or wrong credentials";
@@ -82,6 +85,9 @@ error_codes! {
     /// A field or the body is over its limit.
     PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE,
         "workflow > 10 MB, metadata > 1 MB, result > 50 MB, or the body over the route limit (12 MB submit, 51 MB complete, 1 MB others)";
+    /// The body is not declared JSON.
+    UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE,
+        "a request body whose `Content-Type` is not `application/json` (field `body`); an empty body needs none";
     /// A required field is absent.
     MissingField = "missing_field", UNPROCESSABLE_ENTITY,
         "a required field (or query parameter) is absent or null";
@@ -144,7 +150,7 @@ error_codes! {
         "the user holds `--max-per-user` pending or running jobs";
     /// The store failed.
     StoreUnavailable = "store_unavailable", SERVICE_UNAVAILABLE,
-        "the store failed (e.g. Redis restarting); nothing was written";
+        "the store failed (e.g. Redis restarting). On SQLite nothing was written; on Redis a change whose reply was lost may have been: repeat a submit with the same `Idempotency-Key` to learn which (200 with the job, or 201)";
 }
 
 impl ErrorCode {
@@ -239,6 +245,23 @@ impl ApiError {
         .with_field("body")
     }
 
+    /// 415: a body that is not declared `application/json`.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            ErrorCode::UnsupportedMediaType,
+            "the request body must be sent with `Content-Type: application/json`",
+        )
+        .with_field("body")
+    }
+
+    /// 400: `/ws` without a WebSocket upgrade; `why` is axum's reason.
+    pub fn websocket_required(why: impl std::fmt::Display) -> Self {
+        Self::new(
+            ErrorCode::WebsocketRequired,
+            format!("`/ws` needs a WebSocket upgrade: {why}"),
+        )
+    }
+
     /// 404: no such job.
     pub fn job_not_found() -> Self {
         Self::new(ErrorCode::JobNotFound, "Job not found")
@@ -264,11 +287,23 @@ impl ApiError {
         Self::new(ErrorCode::Unauthorized, message)
     }
 
-    /// 503: the store cannot be reached (e.g. Redis is restarting). Nothing was written.
+    /// 503: the store cannot be reached (e.g. Redis is restarting). On Redis a write whose
+    /// reply was lost may have happened.
     pub fn unavailable() -> Self {
         Self::new(
             ErrorCode::StoreUnavailable,
             "the job store is unavailable; retry shortly",
+        )
+    }
+
+    /// 503 for a submit: the job may have been stored (a lost Redis reply), so the answer
+    /// says how to find out instead of inviting a blind retry.
+    pub fn submit_outcome_unknown() -> Self {
+        Self::new(
+            ErrorCode::StoreUnavailable,
+            "the job store did not answer; the job may have been stored. Repeat the submit \
+             with the same Idempotency-Key to learn whether (200 with the job if it was); \
+             without a key a repeat may create a second job",
         )
     }
 }

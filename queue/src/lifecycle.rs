@@ -49,6 +49,17 @@ pub struct Failure {
     pub retry_delay_ms: Millis,
 }
 
+/// Who holds a lease, which decides whether complete and fail may come without its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseKind {
+    /// A registered worker: it got the token and reports with it, so a call without the
+    /// token is refused (it can only come from an old holder of an earlier lease).
+    Fenced,
+    /// A worker that never registered (the original worker): it does not know the token,
+    /// so complete and fail without one are accepted while the lease is live.
+    Legacy,
+}
+
 /// A job with the fields the store keeps but never shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredJob {
@@ -56,6 +67,9 @@ pub struct StoredJob {
     pub job: Job,
     /// Token of the current (or last) lease.
     pub lease_token: Option<String>,
+    /// The current (or last) lease needs its token on every call ([`LeaseKind::Fenced`]).
+    /// Leases stored before this field existed read as `false` (legacy).
+    pub lease_fenced: bool,
 }
 
 /// What the reaper did to one job.
@@ -80,7 +94,14 @@ fn end_attempt(job: &mut Job, now: Millis, outcome: AttemptOutcome, error: Optio
 }
 
 /// Lease a pending job to `worker_id`.
-pub fn claim(s: &mut StoredJob, worker_id: &str, token: &str, lease_ms: Millis, now: Millis) {
+pub fn claim(
+    s: &mut StoredJob,
+    worker_id: &str,
+    token: &str,
+    kind: LeaseKind,
+    lease_ms: Millis,
+    now: Millis,
+) {
     let job = &mut s.job;
     job.status = Status::Running;
     job.attempts += 1;
@@ -98,10 +119,12 @@ pub fn claim(s: &mut StoredJob, worker_id: &str, token: &str, lease_ms: Millis, 
         error: None,
     });
     s.lease_token = Some(token.to_owned());
+    s.lease_fenced = kind == LeaseKind::Fenced;
 }
 
 /// Check that the caller holds the live lease. `token: None` (old workers) only requires
-/// the job to be running with an unexpired lease.
+/// the job to be running with an unexpired lease that an unregistered worker took
+/// ([`LeaseKind::Legacy`]); a lease taken by a registered worker needs its token.
 pub fn fence(s: &StoredJob, token: Option<&str>, now: Millis) -> Result<(), TransitionError> {
     if s.job.status != Status::Running {
         return Err(TransitionError::LeaseConflict(format!(
@@ -109,12 +132,18 @@ pub fn fence(s: &StoredJob, token: Option<&str>, now: Millis) -> Result<(), Tran
             s.job.status.as_str()
         )));
     }
-    if let Some(t) = token
-        && s.lease_token.as_deref() != Some(t)
-    {
-        return Err(TransitionError::LeaseConflict(
-            "lease token does not match: the job was leased again".into(),
-        ));
+    match token {
+        Some(t) if s.lease_token.as_deref() != Some(t) => {
+            return Err(TransitionError::LeaseConflict(
+                "lease token does not match: the job was leased again".into(),
+            ));
+        }
+        None if s.lease_fenced => {
+            return Err(TransitionError::LeaseConflict(
+                "the job is leased to a registered worker: report with its lease token".into(),
+            ));
+        }
+        _ => {}
     }
     if s.job.lease_expires_at.is_some_and(|until| until < now) {
         return Err(TransitionError::LeaseConflict("lease expired".into()));
@@ -165,6 +194,8 @@ pub fn complete(
     job.status = Status::Completed;
     job.completed_at = Some(now);
     job.result = Some(result);
+    // The job succeeded: an earlier attempt's error stays in its history entry only.
+    job.error = None;
     job.lease_expires_at = None;
     end_attempt(job, now, AttemptOutcome::Completed, None);
     Ok(true)

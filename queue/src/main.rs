@@ -24,11 +24,32 @@ async fn main() -> anyhow::Result<()> {
     let settings = config.settings();
 
     let store: Arc<dyn Store> = match &config.redis_url {
-        Some(url) => Arc::new(
-            RedisStore::connect(url, &config.redis_prefix)
+        Some(url) => {
+            let store = RedisStore::connect(url, &config.redis_prefix)
                 .await
-                .context("connecting to Redis")?,
-        ),
+                .context("connecting to Redis")?;
+            match store.persistence().await {
+                Ok(persistence) => {
+                    persistence.check(config.allow_volatile_redis)?;
+                    let window = persistence.loss_window();
+                    if persistence.is_durable() {
+                        tracing::info!(appendfsync = %persistence.appendfsync, "Redis persistence: {window}");
+                    } else {
+                        tracing::warn!(save = %persistence.save, "Redis has no append-only file (--allow-volatile-redis): {window}");
+                    }
+                }
+                Err(e) if config.allow_volatile_redis => {
+                    tracing::warn!(error = %e, "cannot read Redis' persistence settings; running anyway (--allow-volatile-redis)");
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(
+                        "reading Redis' persistence settings (CONFIG GET appendonly, appendfsync, \
+                         save); where CONFIG is not allowed, start with --allow-volatile-redis",
+                    ));
+                }
+            }
+            Arc::new(store)
+        }
         None => Arc::new(
             SqliteStore::open(&config.db)
                 .with_context(|| format!("opening {}", config.db.display()))?,
@@ -51,14 +72,22 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let stopping = state.clone();
-    axum::serve(listener, app(state))
+    axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(async move {
             stop_signal().await;
-            tracing::info!("shutting down: answering long-polls, finishing requests");
+            tracing::info!("shutting down: answering long-polls, closing /ws, finishing requests");
             stopping.begin_shutdown();
         })
         .await
         .context("serving")?;
+    // Upgraded /ws connections are not part of the graceful shutdown: give them a moment to
+    // send their close frames (and hear the clients' answers) before the process exits.
+    if tokio::time::timeout(Duration::from_secs(5), state.websockets_closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some /ws clients did not answer the close frame within 5 s");
+    }
     Ok(())
 }
 

@@ -122,7 +122,7 @@ pub struct WorkerRecord {
     /// What the worker registered.
     #[serde(flatten)]
     pub info: WorkerInfo,
-    /// First registration (ms).
+    /// The latest registration (ms); for a worker only ever seen, its first sighting.
     pub registered_at: Millis,
     /// Last claim, heartbeat or registration (ms).
     pub last_seen: Millis,

@@ -82,6 +82,9 @@ pub struct Inner {
     pub stopping: std::sync::atomic::AtomicBool,
     /// Progress of running jobs from worker heartbeats (memory only).
     pub progress: progress::ProgressBoard,
+    /// Turns true at [`AppState::begin_shutdown`]. Every `/ws` connection holds a receiver,
+    /// so [`AppState::websockets_closed`] can wait for them to send their close frames.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::ops::Deref for AppState {
@@ -105,6 +108,7 @@ impl AppState {
             started: Instant::now(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             progress: progress::ProgressBoard::default(),
+            shutdown: tokio::sync::watch::Sender::new(false),
         }))
     }
 
@@ -114,11 +118,20 @@ impl AppState {
     }
 
     /// Stop serving long-polls: waiting `next-job` calls answer `{"job": null}` now, so a
-    /// graceful shutdown does not wait out their `wait=`.
+    /// graceful shutdown does not wait out their `wait=`; `/ws` connections send a close
+    /// frame (1001, going away) and end.
     pub fn begin_shutdown(&self) {
         self.stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.job_available.notify_waiters();
+        self.shutdown.send_replace(true);
+    }
+
+    /// Resolves once no `/ws` connection is open (after [`AppState::begin_shutdown`]: once
+    /// each has sent its close frame). The server's graceful shutdown does not wait for
+    /// upgraded connections, so `main` waits for this before it exits.
+    pub async fn websockets_closed(&self) {
+        self.shutdown.closed().await;
     }
 
     /// Whether [`AppState::begin_shutdown`] was called.

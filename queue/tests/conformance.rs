@@ -8,7 +8,7 @@ use common::Harness;
 
 mod suite {
     use comfy_queue::clock::Clock;
-    use comfy_queue::lifecycle::Failure;
+    use comfy_queue::lifecycle::{Failure, LeaseKind};
     use comfy_queue::model::{AttemptOutcome, NewJob, Status};
     use comfy_queue::scheduler::{Requirements, WorkerInfo};
     use comfy_queue::store::{ListFilter, StoreError, SubmitLimits};
@@ -18,6 +18,7 @@ mod suite {
     use super::Harness;
 
     const LEASE: i64 = 60_000;
+    const FENCED: LeaseKind = LeaseKind::Fenced;
 
     fn limits() -> SubmitLimits {
         SubmitLimits {
@@ -58,7 +59,7 @@ mod suite {
 
     async fn claim_user(h: &Harness) -> Option<String> {
         h.store
-            .claim(&worker("w1"), LEASE, h.clock.now_ms())
+            .claim(&worker("w1"), LEASE, FENCED, h.clock.now_ms())
             .await
             .unwrap()
             .map(|c| c.job.user_id)
@@ -162,7 +163,7 @@ mod suite {
     pub(crate) async fn claim_marks_running_with_a_lease(h: Harness) {
         assert!(
             h.store
-                .claim(&worker("w1"), LEASE, 0)
+                .claim(&worker("w1"), LEASE, FENCED, 0)
                 .await
                 .unwrap()
                 .is_none()
@@ -171,7 +172,7 @@ mod suite {
         let now = h.clock.now_ms();
         let c = h
             .store
-            .claim(&worker("w1"), LEASE, now)
+            .claim(&worker("w1"), LEASE, FENCED, now)
             .await
             .unwrap()
             .unwrap();
@@ -191,7 +192,7 @@ mod suite {
         // Nothing else to claim.
         assert!(
             h.store
-                .claim(&worker("w2"), LEASE, now)
+                .claim(&worker("w2"), LEASE, FENCED, now)
                 .await
                 .unwrap()
                 .is_none()
@@ -208,7 +209,12 @@ mod suite {
         let p2b = submit(&h, "alice", 2).await;
         let p1 = submit(&h, "alice", 1).await;
         let mut order = Vec::new();
-        while let Some(c) = h.store.claim(&worker("w"), LEASE, 10).await.unwrap() {
+        while let Some(c) = h
+            .store
+            .claim(&worker("w"), LEASE, FENCED, 10)
+            .await
+            .unwrap()
+        {
             order.push(c.job.id);
         }
         assert_eq!(order, vec![p0, p1, p2a, p2b, p3]);
@@ -245,7 +251,7 @@ mod suite {
         let id = submit(&h, "alice", 2).await;
         let c = h
             .store
-            .claim(&worker("w1"), LEASE, h.clock.now_ms())
+            .claim(&worker("w1"), LEASE, FENCED, h.clock.now_ms())
             .await
             .unwrap()
             .unwrap();
@@ -284,7 +290,7 @@ mod suite {
         let id = submit(&h, "alice", 2).await;
         let first = h
             .store
-            .claim(&worker("w1"), LEASE, h.clock.now_ms())
+            .claim(&worker("w1"), LEASE, FENCED, h.clock.now_ms())
             .await
             .unwrap()
             .unwrap();
@@ -310,7 +316,7 @@ mod suite {
 
         let second = h
             .store
-            .claim(&worker("w2"), LEASE, now)
+            .claim(&worker("w2"), LEASE, FENCED, now)
             .await
             .unwrap()
             .unwrap();
@@ -362,7 +368,7 @@ mod suite {
         for n in 1..=2u32 {
             let c = h
                 .store
-                .claim(&worker(&format!("w{n}")), LEASE, h.clock.now_ms())
+                .claim(&worker(&format!("w{n}")), LEASE, FENCED, h.clock.now_ms())
                 .await
                 .unwrap();
             assert_eq!(c.unwrap().job.attempts, n);
@@ -386,7 +392,7 @@ mod suite {
         );
         assert!(
             h.store
-                .claim(&worker("w3"), LEASE, h.clock.now_ms())
+                .claim(&worker("w3"), LEASE, FENCED, h.clock.now_ms())
                 .await
                 .unwrap()
                 .is_none()
@@ -422,7 +428,7 @@ mod suite {
         );
         let c = h
             .store
-            .claim(&worker("w1"), LEASE, now)
+            .claim(&worker("w1"), LEASE, FENCED, now)
             .await
             .unwrap()
             .unwrap();
@@ -476,7 +482,7 @@ mod suite {
     pub(crate) async fn tokenless_complete_for_old_workers(h: Harness) {
         let id = submit(&h, "alice", 2).await;
         h.store
-            .claim(&worker("w1"), LEASE, h.clock.now_ms())
+            .claim(&worker("w1"), LEASE, LeaseKind::Legacy, h.clock.now_ms())
             .await
             .unwrap()
             .unwrap();
@@ -494,12 +500,146 @@ mod suite {
         assert!(matches!(e, StoreError::LeaseConflict(_)));
     }
 
+    /// Issue 12 item 1: an old worker whose legacy lease expired and was re-leased to a
+    /// registered worker comes back without a token. It must not overwrite the job.
+    pub(crate) async fn tokenless_calls_cannot_touch_a_fenced_lease(h: Harness) {
+        let id = submit(&h, "alice", 2).await;
+        h.store
+            .claim(&worker("old"), LEASE, LeaseKind::Legacy, h.clock.now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        h.clock.advance(LEASE + 1);
+        assert_eq!(
+            h.store.reap(h.clock.now_ms()).await.unwrap().requeued,
+            vec![id]
+        );
+        let c = h
+            .store
+            .claim(&worker("new"), LEASE, FENCED, h.clock.now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.job.id, id);
+        let now = h.clock.now_ms();
+        let e = h
+            .store
+            .complete(id, None, json!({"stale": true}), now)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::LeaseConflict(_)), "{e:?}");
+        for (retry, cancelled) in [(false, false), (true, false), (false, true)] {
+            let failure = Failure {
+                error: "stale".into(),
+                retry,
+                cancelled,
+                retry_delay_ms: 0,
+            };
+            let e = h.store.fail(id, None, failure, now).await.unwrap_err();
+            assert!(matches!(e, StoreError::LeaseConflict(_)), "{e:?}");
+        }
+        let job = h.store.get(id).await.unwrap().unwrap();
+        assert_eq!(job.status, Status::Running);
+        assert_eq!(job.worker_id.as_deref(), Some("new"));
+        assert_eq!(job.result, None);
+        assert_eq!(job.history.last().unwrap().outcome, AttemptOutcome::Running);
+        // The registered holder still reports with its token.
+        let done = h
+            .store
+            .complete(id, Some(&c.lease_token), json!({"images": 1}), now)
+            .await
+            .unwrap();
+        assert_eq!(done.result, Some(json!({"images": 1})));
+        // And a legacy lease of a later job still takes tokenless calls.
+        let id2 = submit(&h, "bob", 2).await;
+        h.store
+            .claim(&worker("old"), LEASE, LeaseKind::Legacy, h.clock.now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        let failure = Failure {
+            error: "node error".into(),
+            retry: false,
+            cancelled: false,
+            retry_delay_ms: 0,
+        };
+        let job = h
+            .store
+            .fail(id2, None, failure, h.clock.now_ms())
+            .await
+            .unwrap();
+        assert_eq!(job.status, Status::Failed);
+    }
+
+    /// Issue 12 item 7: a job that succeeds on a retry has no top-level `error` (the failed
+    /// attempts keep theirs in `history`), whether the retry came from a fail or a lease expiry.
+    pub(crate) async fn success_on_a_retry_clears_the_error(h: Harness) {
+        let id = submit(&h, "alice", 2).await;
+        let c = h
+            .store
+            .claim(&worker("w1"), LEASE, FENCED, h.clock.now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        let failure = Failure {
+            error: "CUDA out of memory".into(),
+            retry: true,
+            cancelled: false,
+            retry_delay_ms: 0,
+        };
+        let job = h
+            .store
+            .fail(id, Some(&c.lease_token), failure, h.clock.now_ms())
+            .await
+            .unwrap();
+        assert_eq!(job.error.as_deref(), Some("CUDA out of memory"));
+        let c = h
+            .store
+            .claim(&worker("w2"), LEASE, FENCED, h.clock.now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        h.clock.advance(LEASE + 1);
+        h.store.reap(h.clock.now_ms()).await.unwrap();
+        assert!(h.store.get(id).await.unwrap().unwrap().error.is_some());
+        let third = h
+            .store
+            .claim(&worker("w3"), LEASE, FENCED, h.clock.now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(third.lease_token, c.lease_token);
+        let done = h
+            .store
+            .complete(
+                id,
+                Some(&third.lease_token),
+                json!({"ok": true}),
+                h.clock.now_ms(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.status, Status::Completed);
+        assert_eq!(done.error, None);
+        assert_eq!(h.store.get(id).await.unwrap().unwrap(), done);
+        assert_eq!(done.history.len(), 3);
+        assert_eq!(done.history[0].error.as_deref(), Some("CUDA out of memory"));
+        assert!(
+            done.history[1]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("lease expired")
+        );
+        assert_eq!(done.history[2].error, None);
+    }
+
     pub(crate) async fn fail_retry_and_cancelled(h: Harness) {
         let a = submit(&h, "alice", 2).await;
         let now = h.clock.now_ms();
         let c = h
             .store
-            .claim(&worker("w1"), LEASE, now)
+            .claim(&worker("w1"), LEASE, FENCED, now)
             .await
             .unwrap()
             .unwrap();
@@ -525,7 +665,7 @@ mod suite {
 
         let c = h
             .store
-            .claim(&worker("w1"), LEASE, now)
+            .claim(&worker("w1"), LEASE, FENCED, now)
             .await
             .unwrap()
             .unwrap();
@@ -552,7 +692,7 @@ mod suite {
         let b = submit(&h, "bob", 2).await;
         let c = h
             .store
-            .claim(&worker("w1"), LEASE, now)
+            .claim(&worker("w1"), LEASE, FENCED, now)
             .await
             .unwrap()
             .unwrap();
@@ -590,7 +730,7 @@ mod suite {
             .id;
         let c = h
             .store
-            .claim(&worker("w1"), LEASE, 0)
+            .claim(&worker("w1"), LEASE, FENCED, 0)
             .await
             .unwrap()
             .unwrap();
@@ -618,7 +758,7 @@ mod suite {
         let t0 = h.clock.now_ms();
         let c = h
             .store
-            .claim(&worker("w1"), LEASE, t0)
+            .claim(&worker("w1"), LEASE, FENCED, t0)
             .await
             .unwrap()
             .unwrap();
@@ -643,21 +783,21 @@ mod suite {
         // While it waits, the next job (even a lower priority one) is served instead.
         let c2 = h
             .store
-            .claim(&worker("w2"), LEASE, t0 + 9_999)
+            .claim(&worker("w2"), LEASE, FENCED, t0 + 9_999)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(c2.job.id, other);
         assert!(
             h.store
-                .claim(&worker("w2"), LEASE, t0 + 9_999)
+                .claim(&worker("w2"), LEASE, FENCED, t0 + 9_999)
                 .await
                 .unwrap()
                 .is_none()
         );
         let c = h
             .store
-            .claim(&worker("w1"), LEASE, t0 + 10_000)
+            .claim(&worker("w1"), LEASE, FENCED, t0 + 10_000)
             .await
             .unwrap()
             .unwrap();
@@ -678,7 +818,7 @@ mod suite {
         let now = h.clock.now_ms();
         let c = h
             .store
-            .claim(&worker("w1"), LEASE, now)
+            .claim(&worker("w1"), LEASE, FENCED, now)
             .await
             .unwrap()
             .unwrap();
@@ -689,7 +829,7 @@ mod suite {
         assert_eq!(j.completed_at, Some(now));
         assert!(
             h.store
-                .claim(&worker("w2"), LEASE, now)
+                .claim(&worker("w2"), LEASE, FENCED, now)
                 .await
                 .unwrap()
                 .is_none()
@@ -735,7 +875,7 @@ mod suite {
     pub(crate) async fn cancel_requested_job_is_not_requeued(h: Harness) {
         let id = submit(&h, "alice", 2).await;
         h.store
-            .claim(&worker("w1"), LEASE, h.clock.now_ms())
+            .claim(&worker("w1"), LEASE, FENCED, h.clock.now_ms())
             .await
             .unwrap()
             .unwrap();
@@ -756,7 +896,7 @@ mod suite {
         assert_eq!(j.priority, 0);
         let c = h
             .store
-            .claim(&worker("w"), LEASE, 10)
+            .claim(&worker("w"), LEASE, FENCED, 10)
             .await
             .unwrap()
             .unwrap();
@@ -798,10 +938,26 @@ mod suite {
             capabilities: vec!["jobs_api".into()],
         };
         // The old worker skips the job it cannot run and gets the next one.
-        let c = h.store.claim(&old, LEASE, 5).await.unwrap().unwrap();
+        let c = h
+            .store
+            .claim(&old, LEASE, FENCED, 5)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(c.job.id, plain);
-        assert!(h.store.claim(&old, LEASE, 5).await.unwrap().is_none());
-        let c = h.store.claim(&new, LEASE, 5).await.unwrap().unwrap();
+        assert!(
+            h.store
+                .claim(&old, LEASE, FENCED, 5)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let c = h
+            .store
+            .claim(&new, LEASE, FENCED, 5)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(c.job.id, special);
     }
 
@@ -843,7 +999,7 @@ mod suite {
         assert_eq!(h.store.position(a1).await.unwrap(), Some(2));
         assert_eq!(h.store.position(b1).await.unwrap(), Some(3));
         h.store
-            .claim(&worker("w"), LEASE, 10)
+            .claim(&worker("w"), LEASE, FENCED, 10)
             .await
             .unwrap()
             .unwrap();
@@ -867,7 +1023,7 @@ mod suite {
         let b = submit(&h, "bob", 2).await;
         h.store.cancel(b, 0).await.unwrap();
         h.store
-            .claim(&worker("w"), LEASE, h.clock.now_ms())
+            .claim(&worker("w"), LEASE, FENCED, h.clock.now_ms())
             .await
             .unwrap()
             .unwrap();
@@ -896,11 +1052,23 @@ mod suite {
         again.comfyui_version = Some("0.11.1".into());
         let rec = h.store.register_worker(again.clone(), 300).await.unwrap();
         assert_eq!(rec.info, again);
-        assert_eq!((rec.registered_at, rec.last_seen), (100, 300));
+        // Issue 12 item 7: registered_at is the registration in effect (what version and
+        // capabilities are from), not the first one.
+        assert_eq!((rec.registered_at, rec.last_seen), (300, 300));
+        assert_eq!(h.store.get_worker("gpu-1").await.unwrap(), Some(rec));
+        // A worker first seen by a claim or a keep-alive gets registered_at at its
+        // registration, not at that first sighting.
+        h.store.touch_worker("gpu-2", 350).await.unwrap();
+        let later = WorkerInfo {
+            worker_id: "gpu-2".into(),
+            ..info.clone()
+        };
+        let rec = h.store.register_worker(later, 360).await.unwrap();
+        assert_eq!((rec.registered_at, rec.last_seen), (360, 360));
         h.store.touch_worker("gpu-0", 400).await.unwrap();
         let all = h.store.list_workers().await.unwrap();
         let ids: Vec<&str> = all.iter().map(|w| w.info.worker_id.as_str()).collect();
-        assert_eq!(ids, vec!["gpu-0", "gpu-1"]);
+        assert_eq!(ids, vec!["gpu-0", "gpu-1", "gpu-2"]);
         assert_eq!(all[1].last_seen, 300);
         assert_eq!(h.store.get_worker("nope").await.unwrap(), None);
     }
@@ -915,7 +1083,7 @@ mod suite {
         assert_eq!(keys, vec!["nested", "z", "a"], "key order preserved");
         let c = h
             .store
-            .claim(&worker("w"), LEASE, 0)
+            .claim(&worker("w"), LEASE, FENCED, 0)
             .await
             .unwrap()
             .unwrap();
@@ -970,6 +1138,8 @@ all_backends!(
     out_of_attempts_becomes_a_dead_letter,
     complete_is_fenced_and_replay_safe,
     tokenless_complete_for_old_workers,
+    tokenless_calls_cannot_touch_a_fenced_lease,
+    success_on_a_retry_clears_the_error,
     fail_retry_and_cancelled,
     retry_stops_at_max_attempts,
     retry_waits_out_its_backoff,
@@ -1011,7 +1181,11 @@ async fn sqlite_survives_reopen() {
             worker_id: "w".into(),
             ..Default::default()
         };
-        let c = store.claim(&w, 60_000, 1).await.unwrap().unwrap();
+        let c = store
+            .claim(&w, 60_000, comfy_queue::lifecycle::LeaseKind::Fenced, 1)
+            .await
+            .unwrap()
+            .unwrap();
         (id, c.lease_token)
     };
     let store = SqliteStore::open(&path).unwrap();
@@ -1019,7 +1193,58 @@ async fn sqlite_survives_reopen() {
     assert_eq!(job.status, Status::Running);
     store.heartbeat(id, &token, 60_000, 2).await.unwrap();
     let conn = rusqlite_version(&path);
-    assert_eq!(conn, 2);
+    assert_eq!(conn, 3);
+}
+
+/// SQLite only: a v2 file (before `lease_fenced`) opens as v3, and a lease it holds keeps
+/// taking tokenless calls as it did before the upgrade.
+#[tokio::test]
+async fn sqlite_v2_file_migrates_to_v3() {
+    use comfy_queue::lifecycle::LeaseKind;
+    use comfy_queue::model::Status;
+    use comfy_queue::scheduler::WorkerInfo;
+    use comfy_queue::store::sqlite::SqliteStore;
+    use comfy_queue::store::{Store, SubmitLimits};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let id = {
+        let store = SqliteStore::open(&path).unwrap();
+        let job = comfy_queue::model::validate_submit(
+            &serde_json::json!({"user_id": "alice", "workflow": {"1": {}}}),
+            None,
+        )
+        .unwrap();
+        let limits = SubmitLimits {
+            max_pending: 0,
+            max_per_user: 0,
+            max_attempts: 3,
+        };
+        let id = store.submit(job, limits, 0).await.unwrap().job.id;
+        let w = WorkerInfo {
+            worker_id: "w".into(),
+            ..Default::default()
+        };
+        store
+            .claim(&w, 60_000, LeaseKind::Fenced, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        id
+    };
+    // Make it the file a v2 build wrote.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("ALTER TABLE jobs DROP COLUMN lease_fenced; PRAGMA user_version = 2;")
+        .unwrap();
+    drop(conn);
+    assert_eq!(rusqlite_version(&path), 2);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(rusqlite_version(&path), 3);
+    let job = store
+        .complete(id, None, serde_json::json!({}), 2)
+        .await
+        .unwrap();
+    assert_eq!(job.status, Status::Completed);
 }
 
 fn rusqlite_version(path: &std::path::Path) -> i64 {
@@ -1075,7 +1300,11 @@ async fn redis_reconnects_after_restart() {
         worker_id: "w".into(),
         ..Default::default()
     };
-    let c = store.claim(&w, 60_000, 2).await.unwrap().unwrap();
+    let c = store
+        .claim(&w, 60_000, comfy_queue::lifecycle::LeaseKind::Fenced, 2)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.job.id, id);
     store
         .complete(id, Some(&c.lease_token), serde_json::json!({}), 3)

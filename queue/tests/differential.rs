@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::Arc;
 
-use comfy_queue::lifecycle::Failure;
+use comfy_queue::lifecycle::{Failure, LeaseKind};
 use comfy_queue::model::{Job, NewJob};
 use comfy_queue::scheduler::{Requirements, WorkerInfo};
 use comfy_queue::store::redis::RedisStore;
@@ -160,7 +160,13 @@ async fn step(side: &mut Side, op: &Op, now: i64) -> String {
                 worker_id: format!("w{worker}"),
                 ..WorkerInfo::default()
             };
-            match s.claim(&w, LEASE, now).await {
+            // w0 never registered (legacy lease); w1 and w2 did (fenced).
+            let lease = if *worker == 0 {
+                LeaseKind::Legacy
+            } else {
+                LeaseKind::Fenced
+            };
+            match s.claim(&w, LEASE, lease, now).await {
                 Ok(Some(c)) => {
                     let i = side.index(c.job.id);
                     side.tokens[i].push(c.lease_token);

@@ -620,6 +620,53 @@ async fn expired_lease_via_http_is_fenced_and_retried() {
     assert_eq!(r.json["history"][1]["worker_id"], "w2");
 }
 
+/// Issue 12 item 1 over HTTP: the original (unregistered, tokenless) worker comes back after
+/// its lease expired and the job went to a registered worker; its complete and fail are 409.
+#[tokio::test]
+async fn a_stale_tokenless_worker_cannot_overwrite_a_re_leased_job() {
+    let a = app();
+    let id = a.submit("u", 2).await;
+    let r = a.get("/api/workers/next-job?worker_id=legacy").await;
+    assert_eq!(r.json["job"]["lease_seconds"], 3600.0);
+    a.clock.advance(3_600_001);
+    assert_eq!(a.state.reap_once().await.unwrap().requeued.len(), 1);
+    a.post_json(
+        "/api/workers/register",
+        &json!({"worker_id": "w2", "comfyui_version": "0.9.2"}),
+    )
+    .await;
+    let r = a.get("/api/workers/next-job?worker_id=w2").await;
+    assert_eq!(r.json["job"]["id"], id.as_str());
+    let token = r.json["job"]["lease_token"].as_str().unwrap().to_owned();
+    let r = a
+        .post_json(
+            &format!("/api/workers/complete-job?job_id={id}"),
+            &json!({"outputs": {"stale": true}}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "lease_conflict");
+    let r = a
+        .req(
+            "POST",
+            &format!("/api/workers/fail-job?job_id={id}&error=stale"),
+            &[],
+            None,
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "lease_conflict");
+    let r = a.get(&format!("/api/jobs/{id}")).await;
+    assert_eq!(r.json["status"], "running");
+    assert_eq!(r.json["worker_id"], "w2");
+    assert_eq!(r.json["result"], Value::Null);
+    let r = a
+        .post_json(
+            &format!("/api/workers/complete-job?job_id={id}&lease_token={token}"),
+            &json!({"result": {"images": ["a.png"]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
 #[tokio::test]
 async fn cancel_running_reaches_the_worker_through_heartbeat() {
     let a = app();
@@ -886,6 +933,173 @@ async fn auth_tokens_and_user_scoping() {
     assert!(!r.text.contains("secret"));
 }
 
+/// Issue 12 item 2: with auth on, only admins see user names in `/api/queue/status`
+/// (`users`) and `/metrics` (`comfy_queue_user_jobs{user}`); everyone else gets counts.
+#[tokio::test]
+async fn status_and_metrics_name_users_to_admins_only() {
+    let a = secured();
+    let body = serde_json::to_vec(&json!({"user_id": "alice", "workflow": {"a": 1}})).unwrap();
+    let r = a
+        .req(
+            "POST",
+            "/api/jobs",
+            &[("x-forwarded-user", "alice")],
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    for who in [
+        vec![],
+        vec![("x-forwarded-user", "bob")],
+        vec![("authorization", "Bearer worker-secret")],
+        vec![("authorization", "Bearer wrong")],
+    ] {
+        let r = a.req("GET", "/api/queue/status", &who, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{who:?}: {}", r.text);
+        assert_eq!(r.json["pending_jobs"], 1, "{who:?}");
+        assert!(r.json.get("users").is_none(), "{who:?}: {}", r.text);
+        assert!(!r.text.contains("alice"), "{who:?}: {}", r.text);
+        let r = a.req("GET", "/metrics", &who, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{who:?}");
+        assert!(
+            r.text.contains("comfy_queue_jobs{status=\"pending\"} 1"),
+            "{who:?}: {}",
+            r.text
+        );
+        assert!(!r.text.contains("alice"), "{who:?}: {}", r.text);
+        assert!(!r.text.contains("comfy_queue_user_jobs"), "{who:?}");
+    }
+    let admin = [("authorization", "Bearer admin-secret")];
+    let r = a.req("GET", "/api/queue/status", &admin, None).await;
+    assert_eq!(
+        r.json["users"]["alice"],
+        json!({"pending": 1, "running": 0})
+    );
+    let r = a.req("GET", "/metrics", &admin, None).await;
+    assert!(
+        r.text
+            .contains("comfy_queue_user_jobs{user=\"alice\",status=\"pending\"} 1"),
+        "{}",
+        r.text
+    );
+}
+
+/// Issue 12 item 3: a body is read only when it is declared JSON. A browser form
+/// (`application/x-www-form-urlencoded`, `multipart/form-data`) or a `text/plain` fetch from
+/// another site needs no CORS preflight; all of them are 415 with the JSON error shape, on
+/// every route that reads a JSON body, and nothing is written.
+#[tokio::test]
+async fn bodies_must_be_declared_json() {
+    let a = app();
+    let id = a.submit("alice", 2).await;
+    a.get("/api/workers/next-job?worker_id=legacy").await;
+    let submit = serde_json::to_vec(&json!({"user_id": "mallory", "workflow": {"a": 1}})).unwrap();
+    let routes = [
+        ("POST", "/api/jobs".to_owned(), submit.clone()),
+        (
+            "PATCH",
+            format!("/api/jobs/{id}/priority"),
+            br#"{"priority": 0}"#.to_vec(),
+        ),
+        (
+            "POST",
+            "/api/workers/register".into(),
+            br#"{"worker_id": "w"}"#.to_vec(),
+        ),
+        (
+            "POST",
+            format!("/api/workers/complete-job?job_id={id}"),
+            br#"{"result": {"forged": true}}"#.to_vec(),
+        ),
+        (
+            "POST",
+            format!("/api/workers/fail-job?job_id={id}"),
+            br#"{"error": "forged"}"#.to_vec(),
+        ),
+        (
+            "POST",
+            "/api/workers/heartbeat".into(),
+            br#"{"worker_id": "w"}"#.to_vec(),
+        ),
+    ];
+    for (method, uri, body) in &routes {
+        for ct in [
+            None,
+            Some("text/plain"),
+            Some("text/plain;charset=UTF-8"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/jsonx"),
+        ] {
+            let r = a.req_typed(method, uri, &[], ct, body.clone()).await;
+            assert_error(
+                &r,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            );
+            assert_eq!(r.json["error"]["field"], "body", "{method} {uri} {ct:?}");
+        }
+    }
+    let r = a.get("/api/jobs").await;
+    assert_eq!(r.json.as_array().unwrap().len(), 1, "{}", r.text);
+    let r = a.get(&format!("/api/jobs/{id}")).await;
+    assert_eq!(r.json["status"], "running");
+    assert_eq!(r.json["priority"], 2);
+    // JSON with parameters or in another case is JSON; so is a +json type.
+    for ct in [
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/vnd.x+json",
+    ] {
+        let r = a
+            .req_typed("POST", "/api/jobs", &[], Some(ct), submit.clone())
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{ct}: {}", r.text);
+    }
+    // No body needs no type: the original worker's fail-job with `?error=`, a PATCH with
+    // `?priority=`.
+    let r = a
+        .req_typed(
+            "POST",
+            &format!("/api/workers/fail-job?job_id={id}&error=oom"),
+            &[],
+            None,
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let other = a.submit("alice", 2).await;
+    let r = a
+        .req_typed(
+            "PATCH",
+            &format!("/api/jobs/{other}/priority?priority=1"),
+            &[],
+            Some("text/plain"),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // A JSON body from another origin needs a CORS preflight, which is not granted.
+    let r = a
+        .req(
+            "OPTIONS",
+            "/api/jobs",
+            &[
+                ("origin", "https://evil.example"),
+                ("access-control-request-method", "POST"),
+                ("access-control-request-headers", "content-type"),
+            ],
+            None,
+        )
+        .await;
+    assert!(!r.status.is_success(), "{}", r.status);
+    assert!(
+        r.headers
+            .keys()
+            .all(|k| !k.as_str().starts_with("access-control-"))
+    );
+}
+
 #[tokio::test]
 async fn queue_status_counts() {
     let a = app();
@@ -1146,4 +1360,113 @@ async fn heartbeat_progress_shows_on_the_running_job_and_is_dropped_when_it_ends
         a.get(&format!("/api/jobs/{id}")).await.json["progress"],
         Value::Null
     );
+}
+
+/// A log sink for the tracing test.
+#[derive(Clone, Default)]
+struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(b);
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 12 item 4: at every level (TRACE included) the request trace shows the URI with
+/// `?token=` and `lease_token=` values redacted, and no header values.
+#[tokio::test]
+async fn secrets_never_reach_the_log() {
+    let buf = LogBuf::default();
+    let sink = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let a = secured();
+    let worker = [
+        ("authorization", "Bearer worker-secret"),
+        ("x-lease-token", "header-lease-secret"),
+    ];
+    let body = serde_json::to_vec(&json!({"user_id": "alice", "workflow": {"a": 1}})).unwrap();
+    let r = a
+        .req(
+            "POST",
+            "/api/jobs",
+            &[("authorization", "Bearer admin-secret")],
+            Some(body),
+        )
+        .await;
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    let r = a
+        .req("GET", "/api/workers/next-job?worker_id=w1", &worker, None)
+        .await;
+    let token = r.json["job"]["lease_token"].as_str().unwrap().to_owned();
+    a.req("GET", "/ws?token=admin-secret", &[], None).await;
+    a.req("GET", "/metrics?token=admin-secret&x=1", &[], None)
+        .await;
+    let r = a
+        .req(
+            "POST",
+            &format!("/api/workers/complete-job?job_id={id}&lease_token={token}"),
+            &worker[..1],
+            Some(br#"{"result": {}}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    drop(guard);
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    // The URIs are there (so the test looks at the right lines) ...
+    assert!(
+        log.contains("uri=/api/workers/complete-job?job_id="),
+        "{log}"
+    );
+    assert!(log.contains("lease_token=<redacted>"), "{log}");
+    assert!(log.contains("uri=/ws?token=<redacted>"), "{log}");
+    // ... the secrets are not.
+    for secret in [
+        token.as_str(),
+        "admin-secret",
+        "worker-secret",
+        "header-lease-secret",
+    ] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+}
+
+/// Issue 12 item 5: requests that axum's extractors used to refuse with a plain-text 400
+/// get the JSON error shape: a job path that does not decode, `/ws` without an upgrade.
+#[tokio::test]
+async fn extractor_rejections_have_the_json_error_shape() {
+    let a = app();
+    for (method, uri) in [
+        ("GET", "/api/jobs/%ff"),
+        ("DELETE", "/api/jobs/%ff"),
+        ("PATCH", "/api/jobs/%ff/priority?priority=1"),
+        ("GET", "/api/jobs/%C0%AF"),
+    ] {
+        let r = a.req(method, uri, &[], None).await;
+        assert_error(&r, StatusCode::NOT_FOUND, "job_not_found");
+        assert_eq!(r.json["detail"], "Job not found", "{method} {uri}");
+    }
+    for uri in ["/ws", "/ws?x=1"] {
+        let r = a.get(uri).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "websocket_required");
+    }
+    let r = a
+        .req(
+            "GET",
+            "/ws",
+            &[("connection", "upgrade"), ("upgrade", "websocket")],
+            None,
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "websocket_required");
 }

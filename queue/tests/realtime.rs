@@ -285,3 +285,49 @@ async fn shutdown_answers_waiting_long_polls_at_once() {
     assert_eq!(v, json!({"job": null}));
     assert!(took < Duration::from_secs(3), "{took:?}");
 }
+
+/// Issue 12 item 5: at shutdown every `/ws` client gets a close frame (1001, going away)
+/// instead of a dropped connection, and the server learns when all of them are gone.
+#[tokio::test]
+async fn shutdown_closes_websockets_with_a_close_frame() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
+    let state = AppState::new(Arc::new(store), Arc::new(SystemClock), Settings::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app_state = state.clone();
+    tokio::spawn(async move { axum::serve(listener, app(app_state)).await });
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    // The connection is being served (its handler has subscribed) once it answers.
+    ws.send(Message::Text("hi".into())).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "pong: hi");
+    state.begin_shutdown();
+    let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("nothing from the server within 5 s")
+        .expect("the stream ended without a close frame")
+        .expect("the connection failed instead of closing");
+    let Message::Close(Some(frame)) = msg else {
+        panic!("expected a close frame, got {msg:?}");
+    };
+    assert_eq!(frame.code, CloseCode::Away);
+    // The client's answer completes the closing handshake; then no /ws connection is left.
+    drop(ws);
+    tokio::time::timeout(Duration::from_secs(5), state.websockets_closed())
+        .await
+        .expect("a /ws connection outlived its close");
+}
+
+/// Issue 12 item 5 over a socket: a plain GET of `/ws` is a JSON 400.
+#[tokio::test]
+async fn ws_without_an_upgrade_is_a_json_400() {
+    let s = serve(Settings::default()).await;
+    let r = reqwest::get(format!("http://{}/ws", s.addr)).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "websocket_required", "{v}");
+}

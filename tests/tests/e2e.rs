@@ -289,3 +289,105 @@ async fn comfy_restarted_mid_job_retries_and_redetects() {
 async fn comfy_upgraded_mid_job_from_0_9_2_to_0_11_1_retries_and_redetects() {
     restarted_mid_job("0.9.2", "0.11.1").await;
 }
+
+/// A log sink for the hand-back test.
+#[derive(Clone, Default)]
+struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(b);
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 12 item 7 (worker): ComfyUI goes away while the worker waits for a job, so the
+/// job it leases next is handed back (fail with retry) before any prompt is sent. That
+/// hand-back counts on /health and /metrics like any other, and its log line names the job.
+#[tokio::test]
+async fn a_job_handed_back_before_its_prompt_is_counted_and_logged_with_its_id() {
+    use comfy_worker::health::Outcome;
+    use tracing::instrument::WithSubscriber;
+
+    let q = sqlite_queue(3).await;
+    let emu = emulator("0.9.2", 10).await;
+    let buf = LogBuf::default();
+    let sink = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    let worker =
+        comfy_worker::Worker::new(worker_config(&q.url(), &emu.url(), "w-handback")).unwrap();
+    let health = worker.health();
+    let addr = comfy_worker::health::serve("127.0.0.1:0".parse().unwrap(), health.clone())
+        .await
+        .unwrap();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(worker.run(rx).with_subscriber(subscriber));
+    // Registered (detected ComfyUI), then ComfyUI goes away.
+    let deadline = tokio::time::Instant::now() + T;
+    while !q
+        .api
+        .workers()
+        .await
+        .unwrap()
+        .to_string()
+        .contains("w-handback")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "worker never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    emu.stop().await;
+    let id = q.submit("user001", &image_prompt("handback")).await;
+    let job = q
+        .api
+        .wait_for(&id, T, |j| j["history"][0]["outcome"] == "failed")
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "pending", "{job}");
+    assert_eq!(job["history"][0]["worker_id"], "w-handback");
+    // The worker counts it once its fail call has returned.
+    let deadline = tokio::time::Instant::now() + T;
+    while health.count(Outcome::Retried) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hand-back was not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(true);
+    let _ = task.await;
+    let h: Value = reqwest::get(format!("http://{addr}/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["jobs"]["retried"], 1, "{h}");
+    let m = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("comfy_worker_jobs_total{outcome=\"retried\"} 1"),
+        "{m}"
+    );
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("handed the job back"))
+        .unwrap_or_else(|| panic!("no hand-back line in\n{log}"));
+    assert!(line.contains(&format!("job_id={id}")), "{line}");
+}

@@ -186,14 +186,20 @@ impl Health {
         }
     }
 
-    /// Counts a finished job.
+    /// Counts a finished job and observes its duration.
     pub fn record(&self, outcome: Outcome, elapsed_ms: u64) {
+        self.count_end(outcome);
+        self.job_duration.observe(elapsed_ms as f64 / 1000.0);
+    }
+
+    /// Counts a job that ended without running (handed back before its prompt was sent),
+    /// leaving the duration histogram to jobs that ran.
+    pub fn count_end(&self, outcome: Outcome) {
         self.outcomes
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.label(),
             })
             .inc();
-        self.job_duration.observe(elapsed_ms as f64 / 1000.0);
     }
 
     /// Jobs that ended with `outcome` so far.

@@ -16,7 +16,7 @@ pub mod queue_client;
 pub mod runner;
 
 use crate::config::{Config, secs};
-use crate::health::{Health, Status};
+use crate::health::{Health, Outcome, Status};
 use crate::queue_client::{FailRequest, QueueClient, RegisterRequest};
 use crate::runner::{JobEnd, RunContext, run_job};
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -194,10 +194,10 @@ impl Worker {
                 outcome => {
                     match &outcome {
                         Ok(info) => {
-                            tracing::warn!(was = ?d.version, now = ?info.version_string, "ComfyUI changed version; re-detecting");
+                            tracing::warn!(job_id = %job.id, was = ?d.version, now = ?info.version_string, "ComfyUI changed version; re-detecting");
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "ComfyUI unreachable; re-detecting");
+                            tracing::warn!(job_id = %job.id, error = %e, "ComfyUI unreachable; re-detecting");
                         }
                     }
                     detected = None;
@@ -217,8 +217,17 @@ impl Worker {
                                 cancelled: Some(false),
                                 lease_token: Some(job.lease_token.clone()),
                             };
-                            if let Err(e) = self.queue.fail(job.id, &r).await {
-                                tracing::warn!(job_id = %job.id, error = %e, "could not hand the job back; its lease will expire");
+                            // The job ends here for this worker, before its prompt was
+                            // sent: it counts like every other end (/health, /metrics).
+                            match self.queue.fail(job.id, &r).await {
+                                Ok(_) => {
+                                    tracing::warn!(job_id = %job.id, %why, "ComfyUI unavailable before the prompt was sent; handed the job back for a retry");
+                                    self.health.count_end(Outcome::Retried);
+                                }
+                                Err(e) => {
+                                    tracing::warn!(job_id = %job.id, error = %e, "could not hand the job back; its lease will expire");
+                                    self.health.count_end(Outcome::LeaseLost);
+                                }
                             }
                             self.health.set_status(Status::Unhealthy, Some(why));
                             let pause = backoff.next().unwrap_or(Duration::from_secs(30));

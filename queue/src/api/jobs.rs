@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,7 @@ use crate::events::Event;
 use crate::input;
 use crate::model::{self, Job, Status};
 use crate::state::AppState;
-use crate::store::{ListFilter, SubmitLimits};
+use crate::store::{Chain, ListFilter, StoreError, SubmitLimits};
 
 /// Publish a job event (never carrying the workflow).
 pub fn publish(state: &AppState, kind: &'static str, job: &Job, position: Option<u64>) {
@@ -59,7 +59,7 @@ pub async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let scope = caller.require_user()?;
-    let Some(body) = json_body(body, SUBMIT_BODY_LIMIT)? else {
+    let Some(body) = json_body(&headers, body, SUBMIT_BODY_LIMIT)? else {
         return Err(ApiError::validation(
             "body",
             ErrorCode::MissingBody,
@@ -92,7 +92,14 @@ pub async fn submit(
     // A job any worker can run needs only one waiting worker woken; a routed job wakes all
     // of them so the one that can run it gets the chance.
     let anyone = new.requirements.is_empty();
-    let submitted = state.store.submit(new, limits, state.now()).await?;
+    let submitted = match state.store.submit(new, limits, state.now()).await {
+        Ok(s) => s,
+        Err(StoreError::Backend(e)) => {
+            tracing::error!(error = %Chain(&e), "store error on a submit; the job may be stored");
+            return Err(ApiError::submit_outcome_unknown());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let resp = JobResponse::new(
         &submitted.job,
         submitted.position,
@@ -221,9 +228,16 @@ fn parse_count(
     }
 }
 
-async fn load_visible(state: &AppState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
+/// The `{id}` of a job route; a path that does not decode (`/api/jobs/%ff`) is kept as the
+/// rejection so that it is answered like any other id that names no job.
+type JobPath = Result<Path<String>, PathRejection>;
+
+async fn load_visible(state: &AppState, caller: &Caller, id: JobPath) -> Result<Job, ApiError> {
     caller.require_user()?;
-    let id = super::parse_job_id(id)?;
+    let Ok(Path(id)) = id else {
+        return Err(ApiError::job_not_found());
+    };
+    let id = super::parse_job_id(&id)?;
     match state.store.get(id).await? {
         Some(job) if caller.may_touch(&job.user_id) => Ok(job),
         // Another user's job is reported as missing, so ids cannot be probed.
@@ -240,9 +254,9 @@ async fn load_visible(state: &AppState, caller: &Caller, id: &str) -> Result<Job
 pub async fn get_job(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    id: JobPath,
 ) -> Result<Json<JobResponse>, ApiError> {
-    let job = load_visible(&state, &caller, &id).await?;
+    let job = load_visible(&state, &caller, id).await?;
     Ok(Json(job_response(&state, &job).await?))
 }
 
@@ -260,9 +274,9 @@ pub async fn get_job(
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    id: JobPath,
 ) -> Result<StatusCode, ApiError> {
-    let job = load_visible(&state, &caller, &id).await?;
+    let job = load_visible(&state, &caller, id).await?;
     let job = state.store.cancel(job.id, state.now()).await?;
     publish(&state, "job_updated", &job, None);
     if job.status == Status::Cancelled {
@@ -296,14 +310,15 @@ pub async fn cancel(
 pub async fn set_priority(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    id: JobPath,
+    headers: HeaderMap,
     query: QueryMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<JobResponse>, ApiError> {
     let q = super::query_map(query)?;
     let priority = match q.get("priority") {
         Some(p) => model::parse_priority_text("priority", p)?,
-        None => match json_body(body, SMALL_BODY_LIMIT)? {
+        None => match json_body(&headers, body, SMALL_BODY_LIMIT)? {
             Some(Value::Object(obj)) => {
                 input::require(&obj, "priority", PRIORITY_REQUIRED)?;
                 let req: PriorityRequest =
@@ -326,7 +341,7 @@ pub async fn set_priority(
             }
         },
     };
-    let job = load_visible(&state, &caller, &id).await?;
+    let job = load_visible(&state, &caller, id).await?;
     if caller != Caller::Admin && priority == 0 {
         return Err(
             ApiError::forbidden("priority 0 (instructor override) needs the admin token")

@@ -10,6 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::model::Status;
 use crate::state::AppState;
@@ -32,8 +33,9 @@ fn gauge_value(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// The registry of one scrape: gauges from `counts`, the counters of `state`.
-fn registry(state: &AppState, counts: &Counts) -> Registry {
+/// The registry of one scrape: gauges from `counts`, the counters of `state`. The per-user
+/// family (user names as labels) only when `with_users` (admins).
+fn registry(state: &AppState, counts: &Counts, with_users: bool) -> Registry {
     let mut reg = Registry::default();
     let jobs = Family::<StatusLabels, Gauge>::default();
     for st in Status::ALL {
@@ -43,22 +45,24 @@ fn registry(state: &AppState, counts: &Counts) -> Registry {
         .set(gauge_value(counts.get(st)));
     }
     reg.register("comfy_queue_jobs", "Jobs per status", jobs);
-    let user_jobs = Family::<UserLabels, Gauge>::default();
-    for (user, n) in &counts.by_user {
-        for (status, value) in [("pending", n.pending), ("running", n.running)] {
-            user_jobs
-                .get_or_create(&UserLabels {
-                    user: user.clone(),
-                    status,
-                })
-                .set(gauge_value(value));
+    if with_users {
+        let user_jobs = Family::<UserLabels, Gauge>::default();
+        for (user, n) in &counts.by_user {
+            for (status, value) in [("pending", n.pending), ("running", n.running)] {
+                user_jobs
+                    .get_or_create(&UserLabels {
+                        user: user.clone(),
+                        status,
+                    })
+                    .set(gauge_value(value));
+            }
         }
+        reg.register(
+            "comfy_queue_user_jobs",
+            "Pending and running jobs per user",
+            user_jobs,
+        );
     }
-    reg.register(
-        "comfy_queue_user_jobs",
-        "Pending and running jobs per user",
-        user_jobs,
-    );
     let m = &state.metrics;
     for (name, help, counter) in [
         ("comfy_queue_submitted", "Jobs accepted", &m.submitted),
@@ -92,13 +96,17 @@ fn registry(state: &AppState, counts: &Counts) -> Registry {
     reg
 }
 
-/// Prometheus metrics.
+/// Prometheus metrics. `comfy_queue_user_jobs` (user names) only for admins.
 #[utoipa::path(get, path = "/metrics", tag = "status", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+pub async fn metrics(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
     let counts = state.store.counts().await?;
     let mut out = String::with_capacity(4096);
+    let with_users = caller == Caller::Admin;
     // Encoding into a String cannot fail; should it ever, the scrape shows what was written.
-    if let Err(e) = encode(&mut out, &registry(&state, &counts)) {
+    if let Err(e) = encode(&mut out, &registry(&state, &counts, with_users)) {
         tracing::error!(error = %e, "encoding /metrics failed");
     }
     Ok((
@@ -143,7 +151,7 @@ mod tests {
             },
         );
         let mut out = String::new();
-        encode(&mut out, &registry(&state, &counts)).unwrap();
+        encode(&mut out, &registry(&state, &counts, true)).unwrap();
         for line in [
             "comfy_queue_jobs{status=\"pending\"} 3",
             "comfy_queue_jobs{status=\"cancelled\"} 0",

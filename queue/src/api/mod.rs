@@ -6,8 +6,8 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Query};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, patch, post};
 use serde::Serialize;
 use serde_json::Value;
@@ -25,6 +25,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod openapi;
 pub mod queue_status;
+mod redact;
 pub mod workers;
 pub mod ws;
 
@@ -69,7 +70,9 @@ pub(crate) fn router(state: AppState) -> Router {
         // A panic in a handler becomes a 500 instead of a dropped connection (none is
         // known; no input is meant to reach one).
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // The span shows the URI with secret query values redacted (`?token=`,
+        // `lease_token=`), never headers.
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(redact::make_span))
         .with_state(state)
 }
 
@@ -94,8 +97,32 @@ pub(crate) fn query_map(q: QueryMap) -> Result<HashMap<String, String>, ApiError
     })
 }
 
-/// Parse a JSON body; `Ok(None)` for an empty body.
+/// Whether `Content-Type` declares JSON: `application/json` or `application/<x>+json`, any
+/// parameters (`; charset=utf-8`), any case.
+pub(crate) fn declares_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.strip_prefix("application/") {
+        Some(sub) => sub == "json" || (sub.ends_with("+json") && sub.len() > "+json".len()),
+        None => false,
+    }
+}
+
+/// Parse a JSON body; `Ok(None)` for an empty body. A body that is not empty must be
+/// declared `application/json` (415 otherwise), so that a browser form or a `text/plain`
+/// fetch from another site (which need no CORS preflight) cannot post one.
 pub(crate) fn json_body(
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<Option<Value>, ApiError> {
@@ -110,6 +137,9 @@ pub(crate) fn json_body(
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
+    }
+    if !declares_json(headers) {
+        return Err(ApiError::unsupported_media_type());
     }
     serde_json::from_slice(&bytes)
         .map(Some)

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::model::Status;
 use crate::state::AppState;
@@ -110,14 +111,33 @@ pub struct QueueStatus {
     pub active_workers: u64,
     /// Pending jobs.
     pub queue_depth: u64,
-    /// Pending and running per user.
-    pub users: BTreeMap<String, UserQueue>,
+    /// Pending and running per user; only for admins (with auth off, everyone is one).
+    /// Other callers get the counts without user names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<BTreeMap<String, UserQueue>>,
 }
 
-/// Queue statistics.
+/// Queue statistics. User names (`users`) only for admins.
 #[utoipa::path(get, path = "/api/queue/status", tag = "status", responses((status = 200, body = QueueStatus)))]
-pub async fn queue_status(State(state): State<AppState>) -> Result<Json<QueueStatus>, ApiError> {
+pub async fn queue_status(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<QueueStatus>, ApiError> {
     let c = state.store.counts().await?;
+    let users = (caller == Caller::Admin).then(|| {
+        c.by_user
+            .iter()
+            .map(|(u, n)| {
+                (
+                    u.clone(),
+                    UserQueue {
+                        pending: n.pending,
+                        running: n.running,
+                    },
+                )
+            })
+            .collect()
+    });
     let (total_workers, active_workers) = active_workers(&state).await?;
     Ok(Json(QueueStatus {
         mode: "priority",
@@ -130,18 +150,6 @@ pub async fn queue_status(State(state): State<AppState>) -> Result<Json<QueueSta
         total_workers,
         active_workers,
         queue_depth: c.get(Status::Pending),
-        users: c
-            .by_user
-            .into_iter()
-            .map(|(u, n)| {
-                (
-                    u,
-                    UserQueue {
-                        pending: n.pending,
-                        running: n.running,
-                    },
-                )
-            })
-            .collect(),
+        users,
     }))
 }

@@ -28,7 +28,7 @@ use crate::auth::Caller;
 use crate::clock::to_rfc3339;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::input::{self, InputError, Problem};
-use crate::lifecycle::Failure;
+use crate::lifecycle::{Failure, LeaseKind};
 use crate::model::{self, Status, WorkerRecord};
 use crate::progress;
 use crate::scheduler::WorkerInfo;
@@ -108,10 +108,12 @@ pub async fn next_job(
         },
     };
     let (info, registered) = worker_info(&state, &worker_id).await?;
-    let lease_ms = if registered {
-        state.settings.lease_ms
+    // A registered worker reads the token and reports with it, so its lease refuses
+    // tokenless calls; one that never registered gets the long legacy lease without that.
+    let (lease_ms, kind) = if registered {
+        (state.settings.lease_ms, LeaseKind::Fenced)
     } else {
-        state.settings.legacy_lease_ms
+        (state.settings.legacy_lease_ms, LeaseKind::Legacy)
     };
     let wait = Duration::try_from_secs_f64(wait).unwrap_or(Duration::from_secs(3600));
     let deadline = Instant::now()
@@ -125,7 +127,10 @@ pub async fn next_job(
         notified.as_mut().enable();
 
         let started = Instant::now();
-        let claimed = state.store.claim(&info, lease_ms, state.now()).await?;
+        let claimed = state
+            .store
+            .claim(&info, lease_ms, kind, state.now())
+            .await?;
         state.metrics.record_claim(started.elapsed());
         if let Some(c) = claimed {
             return Ok(Json(NextJobResponse {
@@ -278,7 +283,7 @@ pub async fn complete_job(
 ) -> Result<Json<WorkerAck>, ApiError> {
     caller.require_worker()?;
     let q = super::query_map(query)?;
-    let mut obj = body_object(json_body(body, RESULT_BODY_LIMIT)?)?;
+    let mut obj = body_object(json_body(&headers, body, RESULT_BODY_LIMIT)?)?;
     let id = job_id(&q, &mut obj)?;
     let outer = outer_lease_token(&q, &headers);
     if outer.is_some() {
@@ -345,7 +350,7 @@ pub async fn fail_job(
 ) -> Result<Json<WorkerAck>, ApiError> {
     caller.require_worker()?;
     let q = super::query_map(query)?;
-    let mut obj = body_object(json_body(body, SMALL_BODY_LIMIT)?)?;
+    let mut obj = body_object(json_body(&headers, body, SMALL_BODY_LIMIT)?)?;
     let id = job_id(&q, &mut obj)?;
     // What the query (or the header) gives wins over the body, which is then not read.
     let outer = outer_lease_token(&q, &headers);
@@ -434,7 +439,7 @@ pub async fn heartbeat(
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     caller.require_worker()?;
     let q = super::query_map(query)?;
-    let mut obj = body_object(json_body(body, SMALL_BODY_LIMIT)?)?;
+    let mut obj = body_object(json_body(&headers, body, SMALL_BODY_LIMIT)?)?;
     let has_job =
         q.contains_key("job_id") || !matches!(obj.get("job_id"), None | Some(Value::Null));
     // The query and the header win over the body, and each kind of heartbeat reads only its
@@ -526,7 +531,8 @@ pub struct WorkerResponse {
     pub line: Option<String>,
     /// Registered capabilities.
     pub capabilities: Vec<String>,
-    /// First registration (RFC 3339).
+    /// The latest registration, whose version, line and capabilities these are (RFC 3339);
+    /// for a worker that never registered, when it was first seen.
     pub registered_at: String,
     /// Last claim, heartbeat or registration (RFC 3339).
     pub last_seen: String,
@@ -558,10 +564,11 @@ fn worker_response(state: &AppState, rec: WorkerRecord, running: Vec<Uuid>) -> W
 pub async fn register(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<WorkerResponse>, ApiError> {
     caller.require_worker()?;
-    let obj = body_object(json_body(body, SMALL_BODY_LIMIT)?)?;
+    let obj = body_object(json_body(&headers, body, SMALL_BODY_LIMIT)?)?;
     input::require(&obj, "worker_id", "`worker_id` is required")?;
     let req: RegisterRequest = input::from_object(
         obj,

@@ -4,25 +4,30 @@
 //! a WebSocket) sees every event; a user (trusted header) sees only events of their own
 //! jobs; anyone else is refused. Events never carry workflows.
 
-use std::collections::HashMap;
-
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::QueryMap;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Upgrade to a WebSocket.
+/// Upgrade to a WebSocket. A request that is not a WebSocket upgrade, or has a malformed
+/// query, gets the JSON error shape like every other route.
 pub async fn ws_handler(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-    upgrade: WebSocketUpgrade,
+    query: QueryMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let q = match super::query_map(query) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
     let caller = state
         .settings
         .auth
@@ -35,13 +40,27 @@ pub async fn ws_handler(
             return ApiError::unauthorized("admin token or user identity required").into_response();
         }
     };
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(e) => return ApiError::websocket_required(e.body_text()).into_response(),
+    };
     upgrade.on_upgrade(move |socket| serve(socket, state, scope))
 }
 
 async fn serve(mut socket: WebSocket, state: AppState, scope: Option<String>) {
     let mut events = state.events.subscribe();
+    // Held for as long as the connection lives (AppState::websockets_closed waits for it).
+    let mut stop = state.shutdown.subscribe();
+    if *stop.borrow_and_update() {
+        going_away(socket).await;
+        return;
+    }
     loop {
         tokio::select! {
+            _ = stop.changed() => {
+                going_away(socket).await;
+                return;
+            }
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     let reply = format!("pong: {}", text.as_str());
@@ -67,6 +86,23 @@ async fn serve(mut socket: WebSocket, state: AppState, scope: Option<String>) {
                 }
                 Err(RecvError::Closed) => break,
             },
+        }
+    }
+}
+
+/// The server is stopping: say so with a close frame (1001) and end the connection.
+async fn going_away(mut socket: WebSocket) {
+    let frame = CloseFrame {
+        code: close_code::AWAY,
+        reason: "server shutting down".into(),
+    };
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    // The client answers with its own close frame; stop reading after it (or an error).
+    while let Some(Ok(msg)) = socket.recv().await {
+        if matches!(msg, Message::Close(_)) {
+            break;
         }
     }
 }

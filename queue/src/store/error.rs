@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use crate::lifecycle::TransitionError;
 
-/// Why a store operation did not happen. Nothing is written when one is returned.
+/// Why a store operation did not happen. Nothing is written when one is returned, except
+/// possibly for [`StoreError::Backend`] on Redis: a script whose reply was lost (connection
+/// dropped, timeout) may have run.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
     /// No such job.

@@ -13,7 +13,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::clock::Millis;
-use crate::lifecycle::{Failure, LeaseState};
+use crate::lifecycle::{Failure, LeaseKind, LeaseState};
 use crate::model::{Job, NewJob, Status, WorkerRecord};
 use crate::scheduler::WorkerInfo;
 
@@ -139,11 +139,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Change the priority of a pending job.
     async fn set_priority(&self, id: Uuid, priority: u8) -> Result<Job, StoreError>;
 
-    /// Lease the next job `worker` can run, if any, for `lease_ms`.
+    /// Lease the next job `worker` can run, if any, for `lease_ms`. `kind` records whether
+    /// complete and fail must bring the lease token ([`LeaseKind::Fenced`]: registered
+    /// workers) or may come without it ([`LeaseKind::Legacy`]: workers that never registered).
     async fn claim(
         &self,
         worker: &WorkerInfo,
         lease_ms: Millis,
+        kind: LeaseKind,
         now: Millis,
     ) -> Result<Option<Claimed>, StoreError>;
 
@@ -157,7 +160,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<LeaseState, StoreError>;
 
     /// Finish a running job with a result. With `lease_token: None` (old workers) the job
-    /// only has to be running.
+    /// only has to be running under a live [`LeaseKind::Legacy`] lease.
     async fn complete(
         &self,
         id: Uuid,

@@ -96,17 +96,28 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Resp {
+        let content_type = body.as_ref().map(|_| "application/json");
+        self.req_typed(method, uri, headers, content_type, body.unwrap_or_default())
+            .await
+    }
+
+    /// A request with exactly this `Content-Type` (none for `None`) and body.
+    pub async fn req_typed(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Resp {
         let mut b = Request::builder().method(method).uri(uri);
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let req = match body {
-            Some(bytes) => b
-                .header("content-type", "application/json")
-                .body(Body::from(bytes))
-                .unwrap(),
-            None => b.body(Body::empty()).unwrap(),
-        };
+        if let Some(t) = content_type {
+            b = b.header("content-type", t);
+        }
+        let req = b.body(Body::from(body)).unwrap();
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();

@@ -1,5 +1,6 @@
 -- ARGV: P, worker_id, now, lease_ms, token, eligible classes (JSON array),
---       ineligible classes (JSON array). Reply: job fields, then the workflow.
+--       ineligible classes (JSON array), fenced (1: complete/fail need the token, 0: legacy
+--       worker). Reply: job fields, then the workflow.
 -- Order: priority, then the least recently served user, then FIFO. A job whose
 -- requirement class the caller has not judged yet is answered {'UNKNOWN', class}; the
 -- caller judges it and calls again.
@@ -43,7 +44,8 @@ h[#h + 1] = {attempt = attempts, worker_id = worker, started_at = now,
 j.status, j.attempts, j.started_at, j.worker_id = 'running', tostring(attempts), tostring(now), worker
 j.lease_token, j.lease_until, j.history = token, tostring(until_ms), encode_history(h)
 redis.call('HSET', k, 'status', 'running', 'attempts', attempts, 'started_at', now,
-  'worker_id', worker, 'lease_token', token, 'lease_until', until_ms, 'history', j.history)
+  'worker_id', worker, 'lease_token', token, 'lease_until', until_ms, 'history', j.history,
+  'lease_fenced', ARGV[8])
 if j.not_before then
   redis.call('HDEL', k, 'not_before')
   j.not_before = false

@@ -1,6 +1,7 @@
 -- Helpers shared by every script (prepended to each one when it is loaded).
 -- ARGV[1] is always the key prefix P. Keys (all derived from P; single-instance Redis):
---   P:job:<id>             HASH  the job (FIELDS below, plus workflow, req_class, idem_key);
+--   P:job:<id>             HASH  the job (FIELDS below, plus workflow, req_class, idem_key,
+--                                 lease_fenced: '1' when complete/fail need the lease token);
 --                                 not_before is set while a retried job waits out its backoff
 --   P:seq, P:serve_seq     STRING counters (submission order, claim order)
 --   P:pending              ZSET  id -> priority * 2^40 + seq     (queue position)
@@ -116,8 +117,8 @@ local function parse_token(arg)
   return string.sub(arg, 3)
 end
 
--- nil when the caller holds the live lease (token nil: only running and unexpired), else
--- an error reply.
+-- nil when the caller holds the live lease (token nil: only running and unexpired under a
+-- legacy lease, j.lease_fenced ~= '1'; load the job with the extra field), else an error reply.
 local function fence(j, token, now)
   if not j then return fail_reply('NOT_FOUND', 'job not found') end
   if j.status ~= 'running' then
@@ -125,6 +126,10 @@ local function fence(j, token, now)
   end
   if token ~= nil and j.lease_token ~= token then
     return fail_reply('CONFLICT', 'lease token does not match: the job was leased again')
+  end
+  if token == nil and j.lease_fenced == '1' then
+    return fail_reply('CONFLICT',
+      'the job is leased to a registered worker: report with its lease token')
   end
   if tonumber(j.lease_until or '0') < now then return fail_reply('CONFLICT', 'lease expired') end
   return nil

@@ -2,7 +2,7 @@
 --       retry delay base ms (attempt n waits base * 2^(n-1), at most base * 32)
 local id, token, now, msg = ARGV[2], parse_token(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local retry, cancelled = ARGV[6] == '1', ARGV[7] == '1'
-local j = load(id)
+local j = load(id, {'lease_fenced'})
 if is_replay(j, token, {'failed', 'cancelled'}) then return reply('OK', j) end
 local err = fence(j, token, now)
 if err then return err end

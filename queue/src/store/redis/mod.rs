@@ -12,8 +12,11 @@
 //! - this file: [`RedisStore`], its connection, and the [`Store`] operations.
 
 mod decode;
+mod persistence;
 mod retry;
 mod scripts;
+
+pub use persistence::{Persistence, VolatileRedis};
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -32,7 +35,7 @@ use super::{
     Submitted, UserCounts,
 };
 use crate::clock::Millis;
-use crate::lifecycle::{Failure, LeaseState};
+use crate::lifecycle::{Failure, LeaseKind, LeaseState};
 use crate::model::{Job, NewJob, Status, WorkerRecord};
 use crate::scheduler::{Requirements, WorkerInfo};
 
@@ -225,8 +228,10 @@ impl Store for RedisStore {
         &self,
         worker: &WorkerInfo,
         lease_ms: Millis,
+        kind: LeaseKind,
         now: Millis,
     ) -> Result<Option<Claimed>, StoreError> {
+        let fenced = if kind == LeaseKind::Fenced { "1" } else { "0" };
         for _ in 0..32 {
             let (ok, no) = self.class_lists(worker);
             let token = Uuid::new_v4().simple().to_string();
@@ -242,6 +247,7 @@ impl Store for RedisStore {
                         &token,
                         &ok,
                         &no,
+                        fenced,
                     ],
                     false,
                 )
@@ -447,10 +453,10 @@ impl Store for RedisStore {
                     ("worker_id", info.worker_id.as_str()),
                     ("capabilities", caps.as_str()),
                     ("last_seen", now.to_string().as_str()),
+                    // The registration in effect, not the first one.
+                    ("registered_at", now.to_string().as_str()),
                 ],
             )
-            .ignore()
-            .hset_nx(&key, "registered_at", now)
             .ignore()
             .sadd(self.key("workers"), &info.worker_id)
             .ignore();

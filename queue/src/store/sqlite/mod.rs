@@ -30,7 +30,7 @@ use super::{
     Submitted, UserCounts,
 };
 use crate::clock::Millis;
-use crate::lifecycle::{self, Expired, Failure, LeaseState};
+use crate::lifecycle::{self, Expired, Failure, LeaseKind, LeaseState};
 use crate::model::{Job, NewJob, Status, WorkerRecord};
 use crate::scheduler::WorkerInfo;
 
@@ -231,6 +231,7 @@ impl Store for SqliteStore {
         &self,
         worker: &WorkerInfo,
         lease_ms: Millis,
+        kind: LeaseKind,
         now: Millis,
     ) -> Result<Option<Claimed>, StoreError> {
         let worker = worker.clone();
@@ -267,7 +268,7 @@ impl Store for SqliteStore {
             let conn = &ctx.conn;
             let mut s = load_seq(conn, seq)?;
             let token = Uuid::new_v4().simple().to_string();
-            lifecycle::claim(&mut s, &worker.worker_id, &token, lease_ms, now);
+            lifecycle::claim(&mut s, &worker.worker_id, &token, kind, lease_ms, now);
             save(conn, &s)?;
             let served = next_counter(conn, "serve")?;
             conn.prepare_cached(
@@ -430,7 +431,7 @@ impl Store for SqliteStore {
                     "INSERT INTO workers(worker_id, comfyui_version, line, capabilities, \
                      registered_at, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
                      ON CONFLICT(worker_id) DO UPDATE SET comfyui_version = ?2, line = ?3, \
-                     capabilities = ?4, last_seen = ?5",
+                     capabilities = ?4, registered_at = ?5, last_seen = ?5",
                 )?
                 .execute(params![
                     info.worker_id,

@@ -12,7 +12,7 @@ use crate::store::{BackendError, StoreError};
 
 pub(super) const JOB_COLS: &str = "id, seq, user_id, status, priority, created_at, started_at, completed_at, \
     worker_id, metadata, result, error, attempts, max_attempts, cancel_requested, lease_token, \
-    lease_until, history, not_before";
+    lease_until, history, not_before, lease_fenced";
 
 /// A `jobs` row in [`JOB_COLS`] order.
 pub(super) type RawJob = (
@@ -35,6 +35,7 @@ pub(super) type RawJob = (
     Option<i64>,
     String,
     Option<i64>,
+    bool,
 );
 
 pub(super) fn read_raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
@@ -58,6 +59,7 @@ pub(super) fn read_raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
         r.get(16)?,
         r.get(17)?,
         r.get(18)?,
+        r.get(19)?,
     ))
 }
 
@@ -82,6 +84,7 @@ pub(super) fn from_raw(raw: RawJob) -> Result<StoredJob, StoreError> {
         lease_until,
         history,
         not_before,
+        lease_fenced,
     ) = raw;
     let id = Uuid::parse_str(&id).map_err(|_| BackendError::Corrupt(format!("job id {id:?}")))?;
     let status = Status::parse(&status)
@@ -120,6 +123,7 @@ pub(super) fn from_raw(raw: RawJob) -> Result<StoredJob, StoreError> {
             history: serde_json::from_str(&history)?,
         },
         lease_token,
+        lease_fenced,
     })
 }
 
@@ -150,7 +154,7 @@ pub(super) fn save(conn: &Connection, s: &StoredJob) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE jobs SET status=?1, priority=?2, started_at=?3, completed_at=?4, worker_id=?5, \
          result=?6, error=?7, attempts=?8, cancel_requested=?9, lease_token=?10, \
-         lease_until=?11, history=?12, not_before=?14 WHERE id=?13",
+         lease_until=?11, history=?12, not_before=?14, lease_fenced=?15 WHERE id=?13",
     )?
     .execute(params![
         j.status.as_str(),
@@ -167,6 +171,7 @@ pub(super) fn save(conn: &Connection, s: &StoredJob) -> Result<(), StoreError> {
         history,
         j.id.to_string(),
         j.not_before,
+        s.lease_fenced,
     ])?;
     Ok(())
 }

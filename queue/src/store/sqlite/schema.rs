@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 use crate::store::{BackendError, StoreError};
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS jobs (
@@ -79,6 +79,14 @@ pub(super) fn setup(conn: &Connection) -> Result<(), StoreError> {
             "BEGIN; ALTER TABLE jobs ADD COLUMN not_before INTEGER; PRAGMA user_version = 2; COMMIT;",
         )
         ?;
+    }
+    if version < 3 {
+        // v3: whether complete/fail need the lease token (leases of registered workers).
+        // Leases taken before it read as 0, i.e. as they were checked until now.
+        conn.execute_batch(
+            "BEGIN; ALTER TABLE jobs ADD COLUMN lease_fenced INTEGER NOT NULL DEFAULT 0; \
+             PRAGMA user_version = 3; COMMIT;",
+        )?;
     }
     Ok(())
 }
