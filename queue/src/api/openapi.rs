@@ -51,9 +51,64 @@ use crate::model::{self, AttemptOutcome, Status};
         queue_status::HealthResponse,
         queue_status::QueueStatus,
         queue_status::UserQueue,
-    ))
+    )),
+    modifiers(&AuthAnswers)
 )]
 pub struct ApiDoc;
+
+/// Paths anyone may call, whatever tokens are configured.
+const PUBLIC_PATHS: [&str; 3] = ["/health", "/api/queue/status", "/metrics"];
+
+/// Adds the answers of the auth layer to every operation behind it: 401
+/// (no or a wrong token) and 403 (a valid caller that may not do this, e.g.
+/// a user on a worker route). The handlers never see those requests, so
+/// their annotations cannot list them.
+#[derive(Debug)]
+struct AuthAnswers;
+
+impl utoipa::Modify for AuthAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
+        let answer = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                                "ErrorBody",
+                            ))))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if PUBLIC_PATHS.contains(&path.as_str()) {
+                continue;
+            }
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let responses = &mut op.responses.responses;
+                responses
+                    .entry("401".to_owned())
+                    .or_insert_with(|| answer("No token, or a wrong one"));
+                responses
+                    .entry("403".to_owned())
+                    .or_insert_with(|| answer("This caller may not do this"));
+            }
+        }
+    }
+}
 
 /// The OpenAPI document.
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
