@@ -33,6 +33,11 @@ pub const VIRTUAL_TYPES: [&str; 5] = [
 const MAX_DEPTH: usize = 32;
 /// Link hops allowed for one input (reroute/bypass chains); more means a cycle.
 const MAX_HOPS: usize = 10_000;
+/// Nodes the walk may visit (subgraph instances included) before it gives
+/// up: nesting multiplies, and 16 levels of 4 instances each would expand
+/// to 4^16 nodes from an 11 KB workflow. The largest official template has
+/// a few hundred.
+pub const MAX_EXPANDED_NODES: usize = 100_000;
 
 /// What a linked input turned out to be.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,7 +154,8 @@ impl<'a> Graphs<'a> {
             prefix: String::new(),
         };
         let mut out = Vec::new();
-        self.walk(&[root], &mut out)?;
+        let mut visited = 0;
+        self.walk(&[root], &mut out, &mut visited)?;
         Ok(out)
     }
 
@@ -157,6 +163,7 @@ impl<'a> Graphs<'a> {
         &'g self,
         frames: &[Frame<'a, 'g>],
         out: &mut Vec<Emitted<'a, 'g>>,
+        visited: &mut usize,
     ) -> Result<(), ConvertError> {
         if frames.len() > MAX_DEPTH {
             return Err(ConvertError::SubgraphTooDeep(MAX_DEPTH));
@@ -168,10 +175,14 @@ impl<'a> Graphs<'a> {
             if node.mode == 2 || node.mode == 4 {
                 continue;
             }
+            *visited += 1;
+            if *visited > MAX_EXPANDED_NODES {
+                return Err(ConvertError::TooManyNodes(MAX_EXPANDED_NODES));
+            }
             if let Some(inner) = self.enter(frame, node) {
                 let mut deeper = frames.to_vec();
                 deeper.push(inner);
-                self.walk(&deeper, out)?;
+                self.walk(&deeper, out, visited)?;
                 continue;
             }
             if VIRTUAL_TYPES.contains(&node.kind.as_str()) {

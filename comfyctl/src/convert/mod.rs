@@ -63,6 +63,11 @@ pub enum ConvertError {
         /// `workflow>Name`.
         class_type: String,
     },
+    /// Subgraph instances expand to more nodes than a prompt may have.
+    #[error(
+        "the workflow expands to more than {0} nodes (subgraphs nested inside subgraphs multiply); refused"
+    )]
+    TooManyNodes(usize),
     /// Subgraphs nest deeper than the limit (a definition containing itself).
     #[error("subgraphs nest deeper than {0} levels (does a subgraph contain itself?)")]
     SubgraphTooDeep(usize),
