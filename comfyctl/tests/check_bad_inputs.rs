@@ -56,3 +56,33 @@ fn a_file_past_the_size_cap_is_refused() {
     assert!(!ok);
     assert!(stderr.contains("the limit is"), "{stderr}");
 }
+
+#[test]
+fn a_prompt_whose_links_form_a_cycle_is_an_error() {
+    // Three nodes feeding each other in a circle, and one output on the
+    // circle: it can never run, and ComfyUI refuses it.
+    let prompt = serde_json::json!({
+        "1": {"class_type": "ImageInvert", "inputs": {"image": ["3", 0]}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "ImageInvert", "inputs": {"image": ["2", 0]}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "cycle"}},
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cycle.json");
+    std::fs::write(&file, prompt.to_string()).unwrap();
+    let (ok, stdout, stderr) = check(&[file.as_os_str()]);
+    assert!(!ok, "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
+    let findings = v["files"][0]["findings"].as_array().unwrap();
+    let cycle = findings
+        .iter()
+        .find(|f| f["kind"] == "dependency_cycle" || f.get("nodes").is_some())
+        .unwrap_or_else(|| panic!("no cycle finding: {stdout}"));
+    assert_eq!(cycle["severity"], "error", "{cycle}");
+    assert_eq!(
+        cycle["nodes"],
+        serde_json::json!(["1", "3", "2"]),
+        "{cycle}"
+    );
+}

@@ -138,6 +138,12 @@ pub enum FindingKind {
     },
     /// Nothing in the prompt is an output node: the server refuses it.
     NoOutputNode,
+    /// Nodes whose links lead back to themselves: ComfyUI refuses the
+    /// prompt (a cycle can never run).
+    DependencyCycle {
+        /// The nodes on the cycle, in link order, starting at the smallest id.
+        nodes: Vec<String>,
+    },
 }
 
 /// One finding with its severity.
@@ -168,6 +174,7 @@ impl Finding {
             | BadLink { node_id, .. }
             | MissingDynamicComboInput { node_id, .. }
             | ModelReference { node_id, .. } => Some(node_id),
+            DependencyCycle { nodes } => nodes.first().map(String::as_str),
             NoOutputNode => None,
         }
     }
@@ -184,7 +191,7 @@ impl Finding {
             | BadLink { input, .. }
             | MissingDynamicComboInput { input, .. }
             | ModelReference { input, .. } => Some(input),
-            MissingNodeType { .. } | NoOutputNode => None,
+            MissingNodeType { .. } | NoOutputNode | DependencyCycle { .. } => None,
         }
     }
 }
@@ -313,6 +320,11 @@ impl fmt::Display for Finding {
                 }
             ),
             NoOutputNode => write!(f, "the prompt has no output node"),
+            DependencyCycle { nodes } => write!(
+                f,
+                "nodes {} depend on each other in a cycle; ComfyUI refuses the prompt",
+                nodes.join(" → ")
+            ),
         }?;
         if self.feeds_no_output {
             write!(f, " [feeds no output: not run]")?;

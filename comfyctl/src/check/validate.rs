@@ -28,6 +28,9 @@ pub fn check_prompt(
         out: Vec::new(),
     };
     c.idle = c.idle_nodes();
+    if let Some(nodes) = dependency_cycle(prompt) {
+        c.push(Severity::Error, FindingKind::DependencyCycle { nodes });
+    }
     let mut any_output = false;
     for (id, node) in prompt {
         any_output |= c.node(id, node);
@@ -42,6 +45,81 @@ pub fn check_prompt(
         c.push(Severity::Error, FindingKind::NoOutputNode);
     }
     CheckReport { findings: c.out }
+}
+
+/// The nodes an input of `node` links to (`["id", slot]` values).
+fn linked_nodes(node: &Value) -> impl Iterator<Item = &str> {
+    node.get("inputs")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|inputs| inputs.values())
+        .filter_map(|v| match v.as_array().map(Vec::as_slice) {
+            Some([Value::String(id), slot]) if slot.is_number() => Some(id.as_str()),
+            _ => None,
+        })
+}
+
+/// One cycle of links in the prompt, if there is one: the nodes on it in
+/// link order, starting at the smallest id. Iterative, so a long chain
+/// cannot overflow the stack.
+fn dependency_cycle(prompt: &Map<String, Value>) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let mut mark: std::collections::HashMap<&str, Mark> =
+        prompt.keys().map(|k| (k.as_str(), Mark::New)).collect();
+    let mut roots: Vec<&str> = prompt.keys().map(String::as_str).collect();
+    roots.sort_unstable();
+    for root in roots {
+        if mark.get(root) != Some(&Mark::New) {
+            continue;
+        }
+        // (node, its remaining links)
+        let mut path: Vec<(&str, Vec<&str>)> = Vec::new();
+        let links = |id: &str| -> Vec<&str> {
+            prompt
+                .get(id)
+                .map(|n| {
+                    linked_nodes(n)
+                        .filter(|l| prompt.contains_key(*l))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        mark.insert(root, Mark::OnPath);
+        path.push((root, links(root)));
+        while let Some((_, pending)) = path.last_mut() {
+            let Some(next) = pending.pop() else {
+                if let Some((done, _)) = path.pop() {
+                    mark.insert(done, Mark::Done);
+                }
+                continue;
+            };
+            match mark.get(next).copied().unwrap_or(Mark::Done) {
+                Mark::OnPath => {
+                    let start = path.iter().position(|(n, _)| *n == next).unwrap_or(0);
+                    let mut cycle: Vec<String> =
+                        path[start..].iter().map(|(n, _)| (*n).to_owned()).collect();
+                    // Links point from a node to what it depends on; show the
+                    // cycle starting at its smallest id.
+                    if let Some(min) = (0..cycle.len()).min_by(|a, b| cycle[*a].cmp(&cycle[*b])) {
+                        cycle.rotate_left(min);
+                    }
+                    return Some(cycle);
+                }
+                Mark::New => {
+                    mark.insert(next, Mark::OnPath);
+                    let l = links(next);
+                    path.push((next, l));
+                }
+                Mark::Done => {}
+            }
+        }
+    }
+    None
 }
 
 struct Checker<'a> {
