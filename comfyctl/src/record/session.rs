@@ -26,6 +26,9 @@ pub(crate) struct Session<'a> {
     created_prompts: Vec<String>,
     /// Userdata files we wrote (encoded paths): deleted unless already gone.
     created_files: Vec<String>,
+    /// `filename_prefix` of every saving node in the prompts the server
+    /// accepted: the output files left behind (ComfyUI cannot delete them).
+    output_prefixes: std::collections::BTreeSet<String>,
     uploaded: bool,
 }
 
@@ -80,6 +83,7 @@ impl<'a> Session<'a> {
             },
             created_prompts: Vec::new(),
             created_files: Vec::new(),
+            output_prefixes: std::collections::BTreeSet::new(),
             uploaded: false,
         })
     }
@@ -193,6 +197,9 @@ impl<'a> Session<'a> {
         if request.path == "/prompt" {
             if let Some(id) = prompt_id_of(resp) {
                 self.created_prompts.push(id);
+                if let RequestBody::Json(body) = &request.body {
+                    self.output_prefixes.extend(output_prefixes(body));
+                }
             }
         } else if request.path == "/upload/image" {
             self.uploaded = true;
@@ -300,10 +307,15 @@ impl<'a> Session<'a> {
         }
         // Every accepted prompt may have written output files.
         if !self.created_prompts.is_empty() {
-            self.report.left_behind.push(
-                "output files of the probe prompts (fixture_ok_*, slow_*, video/fixture*, audio/fixture*, anim_fixture*, temp previews)"
-                    .into(),
-            );
+            let prefixes: Vec<String> = self
+                .output_prefixes
+                .iter()
+                .map(|p| format!("{p}_*"))
+                .collect();
+            self.report.left_behind.push(format!(
+                "output files of the probe prompts ({}) and their temp previews",
+                prefixes.join(", ")
+            ));
         }
         if self.uploaded {
             self.report
@@ -395,4 +407,16 @@ fn prepare_out(out: &Path) -> Result<(), RecordError> {
         return Err(RecordError::OutNotEmpty(out.to_owned()));
     }
     Ok(())
+}
+
+/// The `filename_prefix` inputs of a `/prompt` body's nodes (the names
+/// their output files start with).
+fn output_prefixes(body: &serde_json::Value) -> Vec<String> {
+    body.get("prompt")
+        .and_then(serde_json::Value::as_object)
+        .into_iter()
+        .flat_map(|nodes| nodes.values())
+        .filter_map(|n| n.get("inputs")?.get("filename_prefix")?.as_str())
+        .map(str::to_owned)
+        .collect()
 }
