@@ -410,13 +410,15 @@ fn prepare_out(out: &Path) -> Result<(), RecordError> {
 }
 
 /// The `filename_prefix` inputs of a `/prompt` body's nodes (the names
-/// their output files start with).
+/// their output files start with). A prefix that leaves the output folder
+/// writes nothing: ComfyUI refuses to save there.
 fn output_prefixes(body: &serde_json::Value) -> Vec<String> {
     body.get("prompt")
         .and_then(serde_json::Value::as_object)
         .into_iter()
         .flat_map(|nodes| nodes.values())
         .filter_map(|n| n.get("inputs")?.get("filename_prefix")?.as_str())
+        .filter(|p| !p.split('/').any(|seg| seg == ".."))
         .map(str::to_owned)
         .collect()
 }
