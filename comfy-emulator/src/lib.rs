@@ -306,6 +306,13 @@ impl EmulatorHandle {
         self.engine.lock().submitted
     }
 
+    /// Interrupts received that set ComfyUI's interrupt flag so far (a
+    /// `POST /interrupt` or a jobs-API cancel of the running prompt); a
+    /// test waits for this before letting a held node go on.
+    pub fn interrupts(&self) -> u64 {
+        self.engine.lock().interrupts
+    }
+
     /// Pending + running prompts.
     pub fn queue_remaining(&self) -> usize {
         self.engine.lock().remaining()

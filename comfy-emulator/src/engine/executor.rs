@@ -14,7 +14,8 @@
 //! interrupt did not stop the second slow prompt). An interrupt is seen
 //! when a node starts, or while a node that loops runs; one-operation
 //! nodes (`EmptyImage`, `ImageScale`) finish first (fixtures 058 and 068
-//! stop at the `ImageScale` that follows).
+//! stop at the `ImageScale` that follows). A node of the
+//! `uninterruptible_class` fault behaves the same way: it runs to its end.
 
 use super::breakpoints::{Release, Step, Stopped};
 use super::cache::signatures;
@@ -349,7 +350,8 @@ impl Engine {
         let stall = faults.stall || prefix.contains("emulator_stall");
         let d = self.node_duration(&entry.prompt, node_id);
         let held = self.breakpoints.hit(at(Step::InNode));
-        if nodes::atomic(&class) && !stall {
+        let uninterruptible = faults.uninterruptible_class.as_deref() == Some(class.as_str());
+        if (nodes::atomic(&class) || uninterruptible) && !stall {
             tokio::time::sleep(d).await;
             if let Some(mut held) = held {
                 held.wait().await;

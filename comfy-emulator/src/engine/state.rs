@@ -19,6 +19,8 @@ pub(crate) struct State {
     pub(crate) history: Vec<Done>,
     /// ComfyUI's global interrupt flag.
     pub(crate) interrupt: bool,
+    /// Interrupts that set the flag so far.
+    pub(crate) interrupts: u64,
     /// File name counters per folder and name.
     pub(crate) counters: HashMap<String, u32>,
     /// Node outputs kept between prompts: input signature → UI (if any).
