@@ -219,6 +219,66 @@ async fn cancel_of_a_running_job_interrupts_the_prompt() {
     }
 }
 
+/// Cancels a job through the queue while its `SaveImage` is held inside
+/// the node, lets the node go on once the interrupt reached ComfyUI, and
+/// returns the job as the worker reported it.
+async fn cancel_while_saving(v: &str, faults: Faults, user: &str) -> Value {
+    let q = sqlite_queue(3).await;
+    let emu = emulator(v, 5).await;
+    emu.set_faults(faults);
+    let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-late-cancel"));
+    let held = emu.hold(comfy_emulator::Breakpoint::in_node().class("SaveImage"));
+    let id = q.submit(user, &image_prompt("late")).await;
+    tokio::time::timeout(T, held.reached())
+        .await
+        .unwrap_or_else(|_| panic!("{v}: SaveImage never ran"));
+    q.api.cancel(&id).await.unwrap();
+    let deadline = tokio::time::Instant::now() + T;
+    while emu.interrupts() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{v}: the worker never interrupted the prompt"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    held.release();
+    let job = q.api.wait_terminal(&id, T).await.unwrap();
+    assert_eq!(emu.running(), None, "{v}: the prompt ended");
+    worker.stop().await;
+    emu.stop().await;
+    job
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_the_running_node_ignores_completes_the_job_with_its_outputs() {
+    for v in ["0.9.2", "0.33.0"] {
+        let faults = Faults {
+            uninterruptible_class: Some("SaveImage".into()),
+            ..Faults::default()
+        };
+        let job = cancel_while_saving(v, faults, "user006").await;
+        assert_eq!(job["status"], "completed", "{v}: {job}");
+        let result = &job["result"];
+        assert_eq!(
+            result["outputs"].as_array().map(Vec::len),
+            Some(1),
+            "{v}: {result}"
+        );
+        assert_eq!(result["cancel"]["requested"], true, "{v}: {result}");
+        assert_eq!(result["cancel"]["honoured"], false, "{v}: {result}");
+        assert!(result["cancel"]["note"].is_string(), "{v}: {result}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_the_running_node_sees_cancels_the_job() {
+    for v in ["0.9.2", "0.33.0"] {
+        let job = cancel_while_saving(v, Faults::default(), "user007").await;
+        assert_eq!(job["status"], "cancelled", "{v}: {job}");
+        assert_eq!(reported_error(&job)["class"], "cancelled", "{v}: {job}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_websocket_never_hangs_a_job() {
     let q = sqlite_queue(3).await;
