@@ -4,9 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use comfy_emulator::{
-    Breakpoint, Emulator, EmulatorConfig, EmulatorHandle, Faults, Hold, Step, Stopped,
-};
+use comfy_emulator::{Breakpoint, Emulator, EmulatorConfig, EmulatorHandle, Hold, Step, Stopped};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -224,10 +222,7 @@ async fn of_two_breakpoints_on_one_step_the_older_holds_it() {
 async fn a_node_that_ignores_the_interrupt_flag_runs_to_its_end() {
     let emu = instant("0.9.2").await;
     let c = Client::new(&emu);
-    emu.set_faults(Faults {
-        uninterruptible_class: Some("SaveImage".into()),
-        ..Faults::default()
-    });
+    emu.set_uninterruptible_class(Some("SaveImage"));
     // The last node ignores the flag: the prompt succeeds with its outputs.
     let held = emu.hold(Breakpoint::in_node().class("SaveImage"));
     let first = c.submit(slow(1)).await;
@@ -241,10 +236,7 @@ async fn a_node_that_ignores_the_interrupt_flag_runs_to_its_end() {
     assert!(entry["outputs"]["3"]["images"].is_array(), "{entry}");
 
     // A node that ignores it lets the flag stand: the next node stops.
-    emu.set_faults(Faults {
-        uninterruptible_class: Some("ImageInvert".into()),
-        ..Faults::default()
-    });
+    emu.set_uninterruptible_class(Some("ImageInvert"));
     let held = emu.hold(Breakpoint::in_node().class("ImageInvert"));
     let second = c.submit(json!({"prompt": {
         "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 2}},

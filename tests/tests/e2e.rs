@@ -222,10 +222,10 @@ async fn cancel_of_a_running_job_interrupts_the_prompt() {
 /// Cancels a job through the queue while its `SaveImage` is held inside
 /// the node, lets the node go on once the interrupt reached ComfyUI, and
 /// returns the job as the worker reported it.
-async fn cancel_while_saving(v: &str, faults: Faults, user: &str) -> Value {
+async fn cancel_while_saving(v: &str, uninterruptible: Option<&str>, user: &str) -> Value {
     let q = sqlite_queue(3).await;
     let emu = emulator(v, 5).await;
-    emu.set_faults(faults);
+    emu.set_uninterruptible_class(uninterruptible);
     let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-late-cancel"));
     let held = emu.hold(comfy_emulator::Breakpoint::in_node().class("SaveImage"));
     let id = q.submit(user, &image_prompt("late")).await;
@@ -252,11 +252,7 @@ async fn cancel_while_saving(v: &str, faults: Faults, user: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_the_running_node_ignores_completes_the_job_with_its_outputs() {
     for v in ["0.9.2", "0.33.0"] {
-        let faults = Faults {
-            uninterruptible_class: Some("SaveImage".into()),
-            ..Faults::default()
-        };
-        let job = cancel_while_saving(v, faults, "user006").await;
+        let job = cancel_while_saving(v, Some("SaveImage"), "user006").await;
         assert_eq!(job["status"], "completed", "{v}: {job}");
         let result = &job["result"];
         assert_eq!(
@@ -273,7 +269,7 @@ async fn a_cancel_the_running_node_ignores_completes_the_job_with_its_outputs() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_the_running_node_sees_cancels_the_job() {
     for v in ["0.9.2", "0.33.0"] {
-        let job = cancel_while_saving(v, Faults::default(), "user007").await;
+        let job = cancel_while_saving(v, None, "user007").await;
         assert_eq!(job["status"], "cancelled", "{v}: {job}");
         assert_eq!(reported_error(&job)["class"], "cancelled", "{v}: {job}");
     }

@@ -1,5 +1,7 @@
 //! Faults a test switches on: a stall, a silent socket, a node class that
-//! raises, crashes the server or ignores the interrupt flag.
+//! raises or crashes the server. (A node class that ignores the interrupt
+//! flag is set apart, with `EmulatorHandle::set_uninterruptible_class`:
+//! `comfyctl emulate` builds this struct field by field.)
 
 /// Faults a test can switch on while the emulator runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,11 +18,4 @@ pub struct Faults {
     /// kill by the OOM killer): it stops listening, sockets close and the
     /// running prompt is lost.
     pub crash_class: Option<String>,
-    /// Nodes of this class never look at the interrupt flag while they
-    /// run (a long custom node with no progress hook): an interrupt sent
-    /// meanwhile does not stop them, they run to their end and write their
-    /// outputs. The flag stays set, so the next node to start sees it; when
-    /// such a node is the last to run, the prompt succeeds despite the
-    /// interrupt (as real 0.9.2 and 0.33.0 did).
-    pub uninterruptible_class: Option<String>,
 }

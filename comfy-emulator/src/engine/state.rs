@@ -27,6 +27,9 @@ pub(crate) struct State {
     pub(crate) cache: HashMap<String, Option<Value>>,
     /// Faults switched on.
     pub(crate) faults: Faults,
+    /// Nodes of this class never look at the interrupt flag while they run
+    /// (see `EmulatorHandle::set_uninterruptible_class`).
+    pub(crate) uninterruptible_class: Option<String>,
     /// Prompts submitted so far.
     pub(crate) submitted: u64,
 }
