@@ -1,6 +1,13 @@
-//! Prompts whose shape could make the emulator's work explode: a cycle
-//! (ComfyUI never runs a node no output depends on) and a deep chain of
-//! nodes that take two inputs from one node.
+//! Prompts whose links go round in a circle, and prompts whose shape could
+//! make the emulator's work explode.
+//!
+//! ComfyUI's `validate_inputs` recurses into each linked node before it
+//! records the node as validated, so a cycle that an output depends on
+//! recurses until Python's recursion limit; the `RecursionError` is caught,
+//! and every node of the cycle ends up recorded invalid with no reason of
+//! its own. The output fails validation with nothing to show:
+//! `prompt_outputs_failed_validation` with empty details and no node
+//! errors. A cycle no output depends on is never looked at: the prompt runs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -36,6 +43,57 @@ async fn post_prompt(emu: &EmulatorHandle, prompt: serde_json::Map<String, Value
         .await
         .unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_an_output_depends_on_fails_validation_with_no_node_errors() {
+    for v in embedded_versions() {
+        let emu = start(v).await;
+        let mut prompt = cycle();
+        prompt.insert(
+            "4".into(),
+            json!({"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "cycle"}}),
+        );
+        let (status, body) = post_prompt(&emu, prompt).await;
+        assert_eq!(status, 400, "{v}: {body}");
+        assert_eq!(
+            body,
+            json!({
+                "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation", "details": "", "extra_info": {}},
+                "node_errors": {},
+            }),
+            "{v}"
+        );
+        assert_eq!(emu.submitted(), 0, "{v}");
+        emu.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_beside_a_good_output_leaves_that_output_to_run() {
+    let emu = start("0.33.0").await;
+    let mut prompt = cycle();
+    prompt.insert(
+        "4".into(),
+        json!({"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "cycle"}}),
+    );
+    prompt.insert(
+        "5".into(),
+        json!({"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}),
+    );
+    prompt.insert(
+        "6".into(),
+        json!({"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "good"}}),
+    );
+    let (status, body) = post_prompt(&emu, prompt).await;
+    // The failed output has no reasons, so it is not in node_errors.
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["node_errors"], json!({}), "{body}");
+    let id = body["prompt_id"].as_str().unwrap();
+    let entry = finished(&emu, id).await;
+    assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+    assert_eq!(entry["prompt"][4], json!(["6"]), "{entry}");
+    emu.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
