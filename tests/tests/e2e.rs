@@ -153,6 +153,38 @@ async fn validation_and_execution_errors_are_classified_and_not_retried() {
     }
 }
 
+/// Three `ImageInvert`s in a circle feeding a `SaveImage`: ComfyUI refuses
+/// it at validation (400 `prompt_outputs_failed_validation`, no node errors).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_cycle_is_a_validation_error_and_not_retried() {
+    let q = sqlite_queue(3).await;
+    for v in ["0.9.2", "0.11.1", "0.33.0"] {
+        let emu = emulator(v, 5).await;
+        let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-cycle"));
+        let invert =
+            |from: &str| json!({"class_type": "ImageInvert", "inputs": {"image": [from, 0]}});
+        let cycle = json!({
+            "1": invert("3"), "2": invert("1"), "3": invert("2"),
+            "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "cycle"}},
+        });
+        let id = q.submit("user008", &cycle).await;
+        let job = q.api.wait_terminal(&id, T).await.unwrap();
+        assert_eq!(job["status"], "failed", "{v}: {job}");
+        assert_eq!(attempts(&job), 1, "{v}: not retried");
+        let e = reported_error(&job);
+        assert_eq!(e["class"], "validation_error", "{v}: {e}");
+        assert_eq!(e["retryable"], false, "{v}: {e}");
+        assert_eq!(
+            e["detail"]["server_type"], "prompt_outputs_failed_validation",
+            "{v}: {e}"
+        );
+        assert_eq!(e["detail"]["node_errors"], json!([]), "{v}: {e}");
+        assert_eq!(emu.submitted(), 0, "{v}: nothing queued in ComfyUI");
+        worker.stop().await;
+        emu.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_memory_is_retried_then_given_up() {
     let _ = tracing_subscriber::fmt()
