@@ -387,7 +387,7 @@ async fn report(ctx: &RunContext, job: &LeasedJob, ran: Ran, total_ms: u64) -> J
         Ran::Stopped(Stop::Cancel) => {
             let err = JobError::new(
                 ErrorClass::Cancelled,
-                "cancelled through the queue; ComfyUI interrupted the prompt",
+                "cancelled through the queue; ComfyUI interrupted the prompt (or dropped it from its queue)",
             );
             (err.report_text(), false, true, JobEnd::Cancelled)
         }
