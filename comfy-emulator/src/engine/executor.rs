@@ -113,7 +113,7 @@ impl Engine {
             {
                 let mut st = self.lock();
                 st.running = None;
-                st.history.push(done);
+                st.record(done);
             }
             self.send_status();
             if let Some(to) = to.as_deref() {
