@@ -308,6 +308,48 @@ async fn a_cancel_the_running_node_sees_cancels_the_job() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_of_a_prompt_still_waiting_in_comfyui_cancels_the_job() {
+    for v in ["0.9.2", "0.33.0"] {
+        let q = sqlite_queue(3).await;
+        let emu = emulator(v, 5).await;
+        // Someone else's prompt holds ComfyUI, so the job's prompt waits.
+        let held = emu.hold(comfy_emulator::Breakpoint::before_node());
+        let other = reqwest::Client::new()
+            .post(format!("{}/prompt", emu.url()))
+            .json(&json!({"prompt": image_prompt("other")}))
+            .send()
+            .await
+            .unwrap();
+        assert!(other.status().is_success(), "{v}");
+        tokio::time::timeout(T, held.reached())
+            .await
+            .unwrap_or_else(|_| panic!("{v}: the other prompt never ran"));
+        let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-pending-cancel"));
+        let id = q.submit("user009", &image_prompt("waiting")).await;
+        let deadline = tokio::time::Instant::now() + T;
+        while emu.queue_remaining() < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{v}: the job's prompt never reached ComfyUI"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        q.api.cancel(&id).await.unwrap();
+        let job = q.api.wait_terminal(&id, T).await.unwrap();
+        assert_eq!(job["status"], "cancelled", "{v}: {job}");
+        assert_eq!(reported_error(&job)["class"], "cancelled", "{v}: {job}");
+        assert_eq!(
+            emu.queue_remaining(),
+            1,
+            "{v}: only the other prompt is left"
+        );
+        held.release();
+        worker.stop().await;
+        emu.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_websocket_never_hangs_a_job() {
     let q = sqlite_queue(3).await;
     let emu = emulator("0.9.2", 5).await;
