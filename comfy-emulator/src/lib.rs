@@ -306,6 +306,23 @@ impl EmulatorHandle {
         self.engine.lock().submitted
     }
 
+    /// Fault: nodes of `class` never look at the interrupt flag while they
+    /// run (a long custom node with no progress hook). An interrupt sent
+    /// meanwhile does not stop them: they run to their end and write their
+    /// outputs. The flag stays set, so the next node to start sees it; when
+    /// such a node is the last to run, the prompt succeeds despite the
+    /// interrupt, as real 0.9.2 and 0.33.0 did. `None` switches it off.
+    pub fn set_uninterruptible_class(&self, class: Option<&str>) {
+        self.engine.lock().uninterruptible_class = class.map(str::to_owned);
+    }
+
+    /// Interrupts received that set ComfyUI's interrupt flag so far (a
+    /// `POST /interrupt` or a jobs-API cancel of the running prompt); a
+    /// test waits for this before letting a held node go on.
+    pub fn interrupts(&self) -> u64 {
+        self.engine.lock().interrupts
+    }
+
     /// Pending + running prompts.
     pub fn queue_remaining(&self) -> usize {
         self.engine.lock().remaining()

@@ -5,6 +5,7 @@
 
 use crate::profile::Profile;
 use serde_json::{Map, Value, json};
+use std::collections::{HashMap, HashSet};
 
 /// What a node hands on along a link, as far as the emulator follows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,22 +91,56 @@ fn int(inputs: &Map<String, Value>, k: &str, default: u64) -> u64 {
 }
 
 /// What output `slot` of node `id` carries.
+///
+/// Each node output is worked out once (a node whose inputs all come from
+/// one node is not followed twice per level), and a link back into the
+/// path being followed (a cycle) carries nothing known, so the work is
+/// linear in the size of the prompt whatever its shape.
 pub(crate) fn data_of(prompt: &Map<String, Value>, id: &str, slot: u64) -> Data {
-    data_at(prompt, id, slot, 0)
+    let mut walk = DataWalk {
+        prompt,
+        known: HashMap::new(),
+        open: HashSet::new(),
+    };
+    walk.data(id, slot, 0)
 }
 
-fn data_at(prompt: &Map<String, Value>, id: &str, slot: u64, depth: usize) -> Data {
+/// The outputs worked out so far and the path being followed.
+struct DataWalk<'a> {
+    prompt: &'a Map<String, Value>,
+    known: HashMap<(&'a str, u64), Data>,
+    open: HashSet<(&'a str, u64)>,
+}
+
+impl<'a> DataWalk<'a> {
+    fn data(&mut self, id: &'a str, slot: u64, depth: usize) -> Data {
+        if let Some(d) = self.known.get(&(id, slot)) {
+            return d.clone();
+        }
+        if !self.open.insert((id, slot)) {
+            // Round a cycle: ComfyUI never runs such a node.
+            return Data::Other(String::new());
+        }
+        let d = data_at(self, id, slot, depth);
+        self.open.remove(&(id, slot));
+        self.known.insert((id, slot), d.clone());
+        d
+    }
+}
+
+fn data_at<'a>(walk: &mut DataWalk<'a>, id: &'a str, slot: u64, depth: usize) -> Data {
+    let prompt = walk.prompt;
     let Some((class, inputs)) = node(prompt, id) else {
         return Data::Other(String::new());
     };
     if depth > 64 {
         return Data::Other(class.to_owned());
     }
-    let input = |k: &str| {
+    let mut input = |k: &str| {
         inputs
             .get(k)
             .and_then(link)
-            .map(|(from, s)| data_at(prompt, from, s, depth + 1))
+            .map(|(from, s)| walk.data(from, s, depth + 1))
     };
     match class {
         "EmptyImage" => Data::Image {
@@ -158,13 +193,12 @@ fn data_at(prompt: &Map<String, Value>, id: &str, slot: u64, depth: usize) -> Da
         ),
         _ if slot == 0 => {
             // Image filters keep the size of the image they are given.
-            let first_image = inputs
-                .values()
-                .filter_map(link)
-                .find_map(|(from, s)| match data_at(prompt, from, s, depth + 1) {
+            let first_image = inputs.values().filter_map(link).find_map(|(from, s)| {
+                match walk.data(from, s, depth + 1) {
                     d @ Data::Image { .. } => Some(d),
                     _ => None,
-                });
+                }
+            });
             first_image.unwrap_or_else(|| Data::Other(class.to_owned()))
         }
         _ => Data::Other(class.to_owned()),

@@ -149,8 +149,8 @@ pub(crate) fn validate(
     let mut good = Vec::new();
     let mut details: Vec<String> = Vec::new();
     for out in &outputs {
-        let mut seen = BTreeSet::new();
-        let ok = match check_node(classes, prompt, out, &mut seen, &mut node_errors) {
+        let mut walk = Walk::default();
+        let ok = match check_node(classes, prompt, out, &mut walk, &mut node_errors) {
             Ok(ok) => ok,
             Err(missing) => {
                 let reason = exception_reason(profile, &missing);
@@ -163,10 +163,11 @@ pub(crate) fn validate(
                         .unwrap_or(Value::Null);
                     json!({"errors": [reason], "dependent_outputs": [], "class_type": class})
                 });
-                seen.insert(out.clone());
+                walk.seen.insert(out.clone());
                 false
             }
         };
+        let seen = walk.seen;
         for (id, e) in node_errors.iter_mut() {
             if seen.contains(id)
                 && let Some(deps) = e.get_mut("dependent_outputs").and_then(Value::as_array_mut)
@@ -195,19 +196,57 @@ fn input_error(kind: &str, message: &str, details: &str, extra: Value) -> Value 
     json!({"type": kind, "message": message, "details": details, "extra_info": extra})
 }
 
+/// Where the validation of one output stands.
+#[derive(Debug, Default)]
+struct Walk {
+    /// Nodes looked at.
+    seen: BTreeSet<String>,
+    /// Nodes being checked: the path from the output to here.
+    open: BTreeSet<String>,
+    /// Nodes found invalid (with or without errors of their own).
+    failed: BTreeSet<String>,
+}
+
 /// Checks one node and what it links to; records errors; `Ok(true)` when
 /// valid, `Err(id)` when a link names a node the prompt lacks (ComfyUI's
 /// `KeyError`, which ends the validation of the whole output).
+///
+/// A link back to a node still being checked is a cycle. ComfyUI records a
+/// node as validated only once its inputs are, so it recurses round the
+/// cycle until Python's recursion limit; the `RecursionError` is caught
+/// deep down and every node of the cycle is then recorded invalid with no
+/// reason of its own (`(False, [], id)`): the output fails, and nothing of
+/// it shows in `node_errors` or `details`.
 fn check_node(
     classes: &Map<String, Value>,
     prompt: &Map<String, Value>,
     id: &str,
-    seen: &mut BTreeSet<String>,
+    walk: &mut Walk,
     node_errors: &mut Map<String, Value>,
 ) -> Result<bool, String> {
-    if !seen.insert(id.to_owned()) {
-        return Ok(!node_errors.contains_key(id));
+    if walk.open.contains(id) {
+        return Ok(false);
     }
+    if !walk.seen.insert(id.to_owned()) {
+        return Ok(!walk.failed.contains(id) && !node_errors.contains_key(id));
+    }
+    walk.open.insert(id.to_owned());
+    let ok = check_inputs(classes, prompt, id, walk, node_errors);
+    walk.open.remove(id);
+    if !matches!(ok, Ok(true)) {
+        walk.failed.insert(id.to_owned());
+    }
+    ok
+}
+
+/// [`check_node`] for a node not looked at yet.
+fn check_inputs(
+    classes: &Map<String, Value>,
+    prompt: &Map<String, Value>,
+    id: &str,
+    walk: &mut Walk,
+    node_errors: &mut Map<String, Value>,
+) -> Result<bool, String> {
     let Some(node) = prompt.get(id) else {
         return Err(id.to_owned());
     };
@@ -258,7 +297,7 @@ fn check_node(
                 continue;
             }
             if let Some((from, _slot)) = is_link(value) {
-                if !check_node(classes, prompt, from, seen, node_errors)? {
+                if !check_node(classes, prompt, from, walk, node_errors)? {
                     ok = false;
                 }
                 continue;

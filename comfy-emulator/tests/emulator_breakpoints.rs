@@ -217,3 +217,41 @@ async fn of_two_breakpoints_on_one_step_the_older_holds_it() {
     c.finished(&second).await;
     emu.stop().await;
 }
+
+#[tokio::test]
+async fn a_node_that_ignores_the_interrupt_flag_runs_to_its_end() {
+    let emu = instant("0.9.2").await;
+    let c = Client::new(&emu);
+    emu.set_uninterruptible_class(Some("SaveImage"));
+    // The last node ignores the flag: the prompt succeeds with its outputs.
+    let held = emu.hold(Breakpoint::in_node().class("SaveImage"));
+    let first = c.submit(slow(1)).await;
+    reached(&held).await;
+    c.post("/interrupt", json!({"prompt_id": first})).await;
+    assert_eq!(emu.interrupts(), 1);
+    held.release();
+    let entry = c.finished(&first).await;
+    let (kind, _) = last_message(&entry);
+    assert_eq!(kind, "execution_success", "{entry}");
+    assert!(entry["outputs"]["3"]["images"].is_array(), "{entry}");
+
+    // A node that ignores it lets the flag stand: the next node stops.
+    emu.set_uninterruptible_class(Some("ImageInvert"));
+    let held = emu.hold(Breakpoint::in_node().class("ImageInvert"));
+    let second = c.submit(json!({"prompt": {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 2}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "inv"}},
+    }}))
+    .await;
+    reached(&held).await;
+    c.post("/interrupt", json!({})).await;
+    assert_eq!(emu.interrupts(), 2);
+    held.release();
+    let (kind, data) = last_message(&c.finished(&second).await);
+    assert_eq!(
+        (kind.as_str(), &data["node_id"], &data["executed"]),
+        ("execution_interrupted", &json!("3"), &json!(["1", "2"]))
+    );
+    emu.stop().await;
+}

@@ -153,6 +153,38 @@ async fn validation_and_execution_errors_are_classified_and_not_retried() {
     }
 }
 
+/// Three `ImageInvert`s in a circle feeding a `SaveImage`: ComfyUI refuses
+/// it at validation (400 `prompt_outputs_failed_validation`, no node errors).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_cycle_is_a_validation_error_and_not_retried() {
+    let q = sqlite_queue(3).await;
+    for v in ["0.9.2", "0.11.1", "0.33.0"] {
+        let emu = emulator(v, 5).await;
+        let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-cycle"));
+        let invert =
+            |from: &str| json!({"class_type": "ImageInvert", "inputs": {"image": [from, 0]}});
+        let cycle = json!({
+            "1": invert("3"), "2": invert("1"), "3": invert("2"),
+            "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "cycle"}},
+        });
+        let id = q.submit("user008", &cycle).await;
+        let job = q.api.wait_terminal(&id, T).await.unwrap();
+        assert_eq!(job["status"], "failed", "{v}: {job}");
+        assert_eq!(attempts(&job), 1, "{v}: not retried");
+        let e = reported_error(&job);
+        assert_eq!(e["class"], "validation_error", "{v}: {e}");
+        assert_eq!(e["retryable"], false, "{v}: {e}");
+        assert_eq!(
+            e["detail"]["server_type"], "prompt_outputs_failed_validation",
+            "{v}: {e}"
+        );
+        assert_eq!(e["detail"]["node_errors"], json!([]), "{v}: {e}");
+        assert_eq!(emu.submitted(), 0, "{v}: nothing queued in ComfyUI");
+        worker.stop().await;
+        emu.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_memory_is_retried_then_given_up() {
     let _ = tracing_subscriber::fmt()
@@ -214,6 +246,104 @@ async fn cancel_of_a_running_job_interrupts_the_prompt() {
         );
         assert_eq!(emu.running(), None, "{v}: the prompt was interrupted");
         assert_eq!(emu.queue_remaining(), 0);
+        worker.stop().await;
+        emu.stop().await;
+    }
+}
+
+/// Cancels a job through the queue while its `SaveImage` is held inside
+/// the node, lets the node go on once the interrupt reached ComfyUI, and
+/// returns the job as the worker reported it.
+async fn cancel_while_saving(v: &str, uninterruptible: Option<&str>, user: &str) -> Value {
+    let q = sqlite_queue(3).await;
+    let emu = emulator(v, 5).await;
+    emu.set_uninterruptible_class(uninterruptible);
+    let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-late-cancel"));
+    let held = emu.hold(comfy_emulator::Breakpoint::in_node().class("SaveImage"));
+    let id = q.submit(user, &image_prompt("late")).await;
+    tokio::time::timeout(T, held.reached())
+        .await
+        .unwrap_or_else(|_| panic!("{v}: SaveImage never ran"));
+    q.api.cancel(&id).await.unwrap();
+    let deadline = tokio::time::Instant::now() + T;
+    while emu.interrupts() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{v}: the worker never interrupted the prompt"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    held.release();
+    let job = q.api.wait_terminal(&id, T).await.unwrap();
+    assert_eq!(emu.running(), None, "{v}: the prompt ended");
+    worker.stop().await;
+    emu.stop().await;
+    job
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_the_running_node_ignores_completes_the_job_with_its_outputs() {
+    for v in ["0.9.2", "0.33.0"] {
+        let job = cancel_while_saving(v, Some("SaveImage"), "user006").await;
+        assert_eq!(job["status"], "completed", "{v}: {job}");
+        let result = &job["result"];
+        assert_eq!(
+            result["outputs"].as_array().map(Vec::len),
+            Some(1),
+            "{v}: {result}"
+        );
+        assert_eq!(result["cancel"]["requested"], true, "{v}: {result}");
+        assert_eq!(result["cancel"]["honoured"], false, "{v}: {result}");
+        assert!(result["cancel"]["note"].is_string(), "{v}: {result}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_the_running_node_sees_cancels_the_job() {
+    for v in ["0.9.2", "0.33.0"] {
+        let job = cancel_while_saving(v, None, "user007").await;
+        assert_eq!(job["status"], "cancelled", "{v}: {job}");
+        assert_eq!(reported_error(&job)["class"], "cancelled", "{v}: {job}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_of_a_prompt_still_waiting_in_comfyui_cancels_the_job() {
+    for v in ["0.9.2", "0.33.0"] {
+        let q = sqlite_queue(3).await;
+        let emu = emulator(v, 5).await;
+        // Someone else's prompt holds ComfyUI, so the job's prompt waits.
+        let held = emu.hold(comfy_emulator::Breakpoint::before_node());
+        let other = reqwest::Client::new()
+            .post(format!("{}/prompt", emu.url()))
+            .json(&json!({"prompt": image_prompt("other")}))
+            .send()
+            .await
+            .unwrap();
+        assert!(other.status().is_success(), "{v}");
+        tokio::time::timeout(T, held.reached())
+            .await
+            .unwrap_or_else(|_| panic!("{v}: the other prompt never ran"));
+        let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-pending-cancel"));
+        let id = q.submit("user009", &image_prompt("waiting")).await;
+        let deadline = tokio::time::Instant::now() + T;
+        while emu.queue_remaining() < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{v}: the job's prompt never reached ComfyUI"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        q.api.cancel(&id).await.unwrap();
+        let job = q.api.wait_terminal(&id, T).await.unwrap();
+        assert_eq!(job["status"], "cancelled", "{v}: {job}");
+        assert_eq!(reported_error(&job)["class"], "cancelled", "{v}: {job}");
+        assert_eq!(
+            emu.queue_remaining(),
+            1,
+            "{v}: only the other prompt is left"
+        );
+        held.release();
         worker.stop().await;
         emu.stop().await;
     }

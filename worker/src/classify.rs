@@ -218,6 +218,18 @@ mod tests {
     }
 
     #[test]
+    fn a_dependency_cycle_found_while_running_is_permanent() {
+        // The `execution_error` ComfyUI's ExecutionList sends when nothing
+        // is ready to run (a cycle made by nodes expanded while running).
+        let e = JobError::from_failure(&failure(
+            "graph.DependencyCycleError",
+            "Dependency cycle detected",
+        ));
+        assert_eq!(e.class, ErrorClass::ExecutionError);
+        assert!(!e.retryable);
+    }
+
+    #[test]
     fn execution_errors_are_permanent_and_oom_is_retryable() {
         let e = JobError::from_failure(&failure(
             "Exception",

@@ -6,6 +6,13 @@
 //! reopened (with back-off), and ComfyUI unreachable for `unreachable` ends
 //! the watch with a retryable error. A prompt ComfyUI no longer knows (it
 //! restarted) ends it the same way.
+//!
+//! A cancel does not end the watch: ComfyUI is asked to interrupt the
+//! prompt and the watch goes on until ComfyUI says how the prompt ended,
+//! because ComfyUI only checks its interrupt flag between nodes (and in
+//! nodes that report progress): a long node without such a hook runs to
+//! its end, and when it is the last one the prompt succeeds with its
+//! outputs despite the cancel.
 
 use crate::classify::{ErrorClass, JobError};
 use crate::queue_client::Progress;
@@ -46,7 +53,8 @@ impl Default for FollowOptions {
 /// Why the watch was asked to stop early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
-    /// Cancel requested through the queue: interrupt, report cancelled.
+    /// Cancel requested through the queue: interrupt, then report what
+    /// ComfyUI did (the prompt may still finish).
     Cancel,
     /// The worker shuts down: interrupt, hand the job back.
     HandBack,
@@ -58,11 +66,26 @@ pub enum Stop {
 #[derive(Debug)]
 pub enum FollowEnd {
     /// ComfyUI says the prompt ended (any terminal state).
-    Finished(Box<JobStatus>),
-    /// Stopped on request (the prompt was interrupted).
+    Finished {
+        /// How it ended.
+        status: Box<JobStatus>,
+        /// Whether a cancel had been requested (and ComfyUI asked to
+        /// interrupt the prompt) before it ended.
+        cancel_requested: bool,
+    },
+    /// Stopped on request: a hand-back or a lost lease (the prompt was
+    /// interrupted), or a cancel of a prompt ComfyUI then no longer knew
+    /// (it was removed from its queue before it ran).
     Stopped(Stop),
     /// The prompt could not be followed to its end.
     Failed(JobError),
+}
+
+fn finished(status: JobStatus, cancel_requested: bool) -> FollowEnd {
+    FollowEnd::Finished {
+        status: Box::new(status),
+        cancel_requested,
+    }
 }
 
 async fn next_event(events: &mut Option<EventStream>) -> Option<comfy_adapter::Result<Event>> {
@@ -163,10 +186,17 @@ pub struct Follow<'a> {
 }
 
 impl Follow<'_> {
-    async fn interrupt(&self) {
+    /// Asks ComfyUI to interrupt the prompt (or drop it from its queue).
+    async fn send_cancel(&self) {
         if let Err(e) = self.adapter.cancel(self.prompt_id).await {
             tracing::warn!(error = %e, "could not interrupt the prompt");
         }
+    }
+
+    /// Interrupts the prompt for good: the job is given up whatever the
+    /// prompt does next (hand-back, lost lease, timeout).
+    async fn interrupt(&self) {
+        self.send_cancel().await;
         // Wait (briefly) until ComfyUI agrees it ended, so the next prompt
         // does not start behind a dying one.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -203,10 +233,18 @@ impl Follow<'_> {
         progress: &watch::Sender<Progress>,
         stop: &mut watch::Receiver<Option<Stop>>,
     ) -> FollowEnd {
+        let mut cancel_requested = false;
         let already = *stop.borrow_and_update();
-        if let Some(s) = already {
-            self.interrupt().await;
-            return FollowEnd::Stopped(s);
+        match already {
+            Some(Stop::Cancel) => {
+                self.send_cancel().await;
+                cancel_requested = true;
+            }
+            Some(s) => {
+                self.interrupt().await;
+                return FollowEnd::Stopped(s);
+            }
+            None => {}
         }
         let opts = self.options;
         let started = Instant::now();
@@ -229,10 +267,18 @@ impl Follow<'_> {
                         // The sender is gone: nobody can stop us any more.
                         stop_open = false;
                     }
-                    if let Some(s) = requested {
-                        tracing::info!(?s, "stopping the prompt");
-                        self.interrupt().await;
-                        return FollowEnd::Stopped(s);
+                    match requested {
+                        Some(Stop::Cancel) if !cancel_requested => {
+                            tracing::info!("cancel requested: interrupting; following until ComfyUI says how the prompt ended");
+                            self.send_cancel().await;
+                            cancel_requested = true;
+                        }
+                        Some(Stop::Cancel) | None => {}
+                        Some(s) => {
+                            tracing::info!(?s, "stopping the prompt");
+                            self.interrupt().await;
+                            return FollowEnd::Stopped(s);
+                        }
                     }
                 }
                 ev = next_event(&mut events) => match ev {
@@ -245,7 +291,7 @@ impl Follow<'_> {
                             && e.is_terminal()
                             && let Some(s) = self.settle().await
                         {
-                            return FollowEnd::Finished(Box::new(s));
+                            return finished(s, cancel_requested);
                         }
                     }
                     Some(Err(e)) => tracing::debug!(error = %e, "unreadable WebSocket frame"),
@@ -262,10 +308,14 @@ impl Follow<'_> {
                     Ok(s) => {
                         last_reachable = Instant::now();
                         if s.state.is_terminal() {
-                            return FollowEnd::Finished(Box::new(s));
+                            return finished(s, cancel_requested);
                         }
                         if s.state == JobState::Unknown {
                             unknown_polls += 1;
+                            if unknown_polls >= 3 && cancel_requested {
+                                // Deleted from ComfyUI's queue before it ran.
+                                return FollowEnd::Stopped(Stop::Cancel);
+                            }
                             if unknown_polls >= 3 {
                                 return FollowEnd::Failed(JobError::new(
                                     ErrorClass::ComfyUnavailable,

@@ -276,25 +276,50 @@ async fn execute(
     match follow.run(events, &mut tracker, progress, stop).await {
         FollowEnd::Stopped(s) => Ran::Stopped(s),
         FollowEnd::Failed(e) => Ran::Failed(e),
-        FollowEnd::Finished(status) => finished(ctx, job, *status, submitted_ms, submitted).await,
+        FollowEnd::Finished {
+            status,
+            cancel_requested,
+        } => {
+            let ended = Ended {
+                submitted_ms,
+                submitted,
+                cancel_requested,
+            };
+            finished(ctx, job, *status, ended).await
+        }
     }
 }
 
-async fn finished(
-    ctx: &RunContext,
-    job: &LeasedJob,
-    mut status: JobStatus,
+/// When the prompt was submitted, and whether a cancel was requested
+/// before it ended.
+struct Ended {
     submitted_ms: i64,
     submitted: Instant,
-) -> Ran {
+    cancel_requested: bool,
+}
+
+/// What the job's result says about a cancel ComfyUI did not carry out.
+const CANCEL_TOO_LATE: &str = "the cancel came too late: ComfyUI was asked to interrupt the prompt, but it checks for interrupts only between nodes (and in nodes that report progress), and the prompt ran to its end and wrote its outputs";
+
+async fn finished(ctx: &RunContext, job: &LeasedJob, mut status: JobStatus, ended: Ended) -> Ran {
+    let Ended {
+        submitted_ms,
+        submitted,
+        cancel_requested,
+    } = ended;
     match status.state {
         JobState::Succeeded => {}
         JobState::Failed => {
-            return Ran::Failed(match &status.failure {
+            let mut err = match &status.failure {
                 Some(f) => JobError::from_failure(f),
                 None => JobError::new(ErrorClass::ExecutionError, "ComfyUI says the prompt failed"),
-            });
+            };
+            // Cancelled by its user: not worth another attempt.
+            err.retryable &= !cancel_requested;
+            return Ran::Failed(err);
         }
+        // ComfyUI interrupted (or dropped) the prompt as asked.
+        _ if cancel_requested => return Ran::Stopped(Stop::Cancel),
         _ => return Ran::Failed(JobError::from_interruption(status.interruption.as_ref())),
     }
     if status.outputs.is_empty() && status.outputs_count.unwrap_or(0) > 0 {
@@ -315,7 +340,7 @@ async fn finished(
         .map(|o| output_json(ctx.adapter.as_ref(), o))
         .collect();
     tracing::info!(outputs = outputs.len(), ?execution_ms, "prompt succeeded");
-    Ran::Succeeded(json!({
+    let mut result = json!({
         "prompt_id": status.prompt_id,
         "worker_id": ctx.queue.worker_id(),
         "attempt": job.attempt,
@@ -331,7 +356,16 @@ async fn finished(
             "comfy_execution_ms": execution_ms,
             "submit_to_done_ms": observed_ms,
         },
-    }))
+    });
+    if cancel_requested {
+        tracing::info!("cancel requested, but ComfyUI finished the prompt; reporting it completed");
+        result["cancel"] = json!({
+            "requested": true,
+            "honoured": false,
+            "note": CANCEL_TOO_LATE,
+        });
+    }
+    Ran::Succeeded(result)
 }
 
 async fn report(ctx: &RunContext, job: &LeasedJob, ran: Ran, total_ms: u64) -> JobEnd {
@@ -353,7 +387,7 @@ async fn report(ctx: &RunContext, job: &LeasedJob, ran: Ran, total_ms: u64) -> J
         Ran::Stopped(Stop::Cancel) => {
             let err = JobError::new(
                 ErrorClass::Cancelled,
-                "cancelled through the queue; the prompt was interrupted",
+                "cancelled through the queue; ComfyUI interrupted the prompt (or dropped it from its queue)",
             );
             (err.report_text(), false, true, JobEnd::Cancelled)
         }

@@ -14,7 +14,8 @@
 //! interrupt did not stop the second slow prompt). An interrupt is seen
 //! when a node starts, or while a node that loops runs; one-operation
 //! nodes (`EmptyImage`, `ImageScale`) finish first (fixtures 058 and 068
-//! stop at the `ImageScale` that follows).
+//! stop at the `ImageScale` that follows). A node of the
+//! uninterruptible class (a fault) behaves the same way: it runs to its end.
 
 use super::breakpoints::{Release, Step, Stopped};
 use super::cache::signatures;
@@ -112,7 +113,7 @@ impl Engine {
             {
                 let mut st = self.lock();
                 st.running = None;
-                st.history.push(done);
+                st.record(done);
             }
             self.send_status();
             if let Some(to) = to.as_deref() {
@@ -326,7 +327,10 @@ impl Engine {
         if let Some(mut held) = self.breakpoints.hit(at(Step::BeforeNode)) {
             held.wait().await;
         }
-        let faults = self.lock().faults.clone();
+        let (faults, uninterruptible_class) = {
+            let st = self.lock();
+            (st.faults.clone(), st.uninterruptible_class.clone())
+        };
         self.progress_state(run, node_id, "running", false);
         self.send(
             run.to,
@@ -349,7 +353,8 @@ impl Engine {
         let stall = faults.stall || prefix.contains("emulator_stall");
         let d = self.node_duration(&entry.prompt, node_id);
         let held = self.breakpoints.hit(at(Step::InNode));
-        if nodes::atomic(&class) && !stall {
+        let uninterruptible = uninterruptible_class.as_deref() == Some(class.as_str());
+        if (nodes::atomic(&class) || uninterruptible) && !stall {
             tokio::time::sleep(d).await;
             if let Some(mut held) = held {
                 held.wait().await;

@@ -1,5 +1,7 @@
 //! Faults a test switches on: a stall, a silent socket, a node class that
-//! raises or crashes the server.
+//! raises or crashes the server. (A node class that ignores the interrupt
+//! flag is set apart, with `EmulatorHandle::set_uninterruptible_class`:
+//! `comfyctl emulate` builds this struct field by field.)
 
 /// Faults a test can switch on while the emulator runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

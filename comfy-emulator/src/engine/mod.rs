@@ -209,6 +209,7 @@ impl Engine {
             };
             if hit {
                 st.interrupt = true;
+                st.interrupts += 1;
             }
             hit
         };

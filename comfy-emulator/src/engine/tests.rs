@@ -1,6 +1,8 @@
 use super::cache::signatures;
 use super::execution_list::ExecutionList;
+use super::history::{Done, Outcome};
 use super::queue::{Entry, Heap};
+use super::state::{MAXIMUM_HISTORY_SIZE, State};
 use crate::catalogue::Classes;
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
@@ -113,4 +115,25 @@ fn a_changed_input_changes_the_cache_key_downstream() {
     assert_eq!(before["9"], after["9"]);
     assert_ne!(before["6"], after["6"]);
     assert_ne!(before["7"], after["7"]);
+}
+
+#[test]
+fn history_keeps_at_most_one_entry_more_than_comfyui_s_maximum() {
+    // `PromptQueue.task_done` drops the oldest entry when the history is
+    // already longer than MAXIMUM_HISTORY_SIZE, then adds the new one.
+    let mut st = State::default();
+    for i in 0..MAXIMUM_HISTORY_SIZE + 3 {
+        st.record(Done {
+            entry: entry(json!(i), &format!("p{i}")),
+            outputs: Map::new(),
+            outcome: Outcome::Success,
+            messages: Vec::new(),
+            end_time: 0,
+            error: None,
+        });
+    }
+    assert_eq!(st.history.len(), MAXIMUM_HISTORY_SIZE + 1);
+    assert!(st.done("p0").is_none() && st.done("p1").is_none());
+    assert!(st.done("p2").is_some());
+    assert!(st.done(&format!("p{}", MAXIMUM_HISTORY_SIZE + 2)).is_some());
 }
