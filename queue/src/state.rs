@@ -71,6 +71,8 @@ pub struct Inner {
     pub events: EventBus,
     /// Wakes long-polling workers when a job may have become claimable.
     pub job_available: Notify,
+    /// Wakes heartbeats that wait for a cancel request (`heartbeat?wait=`).
+    pub cancel_requested: Notify,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// Registrations seen by this process (a cache of the store's).
@@ -103,6 +105,7 @@ impl AppState {
             settings,
             events: EventBus::default(),
             job_available: Notify::new(),
+            cancel_requested: Notify::new(),
             metrics: Metrics::default(),
             workers: RwLock::new(HashMap::new()),
             started: Instant::now(),

@@ -186,6 +186,7 @@ impl QueueClient {
         job_id: Uuid,
         lease_token: &str,
         progress: &Progress,
+        wait_for_cancel: Duration,
     ) -> Result<HeartbeatResponse, QueueError> {
         let body = HeartbeatRequest {
             job_id: Some(job_id),
@@ -193,15 +194,17 @@ impl QueueClient {
             worker_id: Some(self.worker_id.clone()),
             progress: Some(progress.into()),
         };
-        let resp = self
-            .request(
-                reqwest::Method::POST,
-                "/api/workers/heartbeat",
-                self.request_timeout,
-            )
-            .json(&body)
-            .send()
-            .await?;
+        let mut req = self.request(
+            reqwest::Method::POST,
+            "/api/workers/heartbeat",
+            self.request_timeout + wait_for_cancel,
+        );
+        if !wait_for_cancel.is_zero() {
+            // The queue answers as soon as a cancel is requested (a queue
+            // that does not know `wait` answers at once).
+            req = req.query(&[("wait", format!("{:.3}", wait_for_cancel.as_secs_f64()))]);
+        }
+        let resp = req.json(&body).send().await?;
         Self::read(resp).await
     }
 

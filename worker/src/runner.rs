@@ -155,27 +155,32 @@ async fn run_job_inner(
         let progress_rx = progress_rx.clone();
         tokio::spawn(
             async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                tick.tick().await;
                 let mut watching_hand_back = true;
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        r = hand_back.wait_for(|v| *v), if watching_hand_back => {
-                            let asked = r.is_ok();
-                            watching_hand_back = false;
-                            if asked {
-                                stop_tx.send_replace(Some(Stop::HandBack));
+                // A hand-back (shutdown) stops the prompt; the lease is still renewed
+                // while it is being stopped.
+                macro_rules! or_hand_back {
+                    ($fut:expr) => {
+                        tokio::select! {
+                            r = $fut => Some(r),
+                            r = hand_back.wait_for(|v| *v), if watching_hand_back => {
+                                watching_hand_back = false;
+                                if r.is_ok() {
+                                    stop_tx.send_replace(Some(Stop::HandBack));
+                                }
+                                None
                             }
-                            // Keep renewing the lease while the prompt is being stopped.
-                            continue;
                         }
-                    }
+                    };
+                }
+                loop {
+                    let started = tokio::time::Instant::now();
                     let p = progress_rx.borrow().clone();
                     health.set_progress(p.clone());
-                    match queue.heartbeat(job_id, &token, &p).await {
-                        Ok(r) if r.cancel_requested => {
+                    // Each heartbeat renews the lease and then waits up to one period
+                    // for a cancel request, so a cancel arrives at once (pushed), not
+                    // at the next period.
+                    match or_hand_back!(queue.heartbeat(job_id, &token, &p, every)) {
+                        Some(Ok(r)) if r.cancel_requested => {
                             tracing::info!("cancel requested through the queue");
                             stop_tx.send_if_modified(|s| {
                                 if s.is_none() {
@@ -186,14 +191,17 @@ async fn run_job_inner(
                                 }
                             });
                         }
-                        Ok(_) => {}
-                        Err(QueueError::LeaseLost(why)) => {
+                        Some(Ok(_)) | None => {}
+                        Some(Err(QueueError::LeaseLost(why))) => {
                             tracing::warn!(%why, "lease lost; abandoning the job");
                             stop_tx.send_replace(Some(Stop::Abandon));
                             return;
                         }
-                        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                        Some(Err(e)) => tracing::warn!(error = %e, "heartbeat failed"),
                     }
+                    // Keep the period when the answer came early (a failure, a
+                    // cancel already seen, a queue that does not wait).
+                    let _ = or_hand_back!(tokio::time::sleep_until(started + every));
                 }
             }
             .in_current_span(),

@@ -261,7 +261,8 @@ pub async fn get_job(
 }
 
 /// Cancel: a pending job is cancelled at once; a running job gets `cancel_requested`, which
-/// its worker sees in the next heartbeat response.
+/// its worker sees in the next heartbeat response — at once when its heartbeat waits for
+/// one (`heartbeat?wait=`).
 #[utoipa::path(
     delete, path = "/api/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
@@ -278,6 +279,9 @@ pub async fn cancel(
 ) -> Result<StatusCode, ApiError> {
     let job = load_visible(&state, &caller, id).await?;
     let job = state.store.cancel(job.id, state.now()).await?;
+    if job.cancel_requested {
+        state.cancel_requested.notify_waiters();
+    }
     publish(&state, "job_updated", &job, None);
     if job.status == Status::Cancelled {
         state.events.publish(Event {

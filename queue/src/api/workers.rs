@@ -94,19 +94,7 @@ pub async fn next_job(
             ));
         }
     };
-    let wait = match q.get("wait") {
-        None => 0.0,
-        Some(s) => match s.trim().parse::<f64>() {
-            Ok(w) if w.is_finite() && w >= 0.0 => w.min(state.settings.max_wait_secs),
-            _ => {
-                return Err(ApiError::validation(
-                    "wait",
-                    ErrorCode::InvalidWait,
-                    "`wait` must be a non-negative number of seconds",
-                ));
-            }
-        },
-    };
+    let wait = parse_wait(&state, &q)?;
     let (info, registered) = worker_info(&state, &worker_id).await?;
     // A registered worker reads the token and reports with it, so its lease refuses
     // tokenless calls; one that never registered gets the long legacy lease without that.
@@ -115,7 +103,6 @@ pub async fn next_job(
     } else {
         (state.settings.legacy_lease_ms, LeaseKind::Legacy)
     };
-    let wait = Duration::try_from_secs_f64(wait).unwrap_or(Duration::from_secs(3600));
     let deadline = Instant::now()
         .checked_add(wait)
         .unwrap_or_else(Instant::now);
@@ -146,6 +133,54 @@ pub async fn next_job(
             .is_err()
         {
             return Ok(Json(NextJobResponse { job: None }));
+        }
+    }
+}
+
+/// `?wait=SECONDS` of a long-poll, capped by `max_wait_secs` (absent: 0).
+fn parse_wait(state: &AppState, q: &HashMap<String, String>) -> Result<Duration, ApiError> {
+    let secs = match q.get("wait") {
+        None => 0.0,
+        Some(s) => match s.trim().parse::<f64>() {
+            Ok(w) if w.is_finite() && w >= 0.0 => w.min(state.settings.max_wait_secs),
+            _ => {
+                return Err(ApiError::validation(
+                    "wait",
+                    ErrorCode::InvalidWait,
+                    "`wait` must be a non-negative number of seconds",
+                ));
+            }
+        },
+    };
+    Ok(Duration::try_from_secs_f64(secs).unwrap_or(Duration::from_secs(3600)))
+}
+
+/// After a heartbeat renewed the lease of job `id`: waits until a cancel is requested for
+/// it, the server stops or `wait` runs out, and says whether one was requested.
+async fn wait_for_cancel(state: &AppState, id: Uuid, wait: Duration) -> Result<bool, ApiError> {
+    let deadline = Instant::now()
+        .checked_add(wait)
+        .unwrap_or_else(Instant::now);
+    loop {
+        // Register interest before looking, so a cancel between the look and the wait
+        // still wakes us.
+        let notified = state.cancel_requested.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match state.store.get(id).await? {
+            Some(job) if job.status == Status::Running && !job.cancel_requested => {}
+            Some(job) => return Ok(job.cancel_requested),
+            None => return Ok(false),
+        }
+        let now = Instant::now();
+        if now >= deadline || state.is_stopping() {
+            return Ok(false);
+        }
+        if tokio::time::timeout(deadline - now, notified)
+            .await
+            .is_err()
+        {
+            return Ok(false);
         }
     }
 }
@@ -421,6 +456,9 @@ pub async fn fail_job(
 /// an idle worker is alive.
 #[utoipa::path(
     post, path = "/api/workers/heartbeat", tag = "workers",
+    params(
+        ("wait" = Option<f64>, Query, minimum = 0, description = "With `job_id`: after renewing the lease, wait up to this many seconds (capped like next-job's) for a cancel request and answer as soon as one is made"),
+    ),
     request_body = HeartbeatRequest,
     responses(
         (status = 200, body = HeartbeatResponse),
@@ -495,11 +533,17 @@ pub async fn heartbeat(
                 publish(&state, "job_updated", &job, None);
             }
         }
+        let wait = parse_wait(&state, &q)?;
+        let cancel_requested = if lease.cancel_requested || wait.is_zero() {
+            lease.cancel_requested
+        } else {
+            wait_for_cancel(&state, id, wait).await?
+        };
         return Ok(Json(HeartbeatResponse {
             status: "ok".into(),
             job_id: Some(id),
             lease_expires_at: Some(to_rfc3339(lease.lease_expires_at)),
-            cancel_requested: lease.cancel_requested,
+            cancel_requested,
         }));
     }
     let worker_id = q.get("worker_id").cloned().or(req.worker_id);
