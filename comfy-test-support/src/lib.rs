@@ -8,6 +8,7 @@
 //! - [`http`]: requests to a running queue as a user, a worker or an admin.
 //! - [`chromium`] (feature `chromium`): headless Chromium over WebDriver.
 //! - [`seed`]: printed, rerunnable seeds for randomised tests.
+//! - [`logs`]: a tracing sink a test reads back.
 //! - [`probe`]: where those outside programs are installed; also the body
 //!   of the test crates' build scripts, which mark the tests that need a
 //!   missing program as ignored (`README.md`).
@@ -15,6 +16,7 @@
 #[cfg(feature = "chromium")]
 pub mod chromium;
 pub mod http;
+pub mod logs;
 pub mod ports;
 pub mod probe;
 pub mod redis;

@@ -6,6 +6,7 @@ mod common;
 use axum::http::StatusCode;
 use comfy_queue::Settings;
 use comfy_queue::auth::AuthConfig;
+use comfy_test_support::logs::LogBuf;
 use common::{TestApp, test_app};
 use serde_json::{Value, json};
 
@@ -1362,22 +1363,6 @@ async fn heartbeat_progress_shows_on_the_running_job_and_is_dropped_when_it_ends
     );
 }
 
-/// A log sink for the tracing test.
-#[derive(Clone, Default)]
-struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut v) = self.0.lock() {
-            v.extend_from_slice(b);
-        }
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Issue 12 item 4: at every level (TRACE included) the request trace shows the URI with
 /// `?token=` and `lease_token=` values redacted, and no header values.
 #[tokio::test]
@@ -1422,7 +1407,7 @@ async fn secrets_never_reach_the_log() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     drop(guard);
-    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let log = buf.text();
     // The URIs are there (so the test looks at the right lines) ...
     assert!(
         log.contains("uri=/api/workers/complete-job?job_id="),

@@ -5,6 +5,7 @@
 
 use comfy_e2e::*;
 use comfy_emulator::{Emulator, EmulatorConfig, Faults};
+use comfy_test_support::logs::LogBuf;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -420,22 +421,6 @@ async fn comfy_upgraded_mid_job_from_0_9_2_to_0_11_1_retries_and_redetects() {
     restarted_mid_job("0.9.2", "0.11.1").await;
 }
 
-/// A log sink for the hand-back test.
-#[derive(Clone, Default)]
-struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut v) = self.0.lock() {
-            v.extend_from_slice(b);
-        }
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Issue 12 item 7 (worker): ComfyUI goes away while the worker waits for a job, so the
 /// job it leases next is handed back (fail with retry) before any prompt is sent. That
 /// hand-back counts on /health and /metrics like any other, and its log line names the job.
@@ -514,7 +499,7 @@ async fn a_job_handed_back_before_its_prompt_is_counted_and_logged_with_its_id()
         m.contains("comfy_worker_jobs_total{outcome=\"retried\"} 1"),
         "{m}"
     );
-    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let log = buf.text();
     let line = log
         .lines()
         .find(|l| l.contains("handed the job back"))
