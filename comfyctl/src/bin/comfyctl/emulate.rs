@@ -49,6 +49,10 @@ pub(crate) struct EmulateArgs {
     /// The WebSocket sends nothing after its greeting.
     #[arg(long)]
     silent_ws: bool,
+    /// Nodes of this class ignore the interrupt flag and run to their end
+    /// (as a long real node without a progress hook does).
+    #[arg(long, value_name = "CLASS")]
+    uninterruptible_class: Option<String>,
 }
 
 fn positive_megapixels(s: &str) -> Result<f64, String> {
@@ -87,6 +91,7 @@ pub(crate) async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
     let emulator = Emulator::start(config)
         .await
         .with_context(|| format!("starting the {} emulator", args.version))?;
+    emulator.set_uninterruptible_class(args.uninterruptible_class.as_deref());
     eprintln!(
         "emulated ComfyUI {} listening on {} (Ctrl-C stops it)",
         emulator.version(),
