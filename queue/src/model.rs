@@ -317,19 +317,48 @@ pub fn validate_submit(
     body: &Value,
     idempotency_key: Option<String>,
 ) -> Result<NewJob, InputError> {
-    let Value::Object(obj) = body else {
+    validate_submit_owned(body.clone(), idempotency_key)
+}
+
+/// [`validate_submit`] on a body the caller gives up: the workflow (up to
+/// 10 MB) is moved into the job, never copied.
+pub fn validate_submit_owned(
+    body: Value,
+    idempotency_key: Option<String>,
+) -> Result<NewJob, InputError> {
+    let Value::Object(mut obj) = body else {
         return Err(InputError::new(
             "body",
             Problem::Type,
             "the request body must be a JSON object",
         ));
     };
-    input::require(obj, "user_id", "`user_id` is required")?;
-    let req: SubmitRequest = input::from_object(
-        obj.clone(),
+    input::require(&obj, "user_id", "`user_id` is required")?;
+    // The workflow is taken out before the other fields are deserialized
+    // (deserializing copies), and type-checked where its field comes in
+    // the order of checks: after `user_id`, before `priority` and `metadata`.
+    let workflow = obj.remove("workflow");
+    let workflow_error = match &workflow {
+        None | Some(Value::Null | Value::Object(_)) => None,
+        Some(other) => Some(SubmitRequest::type_error("workflow", other)),
+    };
+    let req: SubmitRequest = match input::from_object(
+        obj,
         &SubmitRequest::FIELDS,
         SubmitRequest::type_error,
-    )?;
+    ) {
+        Ok(req) => req,
+        Err(e) if e.field == "user_id" => return Err(e),
+        Err(e) => return Err(workflow_error.unwrap_or(e)),
+    };
+    if let Some(e) = workflow_error {
+        return Err(e);
+    }
+    let workflow = match workflow {
+        Some(Value::Object(m)) => Some(m),
+        _ => None,
+    };
+    let req = SubmitRequest { workflow, ..req };
     let user_id = validate_user_id("user_id", &req.user_id)?;
     let Some(workflow) = req.workflow else {
         return Err(InputError::new(

@@ -70,7 +70,7 @@ pub async fn submit(
         Some(v) => Some(model::validate_idempotency_key(v.to_str().unwrap_or(""))?),
         None => None,
     };
-    let new = model::validate_submit(&body, key)?;
+    let new = model::validate_submit_owned(body, key)?;
     if let Some(user) = scope {
         if user != new.user_id {
             return Err(
