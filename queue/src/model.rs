@@ -342,15 +342,12 @@ pub fn validate_submit_owned(
         None | Some(Value::Null | Value::Object(_)) => None,
         Some(other) => Some(SubmitRequest::type_error("workflow", other)),
     };
-    let req: SubmitRequest = match input::from_object(
-        obj,
-        &SubmitRequest::FIELDS,
-        SubmitRequest::type_error,
-    ) {
-        Ok(req) => req,
-        Err(e) if e.field == "user_id" => return Err(e),
-        Err(e) => return Err(workflow_error.unwrap_or(e)),
-    };
+    let req: SubmitRequest =
+        match input::from_object(obj, &SubmitRequest::FIELDS, SubmitRequest::type_error) {
+            Ok(req) => req,
+            Err(e) if e.field == "user_id" => return Err(e),
+            Err(e) => return Err(workflow_error.unwrap_or(e)),
+        };
     if let Some(e) = workflow_error {
         return Err(e);
     }
