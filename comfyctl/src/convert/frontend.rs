@@ -519,10 +519,14 @@ pub const RULES: &[Row] = &[
 ];
 
 impl Row {
-    /// Whether the row holds for `v` (pre-release tags are ignored).
+    /// Whether the row holds for `v` (pre-release tags are ignored): the
+    /// same half-open ranges as the releases table's.
     pub fn holds_for(&self, v: &Version) -> bool {
-        let v = (v.major, v.minor, v.patch);
-        self.since.is_none_or(|s| v >= s) && self.until.is_none_or(|u| v < u)
+        releases::Range {
+            since: self.since,
+            until: self.until,
+        }
+        .contains(v)
     }
 }
 
