@@ -103,38 +103,17 @@ pub async fn next_job(
     } else {
         (state.settings.legacy_lease_ms, LeaseKind::Legacy)
     };
-    let deadline = Instant::now()
-        .checked_add(wait)
-        .unwrap_or_else(Instant::now);
-    loop {
-        // Register interest before looking, so a submit between the look and the wait
-        // still wakes us.
-        let notified = state.job_available.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-
+    let (st, info) = (&state, &info);
+    let claimed = long_poll(&state, &state.job_available, wait, move || async move {
         let started = Instant::now();
-        let claimed = state
-            .store
-            .claim(&info, lease_ms, kind, state.now())
-            .await?;
-        state.metrics.record_claim(started.elapsed());
-        if let Some(c) = claimed {
-            return Ok(Json(NextJobResponse {
-                job: Some(leased(&state, c, lease_ms)),
-            }));
-        }
-        let now = Instant::now();
-        if now >= deadline || state.is_stopping() {
-            return Ok(Json(NextJobResponse { job: None }));
-        }
-        if tokio::time::timeout(deadline - now, notified)
-            .await
-            .is_err()
-        {
-            return Ok(Json(NextJobResponse { job: None }));
-        }
-    }
+        let claimed = st.store.claim(info, lease_ms, kind, st.now()).await?;
+        st.metrics.record_claim(started.elapsed());
+        Ok(claimed)
+    })
+    .await?;
+    Ok(Json(NextJobResponse {
+        job: claimed.map(|c| leased(&state, c, lease_ms)),
+    }))
 }
 
 /// `?wait=SECONDS` of a long-poll, capped by `max_wait_secs` (absent: 0).
@@ -155,34 +134,53 @@ fn parse_wait(state: &AppState, q: &HashMap<String, String>) -> Result<Duration,
     Ok(Duration::try_from_secs_f64(secs).unwrap_or(Duration::from_secs(3600)))
 }
 
-/// After a heartbeat renewed the lease of job `id`: waits until a cancel is requested for
-/// it, the server stops or `wait` runs out, and says whether one was requested.
-async fn wait_for_cancel(state: &AppState, id: Uuid, wait: Duration) -> Result<bool, ApiError> {
+/// Looks with `look` until it finds something, `notify` wakes no more within `wait`, or
+/// the server stops. Interest is registered before each look, so a change between the
+/// look and the wait still wakes it.
+async fn long_poll<T, F>(
+    state: &AppState,
+    notify: &tokio::sync::Notify,
+    wait: Duration,
+    mut look: impl FnMut() -> F,
+) -> Result<Option<T>, ApiError>
+where
+    F: std::future::Future<Output = Result<Option<T>, ApiError>>,
+{
     let deadline = Instant::now()
         .checked_add(wait)
         .unwrap_or_else(Instant::now);
     loop {
-        // Register interest before looking, so a cancel between the look and the wait
-        // still wakes us.
-        let notified = state.cancel_requested.notified();
+        let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match state.store.get(id).await? {
-            Some(job) if job.status == Status::Running && !job.cancel_requested => {}
-            Some(job) => return Ok(job.cancel_requested),
-            None => return Ok(false),
+        if let Some(found) = look().await? {
+            return Ok(Some(found));
         }
         let now = Instant::now();
         if now >= deadline || state.is_stopping() {
-            return Ok(false);
+            return Ok(None);
         }
         if tokio::time::timeout(deadline - now, notified)
             .await
             .is_err()
         {
-            return Ok(false);
+            return Ok(None);
         }
     }
+}
+
+/// After a heartbeat renewed the lease of job `id`: waits until a cancel is requested for
+/// it, the server stops or `wait` runs out, and says whether one was requested.
+async fn wait_for_cancel(state: &AppState, id: Uuid, wait: Duration) -> Result<bool, ApiError> {
+    let answer = long_poll(state, &state.cancel_requested, wait, || async move {
+        Ok(match state.store.get(id).await? {
+            Some(job) if job.status == Status::Running && !job.cancel_requested => None,
+            Some(job) => Some(job.cancel_requested),
+            None => Some(false),
+        })
+    })
+    .await?;
+    Ok(answer.unwrap_or(false))
 }
 
 fn leased(state: &AppState, c: Claimed, lease_ms: i64) -> LeasedJob {
