@@ -7,8 +7,8 @@
 use comfy_adapter::Line;
 use comfy_adapter::releases::{self, RELEASES};
 use comfy_test_support::replay::repo;
+use comfy_test_support::sources;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
 /// Crates whose `src/` is production code.
 const PRODUCTION: &[&str] = &[
@@ -103,48 +103,24 @@ fn the_capability_vocabulary_is_the_field_names_detect_prints() {
     }
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
-
 #[test]
 fn no_production_source_names_a_release_outside_the_table() {
     let quoted: Vec<String> = releases::versions().map(|v| format!("\"{v}\"")).collect();
     let mut found = Vec::new();
     for krate in PRODUCTION {
-        let mut files = Vec::new();
-        rust_files(&repo().join(krate).join("src"), &mut files);
-        for file in files {
+        for file in sources::rust_files(&repo().join(krate).join("src")) {
             let rel = file
                 .strip_prefix(repo())
                 .unwrap()
                 .to_string_lossy()
                 .replace('\\', "/");
             let text = std::fs::read_to_string(&file).unwrap();
-            for (n, line) in text.lines().enumerate() {
-                // Unit tests at the end of a file may name what they test.
-                if line.trim_start().starts_with("#[cfg(test)]") {
-                    break;
-                }
-                let code = line.trim_start();
-                if code.starts_with("//") {
-                    continue;
-                }
+            for (n, line) in sources::code_lines(&text) {
                 let allowed = ALLOWED
                     .iter()
                     .any(|(f, what)| *f == rel && (what.is_empty() || line.contains(what)));
                 if !allowed && quoted.iter().any(|q| line.contains(q.as_str())) {
-                    found.push(format!("{rel}:{}: {}", n + 1, line.trim()));
+                    found.push(format!("{rel}:{n}: {}", line.trim()));
                 }
             }
         }

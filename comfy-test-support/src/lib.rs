@@ -9,6 +9,7 @@
 //! - [`chromium`] (feature `chromium`): headless Chromium over WebDriver.
 //! - [`seed`]: printed, rerunnable seeds for randomised tests.
 //! - [`logs`]: a tracing sink a test reads back.
+//! - [`sources`]: the workspace's Rust sources, for the layout tests.
 //! - [`probe`]: where those outside programs are installed; also the body
 //!   of the test crates' build scripts, which mark the tests that need a
 //!   missing program as ignored (`README.md`).
@@ -22,3 +23,4 @@ pub mod probe;
 pub mod redis;
 pub mod replay;
 pub mod seed;
+pub mod sources;

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use comfy_test_support::sources;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -154,14 +155,7 @@ fn production_binaries_link_no_emulator_store_or_test_code() {
 fn imports(text: &str, modules: &BTreeSet<String>, from: &str, top: bool) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut code = String::new();
-    for line in text.lines() {
-        if line.trim_start().starts_with("#[cfg(test)]") {
-            break;
-        }
-        let l = line.trim_start();
-        if l.starts_with("//") {
-            continue;
-        }
+    for (_, line) in sources::code_lines(text) {
         code.push_str(line);
         code.push('\n');
     }
@@ -199,17 +193,6 @@ fn imports(text: &str, modules: &BTreeSet<String>, from: &str, top: bool) -> BTr
     out
 }
 
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
-
 fn module_cycle(src: &Path) -> Option<Vec<String>> {
     let mut modules = BTreeSet::new();
     for e in std::fs::read_dir(src).unwrap().flatten() {
@@ -225,10 +208,7 @@ fn module_cycle(src: &Path) -> Option<Vec<String>> {
         if file.is_file() {
             fs.push(file);
         }
-        let dir = src.join(m);
-        if dir.is_dir() {
-            files(&dir, &mut fs);
-        }
+        fs.extend(sources::rust_files(&src.join(m)));
         let mut deps = BTreeSet::new();
         for f in fs {
             let top = f.parent() == Some(src) || f.file_name().is_some_and(|n| n == "mod.rs");
