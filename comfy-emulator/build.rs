@@ -7,6 +7,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+/// Field of `Embedded` and file; the same five as `RECORDED_FILES` in
+/// `src/recordings.rs` (a build script cannot use the crate it builds).
 const FILES: [(&str, &str); 5] = [
     ("system_stats", "001-system_stats.json"),
     ("features", "003-features.json"),

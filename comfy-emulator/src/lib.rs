@@ -65,7 +65,7 @@ mod view;
 mod ws;
 
 pub use engine::{Breakpoint, Faults, Hold, Step, Stopped};
-pub use recordings::{embedded_versions, recorded_object_info};
+pub use recordings::{RECORDED_FILES, embedded_versions, recorded_object_info};
 
 use engine::{DEFAULT_WORK_UNIT_MEGAPIXELS, Engine};
 use profile::Profile;

@@ -94,35 +94,60 @@ fn from_embedded(version: &str) -> Result<Recorded, Missing> {
         .iter()
         .find(|e| e.version == version)
         .ok_or(Missing::NotEmbedded)?;
-    let body = |what: &str, text: &str| {
-        let parsed = serde_json::from_str::<Value>(text).map_err(|e| e.to_string());
-        response_body(what, parsed)
+    let text = |file: &str| match file {
+        SYSTEM_STATS => e.system_stats,
+        FEATURES => e.features,
+        MODELS => e.models,
+        EXTENSIONS => e.extensions,
+        OBJECT_INFO => e.object_info,
+        // `assemble` asks for nothing else.
+        _ => "",
     };
-    Ok(Recorded {
-        system_stats: body("001-system_stats.json", e.system_stats).ok_or(Missing::NotEmbedded)?,
-        features: body("003-features.json", e.features).ok_or(Missing::NotEmbedded)?,
-        model_folders: body("005-models-list.json", e.models).and_then(|v| strings(&v)),
-        extensions: body("007-extensions.json", e.extensions).filter(Value::is_array),
-        classes: classes(body("018-object_info-full.json", e.object_info)),
-    })
+    assemble(
+        |file| {
+            let parsed = serde_json::from_str::<Value>(text(file)).map_err(|e| e.to_string());
+            response_body(file, parsed)
+        },
+        |_| Missing::NotEmbedded,
+    )
 }
 
 fn from_folder(set: &Path) -> Result<Recorded, Missing> {
-    let read = |file: &str| {
-        let path = set.join(file);
-        let parsed = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()));
-        response_body(&path.display().to_string(), parsed)
-    };
-    let missing = |file: &str| Missing::NotInFolder(set.to_path_buf(), file.to_owned());
+    assemble(
+        |file| {
+            let path = set.join(file);
+            let parsed = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()));
+            response_body(&path.display().to_string(), parsed)
+        },
+        |file| Missing::NotInFolder(set.to_path_buf(), file.to_owned()),
+    )
+}
+
+const SYSTEM_STATS: &str = "001-system_stats.json";
+const FEATURES: &str = "003-features.json";
+const MODELS: &str = "005-models-list.json";
+const EXTENSIONS: &str = "007-extensions.json";
+const OBJECT_INFO: &str = "018-object_info-full.json";
+
+/// The files of a recorded set (`fixtures/comfyui-<version>/`) an emulated
+/// release answers from; `build.rs` embeds the same five.
+pub const RECORDED_FILES: [&str; 5] = [SYSTEM_STATS, FEATURES, MODELS, EXTENSIONS, OBJECT_INFO];
+
+/// A version's answers from its recorded exchanges, each read by `body`;
+/// `system_stats` and `features` are required, the rest fall back to
+/// built-in defaults.
+fn assemble(
+    body: impl Fn(&str) -> Option<Value>,
+    missing: impl Fn(&str) -> Missing,
+) -> Result<Recorded, Missing> {
     Ok(Recorded {
-        system_stats: read("001-system_stats.json")
-            .ok_or_else(|| missing("001-system_stats.json"))?,
-        features: read("003-features.json").ok_or_else(|| missing("003-features.json"))?,
-        model_folders: read("005-models-list.json").and_then(|v| strings(&v)),
-        extensions: read("007-extensions.json").filter(Value::is_array),
-        classes: classes(read("018-object_info-full.json")),
+        system_stats: body(SYSTEM_STATS).ok_or_else(|| missing(SYSTEM_STATS))?,
+        features: body(FEATURES).ok_or_else(|| missing(FEATURES))?,
+        model_folders: body(MODELS).and_then(|v| strings(&v)),
+        extensions: body(EXTENSIONS).filter(Value::is_array),
+        classes: classes(body(OBJECT_INFO)),
     })
 }
 

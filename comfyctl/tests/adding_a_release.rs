@@ -15,7 +15,7 @@ use comfy_adapter::model::job::JobState;
 use comfy_adapter::model::prompt::PromptRequest;
 use comfy_adapter::releases::{self, RELEASES};
 use comfy_adapter::{DetectOptions, Line, detect};
-use comfy_emulator::{Emulator, EmulatorConfig, embedded_versions};
+use comfy_emulator::{Emulator, EmulatorConfig, RECORDED_FILES, embedded_versions};
 use comfy_test_support::replay as support;
 use comfyctl::diff::{self, Class, FixtureSet};
 use comfyctl::record::{self, Quiet, RecordOptions};
@@ -30,13 +30,7 @@ fn synthetic_set(from: &str, root: &Path) {
     let src = support::fixture_dir(from);
     let dst = root.join(format!("comfyui-{NEW}"));
     std::fs::create_dir_all(&dst).unwrap();
-    for file in [
-        "001-system_stats.json",
-        "003-features.json",
-        "005-models-list.json",
-        "007-extensions.json",
-        "018-object_info-full.json",
-    ] {
+    for file in RECORDED_FILES {
         let mut text = std::fs::read_to_string(src.join(file)).unwrap();
         if file.starts_with("001") {
             let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
