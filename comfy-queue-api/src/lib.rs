@@ -121,6 +121,11 @@ pub struct LeasedJob {
     pub attempt: u32,
     /// Attempts allowed.
     pub max_attempts: u32,
+    /// Files the prompt reads from ComfyUI's input folder, stored in the queue: the worker
+    /// downloads each (`url`, with its worker token and the lease token) and uploads it to its
+    /// ComfyUI before it submits the prompt. Empty for jobs submitted without files.
+    #[serde(default)]
+    pub inputs: Vec<JobFile>,
 }
 
 /// `next-job` answer: `{"job": null}` or `{"job": {...}}`.
@@ -205,6 +210,124 @@ pub struct FailRequest {
     pub cancelled: Option<bool>,
     /// Token from next-job.
     pub lease_token: Option<String>,
+}
+
+/// What a stored file is to its job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum FileRole {
+    /// A file the prompt reads (ComfyUI's input folder), given with the job.
+    Input,
+    /// A file the prompt wrote to ComfyUI's output folder (SaveImage, SaveVideo, ...).
+    Output,
+    /// A preview the prompt wrote to ComfyUI's temp folder (PreviewImage, ...).
+    Temp,
+}
+
+impl FileRole {
+    /// Every role.
+    pub const ALL: [FileRole; 3] = [FileRole::Input, FileRole::Output, FileRole::Temp];
+
+    /// The wire spelling, also ComfyUI's folder type (`type=` of `/view`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileRole::Input => "input",
+            FileRole::Output => "output",
+            FileRole::Temp => "temp",
+        }
+    }
+
+    /// Parse the wire spelling.
+    pub fn parse(s: &str) -> Option<FileRole> {
+        FileRole::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// A file uploaded to the queue (`POST /api/files`), not yet given to a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct UploadedFile {
+    /// SHA-256 of the bytes, 64 lowercase hex digits: the file's id.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Content type as stored (from the upload's `Content-Type`, else guessed from the name).
+    pub content_type: String,
+    /// The name it was uploaded under.
+    pub filename: String,
+}
+
+/// An input named in a submit: a file uploaded before, and the name the prompt uses for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct InputRef {
+    /// SHA-256 from the upload's answer.
+    pub sha256: String,
+    /// The name the prompt uses (a LoadImage `image` value such as `photo.png` or
+    /// `pasted/photo.png`): subfolder and file name, `/`-separated.
+    pub filename: String,
+}
+
+/// A file of a job as the queue describes it (job responses' `files`, next-job's `inputs`,
+/// the answer to an output upload).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct JobFile {
+    /// Input, output or temp.
+    pub role: FileRole,
+    /// File name, as ComfyUI named it (or as the prompt names an input).
+    pub filename: String,
+    /// ComfyUI subfolder (`""` for none).
+    pub subfolder: String,
+    /// SHA-256 of the bytes (64 lowercase hex digits).
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Content type.
+    pub content_type: String,
+    /// The node that wrote it (outputs and temp files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// Output kind as the adapter names it (`image`, `video`, `audio`, `text`, `mesh`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The queue path that serves the bytes (`/api/jobs/{id}/files/{role}/{subfolder/}{filename}`),
+    /// to the job's owner, admins and the worker holding the lease.
+    pub url: String,
+}
+
+/// One ComfyUI event of a running job, as the worker forwards it (`POST /api/workers/events`)
+/// and the queue relays it on `/ws` (`{"type": "comfy_event", "data": ...}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct JobEvent {
+    /// Per-attempt sequence number, from 0, with no gaps as the worker numbered them (a
+    /// watcher that sees a gap knows events were dropped under back-pressure).
+    pub seq: u64,
+    /// When the worker received it from ComfyUI (ms since the epoch).
+    pub received_at_ms: i64,
+    /// The normalized event (the adapter's `Event`, `{"event": "progress", ...}`).
+    #[cfg_attr(feature = "utoipa", schema(value_type = Object))]
+    pub event: Value,
+    /// A binary preview frame's image, base64, when the event is a preview and the worker
+    /// forwards previews.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_base64: Option<String>,
+}
+
+/// Body of `POST /api/workers/events`: a batch of one running job's events, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct EventBatch {
+    /// The leased job.
+    pub job_id: Uuid,
+    /// Token from next-job (events of a lost lease are refused).
+    pub lease_token: String,
+    /// Attempt the events belong to.
+    pub attempt: u32,
+    /// The events, oldest first.
+    pub events: Vec<JobEvent>,
 }
 
 /// The usual worker-call answer.

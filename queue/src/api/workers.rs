@@ -201,6 +201,7 @@ fn leased(state: &AppState, c: Claimed, lease_ms: i64) -> LeasedJob {
         heartbeat_interval_seconds: (lease_seconds / 3.0).max(1.0),
         attempt: c.job.attempts,
         max_attempts: c.job.max_attempts,
+        inputs: Vec::new(),
     }
 }
 
