@@ -17,6 +17,10 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
+mod local;
+
+pub use local::LocalStore;
+
 /// A stream of body chunks, as both backends take and give them.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
@@ -86,7 +90,9 @@ pub struct Blob {
 
 impl fmt::Debug for Blob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Blob").field("size", &self.size).finish_non_exhaustive()
+        f.debug_struct("Blob")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
     }
 }
 
