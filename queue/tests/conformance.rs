@@ -1097,6 +1097,328 @@ mod suite {
             .unwrap();
         assert_eq!(done.result, Some(big));
     }
+
+    // ---- files ------------------------------------------------------------------------
+
+    fn sha(n: u8) -> String {
+        format!("{n:02x}").repeat(32)
+    }
+
+    fn upload(user: &str, n: u8, at: i64) -> comfy_queue::model::Upload {
+        comfy_queue::model::Upload {
+            user_id: user.into(),
+            sha256: sha(n),
+            filename: format!("f{n}.png"),
+            content_type: "image/png".into(),
+            size: 100 + u64::from(n),
+            uploaded_at: at,
+        }
+    }
+
+    fn input(n: u8, path: (&str, &str)) -> comfy_queue::model::InputFile {
+        comfy_queue::model::InputFile {
+            sha256: sha(n),
+            subfolder: path.0.into(),
+            filename: path.1.into(),
+        }
+    }
+
+    fn output(name: &str, n: u8) -> comfy_queue::model::FileRecord {
+        comfy_queue::model::FileRecord {
+            role: comfy_queue::model::FileRole::Output,
+            subfolder: String::new(),
+            filename: name.into(),
+            sha256: sha(n),
+            size: 10 * u64::from(n),
+            content_type: "image/png".into(),
+            node_id: Some("9".into()),
+            kind: Some("image".into()),
+            position: 0,
+            created_at: 0,
+        }
+    }
+
+    pub(crate) async fn uploads_are_per_user_and_refreshed(h: Harness) {
+        assert!(h.store.record_upload(upload("alice", 1, 10)).await.unwrap());
+        let mut again = upload("alice", 1, 20);
+        again.filename = "renamed.png".into();
+        again.content_type = "image/webp".into();
+        assert!(!h.store.record_upload(again).await.unwrap());
+        let got = h.store.upload("alice", &sha(1)).await.unwrap().unwrap();
+        assert_eq!(got.filename, "renamed.png");
+        assert_eq!(got.content_type, "image/webp");
+        assert_eq!(got.uploaded_at, 20);
+        assert_eq!(got.size, 101);
+        // An older time never moves it back.
+        h.store.record_upload(upload("alice", 1, 5)).await.unwrap();
+        let got = h.store.upload("alice", &sha(1)).await.unwrap().unwrap();
+        assert_eq!(got.uploaded_at, 20);
+        assert_eq!(h.store.upload("bob", &sha(1)).await.unwrap(), None);
+        assert_eq!(h.store.upload("alice", &sha(2)).await.unwrap(), None);
+    }
+
+    pub(crate) async fn submit_attaches_inputs_or_names_the_unknown_one(h: Harness) {
+        h.store.record_upload(upload("alice", 1, 1)).await.unwrap();
+        h.store.record_upload(upload("alice", 2, 1)).await.unwrap();
+        h.store.record_upload(upload("bob", 3, 1)).await.unwrap();
+        let mut job = new_job("alice", 2);
+        job.inputs = vec![input(2, ("pasted", "b.png")), input(1, ("", "a.png"))];
+        let s = h.store.submit(job.clone(), limits(), 50).await.unwrap();
+        let files = h.store.files(&[s.job.id, Uuid::new_v4()]).await.unwrap();
+        assert_eq!(files.len(), 1, "jobs without files are left out");
+        let mine = &files[&s.job.id];
+        let names: Vec<(&str, &str, u64)> = mine
+            .iter()
+            .map(|f| (f.subfolder.as_str(), f.filename.as_str(), f.size))
+            .collect();
+        assert_eq!(
+            names,
+            [("pasted", "b.png", 102), ("", "a.png", 101)],
+            "submit order"
+        );
+        assert!(
+            mine.iter()
+                .all(|f| f.role == comfy_queue::model::FileRole::Input)
+        );
+        assert!(
+            mine.iter()
+                .all(|f| f.content_type == "image/png" && f.created_at == 50)
+        );
+        // Naming an upload keeps it usable.
+        assert_eq!(
+            h.store
+                .upload("alice", &sha(1))
+                .await
+                .unwrap()
+                .unwrap()
+                .uploaded_at,
+            50
+        );
+        // Bob's upload is not Alice's, and an unknown hash is named by its index.
+        let mut bad = new_job("alice", 2);
+        bad.inputs = vec![input(1, ("", "a.png")), input(3, ("", "c.png"))];
+        assert_eq!(
+            h.store.submit(bad.clone(), limits(), 51).await.unwrap_err(),
+            StoreError::UnknownFile(1)
+        );
+        bad.inputs = vec![input(9, ("", "z.png"))];
+        assert_eq!(
+            h.store.submit(bad, limits(), 52).await.unwrap_err(),
+            StoreError::UnknownFile(0)
+        );
+        let all = h
+            .store
+            .list(&ListFilter {
+                limit: 100,
+                ..ListFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 1, "a refused submit stores nothing");
+        // One input, found by its role and path.
+        let found = h
+            .store
+            .find_file(
+                s.job.id,
+                comfy_queue::model::FileRole::Input,
+                "pasted",
+                "b.png",
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.sha256, sha(2));
+        for (role, sub, name) in [
+            (comfy_queue::model::FileRole::Output, "pasted", "b.png"),
+            (comfy_queue::model::FileRole::Input, "", "b.png"),
+            (comfy_queue::model::FileRole::Input, "pasted", "a.png"),
+        ] {
+            assert_eq!(
+                h.store.find_file(s.job.id, role, sub, name).await.unwrap(),
+                None
+            );
+        }
+    }
+
+    pub(crate) async fn claim_gives_inputs_and_outputs_are_fenced(h: Harness) {
+        h.store.record_upload(upload("alice", 1, 1)).await.unwrap();
+        let mut job = new_job("alice", 2);
+        job.inputs = vec![input(1, ("", "in.png"))];
+        let id = h.store.submit(job, limits(), 1).await.unwrap().job.id;
+        let c = h
+            .store
+            .claim(&worker("w1"), LEASE, FENCED, 2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.inputs.len(), 1);
+        assert_eq!(c.inputs[0].filename, "in.png");
+        assert_eq!(c.inputs[0].size, 101);
+        let t = c.lease_token.clone();
+        h.store.check_lease(id, &t, 3).await.unwrap();
+        assert!(matches!(
+            h.store.check_lease(id, "stale", 3).await,
+            Err(StoreError::LeaseConflict(_))
+        ));
+        assert_eq!(
+            h.store.check_lease(Uuid::new_v4(), &t, 3).await,
+            Err(StoreError::NotFound)
+        );
+        let a = h
+            .store
+            .add_file(id, &t, output("a.png", 5), 4)
+            .await
+            .unwrap();
+        let b = h
+            .store
+            .add_file(id, &t, output("b.png", 6), 5)
+            .await
+            .unwrap();
+        assert!(a.position < b.position);
+        assert_eq!((a.created_at, b.created_at), (4, 5));
+        // The same name again replaces it and keeps its place.
+        let a2 = h
+            .store
+            .add_file(id, &t, output("a.png", 7), 6)
+            .await
+            .unwrap();
+        assert_eq!(a2.position, a.position);
+        let files = h.store.files(&[id]).await.unwrap().remove(&id).unwrap();
+        let got: Vec<(&str, &str)> = files
+            .iter()
+            .map(|f| (f.filename.as_str(), f.sha256.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("in.png", sha(1).as_str()),
+                ("a.png", sha(7).as_str()),
+                ("b.png", sha(6).as_str())
+            ]
+        );
+        assert_eq!(files[1].node_id.as_deref(), Some("9"));
+        assert_eq!(files[1].kind.as_deref(), Some("image"));
+        assert_eq!(files[1].size, 70);
+        // A temp file of the same name is another file.
+        let mut temp = output("a.png", 8);
+        temp.role = comfy_queue::model::FileRole::Temp;
+        temp.subfolder = "p/q".into();
+        h.store.add_file(id, &t, temp, 7).await.unwrap();
+        assert_eq!(h.store.files(&[id]).await.unwrap()[&id].len(), 4);
+        // Fenced: a stale token, an unknown job, an expired lease, a finished job.
+        for (job, token, now) in [(id, "stale", 8), (id, t.as_str(), 2 + LEASE + 1)] {
+            assert!(
+                matches!(
+                    h.store.add_file(job, token, output("x.png", 9), now).await,
+                    Err(StoreError::LeaseConflict(_))
+                ),
+                "{token} at {now}"
+            );
+        }
+        assert_eq!(
+            h.store
+                .add_file(Uuid::new_v4(), &t, output("x.png", 9), 8)
+                .await
+                .unwrap_err(),
+            StoreError::NotFound
+        );
+        h.store.complete(id, Some(&t), json!({}), 9).await.unwrap();
+        assert!(matches!(
+            h.store.add_file(id, &t, output("x.png", 9), 10).await,
+            Err(StoreError::LeaseConflict(_))
+        ));
+        assert_eq!(h.store.files(&[id]).await.unwrap()[&id].len(), 4);
+    }
+
+    pub(crate) async fn a_new_attempt_drops_the_earlier_outputs(h: Harness) {
+        h.store.record_upload(upload("alice", 1, 1)).await.unwrap();
+        let mut job = new_job("alice", 2);
+        job.inputs = vec![input(1, ("", "in.png"))];
+        let id = h.store.submit(job, limits(), 1).await.unwrap().job.id;
+        let c = h
+            .store
+            .claim(&worker("w1"), LEASE, FENCED, 2)
+            .await
+            .unwrap()
+            .unwrap();
+        h.store
+            .add_file(id, &c.lease_token, output("half.png", 5), 3)
+            .await
+            .unwrap();
+        h.store.reap(2 + LEASE + 1).await.unwrap();
+        let c = h
+            .store
+            .claim(&worker("w2"), LEASE, FENCED, 3 + LEASE)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.inputs.len(), 1);
+        let files = &h.store.files(&[id]).await.unwrap()[&id];
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].filename, "in.png");
+        let refs = h.store.referenced_blobs().await.unwrap();
+        assert!(!refs.contains(&sha(5)), "{refs:?}");
+    }
+
+    pub(crate) async fn expiry_forgets_old_files_and_references_follow(h: Harness) {
+        h.store
+            .record_upload(upload("alice", 1, 100))
+            .await
+            .unwrap();
+        h.store
+            .record_upload(upload("alice", 2, 100))
+            .await
+            .unwrap();
+        h.store.record_upload(upload("bob", 2, 300)).await.unwrap();
+        let mut job = new_job("alice", 2);
+        job.inputs = vec![input(1, ("", "in.png"))];
+        let done = h.store.submit(job, limits(), 100).await.unwrap().job.id;
+        let c = h
+            .store
+            .claim(&worker("w1"), LEASE, FENCED, 110)
+            .await
+            .unwrap()
+            .unwrap();
+        h.store
+            .add_file(done, &c.lease_token, output("o.png", 3), 120)
+            .await
+            .unwrap();
+        h.store
+            .complete(done, Some(&c.lease_token), json!({}), 130)
+            .await
+            .unwrap();
+        let mut job = new_job("carol", 2);
+        job.inputs = vec![];
+        let pending = h.store.submit(job, limits(), 140).await.unwrap().job.id;
+        let refs = h.store.referenced_blobs().await.unwrap();
+        let want: std::collections::BTreeSet<String> = [sha(1), sha(2), sha(3)].into();
+        assert_eq!(refs, want);
+
+        // Nothing is old enough.
+        let e = h.store.expire_files(130, 100).await.unwrap();
+        assert_eq!((e.jobs, e.uploads), (0, 0));
+        // Alice's uploads (last used at 100) go; Bob's (300) stays; the job ended at 130.
+        let e = h.store.expire_files(130, 200).await.unwrap();
+        assert_eq!((e.jobs, e.uploads), (0, 2));
+        assert_eq!(h.store.upload("alice", &sha(1)).await.unwrap(), None);
+        assert!(h.store.upload("bob", &sha(2)).await.unwrap().is_some());
+        assert_eq!(
+            h.store.referenced_blobs().await.unwrap(),
+            want,
+            "still referenced"
+        );
+        // The job's files go once it ended before the cutoff.
+        let e = h.store.expire_files(131, 200).await.unwrap();
+        assert_eq!((e.jobs, e.uploads), (1, 0));
+        assert!(h.store.files(&[done, pending]).await.unwrap().is_empty());
+        let want: std::collections::BTreeSet<String> = [sha(2)].into();
+        assert_eq!(h.store.referenced_blobs().await.unwrap(), want);
+        let e = h.store.expire_files(1000, 1000).await.unwrap();
+        assert_eq!((e.jobs, e.uploads), (0, 1));
+        assert!(h.store.referenced_blobs().await.unwrap().is_empty());
+        // The job itself is kept.
+        assert!(h.store.get(done).await.unwrap().is_some());
+    }
 }
 
 macro_rules! conformance {
@@ -1152,6 +1474,11 @@ all_backends!(
     counts_by_status_and_user,
     workers_register_and_list,
     json_values_round_trip,
+    uploads_are_per_user_and_refreshed,
+    submit_attaches_inputs_or_names_the_unknown_one,
+    claim_gives_inputs_and_outputs_are_fenced,
+    a_new_attempt_drops_the_earlier_outputs,
+    expiry_forgets_old_files_and_references_follow,
 );
 
 /// SQLite only: what was acknowledged is on disk, the schema version is recorded, and a
@@ -1311,4 +1638,52 @@ async fn redis_reconnects_after_restart() {
         .complete(id, Some(&c.lease_token), serde_json::json!({}), 3)
         .await
         .unwrap();
+}
+
+/// SQLite only: a v3 file (before files) opens as v4 with its jobs, and takes files.
+#[tokio::test]
+async fn sqlite_v3_file_migrates_to_v4() {
+    use comfy_queue::model::Upload;
+    use comfy_queue::store::sqlite::SqliteStore;
+    use comfy_queue::store::{Store, SubmitLimits};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let limits = SubmitLimits {
+        max_pending: 0,
+        max_per_user: 0,
+        max_attempts: 3,
+    };
+    let id = {
+        let store = SqliteStore::open(&path).unwrap();
+        let job = comfy_queue::model::validate_submit(
+            &serde_json::json!({"user_id": "alice", "workflow": {"1": {}}}),
+            None,
+        )
+        .unwrap();
+        store.submit(job, limits, 0).await.unwrap().job.id
+    };
+    // Make it the file a v3 build wrote.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TABLE job_files; DROP TABLE uploads; PRAGMA user_version = 3;")
+        .unwrap();
+    drop(conn);
+    assert_eq!(rusqlite_version(&path), 3);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(rusqlite_version(&path), 4);
+    assert!(store.get(id).await.unwrap().is_some());
+    let sha = "ab".repeat(32);
+    let upload = Upload {
+        user_id: "alice".into(),
+        sha256: sha.clone(),
+        filename: "a.png".into(),
+        content_type: "image/png".into(),
+        size: 1,
+        uploaded_at: 1,
+    };
+    assert!(store.record_upload(upload).await.unwrap());
+    assert_eq!(
+        store.referenced_blobs().await.unwrap(),
+        std::collections::BTreeSet::from([sha])
+    );
 }

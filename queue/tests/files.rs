@@ -873,3 +873,78 @@ impl SubmitAs for TestApp {
         r.json["id"].as_str().unwrap().to_owned()
     }
 }
+
+/// The same round trip on the Redis backend: upload, input at submit and in next-job,
+/// worker read, output upload, listing and download.
+#[tokio::test]
+#[cfg_attr(not(has_redis), ignore = "redis-server not installed")]
+async fn files_over_redis() {
+    let server = common::RedisServer::start();
+    let store = comfy_queue::store::redis::RedisStore::connect(&server.url(), "files")
+        .await
+        .unwrap();
+    let a = common::test_app_with(std::sync::Arc::new(store), settings(), Box::new(server));
+    let photo = png(700, 4);
+    let r = upload(&a, ALICE, "photo.png", &photo).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let sha = r.json["sha256"].as_str().unwrap().to_owned();
+    assert_eq!(
+        upload(&a, ALICE, "photo.png", &photo).await.status,
+        StatusCode::OK
+    );
+    let r = submit_with(&a, ALICE, "bob", json!([])).await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = submit_with(
+        &a,
+        ALICE,
+        "alice",
+        json!([{"sha256": "ef".repeat(32), "filename": "x.png"}]),
+    )
+    .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "unknown_file");
+    let r = submit_with(
+        &a,
+        ALICE,
+        "alice",
+        json!([{"sha256": sha, "filename": "in/photo.png"}]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["files"][0]["subfolder"], "in");
+    let (id, token, job) = lease(&a, "gpu-1").await;
+    let url = job["inputs"][0]["url"].as_str().unwrap().to_owned();
+    let r = a
+        .req(
+            "GET",
+            &format!("{url}?lease_token={token}"),
+            &[WORKER],
+            None,
+        )
+        .await;
+    assert_eq!(r.bytes, photo);
+    let out = png(900, 8);
+    let r = put_output(&a, &id, &token, "filename=o.png&kind=image", &[], &out).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = put_output(&a, &id, "stale", "filename=o.png", &[], &out).await;
+    assert_error(&r, StatusCode::CONFLICT, "lease_conflict");
+    let r = a
+        .req("GET", &format!("/api/jobs/{id}"), &[ALICE], None)
+        .await;
+    let files = r.json["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{}", r.text);
+    assert_eq!(files[1]["kind"], "image");
+    let r = a
+        .req(
+            "GET",
+            files[1]["url"].as_str().unwrap(),
+            &[ALICE, ("range", "bytes=-100")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.bytes, out[out.len() - 100..].to_vec());
+    let r = a
+        .req("GET", files[1]["url"].as_str().unwrap(), &[BOB], None)
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "job_not_found");
+}
