@@ -18,8 +18,10 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 mod local;
+mod s3;
 
 pub use local::LocalStore;
+pub use s3::{PART_SIZE, PARTS_IN_FLIGHT, S3Config, S3Store};
 
 /// A stream of body chunks, as both backends take and give them.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;

@@ -8,7 +8,10 @@ use std::ops::Range;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use comfy_artifacts::{ArtifactError, BlobStore, ByteStream, FileId, LocalStore, PutOptions};
+use comfy_artifacts::{
+    ArtifactError, BlobStore, ByteStream, FileId, LocalStore, PutOptions, S3Config, S3Store,
+};
+use comfy_test_support::s3::S3Server;
 use futures_util::{StreamExt, stream};
 use sha2::{Digest, Sha256};
 
@@ -206,6 +209,20 @@ async fn hash_mismatch_leaves_nothing(h: &dyn Harness) {
         other => panic!("not a mismatch: {other:?}"),
     }
     assert_empty(h).await;
+    // The same for a body of several parts (S3: a complete temp object to delete).
+    let err = h
+        .store()
+        .put(
+            generated(20 * MIB as u64, MIB),
+            PutOptions {
+                max_bytes: u64::MAX,
+                expected: Some(declared),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ArtifactError::HashMismatch { .. }), "{err:?}");
+    assert_empty(h).await;
     // The right hash is accepted.
     let stored = h
         .store()
@@ -377,7 +394,7 @@ async fn list_sizes(h: &dyn Harness) {
 /// Instantiates every case for one backend: `suite!(module, harness-making expression,
 /// attributes on each test)`.
 macro_rules! suite {
-    ($module:ident, $make:expr $(, #[$attr:meta])*) => {
+    ($module:ident, $make:expr $(, #[$attr:meta])* $(,)?) => {
         mod $module {
             use super::*;
 
@@ -433,3 +450,64 @@ impl Harness for Local {
 }
 
 suite!(local_dir, local());
+
+struct S3 {
+    store: S3Store,
+    /// A second client on the same bucket, to see the temp keys.
+    raw: object_store::aws::AmazonS3,
+    server: S3Server,
+}
+
+const BUCKET: &str = "comfy-files";
+const PREFIX: &str = "queue/files/";
+
+async fn s3() -> S3 {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET).await;
+    let config = S3Config {
+        bucket: BUCKET.to_owned(),
+        endpoint: Some(server.endpoint()),
+        region: comfy_test_support::s3::REGION.to_owned(),
+        access_key_id: Some(comfy_test_support::s3::ACCESS_KEY_ID.to_owned()),
+        secret_access_key: Some(comfy_test_support::s3::SECRET_ACCESS_KEY.to_owned()),
+        prefix: PREFIX.to_owned(),
+        allow_http: true,
+        ..S3Config::default()
+    };
+    let store = S3Store::new(&config).unwrap();
+    let raw = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(BUCKET)
+        .with_endpoint(server.endpoint())
+        .with_region(comfy_test_support::s3::REGION)
+        .with_access_key_id(comfy_test_support::s3::ACCESS_KEY_ID)
+        .with_secret_access_key(comfy_test_support::s3::SECRET_ACCESS_KEY)
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    S3 { store, raw, server }
+}
+
+#[async_trait::async_trait]
+impl Harness for S3 {
+    fn store(&self) -> &dyn BlobStore {
+        &self.store
+    }
+
+    async fn leftovers(&self) -> usize {
+        use futures_util::TryStreamExt;
+        use object_store::ObjectStore;
+        let temps: Vec<_> = self
+            .raw
+            .list(Some(&object_store::path::Path::from("queue/files/tmp")))
+            .try_collect()
+            .await
+            .unwrap();
+        temps.len() + self.server.unfinished_uploads(BUCKET).await
+    }
+}
+
+suite!(
+    s3_moto,
+    s3(),
+    #[cfg_attr(not(has_s3), ignore = "moto_server not installed")]
+);

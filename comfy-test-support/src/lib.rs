@@ -4,6 +4,8 @@
 //! - [`replay`]: the recorded ComfyUI exchanges of `fixtures/`, loaded and
 //!   replayed through wiremock exactly as recorded.
 //! - [`redis`]: a private `redis-server` on a free port, stopped on drop.
+//! - [`s3`]: a private S3-compatible server (`moto_server`) on a free port,
+//!   stopped on drop.
 //! - [`ports`]: free local ports.
 //! - [`http`]: requests to a running queue as a user, a worker or an admin.
 //! - [`chromium`] (feature `chromium`): headless Chromium over WebDriver.
@@ -22,5 +24,6 @@ pub mod ports;
 pub mod probe;
 pub mod redis;
 pub mod replay;
+pub mod s3;
 pub mod seed;
 pub mod sources;

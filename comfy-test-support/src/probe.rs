@@ -1,5 +1,5 @@
 //! Where the outside programs the tests drive (`redis-server`, Chromium and
-//! its `chromedriver`) are installed.
+//! its `chromedriver`, `moto_server`) are installed.
 //!
 //! std only: besides being a module of this crate (used at run time to start
 //! the programs), this file is included with `#[path]` by the build script of
@@ -46,6 +46,14 @@ pub const CHROMEDRIVER: Program = Program {
     names: &["chromedriver"],
 };
 
+/// `moto_server`, an S3-compatible server (PyPI package `moto[server]`; CI installs it
+/// into a venv and names it with `COMFY_MOTO_SERVER`).
+pub const MOTO_SERVER: Program = Program {
+    what: "moto_server",
+    env: "COMFY_MOTO_SERVER",
+    names: &["moto_server"],
+};
+
 /// A `cfg` the build scripts set when every one of its programs is found.
 #[derive(Debug, Clone, Copy)]
 pub struct Requirement {
@@ -70,6 +78,13 @@ pub const HAS_CHROMIUM: Requirement = Requirement {
     cfg: "has_chromium",
     programs: &[CHROMIUM, CHROMEDRIVER],
     require_env: "COMFY_REQUIRE_CHROMIUM",
+};
+
+/// `cfg(has_s3)`: `moto_server` is installed.
+pub const HAS_S3: Requirement = Requirement {
+    cfg: "has_s3",
+    programs: &[MOTO_SERVER],
+    require_env: "COMFY_REQUIRE_S3",
 };
 
 impl Program {

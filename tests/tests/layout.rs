@@ -64,6 +64,7 @@ fn crates_depend_only_as_the_architecture_allows() {
     let allowed: BTreeMap<&str, &[&str]> = BTreeMap::from([
         ("comfy-adapter", &[][..]),
         ("comfy-queue-api", &[][..]),
+        ("comfy-artifacts", &[][..]),
         ("comfy-queue", &["comfy-queue-api"][..]),
         ("comfy-worker", &["comfy-adapter", "comfy-queue-api"][..]),
         ("comfy-emulator", &["comfy-adapter"][..]),
