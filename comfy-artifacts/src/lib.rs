@@ -86,7 +86,9 @@ pub struct Blob {
 
 impl fmt::Debug for Blob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Blob").field("size", &self.size).finish_non_exhaustive()
+        f.debug_struct("Blob")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
     }
 }
 
