@@ -203,6 +203,14 @@ fn upload_flag(options: &Map<String, Value>) -> Option<&str> {
         .map(|(k, _)| k.as_str())
 }
 
+impl FileInputSpec {
+    /// The file inputs of one parsed class description (an `/object_info`
+    /// entry), in its order.
+    pub fn of_class(node: &Map<String, Value>) -> Vec<FileInputSpec> {
+        file_specs_of(node)
+    }
+}
+
 /// The file inputs of one parsed class description.
 fn file_specs_of(node: &Map<String, Value>) -> Vec<FileInputSpec> {
     let mut out = Vec::new();
