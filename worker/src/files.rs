@@ -299,7 +299,9 @@ fn kind_name(kind: OutputKind) -> String {
 /// one entry per output: the queue's record of its file, or `None` for text
 /// outputs and files outside the output and temp folders. A file that
 /// cannot be fetched or stored fails the job retryable (a re-run writes it
-/// again); a lost lease stops.
+/// again); a lost lease stops. A queue without the files API (404 or 405 on
+/// the upload route) stores nothing: every entry is then `None`, or those
+/// after the files stored before it answered so.
 pub async fn store_outputs(
     queue: &QueueClient,
     adapter: &dyn ComfyAdapter,
@@ -352,6 +354,17 @@ pub async fn store_outputs(
         let stored = match stored {
             Ok(s) => s,
             Err(QueueError::LeaseLost(why)) => return Err(FilesError::LeaseLost(why)),
+            Err(QueueError::Status {
+                status: 404 | 405, ..
+            }) => {
+                // A queue from before the files API: the outputs stay on
+                // ComfyUI (`view_url`), as they always did.
+                tracing::warn!(
+                    "the queue does not store files (no files API); outputs stay on ComfyUI"
+                );
+                out.resize(outputs.len(), None);
+                return Ok(out);
+            }
             Err(e) => {
                 return Err(transfer(
                     format!(

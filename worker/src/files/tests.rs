@@ -516,3 +516,32 @@ async fn an_output_the_queue_cannot_store_fails_the_job_retryable() {
         e.message
     );
 }
+
+#[tokio::test]
+async fn a_queue_without_the_files_api_leaves_outputs_on_comfyui() {
+    let rig = Rig::new().await;
+    let id = Uuid::new_v4();
+    Mock::given(method("GET"))
+        .and(path("/view"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(PNG))
+        .mount(&rig.comfy)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(404))
+        .expect(1)
+        .mount(&rig.queue)
+        .await;
+    let outputs = vec![
+        output("9", OutputKind::Image, "a.png", FolderType::Output),
+        output("9", OutputKind::Image, "b.png", FolderType::Output),
+    ];
+    let got = store_outputs(
+        &rig.client,
+        rig.adapter.as_ref(),
+        &job_without_inputs_id(id),
+        &outputs,
+    )
+    .await
+    .unwrap();
+    assert_eq!(got, vec![None, None]);
+}
