@@ -17,6 +17,10 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
+mod local;
+
+pub use local::LocalStore;
+
 /// A stream of body chunks, as both backends take and give them.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 

@@ -35,16 +35,24 @@ pub struct QueueOptions {
     pub settings: Settings,
     /// Reaper period.
     pub reap_every: Duration,
+    /// Directory of the queue's file store (uploads, inputs and outputs of jobs).
+    pub files_dir: PathBuf,
 }
 
 impl QueueOptions {
-    /// Embedded defaults on a SQLite file.
+    /// Embedded defaults on a SQLite file; files are kept in `files/` beside it.
     pub fn sqlite(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let files_dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.join("files"),
+            _ => PathBuf::from("files"),
+        };
         QueueOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            backend: Backend::Sqlite(path.into()),
+            backend: Backend::Sqlite(path),
             settings: Settings::default(),
             reap_every: Duration::from_secs(5),
+            files_dir,
         }
     }
 
@@ -112,7 +120,15 @@ pub async fn start_queue(opts: QueueOptions) -> anyhow::Result<RunningQueue> {
                 .with_context(|| format!("connecting to Redis at {url}"))?,
         ),
     };
-    let state = AppState::new(store, Arc::new(SystemClock), opts.settings.clone());
+    let files = comfy_artifacts::LocalStore::open(&opts.files_dir)
+        .await
+        .with_context(|| format!("opening the file store at {}", opts.files_dir.display()))?;
+    let state = AppState::new(
+        store,
+        Arc::new(files),
+        Arc::new(SystemClock),
+        opts.settings.clone(),
+    );
     let reaper = state.spawn_reaper(opts.reap_every);
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await

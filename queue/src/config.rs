@@ -80,6 +80,64 @@ pub struct Config {
     /// Seconds between reaper passes.
     #[arg(long, env = "QUEUE_REAP_INTERVAL_SECS", default_value_t = 5.0)]
     pub reap_interval_secs: f64,
+
+    /// Directory of the local file store (uploads, inputs and outputs of jobs, by SHA-256).
+    /// Default: `files/` beside the SQLite file; with --redis-url, `./comfy-queue-files`.
+    /// Not used with --files-s3-bucket.
+    #[arg(long, env = "QUEUE_FILES_DIR")]
+    pub files_dir: Option<PathBuf>,
+
+    /// Keep files in this S3 bucket (AWS S3, Cloudflare R2, MinIO, ...) instead of a local
+    /// directory. Keys come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and
+    /// AWS_SESSION_TOKEN), else from the instance's metadata.
+    #[arg(long, env = "QUEUE_FILES_S3_BUCKET")]
+    pub files_s3_bucket: Option<String>,
+
+    /// S3 endpoint URL for services other than AWS (R2, MinIO); default AWS (or
+    /// AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).
+    #[arg(long, env = "QUEUE_FILES_S3_ENDPOINT")]
+    pub files_s3_endpoint: Option<String>,
+
+    /// S3 region (`auto` for R2); default AWS_REGION, else us-east-1.
+    #[arg(long, env = "QUEUE_FILES_S3_REGION")]
+    pub files_s3_region: Option<String>,
+
+    /// Folder in the bucket the files are kept under (e.g. `comfy/files`); default the
+    /// bucket's root.
+    #[arg(long, env = "QUEUE_FILES_S3_PREFIX", default_value = "")]
+    pub files_s3_prefix: String,
+
+    /// Allow an `http://` S3 endpoint (a MinIO on the same host); otherwise only https.
+    #[arg(long, env = "QUEUE_FILES_S3_ALLOW_HTTP")]
+    pub files_s3_allow_http: bool,
+
+    /// Largest file one upload may carry, in bytes (larger ones are answered 413).
+    #[arg(long, env = "QUEUE_MAX_FILE_BYTES", default_value_t = crate::state::DEFAULT_MAX_FILE_BYTES)]
+    pub max_file_bytes: u64,
+
+    /// Seconds after a job ended that its files are forgotten (and their bytes deleted
+    /// unless another job or an upload still refers to them). Default 7 days.
+    #[arg(long, env = "QUEUE_FILE_RETENTION_SECS", default_value_t = 604_800.0)]
+    pub file_retention_secs: f64,
+
+    /// Seconds an upload stays usable by submits after its upload (or its latest use), and
+    /// the age a stored file nothing refers to must reach before it is deleted. Default 1 h.
+    #[arg(long, env = "QUEUE_UPLOAD_GRACE_SECS", default_value_t = 3600.0)]
+    pub upload_grace_secs: f64,
+
+    /// Seconds between file sweeps (forgetting expired files, deleting unreferenced bytes).
+    #[arg(long, env = "QUEUE_FILE_SWEEP_SECS", default_value_t = 600.0)]
+    pub file_sweep_secs: f64,
+}
+
+/// Seconds as milliseconds for a duration setting: non-negative, at most ~100 years;
+/// `default` for anything that is not a number.
+fn secs_setting(s: f64, default: i64) -> i64 {
+    if s.is_finite() && s >= 0.0 {
+        (s.min(3.2e9) * 1000.0) as i64
+    } else {
+        default
+    }
 }
 
 fn secs_to_ms(s: f64) -> i64 {
@@ -114,6 +172,25 @@ impl Config {
                 admin_token: self.admin_token.clone().filter(|t| !t.is_empty()),
                 user_header: self.user_header.clone(),
             },
+            max_file_bytes: self.max_file_bytes,
+            file_retention_ms: secs_setting(self.file_retention_secs, 604_800_000),
+            upload_grace_ms: secs_setting(self.upload_grace_secs, 3_600_000),
+            file_sweep_ms: secs_setting(self.file_sweep_secs, 600_000).max(1000),
+        }
+    }
+
+    /// The local file store's directory: `--files-dir`, else `files/` beside the SQLite
+    /// file, else (Redis) `./comfy-queue-files`.
+    pub fn files_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.files_dir {
+            return dir.clone();
+        }
+        if self.redis_url.is_some() {
+            return PathBuf::from("./comfy-queue-files");
+        }
+        match self.db.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.join("files"),
+            _ => PathBuf::from("files"),
         }
     }
 }
@@ -131,6 +208,23 @@ mod tests {
         assert_eq!(s.max_pending, 100);
         assert_eq!(s.lease_ms, 60_000);
         assert!(!s.auth.enabled());
+        assert_eq!(s.max_file_bytes, 1 << 30);
+        assert_eq!(s.file_retention_ms, 7 * 24 * 3_600_000);
+        assert_eq!(s.upload_grace_ms, 3_600_000);
+        assert_eq!(c.files_dir(), PathBuf::from("./files"));
+        assert_eq!(c.files_s3_bucket, None);
+    }
+
+    #[test]
+    fn the_files_dir_follows_the_backend() {
+        let c = Config::try_parse_from(["comfy-queue", "--db", "/var/lib/q/queue.db"]).unwrap();
+        assert_eq!(c.files_dir(), PathBuf::from("/var/lib/q/files"));
+        let c = Config::try_parse_from(["comfy-queue", "--db", "queue.db"]).unwrap();
+        assert_eq!(c.files_dir(), PathBuf::from("files"));
+        let c = Config::try_parse_from(["comfy-queue", "--redis-url", "redis://x"]).unwrap();
+        assert_eq!(c.files_dir(), PathBuf::from("./comfy-queue-files"));
+        let c = Config::try_parse_from(["comfy-queue", "--files-dir", "/data/f"]).unwrap();
+        assert_eq!(c.files_dir(), PathBuf::from("/data/f"));
     }
 
     #[test]

@@ -64,6 +64,15 @@ error_codes! {
     /// `/ws` without a WebSocket upgrade.
     WebsocketRequired = "websocket_required", BAD_REQUEST,
         "a `/ws` request that is not a WebSocket upgrade (GET with `Connection: upgrade`, `Upgrade: websocket`, `Sec-WebSocket-Version: 13`, `Sec-WebSocket-Key`)";
+    /// A file name or subfolder that cannot be used.
+    InvalidFilename = "invalid_filename", BAD_REQUEST,
+        "a file name or subfolder (`filename`, `subfolder`, `inputs[i].filename`) that is empty, absolute, has a `.` or `..` component, a `\\`, NUL or other control character, a component over 255 bytes, or names an earlier input again";
+    /// A submit names an input this user never uploaded.
+    UnknownFile = "unknown_file", BAD_REQUEST,
+        "a submit's `inputs[i].sha256` that this user never uploaded (or whose upload was forgotten after `--upload-grace-secs`); field `inputs[i].sha256`";
+    /// The body of a file upload broke off.
+    UploadIncomplete = "upload_incomplete", BAD_REQUEST,
+        "a file upload whose body broke off before its end (nothing is stored)";
     /// Credentials missing or wrong.
     Unauthorized = "unauthorized", UNAUTHORIZED,
         "auth on, no or wrong credentials";
@@ -73,6 +82,9 @@ error_codes! {
     /// No such job.
     JobNotFound = "job_not_found", NOT_FOUND,
         "unknown job (also a non-UUID id, and another user's job); detail `Job not found`";
+    /// The job has no such file.
+    FileNotFound = "file_not_found", NOT_FOUND,
+        "a job the caller may see has no file of that role and path";
     /// No such route.
     RouteNotFound = "route_not_found", NOT_FOUND,
         "unknown path";
@@ -81,13 +93,16 @@ error_codes! {
         "known path, unknown method";
     /// The caller does not hold the live lease.
     LeaseConflict = "lease_conflict", CONFLICT,
-        "heartbeat/complete/fail with a stale token, an expired lease, or a job that is not running";
+        "heartbeat/complete/fail or a file upload with a stale token, an expired lease, or a job that is not running";
     /// A field or the body is over its limit.
     PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE,
-        "workflow > 10 MB, metadata > 1 MB, result > 50 MB, or the body over the route limit (12 MB submit, 51 MB complete, 1 MB others)";
+        "workflow > 10 MB, metadata > 1 MB, result > 50 MB, a file over `--max-file-bytes` (1 GiB), or the body over the route limit (12 MB submit, 51 MB complete, 1 MB others)";
     /// The body is not declared JSON.
     UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE,
         "a request body whose `Content-Type` is not `application/json` (field `body`); an empty body needs none";
+    /// The range asked for is not inside the file.
+    RangeNotSatisfiable = "range_not_satisfiable", RANGE_NOT_SATISFIABLE,
+        "a file download whose `Range` starts at or past the end of the file (the answer has `Content-Range: bytes */size`)";
     /// A required field is absent.
     MissingField = "missing_field", UNPROCESSABLE_ENTITY,
         "a required field (or query parameter) is absent or null";
@@ -99,7 +114,16 @@ error_codes! {
         "a field, or the body, has the wrong JSON type";
     /// A heartbeat's progress field is unusable.
     InvalidValue = "invalid_value", UNPROCESSABLE_ENTITY,
-        "a heartbeat's `progress.percent` is not a number, or `progress.node` / `node_class` / `prompt_id` not a string of at most 200 characters";
+        "a heartbeat's `progress.percent` is not a number, or `progress.node` / `node_class` / `prompt_id` not a string of at most 200 characters; a file's `node_id` / `kind` that is empty, over 200 bytes or has control characters; more than 1000 `inputs`";
+    /// Not a SHA-256.
+    InvalidSha256 = "invalid_sha256", UNPROCESSABLE_ENTITY,
+        "an `inputs[i].sha256` or `X-Content-Sha256` that is not 64 hex digits";
+    /// The bytes do not have the declared hash.
+    HashMismatch = "hash_mismatch", UNPROCESSABLE_ENTITY,
+        "an upload's bytes whose SHA-256 is not its `X-Content-Sha256` (nothing is stored)";
+    /// Not a role a worker may upload.
+    InvalidRole = "invalid_role", UNPROCESSABLE_ENTITY,
+        "a worker file upload whose `role` is not `output` or `temp`";
     /// Not a valid user id.
     InvalidUserId = "invalid_user_id", UNPROCESSABLE_ENTITY,
         "`user_id` does not match `^[A-Za-z0-9_-]{1,100}$`";
@@ -151,6 +175,9 @@ error_codes! {
     /// The store failed.
     StoreUnavailable = "store_unavailable", SERVICE_UNAVAILABLE,
         "the store failed (e.g. Redis restarting). On SQLite nothing was written; on Redis a change whose reply was lost may have been: repeat a submit with the same `Idempotency-Key` to learn which (200 with the job, or 201)";
+    /// The file store failed.
+    FileStoreUnavailable = "file_store_unavailable", SERVICE_UNAVAILABLE,
+        "the file store (local directory or S3) failed; nothing was recorded, retry the upload or download";
 }
 
 impl ErrorCode {
@@ -323,6 +350,8 @@ impl From<InputError> for ApiError {
             Problem::JobId => ErrorCode::InvalidJobId,
             Problem::VersionRequirement => ErrorCode::InvalidVersionRequirement,
             Problem::IdempotencyKey => ErrorCode::InvalidIdempotencyKey,
+            Problem::FileName => ErrorCode::InvalidFilename,
+            Problem::Sha256 => ErrorCode::InvalidSha256,
         };
         Self::new(code, e.message).with_field(e.field)
     }
@@ -351,6 +380,13 @@ impl From<StoreError> for ApiError {
                 ErrorCode::UserLimitReached,
                 format!("this user already has {cap} pending or running jobs"),
             ),
+            StoreError::UnknownFile(i) => ApiError::new(
+                ErrorCode::UnknownFile,
+                format!(
+                    "`inputs[{i}].sha256` names no file this user uploaded (upload it with POST /api/files first)"
+                ),
+            )
+            .with_field(format!("inputs[{i}].sha256")),
             StoreError::Backend(e) => {
                 tracing::error!(error = %Chain(&e), "store error");
                 ApiError::unavailable()

@@ -51,6 +51,10 @@ pub enum Problem {
     VersionRequirement,
     /// Not a valid idempotency key.
     IdempotencyKey,
+    /// Not a usable file name or subfolder (`..`, absolute, control characters, too long).
+    FileName,
+    /// Not a SHA-256 (64 hex digits).
+    Sha256,
 }
 
 impl InputError {

@@ -24,7 +24,7 @@
 //! error      → input, auth, store        ErrorCode, ApiError: domain errors → HTTP
 //! api        → auth, clock, error, events, input, lifecycle, model, progress, scheduler,
 //!              state, store               routes, extractors, handlers, OpenAPI
-//! reaper     → state, store, api         lease expiry pass (publishes job events)
+//! reaper     → clock, state, store, api   lease expiry pass (publishes job events), file sweep
 //! ```
 //!
 //! Domain modules (scheduler, model, progress, lifecycle, store, auth) return their own
@@ -47,7 +47,8 @@ pub mod scheduler;
 mod state;
 pub mod store;
 
-pub use state::{AppState, Inner, Settings};
+pub use reaper::{SweepError, SweepReport};
+pub use state::{AppState, DEFAULT_MAX_FILE_BYTES, Inner, Settings};
 
 /// Build the whole HTTP service. Tests drive it with `tower::ServiceExt::oneshot`; `main`
 /// serves it on a socket.

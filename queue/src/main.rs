@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use comfy_artifacts::{BlobStore, LocalStore};
 use comfy_queue::clock::SystemClock;
 use comfy_queue::config::Config;
 use comfy_queue::store::Store;
@@ -55,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("opening {}", config.db.display()))?,
         ),
     };
+    let files = file_store(&config).await?;
     if !settings.auth.enabled() {
         tracing::warn!(
             "authentication is OFF: no --worker-token or --admin-token set; anyone who can reach \
@@ -62,9 +64,9 @@ async fn main() -> anyhow::Result<()> {
             config.listen
         );
     }
-    tracing::info!(backend = store.name(), listen = %config.listen, "starting comfy-queue");
+    tracing::info!(backend = store.name(), file_store = files.name(), listen = %config.listen, "starting comfy-queue");
 
-    let state = AppState::new(store, Arc::new(SystemClock), settings);
+    let state = AppState::new(store, files, Arc::new(SystemClock), settings);
     let reap_every = Duration::from_secs_f64(config.reap_interval_secs.clamp(0.05, 3600.0));
     let _reaper = state.spawn_reaper(reap_every);
 
@@ -89,6 +91,19 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!("some /ws clients did not answer the close frame within 5 s");
     }
     Ok(())
+}
+
+/// The file store the configuration names: a local directory, or an S3 bucket.
+async fn file_store(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    if config.files_s3_bucket.is_some() {
+        anyhow::bail!("--files-s3-bucket: this build has no S3 file store yet");
+    }
+    let dir = config.files_dir();
+    let local = LocalStore::open(&dir)
+        .await
+        .with_context(|| format!("opening the file store at {}", dir.display()))?;
+    tracing::info!(dir = %dir.display(), "files kept in a local directory");
+    Ok(Arc::new(local))
 }
 
 /// Ctrl-C or SIGTERM.

@@ -114,6 +114,80 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     /// Routing requirements taken from `metadata.requires`.
     pub requirements: Requirements,
+    /// Files the prompt reads, each uploaded by the user before (`inputs` of the submit).
+    pub inputs: Vec<InputFile>,
+}
+
+/// What a stored file is to its job (defined in `comfy-queue-api`, shared with workers).
+pub use comfy_queue_api::FileRole;
+
+/// Longest file name or subfolder component, in bytes (what most file systems allow).
+pub const MAX_NAME_COMPONENT_BYTES: usize = 255;
+/// Longest subfolder path, in bytes.
+pub const MAX_SUBFOLDER_BYTES: usize = 1024;
+/// Most inputs one submit may name.
+pub const MAX_INPUTS: usize = 1000;
+/// Longest `node_id`, `kind` or content type of a file, in bytes.
+pub const MAX_FILE_LABEL_BYTES: usize = 200;
+
+/// An input named in a validated submit: an upload of the job's user, and where the prompt
+/// reads it (ComfyUI's input folder, `subfolder/filename`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputFile {
+    /// SHA-256 of the upload, 64 lowercase hex digits.
+    pub sha256: String,
+    /// Subfolder (`""` for none), `/`-separated.
+    pub subfolder: String,
+    /// File name.
+    pub filename: String,
+}
+
+/// A file of a job as the store keeps it: its bytes are the blob `sha256` of the file store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// Input, output or temp.
+    pub role: FileRole,
+    /// ComfyUI subfolder (`""` for none), `/`-separated.
+    pub subfolder: String,
+    /// File name.
+    pub filename: String,
+    /// SHA-256 of the bytes, 64 lowercase hex digits.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Content type.
+    pub content_type: String,
+    /// The node that wrote it (outputs and temp files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// Output kind as the adapter names it (`image`, `video`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Order among the job's files: inputs in submit order, then files as they were first
+    /// uploaded (a replaced file keeps its place). Set by the store.
+    #[serde(default)]
+    pub position: u64,
+    /// When it was stored (ms); a replacement sets it anew.
+    #[serde(default)]
+    pub created_at: Millis,
+}
+
+/// A file a user uploaded (`POST /api/files`), which a submit of theirs may name as an input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    /// The uploader (the user the inputs' jobs are submitted for).
+    pub user_id: String,
+    /// SHA-256 of the bytes, 64 lowercase hex digits.
+    pub sha256: String,
+    /// The name it was uploaded under (the latest upload's).
+    pub filename: String,
+    /// Content type (the latest upload's).
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The latest upload of these bytes by this user, or the latest submit naming them (ms):
+    /// the upload is forgotten a grace period after it.
+    pub uploaded_at: Millis,
 }
 
 /// A registered worker with its liveness.
@@ -278,6 +352,11 @@ pub struct SubmitRequest {
     /// At most 1 MB. `metadata.requires = {comfyui: ">=0.9", capabilities: [..]}` routes the job.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
+    /// Files the prompt reads from ComfyUI's input folder, each uploaded by this user before
+    /// (`POST /api/files`): `{sha256, filename}` with `filename` as the prompt names it
+    /// (`photo.png`, `pasted/photo.png`). At most 1000.
+    #[schema(max_items = 1000)]
+    pub inputs: Option<Vec<comfy_queue_api::InputRef>>,
 }
 
 /// The OpenAPI schema of a workflow: an object with at least one node.
@@ -293,7 +372,7 @@ fn non_empty_object() -> utoipa::openapi::schema::Object {
 
 impl SubmitRequest {
     /// The fields in the order they are checked.
-    const FIELDS: [&'static str; 4] = ["user_id", "workflow", "priority", "metadata"];
+    const FIELDS: [&'static str; 5] = ["user_id", "workflow", "priority", "metadata", "inputs"];
 
     /// The problem with a field that did not deserialize (`found` is its JSON value).
     fn type_error(field: &str, found: &Value) -> InputError {
@@ -302,6 +381,11 @@ impl SubmitRequest {
             "user_id" => InputError::new(field, Problem::Type, "`user_id` must be a string"),
             "workflow" => InputError::new(field, Problem::Type, "`workflow` must be a JSON object"),
             "metadata" => InputError::new(field, Problem::Type, "`metadata` must be a JSON object"),
+            f if f == "inputs" || f.starts_with("inputs[") => InputError::new(
+                f,
+                Problem::Type,
+                "`inputs` must be an array of `{\"sha256\": string, \"filename\": string}` objects",
+            ),
             _ => InputError::new(
                 field,
                 Problem::Type,
@@ -371,6 +455,7 @@ pub fn validate_submit_owned(
     };
     let metadata = validate_metadata(req.metadata)?;
     let requirements = Requirements::from_metadata(&metadata)?;
+    let inputs = validate_inputs(req.inputs.unwrap_or_default())?;
     Ok(NewJob {
         user_id,
         workflow,
@@ -378,7 +463,153 @@ pub fn validate_submit_owned(
         metadata,
         idempotency_key,
         requirements,
+        inputs,
     })
+}
+
+/// Check one component of a file name or subfolder named `field`: not empty, not `.` or
+/// `..`, no `/`, `\\`, NUL or other control character, at most 255 bytes.
+fn check_component(field: &str, what: &str, c: &str) -> Result<(), InputError> {
+    let bad = |why: &str| {
+        Err(InputError::new(
+            field,
+            Problem::FileName,
+            format!("`{field}` {why}"),
+        ))
+    };
+    if c.is_empty() {
+        return bad(&format!("has an empty {what}"));
+    }
+    if c == "." || c == ".." {
+        return bad(&format!("may not have `{c}` as a {what}"));
+    }
+    if c.len() > MAX_NAME_COMPONENT_BYTES {
+        return bad(&format!(
+            "has a {what} over {MAX_NAME_COMPONENT_BYTES} bytes"
+        ));
+    }
+    if c.chars().any(char::is_control) {
+        return bad("may not contain NUL or other control characters");
+    }
+    if c.contains('\\') {
+        return bad("may not contain `\\`");
+    }
+    Ok(())
+}
+
+/// Validate a file name (one path component: no `/`).
+pub fn validate_filename(field: &str, s: &str) -> Result<String, InputError> {
+    if s.contains('/') {
+        return Err(InputError::new(
+            field,
+            Problem::FileName,
+            format!("`{field}` may not contain `/` (give the folder as the subfolder)"),
+        ));
+    }
+    check_component(field, "name", s)?;
+    Ok(s.to_owned())
+}
+
+/// Validate a subfolder: `""`, or relative `/`-separated components (no `..`, no leading
+/// `/`, no empty component), at most 1024 bytes.
+pub fn validate_subfolder(field: &str, s: &str) -> Result<String, InputError> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    if s.starts_with('/') {
+        return Err(InputError::new(
+            field,
+            Problem::FileName,
+            format!("`{field}` must be relative (no leading `/`)"),
+        ));
+    }
+    if s.len() > MAX_SUBFOLDER_BYTES {
+        return Err(InputError::new(
+            field,
+            Problem::FileName,
+            format!("`{field}` is over {MAX_SUBFOLDER_BYTES} bytes"),
+        ));
+    }
+    for part in s.split('/') {
+        check_component(field, "folder", part)?;
+    }
+    Ok(s.to_owned())
+}
+
+/// Split and validate a relative path `sub/folder/name` into (subfolder, file name).
+pub fn split_file_path(field: &str, path: &str) -> Result<(String, String), InputError> {
+    let (sub, name) = path.rsplit_once('/').unwrap_or(("", path));
+    if path.starts_with('/') {
+        return Err(InputError::new(
+            field,
+            Problem::FileName,
+            format!("`{field}` must be relative (no leading `/`)"),
+        ));
+    }
+    let sub = validate_subfolder(field, sub)?;
+    let name = validate_filename(field, name)?;
+    Ok((sub, name))
+}
+
+/// Validate a SHA-256 given as text: 64 hex digits (either case), returned in lowercase.
+pub fn validate_sha256(field: &str, s: &str) -> Result<String, InputError> {
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(InputError::new(
+            field,
+            Problem::Sha256,
+            format!("`{field}` must be a SHA-256: 64 hex digits"),
+        ))
+    }
+}
+
+/// Validate a short label of a file (`node_id`, `kind`): 1–200 bytes, no control characters.
+pub fn validate_file_label(field: &str, s: &str) -> Result<String, InputError> {
+    if s.is_empty() || s.len() > MAX_FILE_LABEL_BYTES || s.chars().any(char::is_control) {
+        return Err(InputError::new(
+            field,
+            Problem::Value,
+            format!("`{field}` must be 1-{MAX_FILE_LABEL_BYTES} bytes without control characters"),
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// Validate the `inputs` of a submit: each a well-formed hash and a relative path, no path
+/// named twice, at most [`MAX_INPUTS`].
+pub fn validate_inputs(
+    inputs: Vec<comfy_queue_api::InputRef>,
+) -> Result<Vec<InputFile>, InputError> {
+    if inputs.len() > MAX_INPUTS {
+        return Err(InputError::new(
+            "inputs",
+            Problem::Value,
+            format!("`inputs` may name at most {MAX_INPUTS} files"),
+        ));
+    }
+    let mut out: Vec<InputFile> = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.into_iter().enumerate() {
+        let sha256 = validate_sha256(&format!("inputs[{i}].sha256"), &input.sha256)?;
+        let field = format!("inputs[{i}].filename");
+        let (subfolder, filename) = split_file_path(&field, &input.filename)?;
+        if out
+            .iter()
+            .any(|o| o.subfolder == subfolder && o.filename == filename)
+        {
+            return Err(InputError::new(
+                field,
+                Problem::FileName,
+                format!("`inputs[{i}].filename` names a file an earlier input names"),
+            ));
+        }
+        out.push(InputFile {
+            sha256,
+            subfolder,
+            filename,
+        });
+    }
+    Ok(out)
 }
 
 /// Validate an `Idempotency-Key` header value: 1–200 visible ASCII characters.

@@ -1,10 +1,11 @@
-//! What the handlers share: the [`Settings`] and the [`AppState`] (store, clock, event bus,
-//! counters, worker cache, progress board).
+//! What the handlers share: the [`Settings`] and the [`AppState`] (job store, file store,
+//! clock, event bus, counters, worker cache, progress board).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use comfy_artifacts::BlobStore;
 use tokio::sync::Notify;
 
 use crate::auth::AuthConfig;
@@ -34,7 +35,19 @@ pub struct Settings {
     pub max_wait_secs: f64,
     /// Who may do what.
     pub auth: AuthConfig,
+    /// Largest file an upload may carry, in bytes (`--max-file-bytes`).
+    pub max_file_bytes: u64,
+    /// A job's files are forgotten this long after the job ended (`--file-retention-secs`).
+    pub file_retention_ms: Millis,
+    /// An upload no submit named is forgotten this long after it, and a blob nothing refers
+    /// to is deleted once it is older than this (`--upload-grace-secs`).
+    pub upload_grace_ms: Millis,
+    /// Period of the file sweep (`--file-sweep-secs`).
+    pub file_sweep_ms: Millis,
 }
+
+/// Default `--max-file-bytes`: 1 GiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -50,6 +63,10 @@ impl Default for Settings {
                 user_header: "X-Forwarded-User".into(),
                 ..AuthConfig::default()
             },
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            file_retention_ms: 7 * 24 * 3_600_000,
+            upload_grace_ms: 3_600_000,
+            file_sweep_ms: 600_000,
         }
     }
 }
@@ -63,6 +80,12 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     /// The job store.
     pub store: Arc<dyn Store>,
+    /// The file store: the bytes of uploads, inputs and outputs, by SHA-256.
+    pub files: Arc<dyn BlobStore>,
+    /// Recording a stored blob (uploads take it shared) and the file sweep's look at what is
+    /// referenced and its deletes (exclusive) do not interleave: a blob an upload found
+    /// already stored cannot be deleted between the upload's put and its record.
+    pub files_gate: tokio::sync::RwLock<()>,
     /// Time source.
     pub clock: SharedClock,
     /// Tunables.
@@ -98,9 +121,16 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     /// Build the state.
-    pub fn new(store: Arc<dyn Store>, clock: SharedClock, settings: Settings) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        files: Arc<dyn BlobStore>,
+        clock: SharedClock,
+        settings: Settings,
+    ) -> Self {
         Self(Arc::new(Inner {
             store,
+            files,
+            files_gate: tokio::sync::RwLock::new(()),
             clock,
             settings,
             events: EventBus::default(),

@@ -22,7 +22,12 @@ use serde_json::json;
 async fn serve_queue() -> (std::net::SocketAddr, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
-    let state = AppState::new(Arc::new(store), Arc::new(SystemClock), Settings::default());
+    let state = AppState::new(
+        Arc::new(store),
+        common_files(&dir),
+        Arc::new(SystemClock),
+        Settings::default(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app(state)).await });
@@ -203,4 +208,20 @@ async fn dashboard_cancels_and_reprioritises_from_the_page() {
         .unwrap();
     }
     browser.close().await;
+}
+
+/// A local file store inside the test's temp dir.
+fn common_files(dir: &tempfile::TempDir) -> Arc<dyn comfy_artifacts::BlobStore> {
+    let root = dir.path().join("files");
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(comfy_artifacts::LocalStore::open(root))
+            .unwrap()
+    })
+    .join()
+    .map(|s| Arc::new(s) as Arc<dyn comfy_artifacts::BlobStore>)
+    .unwrap()
 }

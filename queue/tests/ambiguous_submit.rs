@@ -15,12 +15,12 @@ use axum::http::StatusCode;
 use comfy_queue::Settings;
 use comfy_queue::clock::Millis;
 use comfy_queue::lifecycle::{Failure, LeaseKind, LeaseState};
-use comfy_queue::model::{Job, NewJob, WorkerRecord};
+use comfy_queue::model::{FileRecord, FileRole, Job, NewJob, Upload, WorkerRecord};
 use comfy_queue::scheduler::WorkerInfo;
 use comfy_queue::store::sqlite::SqliteStore;
 use comfy_queue::store::{
-    BackendError, Claimed, Counts, ListFilter, ReapReport, Store, StoreError, SubmitLimits,
-    Submitted,
+    BackendError, Claimed, Counts, FileExpiry, ListFilter, ReapReport, Store, StoreError,
+    SubmitLimits, Submitted,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -124,6 +124,54 @@ impl Store for LostReply {
     }
     async fn list_workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
         self.inner.list_workers().await
+    }
+    async fn record_upload(&self, upload: Upload) -> Result<bool, StoreError> {
+        self.inner.record_upload(upload).await
+    }
+    async fn upload(&self, user_id: &str, sha256: &str) -> Result<Option<Upload>, StoreError> {
+        self.inner.upload(user_id, sha256).await
+    }
+    async fn add_file(
+        &self,
+        id: Uuid,
+        lease_token: &str,
+        file: FileRecord,
+        now: Millis,
+    ) -> Result<FileRecord, StoreError> {
+        self.inner.add_file(id, lease_token, file, now).await
+    }
+    async fn files(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, Vec<FileRecord>>, StoreError> {
+        self.inner.files(ids).await
+    }
+    async fn find_file(
+        &self,
+        id: Uuid,
+        role: FileRole,
+        subfolder: &str,
+        filename: &str,
+    ) -> Result<Option<FileRecord>, StoreError> {
+        self.inner.find_file(id, role, subfolder, filename).await
+    }
+    async fn check_lease(
+        &self,
+        id: Uuid,
+        lease_token: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        self.inner.check_lease(id, lease_token, now).await
+    }
+    async fn expire_files(
+        &self,
+        ended_before: Millis,
+        uploaded_before: Millis,
+    ) -> Result<FileExpiry, StoreError> {
+        self.inner.expire_files(ended_before, uploaded_before).await
+    }
+    async fn referenced_blobs(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        self.inner.referenced_blobs().await
     }
 }
 

@@ -36,6 +36,7 @@ mod suite {
             metadata: json!({"batch_index": 0}),
             idempotency_key: None,
             requirements: Requirements::default(),
+            inputs: Vec::new(),
         }
     }
 
@@ -1193,7 +1194,7 @@ async fn sqlite_survives_reopen() {
     assert_eq!(job.status, Status::Running);
     store.heartbeat(id, &token, 60_000, 2).await.unwrap();
     let conn = rusqlite_version(&path);
-    assert_eq!(conn, 3);
+    assert_eq!(conn, 4);
 }
 
 /// SQLite only: a v2 file (before `lease_fenced`) opens as v3, and a lease it holds keeps
@@ -1239,7 +1240,7 @@ async fn sqlite_v2_file_migrates_to_v3() {
     drop(conn);
     assert_eq!(rusqlite_version(&path), 2);
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(rusqlite_version(&path), 3);
+    assert_eq!(rusqlite_version(&path), 4);
     let job = store
         .complete(id, None, serde_json::json!({}), 2)
         .await

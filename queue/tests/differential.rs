@@ -106,6 +106,7 @@ fn kind(e: &StoreError) -> &'static str {
         StoreError::LeaseConflict(_) => "lease_conflict",
         StoreError::QueueFull(_) => "queue_full",
         StoreError::UserLimit(_) => "user_limit",
+        StoreError::UnknownFile(_) => "unknown_file",
         StoreError::Backend(m) => panic!("backend error: {m}"),
     }
 }
@@ -138,6 +139,7 @@ async fn step(side: &mut Side, op: &Op, now: i64) -> String {
                 metadata: json!({"p": prio}),
                 idempotency_key: key.map(|k| format!("k{k}")),
                 requirements: Requirements::default(),
+                inputs: Vec::new(),
             };
             match s.submit(job, limits, now).await {
                 Ok(sub) => {

@@ -23,7 +23,12 @@ struct Server {
 async fn serve(settings: Settings) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
-    let state = AppState::new(Arc::new(store), Arc::new(SystemClock), settings);
+    let state = AppState::new(
+        Arc::new(store),
+        common_files(&dir),
+        Arc::new(SystemClock),
+        settings,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app(state)).await });
@@ -262,7 +267,12 @@ async fn each_waiting_worker_gets_one_of_the_new_jobs() {
 async fn shutdown_answers_waiting_long_polls_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
-    let state = AppState::new(Arc::new(store), Arc::new(SystemClock), Settings::default());
+    let state = AppState::new(
+        Arc::new(store),
+        common_files(&dir),
+        Arc::new(SystemClock),
+        Settings::default(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app_state = state.clone();
@@ -294,7 +304,12 @@ async fn shutdown_closes_websockets_with_a_close_frame() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
-    let state = AppState::new(Arc::new(store), Arc::new(SystemClock), Settings::default());
+    let state = AppState::new(
+        Arc::new(store),
+        common_files(&dir),
+        Arc::new(SystemClock),
+        Settings::default(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app_state = state.clone();
@@ -330,4 +345,20 @@ async fn ws_without_an_upgrade_is_a_json_400() {
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "websocket_required", "{v}");
+}
+
+/// A local file store inside the test's temp dir.
+fn common_files(dir: &tempfile::TempDir) -> Arc<dyn comfy_artifacts::BlobStore> {
+    let root = dir.path().join("files");
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(comfy_artifacts::LocalStore::open(root))
+            .unwrap()
+    })
+    .join()
+    .map(|s| Arc::new(s) as Arc<dyn comfy_artifacts::BlobStore>)
+    .unwrap()
 }

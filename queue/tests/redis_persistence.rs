@@ -23,6 +23,7 @@ fn job() -> comfy_queue::model::NewJob {
         metadata: serde_json::json!({}),
         idempotency_key: None,
         requirements: Requirements::default(),
+        inputs: Vec::new(),
     }
 }
 

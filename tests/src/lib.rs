@@ -87,7 +87,8 @@ fn options(backend: Backend, max_attempts: u32) -> QueueOptions {
 /// A queue on a fresh SQLite file.
 pub async fn sqlite_queue(max_attempts: u32) -> TestQueue {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let o = options(Backend::Sqlite(dir.path().join("queue.db")), max_attempts);
+    let mut o = options(Backend::Sqlite(dir.path().join("queue.db")), max_attempts);
+    o.files_dir = dir.path().join("files");
     let queue = start_queue(o)
         .await
         .unwrap_or_else(|e| panic!("queue: {e:#}"));
@@ -103,14 +104,16 @@ pub async fn sqlite_queue(max_attempts: u32) -> TestQueue {
 /// using it are ignored where redis-server is not installed (`build.rs`).
 pub async fn redis_queue(max_attempts: u32) -> TestQueue {
     let redis = RedisServer::start();
-    let o = options(Backend::Redis(redis.url(), "e2e".into()), max_attempts);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let mut o = options(Backend::Redis(redis.url(), "e2e".into()), max_attempts);
+    o.files_dir = dir.path().join("files");
     let queue = start_queue(o)
         .await
         .unwrap_or_else(|e| panic!("queue: {e:#}"));
     TestQueue {
         api: UserApi::new(&queue.url()),
         queue,
-        _dir: None,
+        _dir: Some(dir),
         _redis: Some(redis),
     }
 }

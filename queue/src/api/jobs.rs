@@ -20,16 +20,30 @@ use crate::store::{Chain, ListFilter, StoreError, SubmitLimits};
 
 /// Publish a job event (never carrying the workflow).
 pub fn publish(state: &AppState, kind: &'static str, job: &Job, position: Option<u64>) {
+    publish_with_files(state, kind, job, position, None);
+}
+
+/// Publish a job event carrying the job's files (when the caller has them).
+pub fn publish_with_files(
+    state: &AppState,
+    kind: &'static str,
+    job: &Job,
+    position: Option<u64>,
+    files: Option<&[crate::model::FileRecord]>,
+) {
     if !state.events.has_listeners() {
         return;
     }
-    let data = serde_json::to_value(JobResponse::new(
+    let mut resp = JobResponse::new(
         job,
         position,
         state.metrics.mean_run_secs(),
         state.progress.get(job.id),
-    ))
-    .unwrap_or(Value::Null);
+    );
+    if let Some(files) = files {
+        resp = resp.with_files(files);
+    }
+    let data = serde_json::to_value(resp).unwrap_or(Value::Null);
     state.events.publish(Event {
         kind,
         data,
@@ -92,6 +106,7 @@ pub async fn submit(
     // A job any worker can run needs only one waiting worker woken; a routed job wakes all
     // of them so the one that can run it gets the chance.
     let anyone = new.requirements.is_empty();
+    let has_inputs = !new.inputs.is_empty();
     let submitted = match state.store.submit(new, limits, state.now()).await {
         Ok(s) => s,
         Err(StoreError::Backend(e)) => {
@@ -100,19 +115,32 @@ pub async fn submit(
         }
         Err(e) => return Err(e.into()),
     };
+    // A new job's files are the inputs just attached; a replay's are whatever it has now.
+    let files = if has_inputs || !submitted.created {
+        state
+            .store
+            .files(&[submitted.job.id])
+            .await?
+            .remove(&submitted.job.id)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let resp = JobResponse::new(
         &submitted.job,
         submitted.position,
         state.metrics.mean_run_secs(),
         None,
-    );
+    )
+    .with_files(&files);
     if submitted.created {
         state.metrics.submitted.inc();
-        publish(
+        publish_with_files(
             &state,
             "job_created",
             &submitted.job,
             resp.position_in_queue,
+            Some(&files),
         );
         if anyone {
             state.job_available.notify_one();
@@ -201,9 +229,12 @@ pub async fn list(
             offset,
         })
         .await?;
+    let ids: Vec<uuid::Uuid> = jobs.iter().map(|j| j.id).collect();
+    let files = state.store.files(&ids).await?;
     let mut out = Vec::with_capacity(jobs.len());
     for job in &jobs {
-        out.push(job_response(&state, job).await?);
+        let mine = files.get(&job.id).map_or(&[][..], Vec::as_slice);
+        out.push(super::job_response_with(&state, job, mine).await?);
     }
     Ok(Json(out))
 }

@@ -133,8 +133,15 @@ mod tests {
     fn names_labels_and_values_are_the_documented_ones() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
+        let files = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(comfy_artifacts::LocalStore::open(dir.path().join("files")))
+            .unwrap();
         let state = AppState::new(
             Arc::new(store),
+            Arc::new(files),
             Arc::new(ManualClock::new(0)),
             Settings::default(),
         );

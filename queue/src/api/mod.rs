@@ -21,6 +21,7 @@ use crate::model::{Attempt, AttemptOutcome, Job, MAX_RESULT_BYTES, Status};
 use crate::state::AppState;
 
 pub mod admin;
+pub mod files;
 pub mod jobs;
 pub mod metrics;
 pub mod openapi;
@@ -50,6 +51,9 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/api/jobs/{id}", get(jobs::get_job).delete(jobs::cancel))
         .route("/api/jobs/{id}/priority", patch(jobs::set_priority))
+        .route("/api/files", post(files::upload))
+        .route("/api/jobs/{id}/files/{role}/{*path}", get(files::download))
+        .route("/api/workers/jobs/{id}/files", post(files::worker_upload))
         .route("/api/workers", get(workers::list_workers))
         .route("/api/workers/register", post(workers::register))
         .route("/api/workers/next-job", get(workers::next_job))
@@ -254,6 +258,11 @@ pub struct JobResponse {
     /// What the worker last reported about the running attempt (percent,
     /// node); null unless running and reported.
     pub progress: Option<crate::progress::Progress>,
+    /// The job's files: inputs, then outputs and temp files in upload order (each with the
+    /// `url` that serves it). Always present in HTTP answers; `/ws` events carry it only
+    /// where the event knows them (the submit's, the completion's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<comfy_queue_api::JobFile>>,
 }
 
 impl JobResponse {
@@ -285,12 +294,32 @@ impl JobResponse {
             retry_at: job.not_before.map(to_rfc3339),
             history: job.history.iter().map(AttemptResponse::from).collect(),
             progress: progress.filter(|_| job.status == Status::Running),
+            files: None,
+        }
+    }
+
+    /// The same response with the job's files.
+    pub fn with_files(self, files: &[crate::model::FileRecord]) -> Self {
+        let id = self.id;
+        Self {
+            files: Some(files.iter().map(|f| files::job_file(id, f)).collect()),
+            ..self
         }
     }
 }
 
-/// Job response with its position looked up.
+/// Job response with its position and files looked up.
 pub(crate) async fn job_response(state: &AppState, job: &Job) -> Result<JobResponse, ApiError> {
+    let files = state.store.files(&[job.id]).await?;
+    job_response_with(state, job, files.get(&job.id).map_or(&[], Vec::as_slice)).await
+}
+
+/// Job response with its position looked up and the files given.
+pub(crate) async fn job_response_with(
+    state: &AppState,
+    job: &Job,
+    files: &[crate::model::FileRecord],
+) -> Result<JobResponse, ApiError> {
     let position = if job.status == Status::Pending {
         state.store.position(job.id).await?
     } else {
@@ -301,5 +330,6 @@ pub(crate) async fn job_response(state: &AppState, job: &Job) -> Result<JobRespo
         position,
         state.metrics.mean_run_secs(),
         state.progress.get(job.id),
-    ))
+    )
+    .with_files(files))
 }

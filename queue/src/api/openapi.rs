@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{AttemptResponse, JobResponse, jobs, metrics, queue_status, workers};
+use super::{AttemptResponse, JobResponse, files, jobs, metrics, queue_status, workers};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::model::{self, AttemptOutcome, Status};
 
@@ -22,6 +22,9 @@ use crate::model::{self, AttemptOutcome, Status};
         jobs::get_job,
         jobs::cancel,
         jobs::set_priority,
+        files::upload,
+        files::download,
+        files::worker_upload,
         workers::next_job,
         workers::complete_job,
         workers::fail_job,
@@ -41,6 +44,11 @@ use crate::model::{self, AttemptOutcome, Status};
         jobs::SubmitResponse,
         jobs::PriorityRequest,
         comfy_queue_api::LeasedJob,
+        comfy_queue_api::JobFile,
+        comfy_queue_api::FileRole,
+        comfy_queue_api::InputRef,
+        comfy_queue_api::UploadedFile,
+        files::RawBytes,
         comfy_queue_api::NextJobResponse,
         comfy_queue_api::WorkerAck,
         comfy_queue_api::FailRequest,

@@ -37,6 +37,8 @@ pub struct HealthResponse {
     pub uptime_seconds: u64,
     /// `sqlite` or `redis`.
     pub backend: &'static str,
+    /// Where files are kept: `local` or `s3`.
+    pub file_store: &'static str,
 }
 
 async fn active_workers(state: &AppState) -> Result<(u64, u64), ApiError> {
@@ -76,6 +78,7 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
         queue_depth: depth,
         uptime_seconds: state.started.elapsed().as_secs(),
         backend: state.store.name(),
+        file_store: state.files.name(),
     })
 }
 

@@ -201,7 +201,11 @@ fn leased(state: &AppState, c: Claimed, lease_ms: i64) -> LeasedJob {
         heartbeat_interval_seconds: (lease_seconds / 3.0).max(1.0),
         attempt: c.job.attempts,
         max_attempts: c.job.max_attempts,
-        inputs: Vec::new(),
+        inputs: c
+            .inputs
+            .iter()
+            .map(|f| super::files::job_file(c.job.id, f))
+            .collect(),
     }
 }
 
@@ -344,7 +348,24 @@ pub async fn complete_job(
     if let (Some(start), Some(end)) = (job.started_at, job.completed_at) {
         state.metrics.record_run(end - start);
     }
-    publish(&state, "job_updated", &job, None);
+    // Watchers of the job see its outputs with the completion.
+    let files = if state.events.has_listeners() {
+        state
+            .store
+            .files(&[job.id])
+            .await
+            .ok()
+            .and_then(|mut f| f.remove(&job.id))
+    } else {
+        None
+    };
+    crate::api::jobs::publish_with_files(
+        &state,
+        "job_updated",
+        &job,
+        None,
+        Some(files.as_deref().unwrap_or_default()),
+    );
     tracing::info!(job_id = %job.id, "job completed");
     Ok(Json(WorkerAck {
         status: "success".into(),

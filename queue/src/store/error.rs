@@ -26,6 +26,9 @@ pub enum StoreError {
     /// Too many pending+running jobs for this user (the cap).
     #[error("user limit reached ({0})")]
     UserLimit(u64),
+    /// A submit's input (by its index in `inputs`) names no upload of the job's user.
+    #[error("input {0} names no upload of this user")]
+    UnknownFile(usize),
     /// The backend failed (I/O, connection, corrupt row); shown as the backend error,
     /// whose library error is the `source()`.
     #[error(transparent)]

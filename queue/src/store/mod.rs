@@ -6,7 +6,7 @@
 //! one Redis Lua script) and is acknowledged only after it is stored, so a job in flight is
 //! never only in memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::clock::Millis;
 use crate::lifecycle::{Failure, LeaseKind, LeaseState};
-use crate::model::{Job, NewJob, Status, WorkerRecord};
+use crate::model::{FileRecord, FileRole, Job, NewJob, Status, Upload, WorkerRecord};
 use crate::scheduler::WorkerInfo;
 
 mod error;
@@ -54,6 +54,17 @@ pub struct Claimed {
     pub workflow: Value,
     /// The lease token that fences heartbeat, complete and fail.
     pub lease_token: String,
+    /// The job's input files, in submit order.
+    pub inputs: Vec<FileRecord>,
+}
+
+/// What [`Store::expire_files`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileExpiry {
+    /// Jobs whose file records were removed.
+    pub jobs: u64,
+    /// Uploads forgotten.
+    pub uploads: u64,
 }
 
 /// What [`Store::reap`] did.
@@ -200,4 +211,60 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// All workers, by id.
     async fn list_workers(&self) -> Result<Vec<WorkerRecord>, StoreError>;
+
+    /// Record that `upload.user_id` uploaded the blob `upload.sha256` (a submit of theirs may
+    /// then name it as an input). Uploading the same bytes again refreshes the name, content
+    /// type and time; returns false then (true for a first upload).
+    async fn record_upload(&self, upload: Upload) -> Result<bool, StoreError>;
+
+    /// An upload of `user_id`, if it is remembered.
+    async fn upload(&self, user_id: &str, sha256: &str) -> Result<Option<Upload>, StoreError>;
+
+    /// Add a file the worker holding the lease of job `id` stored (outputs and temp files),
+    /// fenced like [`Store::complete`] with a token: a stale token, an expired lease or a job
+    /// that is not running is [`StoreError::LeaseConflict`]. A file with the same (role,
+    /// subfolder, filename) is replaced and keeps its position. `file.position` and
+    /// `file.created_at` are set by the store; the stored record is returned.
+    async fn add_file(
+        &self,
+        id: Uuid,
+        lease_token: &str,
+        file: FileRecord,
+        now: Millis,
+    ) -> Result<FileRecord, StoreError>;
+
+    /// The files of each job in `ids` (jobs without files are left out), inputs first, then
+    /// in [`FileRecord::position`] order.
+    async fn files(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<FileRecord>>, StoreError>;
+
+    /// One file of a job.
+    async fn find_file(
+        &self,
+        id: Uuid,
+        role: FileRole,
+        subfolder: &str,
+        filename: &str,
+    ) -> Result<Option<FileRecord>, StoreError>;
+
+    /// Whether `lease_token` holds the live lease of job `id` (as the fence of
+    /// [`Store::heartbeat`], without renewing it): `Ok(())` or the error it would give.
+    async fn check_lease(&self, id: Uuid, lease_token: &str, now: Millis)
+    -> Result<(), StoreError>;
+
+    /// For the file sweep: forget the files of jobs that ended (completed, failed,
+    /// cancelled) before `ended_before`, and uploads last used before `uploaded_before`.
+    async fn expire_files(
+        &self,
+        ended_before: Millis,
+        uploaded_before: Millis,
+    ) -> Result<FileExpiry, StoreError>;
+
+    /// Every blob (SHA-256) a job's file or an upload refers to: the sweep deletes only
+    /// blobs outside this set.
+    async fn referenced_blobs(&self) -> Result<BTreeSet<String>, StoreError>;
+}
+
+/// Sort one job's files: inputs first, then by position.
+pub fn sort_files(files: &mut [FileRecord]) {
+    files.sort_by_key(|f| (f.role != FileRole::Input, f.position));
 }

@@ -6,6 +6,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use comfy_artifacts::{BlobStore, LocalStore};
 use comfy_queue::clock::ManualClock;
 use comfy_queue::store::Store;
 use comfy_queue::store::sqlite::SqliteStore;
@@ -51,12 +52,32 @@ use comfy_queue::{AppState, Settings};
 use serde_json::Value;
 use tower::ServiceExt;
 
+/// A local file store in `dir`, opened on a runtime of its own (sync helpers call it, also
+/// from inside a test's runtime).
+pub fn local_files(dir: &std::path::Path) -> Arc<dyn BlobStore> {
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(LocalStore::open(dir))
+            .unwrap()
+    })
+    .join()
+    .map(|s| Arc::new(s) as Arc<dyn BlobStore>)
+    .unwrap()
+}
+
 /// An app on a fresh SQLite file with a manual clock.
 pub struct TestApp {
     pub app: Router,
     pub state: AppState,
     pub clock: ManualClock,
+    /// Root of the app's local file store.
+    pub files_dir: std::path::PathBuf,
     _dir: Box<dyn Any + Send>,
+    _files: tempfile::TempDir,
 }
 
 pub fn test_app(settings: Settings) -> TestApp {
@@ -72,12 +93,17 @@ pub fn test_app_with(
     guard: Box<dyn Any + Send>,
 ) -> TestApp {
     let clock = ManualClock::default();
-    let state = AppState::new(store, Arc::new(clock.clone()), settings);
+    let files_tmp = tempfile::tempdir().unwrap();
+    let files_dir = files_tmp.path().join("files");
+    let files = local_files(&files_dir);
+    let state = AppState::new(store, files, Arc::new(clock.clone()), settings);
     TestApp {
         app: comfy_queue::app(state.clone()),
         state,
         clock,
+        files_dir,
         _dir: guard,
+        _files: files_tmp,
     }
 }
 
@@ -86,6 +112,7 @@ pub struct Resp {
     pub headers: axum::http::HeaderMap,
     pub text: String,
     pub json: Value,
+    pub bytes: Vec<u8>,
 }
 
 impl TestApp {
@@ -131,6 +158,7 @@ impl TestApp {
             headers,
             text,
             json,
+            bytes: bytes.to_vec(),
         }
     }
 

@@ -1,6 +1,7 @@
 -- ARGV: P, worker_id, now, lease_ms, token, eligible classes (JSON array),
 --       ineligible classes (JSON array), fenced (1: complete/fail need the token, 0: legacy
---       worker). Reply: job fields, then the workflow.
+--       worker). Reply: job fields, then the workflow, then the JSON of each input file.
+-- Outputs and temp files of an earlier attempt are dropped: the new attempt starts clean.
 -- Order: priority, then the least recently served user, then FIFO. A job whose
 -- requirement class the caller has not judged yet is answered {'UNKNOWN', class}; the
 -- caller judges it and calls again.
@@ -58,4 +59,14 @@ for p = 0, 3 do
 end
 local out = reply('OK', j)
 out[#out + 1] = j.workflow
+local fk = P .. ':files:' .. pick
+local files = redis.call('HGETALL', fk)
+for i = 1, #files, 2 do
+  if string.sub(files[i], 1, 6) == 'input\0' then
+    out[#out + 1] = files[i + 1]
+  else
+    ref_blob(cjson.decode(files[i + 1]).sha256, -1)
+    redis.call('HDEL', fk, files[i])
+  end
+end
 return out

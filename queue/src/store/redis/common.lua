@@ -14,6 +14,12 @@
 --   P:upending, P:urunning HASH  user -> count
 --   P:idem                 HASH  user NUL key -> id
 --   P:worker:<id> HASH, P:workers SET
+--   P:files:<id>           HASH  role NUL subfolder NUL filename -> the file's JSON (FileRecord)
+--   P:fileseq              STRING counter (file positions: inputs first, then upload order)
+--   P:fjobs                SET   ids of jobs that have files (the file sweep walks it)
+--   P:upload:<user>        HASH  sha256 -> the upload's JSON (Upload; uploaded_at is the score below)
+--   P:uploads              ZSET  user NUL sha256 -> last upload or use (ms)
+--   P:blobrefs             HASH  sha256 -> how many files and uploads refer to the blob
 -- Every redis.call costs several microseconds inside Lua, so each script reads the job once
 -- (HMGET), decides in Lua, and writes it back with one HSET.
 local P = ARGV[1]
@@ -162,4 +168,14 @@ local function touch_worker(worker, now)
     redis.call('HSETNX', wk, 'capabilities', '[]')
     redis.call('SADD', P .. ':workers', worker)
   end
+end
+
+-- One more (delta 1) or one less (-1) file or upload refers to blob `sha`.
+local function ref_blob(sha, delta)
+  local n = redis.call('HINCRBY', P .. ':blobrefs', sha, delta)
+  if n <= 0 then redis.call('HDEL', P .. ':blobrefs', sha) end
+end
+
+local function file_field(role, subfolder, filename)
+  return role .. '\0' .. subfolder .. '\0' .. filename
 end

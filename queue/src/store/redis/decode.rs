@@ -112,6 +112,7 @@ pub(super) fn job_reply(v: &[Option<String>]) -> Result<(String, Job), StoreErro
         "INVALID_STATE" => Err(StoreError::InvalidState(msg())),
         "QUEUE_FULL" => Err(StoreError::QueueFull(msg().parse().unwrap_or(0))),
         "USER_LIMIT" => Err(StoreError::UserLimit(msg().parse().unwrap_or(0))),
+        "UNKNOWN_FILE" => Err(StoreError::UnknownFile(msg().parse().unwrap_or(0))),
         other => Err(BackendError::UnexpectedReply(format!("{other:?}")).into()),
     }
 }

@@ -18,7 +18,7 @@ mod scripts;
 
 pub use persistence::{Persistence, VolatileRedis};
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -31,12 +31,12 @@ use uuid::Uuid;
 use self::decode::{FIELD_COUNT, FIELDS, corrupt, job_reply, opt_num, parse_job, worker_from_hash};
 use self::scripts::{Scripts, token_arg};
 use super::{
-    BackendError, Claimed, Counts, ListFilter, ReapReport, Store, StoreError, SubmitLimits,
-    Submitted, UserCounts,
+    BackendError, Claimed, Counts, FileExpiry, ListFilter, ReapReport, Store, StoreError,
+    SubmitLimits, Submitted, UserCounts, sort_files,
 };
 use crate::clock::Millis;
 use crate::lifecycle::{Failure, LeaseKind, LeaseState};
-use crate::model::{Job, NewJob, Status, WorkerRecord};
+use crate::model::{FileRecord, FileRole, Job, NewJob, Status, Upload, WorkerRecord};
 use crate::scheduler::{Requirements, WorkerInfo};
 
 /// The Redis store.
@@ -128,6 +128,7 @@ impl Store for RedisStore {
         let workflow = serde_json::to_string(&new.workflow)?;
         let metadata = serde_json::to_string(&new.metadata)?;
         let idem = new.idempotency_key.clone().unwrap_or_default();
+        let inputs = serde_json::to_string(&new.inputs)?;
         let v: Vec<Option<String>> = self
             .eval(
                 &self.scripts.submit,
@@ -143,6 +144,7 @@ impl Store for RedisStore {
                     &idem,
                     &limits.max_pending.to_string(),
                     &limits.max_per_user.to_string(),
+                    &inputs,
                 ],
                 // Repeating a submit is only harmless when a key makes it idempotent.
                 !idem.is_empty(),
@@ -270,10 +272,19 @@ impl Store for RedisStore {
                         .ok_or_else(|| corrupt("workflow"))?;
                     let workflow =
                         serde_json::from_str(&workflow).map_err(|_| corrupt("workflow"))?;
+                    let mut inputs = v
+                        .get(2 + FIELD_COUNT..)
+                        .unwrap_or_default()
+                        .iter()
+                        .flatten()
+                        .map(|f| decode_file(f))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    sort_files(&mut inputs);
                     return Ok(Some(Claimed {
                         job,
                         workflow,
                         lease_token: token,
+                        inputs,
                     }));
                 }
                 other => {
@@ -523,4 +534,229 @@ impl Store for RedisStore {
         }
         Ok(out)
     }
+
+    async fn record_upload(&self, upload: Upload) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(&upload)?;
+        let created: i64 = self
+            .eval(
+                &self.scripts.record_upload,
+                &[
+                    &upload.user_id,
+                    &upload.sha256,
+                    &json,
+                    &upload.uploaded_at.to_string(),
+                ],
+                true,
+            )
+            .await?;
+        Ok(created == 1)
+    }
+
+    async fn upload(&self, user_id: &str, sha256: &str) -> Result<Option<Upload>, StoreError> {
+        let hash = self.key(&format!("upload:{user_id}"));
+        let zset = self.key("uploads");
+        let member = format!("{user_id}\0{sha256}");
+        let (json, at): (Option<String>, Option<f64>) = self
+            .read(|mut c| {
+                let mut pipe = redis::pipe();
+                pipe.hget(&hash, sha256).zscore(&zset, &member);
+                async move { pipe.query_async(&mut c).await }
+            })
+            .await?;
+        let Some(json) = json else {
+            return Ok(None);
+        };
+        let mut upload: Upload =
+            serde_json::from_str(&json).map_err(|_| corrupt("upload record"))?;
+        if let Some(at) = at {
+            upload.uploaded_at = at as Millis;
+        }
+        Ok(Some(upload))
+    }
+
+    async fn add_file(
+        &self,
+        id: Uuid,
+        lease_token: &str,
+        file: FileRecord,
+        now: Millis,
+    ) -> Result<FileRecord, StoreError> {
+        let json = serde_json::to_string(&file)?;
+        let v: Vec<Option<String>> = self
+            .eval(
+                &self.scripts.add_file,
+                &[
+                    &id.to_string(),
+                    &token_arg(Some(lease_token)),
+                    &now.to_string(),
+                    file.role.as_str(),
+                    &file.subfolder,
+                    &file.filename,
+                    &json,
+                ],
+                // Fenced by the token and replacing by name: a repeat changes nothing more.
+                true,
+            )
+            .await?;
+        match v.first().cloned().flatten().as_deref() {
+            Some("OK") => {
+                let position = v
+                    .get(1)
+                    .cloned()
+                    .flatten()
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(|| corrupt("file position"))?;
+                Ok(FileRecord {
+                    position,
+                    created_at: now,
+                    ..file
+                })
+            }
+            _ => job_reply(&v).map(|_| file),
+        }
+    }
+
+    async fn files(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<FileRecord>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let keys: Vec<String> = ids
+            .iter()
+            .map(|id| self.key(&format!("files:{id}")))
+            .collect();
+        let values: Vec<Vec<String>> = self
+            .read(|mut c| {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.hvals(k);
+                }
+                async move { pipe.query_async(&mut c).await }
+            })
+            .await?;
+        let mut out = HashMap::new();
+        for (id, vals) in ids.iter().zip(values) {
+            if vals.is_empty() {
+                continue;
+            }
+            let mut files = vals
+                .iter()
+                .map(|f| decode_file(f))
+                .collect::<Result<Vec<_>, _>>()?;
+            sort_files(&mut files);
+            out.insert(*id, files);
+        }
+        Ok(out)
+    }
+
+    async fn find_file(
+        &self,
+        id: Uuid,
+        role: FileRole,
+        subfolder: &str,
+        filename: &str,
+    ) -> Result<Option<FileRecord>, StoreError> {
+        let key = self.key(&format!("files:{id}"));
+        let field = format!("{}\0{subfolder}\0{filename}", role.as_str());
+        let v: Option<String> = self
+            .read(|mut c| {
+                let (key, field) = (key.clone(), field.clone());
+                async move { c.hget(&key, &field).await }
+            })
+            .await?;
+        v.map(|f| decode_file(&f)).transpose()
+    }
+
+    async fn check_lease(
+        &self,
+        id: Uuid,
+        lease_token: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let v: Vec<Option<String>> = self
+            .eval(
+                &self.scripts.check_lease,
+                &[
+                    &id.to_string(),
+                    &token_arg(Some(lease_token)),
+                    &now.to_string(),
+                ],
+                true,
+            )
+            .await?;
+        match v.first().cloned().flatten().as_deref() {
+            Some("OK") => Ok(()),
+            _ => job_reply(&v).map(|_| ()),
+        }
+    }
+
+    async fn expire_files(
+        &self,
+        ended_before: Millis,
+        uploaded_before: Millis,
+    ) -> Result<FileExpiry, StoreError> {
+        let mut report = FileExpiry::default();
+        let set = self.key("fjobs");
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, ids): (u64, Vec<String>) = self
+                .read(|mut c| {
+                    let set = set.clone();
+                    async move {
+                        redis::cmd("SSCAN")
+                            .arg(&set)
+                            .arg(cursor)
+                            .arg("COUNT")
+                            .arg(500)
+                            .query_async(&mut c)
+                            .await
+                    }
+                })
+                .await?;
+            if !ids.is_empty() {
+                let mut args: Vec<&str> = Vec::with_capacity(ids.len() + 1);
+                let cutoff = ended_before.to_string();
+                args.push(&cutoff);
+                args.extend(ids.iter().map(String::as_str));
+                let n: u64 = self
+                    .eval(&self.scripts.expire_job_files, &args, true)
+                    .await?;
+                report.jobs += n;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        const BATCH: u64 = 500;
+        loop {
+            let n: u64 = self
+                .eval(
+                    &self.scripts.expire_uploads,
+                    &[&uploaded_before.to_string(), &BATCH.to_string()],
+                    true,
+                )
+                .await?;
+            report.uploads += n;
+            if n < BATCH {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn referenced_blobs(&self) -> Result<BTreeSet<String>, StoreError> {
+        let key = self.key("blobrefs");
+        let keys: Vec<String> = self
+            .read(|mut c| {
+                let key = key.clone();
+                async move { c.hkeys(&key).await }
+            })
+            .await?;
+        Ok(keys.into_iter().collect())
+    }
+}
+
+/// A file's JSON as the scripts keep it.
+fn decode_file(json: &str) -> Result<FileRecord, StoreError> {
+    serde_json::from_str(json).map_err(|e| corrupt(&format!("file record: {e}")))
 }

@@ -17,6 +17,11 @@ pub(super) struct Scripts {
     pub(super) set_priority: Script,
     pub(super) list: Script,
     pub(super) position: Script,
+    pub(super) add_file: Script,
+    pub(super) record_upload: Script,
+    pub(super) check_lease: Script,
+    pub(super) expire_job_files: Script,
+    pub(super) expire_uploads: Script,
 }
 
 fn script(body: &str) -> Script {
@@ -36,6 +41,11 @@ impl Scripts {
             set_priority: script(include_str!("set_priority.lua")),
             list: script(include_str!("list.lua")),
             position: script(include_str!("position.lua")),
+            add_file: script(include_str!("add_file.lua")),
+            record_upload: script(include_str!("record_upload.lua")),
+            check_lease: script(include_str!("check_lease.lua")),
+            expire_job_files: script(include_str!("expire_job_files.lua")),
+            expire_uploads: script(include_str!("expire_uploads.lua")),
         }
     }
 }

@@ -1,5 +1,7 @@
 -- ARGV: P, id, user, priority, now, workflow, metadata, max_attempts, req_class, idem_key,
---       max_pending, max_per_user. Reply: job fields, then the queue position.
+--       max_pending, max_per_user, inputs (JSON array of {sha256, subfolder, filename}).
+-- Reply: job fields, then the queue position; {'UNKNOWN_FILE', index} for an input this
+-- user never uploaded (0-based).
 local id, user, prio, now = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local idem = ARGV[10]
 local max_pending, max_per_user = tonumber(ARGV[11]), tonumber(ARGV[12])
@@ -13,6 +15,13 @@ if idem ~= '' then
     end
     return out
   end
+end
+local inputs, uploads = {}, {}
+if ARGV[13] ~= '[]' then inputs = cjson.decode(ARGV[13]) end
+for i, input in ipairs(inputs) do
+  local u = redis.call('HGET', P .. ':upload:' .. user, input.sha256)
+  if not u then return fail_reply('UNKNOWN_FILE', tostring(i - 1)) end
+  uploads[i] = cjson.decode(u)
 end
 if max_pending > 0 and redis.call('ZCARD', P .. ':status:pending') >= max_pending then
   return fail_reply('QUEUE_FULL', tostring(max_pending))
@@ -34,6 +43,18 @@ redis.call('HSET', k, 'id', id, 'seq', seq, 'user_id', user, 'status', 'pending'
   'history', '[]')
 redis.call('ZADD', P .. ':all', seq, id)
 redis.call('ZADD', P .. ':user:' .. user, seq, id)
+for i, input in ipairs(inputs) do
+  local pos = redis.call('INCR', P .. ':fileseq')
+  local rec = {role = 'input', subfolder = input.subfolder, filename = input.filename,
+    sha256 = input.sha256, size = uploads[i].size, content_type = uploads[i].content_type,
+    position = pos, created_at = tonumber(now)}
+  redis.call('HSET', P .. ':files:' .. id, file_field('input', input.subfolder, input.filename),
+    cjson.encode(rec))
+  ref_blob(input.sha256, 1)
+  -- Naming an upload keeps it usable for another grace period.
+  redis.call('ZADD', P .. ':uploads', 'GT', now, user .. '\0' .. input.sha256)
+end
+if #inputs > 0 then redis.call('SADD', P .. ':fjobs', id) end
 move_status(id, user, seq, nil, 'pending')
 enter_ready(id, user, prio, seq)
 local out = reply('OK', {id = id, seq = tostring(seq), user_id = user, status = 'pending',

@@ -12,6 +12,7 @@ mod rows;
 mod schema;
 mod writer;
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,17 +22,18 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use self::rows::{
-    JOB_COLS, count, finish_worker, from_raw, load, load_existing, load_seq, next_counter,
-    position_of, read_raw, read_worker, save, upsert_worker_seen,
+    FILE_COLS, JOB_COLS, UPLOAD_COLS, count, finish_file, finish_worker, from_raw, job_files, load,
+    load_existing, load_seq, next_counter, position_of, read_file, read_raw, read_upload,
+    read_worker, save, upsert_file, upsert_worker_seen,
 };
 use self::writer::Writer;
 use super::{
-    BackendError, Claimed, Counts, ListFilter, ReapReport, Store, StoreError, SubmitLimits,
-    Submitted, UserCounts,
+    BackendError, Claimed, Counts, FileExpiry, ListFilter, ReapReport, Store, StoreError,
+    SubmitLimits, Submitted, UserCounts,
 };
 use crate::clock::Millis;
 use crate::lifecycle::{self, Expired, Failure, LeaseKind, LeaseState};
-use crate::model::{Job, NewJob, Status, WorkerRecord};
+use crate::model::{FileRecord, FileRole, Job, NewJob, Status, Upload, WorkerRecord};
 use crate::scheduler::WorkerInfo;
 
 /// The SQLite store.
@@ -117,6 +119,20 @@ impl Store for SqliteStore {
                     });
                 }
             }
+            // Every input must be an upload of this user: its size and type come from it.
+            let mut uploads = Vec::with_capacity(new.inputs.len());
+            for (i, input) in new.inputs.iter().enumerate() {
+                let found = conn
+                    .prepare_cached(&format!(
+                        "SELECT {UPLOAD_COLS} FROM uploads WHERE user_id = ?1 AND sha256 = ?2"
+                    ))?
+                    .query_row(params![new.user_id, input.sha256], read_upload)
+                    .optional()?;
+                match found {
+                    Some(u) => uploads.push(u),
+                    None => return Err(StoreError::UnknownFile(i)),
+                }
+            }
             if limits.max_pending > 0 {
                 let pending = count(
                     conn,
@@ -157,6 +173,26 @@ impl Store for SqliteStore {
                 new.idempotency_key,
             ])
             ?;
+            for (input, upload) in new.inputs.iter().zip(&uploads) {
+                let file = FileRecord {
+                    role: FileRole::Input,
+                    subfolder: input.subfolder.clone(),
+                    filename: input.filename.clone(),
+                    sha256: input.sha256.clone(),
+                    size: upload.size,
+                    content_type: upload.content_type.clone(),
+                    node_id: None,
+                    kind: None,
+                    position: 0,
+                    created_at: now,
+                };
+                upsert_file(conn, id, &file, now)?;
+                // Naming an upload keeps it usable for another grace period.
+                conn.prepare_cached(
+                    "UPDATE uploads SET uploaded_at = MAX(uploaded_at, ?3)                      WHERE user_id = ?1 AND sha256 = ?2",
+                )?
+                .execute(params![new.user_id, input.sha256, now])?;
+            }
             let job = load_existing(conn, id)?.job;
             let position = position_of(conn, &job)?;
             Ok(Submitted {
@@ -280,10 +316,15 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT workflow FROM jobs WHERE seq = ?1")?
                 .query_row(params![seq], |r| r.get(0))?;
             let workflow: Value = serde_json::from_str(&workflow)?;
+            // Outputs and temp files of an earlier attempt are dropped: this one starts clean.
+            conn.prepare_cached("DELETE FROM job_files WHERE job_id = ?1 AND role != 'input'")?
+                .execute(params![s.job.id.to_string()])?;
+            let inputs = job_files(conn, s.job.id)?;
             Ok(Some(Claimed {
                 job: s.job,
                 workflow,
                 lease_token: token,
+                inputs,
             }))
         })
         .await
@@ -484,6 +525,167 @@ impl Store for SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 out.push(finish_worker(row?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn record_upload(&self, upload: Upload) -> Result<bool, StoreError> {
+        self.call(move |ctx| {
+            let size = i64::try_from(upload.size)
+                .map_err(|_| BackendError::Corrupt("upload size".into()))?;
+            let existed: bool = ctx
+                .conn
+                .prepare_cached("SELECT 1 FROM uploads WHERE user_id = ?1 AND sha256 = ?2")?
+                .query_row(params![upload.user_id, upload.sha256], |_| Ok(()))
+                .optional()?
+                .is_some();
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO uploads(user_id, sha256, filename, content_type, size, uploaded_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(user_id, sha256) DO UPDATE SET \
+                     filename = ?3, content_type = ?4, size = ?5, \
+                     uploaded_at = MAX(uploaded_at, ?6)",
+                )?
+                .execute(params![
+                    upload.user_id,
+                    upload.sha256,
+                    upload.filename,
+                    upload.content_type,
+                    size,
+                    upload.uploaded_at
+                ])?;
+            Ok(!existed)
+        })
+        .await
+    }
+
+    async fn upload(&self, user_id: &str, sha256: &str) -> Result<Option<Upload>, StoreError> {
+        let (user_id, sha256) = (user_id.to_owned(), sha256.to_owned());
+        self.call(move |ctx| {
+            ctx.conn
+                .prepare_cached(&format!(
+                    "SELECT {UPLOAD_COLS} FROM uploads WHERE user_id = ?1 AND sha256 = ?2"
+                ))?
+                .query_row(params![user_id, sha256], read_upload)
+                .optional()
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn add_file(
+        &self,
+        id: Uuid,
+        lease_token: &str,
+        file: FileRecord,
+        now: Millis,
+    ) -> Result<FileRecord, StoreError> {
+        let token = lease_token.to_owned();
+        self.call(move |ctx| {
+            let s = load_existing(&ctx.conn, id)?;
+            lifecycle::fence(&s, Some(&token), now)?;
+            upsert_file(&ctx.conn, id, &file, now)
+        })
+        .await
+    }
+
+    async fn files(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<FileRecord>>, StoreError> {
+        let ids = ids.to_vec();
+        self.call(move |ctx| {
+            let mut out: HashMap<Uuid, Vec<FileRecord>> = HashMap::new();
+            for id in ids {
+                let files = job_files(&ctx.conn, id)?;
+                if !files.is_empty() {
+                    out.insert(id, files);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn find_file(
+        &self,
+        id: Uuid,
+        role: FileRole,
+        subfolder: &str,
+        filename: &str,
+    ) -> Result<Option<FileRecord>, StoreError> {
+        let (subfolder, filename) = (subfolder.to_owned(), filename.to_owned());
+        self.call(move |ctx| {
+            let row = ctx
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT {FILE_COLS} FROM job_files WHERE job_id = ?1 AND role = ?2 \
+                     AND subfolder = ?3 AND filename = ?4"
+                ))?
+                .query_row(
+                    params![id.to_string(), role.as_str(), subfolder, filename],
+                    read_file,
+                )
+                .optional()?;
+            row.map(finish_file).transpose()
+        })
+        .await
+    }
+
+    async fn check_lease(
+        &self,
+        id: Uuid,
+        lease_token: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let token = lease_token.to_owned();
+        self.call(move |ctx| {
+            let s = load_existing(&ctx.conn, id)?;
+            lifecycle::fence(&s, Some(&token), now)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn expire_files(
+        &self,
+        ended_before: Millis,
+        uploaded_before: Millis,
+    ) -> Result<FileExpiry, StoreError> {
+        self.call(move |ctx| {
+            let conn = &ctx.conn;
+            let ended: Vec<String> = {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT DISTINCT f.job_id FROM job_files f JOIN jobs j ON j.id = f.job_id \
+                     WHERE j.status IN ('completed', 'failed', 'cancelled') \
+                     AND j.completed_at < ?1",
+                )?;
+                let rows = stmt.query_map(params![ended_before], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let mut report = FileExpiry::default();
+            for id in &ended {
+                conn.prepare_cached("DELETE FROM job_files WHERE job_id = ?1")?
+                    .execute(params![id])?;
+                report.jobs += 1;
+            }
+            let n = conn
+                .prepare_cached("DELETE FROM uploads WHERE uploaded_at < ?1")?
+                .execute(params![uploaded_before])?;
+            report.uploads = u64::try_from(n).unwrap_or(0);
+            Ok(report)
+        })
+        .await
+    }
+
+    async fn referenced_blobs(&self) -> Result<BTreeSet<String>, StoreError> {
+        self.call(|ctx| {
+            let mut stmt = ctx
+                .conn
+                .prepare_cached("SELECT sha256 FROM job_files UNION SELECT sha256 FROM uploads")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let mut out = BTreeSet::new();
+            for row in rows {
+                out.insert(row?);
             }
             Ok(out)
         })

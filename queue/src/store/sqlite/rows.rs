@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::clock::Millis;
 use crate::lifecycle::StoredJob;
-use crate::model::{Job, Status, WorkerRecord};
+use crate::model::{FileRecord, FileRole, Job, Status, Upload, WorkerRecord};
 use crate::scheduler::WorkerInfo;
 use crate::store::{BackendError, StoreError};
 
@@ -243,3 +243,100 @@ pub(super) fn finish_worker(
     rec.info.capabilities = serde_json::from_str(&caps)?;
     Ok(rec)
 }
+
+pub(super) const FILE_COLS: &str =
+    "role, subfolder, filename, sha256, size, content_type, node_id, kind, seq, created_at";
+
+/// A `job_files` row in [`FILE_COLS`] order.
+pub(super) fn read_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, FileRecord)> {
+    let role: String = r.get(0)?;
+    Ok((
+        role,
+        FileRecord {
+            role: FileRole::Input,
+            subfolder: r.get(1)?,
+            filename: r.get(2)?,
+            sha256: r.get(3)?,
+            size: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+            content_type: r.get(5)?,
+            node_id: r.get(6)?,
+            kind: r.get(7)?,
+            position: u64::try_from(r.get::<_, i64>(8)?).unwrap_or(0),
+            created_at: r.get(9)?,
+        },
+    ))
+}
+
+/// Finish a row of [`read_file`]: its role.
+pub(super) fn finish_file((role, mut f): (String, FileRecord)) -> Result<FileRecord, StoreError> {
+    f.role = FileRole::parse(&role)
+        .ok_or_else(|| BackendError::Corrupt(format!("file role {role:?}")))?;
+    Ok(f)
+}
+
+/// The files of one job, inputs first, then in position order.
+pub(super) fn job_files(conn: &Connection, id: Uuid) -> Result<Vec<FileRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {FILE_COLS} FROM job_files WHERE job_id = ?1 ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map(params![id.to_string()], read_file)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(finish_file(row?)?);
+    }
+    crate::store::sort_files(&mut out);
+    Ok(out)
+}
+
+/// Insert a file of a job, or replace the one with the same (role, subfolder, filename),
+/// which keeps its `seq` (its position). Returns the stored record.
+pub(super) fn upsert_file(
+    conn: &Connection,
+    id: Uuid,
+    f: &FileRecord,
+    now: Millis,
+) -> Result<FileRecord, StoreError> {
+    let size = i64::try_from(f.size).map_err(|_| BackendError::Corrupt("file size".into()))?;
+    let seq: i64 = conn
+        .prepare_cached(
+            "INSERT INTO job_files(job_id, role, subfolder, filename, sha256, size, content_type, \
+             node_id, kind, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT(job_id, role, subfolder, filename) DO UPDATE SET sha256 = ?5, \
+             size = ?6, content_type = ?7, node_id = ?8, kind = ?9, created_at = ?10 \
+             RETURNING seq",
+        )?
+        .query_row(
+            params![
+                id.to_string(),
+                f.role.as_str(),
+                f.subfolder,
+                f.filename,
+                f.sha256,
+                size,
+                f.content_type,
+                f.node_id,
+                f.kind,
+                now
+            ],
+            |r| r.get(0),
+        )?;
+    Ok(FileRecord {
+        position: u64::try_from(seq).unwrap_or(0),
+        created_at: now,
+        ..f.clone()
+    })
+}
+
+/// An upload row.
+pub(super) fn read_upload(r: &rusqlite::Row<'_>) -> rusqlite::Result<Upload> {
+    Ok(Upload {
+        user_id: r.get(0)?,
+        sha256: r.get(1)?,
+        filename: r.get(2)?,
+        content_type: r.get(3)?,
+        size: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+        uploaded_at: r.get(5)?,
+    })
+}
+
+pub(super) const UPLOAD_COLS: &str = "user_id, sha256, filename, content_type, size, uploaded_at";

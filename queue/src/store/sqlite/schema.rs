@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 use crate::store::{BackendError, StoreError};
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS jobs (
@@ -53,6 +53,37 @@ CREATE TABLE IF NOT EXISTS workers (
 );
 "#;
 
+/// v4: the files of jobs (inputs, outputs, temp) and the uploads of users. The bytes are
+/// blobs of the file store, named by `sha256`.
+const SCHEMA_V4: &str = r#"
+CREATE TABLE IF NOT EXISTS job_files (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id       TEXT NOT NULL,
+    role         TEXT NOT NULL,
+    subfolder    TEXT NOT NULL,
+    filename     TEXT NOT NULL,
+    sha256       TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    node_id      TEXT,
+    kind         TEXT,
+    created_at   INTEGER NOT NULL,
+    UNIQUE (job_id, role, subfolder, filename)
+);
+CREATE INDEX IF NOT EXISTS job_files_by_sha ON job_files(sha256);
+CREATE TABLE IF NOT EXISTS uploads (
+    user_id      TEXT NOT NULL,
+    sha256       TEXT NOT NULL,
+    filename     TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    uploaded_at  INTEGER NOT NULL,
+    PRIMARY KEY (user_id, sha256)
+);
+CREATE INDEX IF NOT EXISTS uploads_by_time ON uploads(uploaded_at);
+CREATE INDEX IF NOT EXISTS uploads_by_sha ON uploads(sha256);
+"#;
+
 pub(super) fn setup(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
@@ -87,6 +118,12 @@ pub(super) fn setup(conn: &Connection) -> Result<(), StoreError> {
             "BEGIN; ALTER TABLE jobs ADD COLUMN lease_fenced INTEGER NOT NULL DEFAULT 0; \
              PRAGMA user_version = 3; COMMIT;",
         )?;
+    }
+    if version < 4 {
+        // v4: files of jobs and uploads (new tables; existing rows are untouched).
+        conn.execute_batch(&format!(
+            "BEGIN; {SCHEMA_V4} PRAGMA user_version = 4; COMMIT;"
+        ))?;
     }
     Ok(())
 }
