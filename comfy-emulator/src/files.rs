@@ -54,6 +54,14 @@ impl Files {
         matches!(kind, "input" | "output" | "temp").then(|| self.dir.path().join(kind))
     }
 
+    /// Whether a file a loader names is in its folder (as
+    /// `folder_paths.exists_annotated_filepath`).
+    pub(crate) fn exists(&self, f: &comfy_adapter::model::catalogue::FileName) -> bool {
+        self.dir_of(f.folder.as_str())
+            .and_then(|d| inside(&d, &f.relative()))
+            .is_some_and(|p| p.is_file())
+    }
+
     /// `user/default`: the single user's data folder.
     pub(crate) fn user_root(&self) -> PathBuf {
         self.dir.path().join("user").join("default")

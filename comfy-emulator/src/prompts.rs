@@ -44,7 +44,8 @@ pub(crate) async fn submit(State(app): State<App>, body: Bytes) -> Response {
     {
         return json_response(StatusCode::BAD_REQUEST, validate::invalid_prompt_id());
     }
-    let validated = match validate::validate(&engine.profile, &engine.classes, &prompt) {
+    let exists = |f: &comfy_adapter::model::catalogue::FileName| engine.files.exists(f);
+    let validated = match validate::validate(&engine.profile, &engine.classes, &prompt, &exists) {
         Ok(v) => v,
         Err(rejection) => return json_response(StatusCode::BAD_REQUEST, rejection),
     };

@@ -1,9 +1,11 @@
 //! Prompt validation the way ComfyUI answers it: class existence first (the
 //! spelling depends on the line), then output nodes, then each output's
-//! inputs (required, combo lists, numeric bounds, links).
+//! inputs (required, combo lists, numeric bounds, links, and the files a
+//! loader names: see [`file_check`]).
 
 use super::profile::Profile;
 use comfy_adapter::Line;
+use comfy_adapter::model::catalogue::{FileInputSpec, FileName};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 
@@ -75,6 +77,7 @@ pub(crate) fn validate(
     profile: &Profile,
     classes: &Map<String, Value>,
     prompt: &Map<String, Value>,
+    exists: &dyn Fn(&FileName) -> bool,
 ) -> Result<Validated, Value> {
     let new_spelling = profile.line == Line::CancelApi;
     for (id, node) in prompt {
@@ -150,7 +153,7 @@ pub(crate) fn validate(
     let mut details: Vec<String> = Vec::new();
     for out in &outputs {
         let mut walk = Walk::default();
-        let ok = match check_node(classes, prompt, out, &mut walk, &mut node_errors) {
+        let ok = match check_node(classes, prompt, out, &mut walk, &mut node_errors, exists) {
             Ok(ok) => ok,
             Err(missing) => {
                 let reason = exception_reason(profile, &missing);
@@ -223,6 +226,7 @@ fn check_node(
     id: &str,
     walk: &mut Walk,
     node_errors: &mut Map<String, Value>,
+    exists: &dyn Fn(&FileName) -> bool,
 ) -> Result<bool, String> {
     if walk.open.contains(id) {
         return Ok(false);
@@ -231,7 +235,7 @@ fn check_node(
         return Ok(!walk.failed.contains(id) && !node_errors.contains_key(id));
     }
     walk.open.insert(id.to_owned());
-    let ok = check_inputs(classes, prompt, id, walk, node_errors);
+    let ok = check_inputs(classes, prompt, id, walk, node_errors, exists);
     walk.open.remove(id);
     if !matches!(ok, Ok(true)) {
         walk.failed.insert(id.to_owned());
@@ -246,6 +250,7 @@ fn check_inputs(
     id: &str,
     walk: &mut Walk,
     node_errors: &mut Map<String, Value>,
+    exists: &dyn Fn(&FileName) -> bool,
 ) -> Result<bool, String> {
     let Some(node) = prompt.get(id) else {
         return Err(id.to_owned());
@@ -260,6 +265,14 @@ fn check_inputs(
         .and_then(Value::as_object)
         .unwrap_or(&empty);
     let spec = classes.get(class).and_then(|d| d.get("input"));
+    let file_specs = classes
+        .get(class)
+        .and_then(Value::as_object)
+        .map(FileInputSpec::of_class)
+        .unwrap_or_default();
+    // Errors of a node's own validation (`VALIDATE_INPUTS`) come after the
+    // per-input checks, as in ComfyUI.
+    let mut custom: Vec<Value> = Vec::new();
     let mut errors: Vec<Value> = Vec::new();
     let mut ok = true;
     for (section, required) in [("required", true), ("optional", false)] {
@@ -297,10 +310,30 @@ fn check_inputs(
                 continue;
             }
             if let Some((from, _slot)) = is_link(value) {
-                if !check_node(classes, prompt, from, walk, node_errors)? {
+                if !check_node(classes, prompt, from, walk, node_errors, exists)? {
                     ok = false;
                 }
                 continue;
+            }
+            let combo = matches!(kind, Some(Value::Array(_)))
+                || matches!(kind, Some(Value::String(t)) if t == "COMBO");
+            if combo && let Some(spec) = file_specs.iter().find(|s| &s.input == name) {
+                match file_check(spec, value, exists) {
+                    FileCheck::Found => continue,
+                    FileCheck::Invalid(what) => {
+                        custom.push(input_error(
+                            "custom_validation_failed",
+                            "Custom validation failed for node",
+                            &format!(
+                                "{name} - Invalid {what} file: {}",
+                                value.as_str().unwrap_or_default()
+                            ),
+                            json!({"input_name": name}),
+                        ));
+                        continue;
+                    }
+                    FileCheck::List => {}
+                }
             }
             let list = match kind {
                 Some(Value::Array(list)) => Some(list.clone()),
@@ -358,6 +391,7 @@ fn check_inputs(
             }
         }
     }
+    errors.append(&mut custom);
     if !errors.is_empty() {
         node_errors.insert(
             id.to_owned(),
@@ -366,4 +400,87 @@ fn check_inputs(
         return Ok(false);
     }
     Ok(ok)
+}
+
+/// What [`file_check`] made of a loader's value.
+#[derive(Debug, PartialEq, Eq)]
+enum FileCheck {
+    /// The named file is in the server's folder (ComfyUI lists a loader's
+    /// choices from its folder at validation time, so a file uploaded after
+    /// the catalogue was read counts).
+    Found,
+    /// Not there, and the node validates the file itself (LoadImage,
+    /// LoadImageMask, LoadImageOutput, LoadAudio, LoadVideo:
+    /// `folder_paths.exists_annotated_filepath`, "Invalid image file: x").
+    Invalid(&'static str),
+    /// Compare with the listed choices as for any combo (Load3D and other
+    /// `file_upload` loaders define no validation of their own).
+    List,
+}
+
+/// Checks a loader's value (an input flagged `*_upload` in the catalogue)
+/// against the emulator's folders. A listed choice that is not in the folder
+/// (the recordings list `example.png`) is still accepted.
+fn file_check(
+    spec: &FileInputSpec,
+    value: &Value,
+    exists: &dyn Fn(&FileName) -> bool,
+) -> FileCheck {
+    let Some(text) = value.as_str() else {
+        return FileCheck::List;
+    };
+    if spec
+        .choices
+        .as_ref()
+        .is_some_and(|c| c.iter().any(|v| v == text))
+    {
+        return FileCheck::Found;
+    }
+    if FileName::parse(text, &spec.folder).is_some_and(|f| exists(&f)) {
+        return FileCheck::Found;
+    }
+    match spec.upload_flag.as_str() {
+        "image_upload" => FileCheck::Invalid("image"),
+        "audio_upload" => FileCheck::Invalid("audio"),
+        "video_upload" => FileCheck::Invalid("video"),
+        _ => FileCheck::List,
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+    use comfy_adapter::model::output::FolderType;
+
+    #[test]
+    fn a_loader_value_is_checked_against_the_folder() {
+        let spec = FileInputSpec {
+            input: "image".into(),
+            upload_flag: "image_upload".into(),
+            folder: FolderType::Input,
+            choices: Some(vec!["example.png".into()]),
+        };
+        let there = |f: &FileName| f.subfolder == "comfy-queue/ab" && f.filename == "a.png";
+        assert_eq!(
+            file_check(&spec, &json!("example.png"), &there),
+            FileCheck::Found
+        );
+        assert_eq!(
+            file_check(&spec, &json!("comfy-queue/ab/a.png"), &there),
+            FileCheck::Found
+        );
+        assert_eq!(
+            file_check(&spec, &json!("comfy-queue/ab/a.png [input]"), &there),
+            FileCheck::Found
+        );
+        assert_eq!(
+            file_check(&spec, &json!("a.png"), &there),
+            FileCheck::Invalid("image")
+        );
+        let model = FileInputSpec {
+            upload_flag: "file_upload".into(),
+            ..spec
+        };
+        assert_eq!(file_check(&model, &json!("x.glb"), &there), FileCheck::List);
+    }
 }

@@ -11,6 +11,8 @@
 //! | `timeout` | the job ran longer than allowed | yes |
 //! | `cancelled` | cancel requested through the queue | no (ends `cancelled`) |
 //! | `shutdown` | the worker was stopped | yes (handed back) |
+//! | `missing_input` | the prompt names an input file that is neither given with the job nor on ComfyUI | no |
+//! | `file_transfer` | an input or output file could not be moved between the queue and ComfyUI | yes |
 
 use comfy_adapter::ComfyError;
 use comfy_adapter::model::job::{Failure, Interruption};
@@ -37,6 +39,12 @@ pub enum ErrorClass {
     Cancelled,
     /// The worker is shutting down: handed back.
     Shutdown,
+    /// The prompt names a file of ComfyUI's input folder that is neither an
+    /// input of the job nor on the server: never retried.
+    MissingInput,
+    /// A job's file could not be downloaded, uploaded or stored (after
+    /// retries): retried (a re-run moves it again).
+    FileTransfer,
 }
 
 impl ErrorClass {
@@ -49,6 +57,7 @@ impl ErrorClass {
                 | ErrorClass::Interrupted
                 | ErrorClass::Timeout
                 | ErrorClass::Shutdown
+                | ErrorClass::FileTransfer
         )
     }
 
@@ -69,6 +78,8 @@ impl ErrorClass {
             ErrorClass::Timeout => "timeout",
             ErrorClass::Cancelled => "cancelled",
             ErrorClass::Shutdown => "shutdown",
+            ErrorClass::MissingInput => "missing_input",
+            ErrorClass::FileTransfer => "file_transfer",
         }
     }
 }

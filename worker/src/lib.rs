@@ -10,6 +10,7 @@
 
 pub mod classify;
 pub mod config;
+pub mod files;
 pub mod follow;
 pub mod health;
 pub mod queue_client;
@@ -30,6 +31,8 @@ use tokio::sync::watch;
 struct Detected {
     adapter: Arc<dyn ComfyAdapter>,
     version: Option<String>,
+    /// Its node catalogue, fetched by the first job that needs it.
+    catalogue: Arc<files::CatalogueCache>,
 }
 
 /// Resolves once `rx` says true (or its sender is gone).
@@ -118,6 +121,7 @@ impl Worker {
         Ok(Detected {
             adapter: d.adapter,
             version,
+            catalogue: Arc::new(files::CatalogueCache::new()),
         })
     }
 
@@ -244,6 +248,7 @@ impl Worker {
                 queue: self.queue.clone(),
                 adapter: d.adapter.clone(),
                 comfyui_version: d.version.clone(),
+                catalogue: d.catalogue.clone(),
                 client_id: self.client_id.clone(),
                 follow,
                 heartbeat: self.config.heartbeat_secs.map(|s| secs(s, 1.0)),

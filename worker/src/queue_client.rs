@@ -4,15 +4,34 @@
 //! serves, re-exported here.
 
 use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
 use uuid::Uuid;
 
 pub use comfy_queue_api::{
-    CompleteRequest, FailRequest, HeartbeatRequest, HeartbeatResponse, LeasedJob, NextJobResponse,
-    RegisterRequest, WorkerAck,
+    CompleteRequest, FailRequest, FileRole, HeartbeatRequest, HeartbeatResponse, JobFile,
+    LeasedJob, NextJobResponse, RegisterRequest, WorkerAck,
 };
+
+/// What an output upload says about the file (the query of
+/// `POST /api/workers/jobs/{id}/files`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputUpload<'a> {
+    /// `output` or `temp`.
+    pub role: FileRole,
+    /// ComfyUI's file name.
+    pub filename: &'a str,
+    /// ComfyUI's subfolder (`""` for none).
+    pub subfolder: &'a str,
+    /// The node that wrote it.
+    pub node_id: &'a str,
+    /// The adapter's output kind (`image`, `video`, ...).
+    pub kind: &'a str,
+    /// SHA-256 of the bytes, lowercase hex (sent as `X-Content-Sha256`).
+    pub sha256: &'a str,
+}
 
 /// How far the running job is, as the worker tracks it (its `/health`
 /// shows it and every heartbeat sends it). Unlike the wire
@@ -57,6 +76,10 @@ pub enum QueueError {
     /// The queue could not be reached or the answer not read.
     #[error("queue unreachable: {0}")]
     Transport(#[from] reqwest::Error),
+    /// A file URL the queue gave is not one of its own paths (the worker
+    /// token is sent to the queue only).
+    #[error("not a queue path: {0}")]
+    ForeignUrl(String),
 }
 
 impl QueueError {
@@ -65,7 +88,7 @@ impl QueueError {
         match self {
             QueueError::Transport(_) => true,
             QueueError::Status { status, .. } => *status >= 500 || *status == 429,
-            QueueError::LeaseLost(_) => false,
+            QueueError::LeaseLost(_) | QueueError::ForeignUrl(_) => false,
         }
     }
 }
@@ -225,7 +248,80 @@ impl QueueClient {
         Self::read::<Value>(resp).await.map(|_| ())
     }
 
-    fn retry_policy() -> ExponentialBuilder {
+    /// Downloads a job's input file: `url` is the queue path next-job gave
+    /// (`/api/jobs/{id}/files/input/...`), fetched with the worker token and
+    /// the lease token; repeated on transient errors. An absolute URL is
+    /// accepted only when it points at this queue.
+    pub async fn download_file(&self, url: &str, lease_token: &str) -> Result<Bytes, QueueError> {
+        let path = match url.strip_prefix(self.base.as_str()) {
+            Some(rest) if rest.starts_with('/') => rest,
+            _ if url.starts_with('/') && !url.starts_with("//") => url,
+            _ => return Err(QueueError::ForeignUrl(truncate(url.to_owned(), 200))),
+        };
+        // Large files get time beyond the usual request timeout (the size
+        // is not known before the answer; 10 minutes covers gigabytes).
+        let timeout = self.request_timeout.max(Duration::from_secs(600));
+        (|| async {
+            let resp = self
+                .request(reqwest::Method::GET, path, timeout)
+                .query(&[("lease_token", lease_token)])
+                .send()
+                .await?;
+            let status = resp.status().as_u16();
+            if status == 409 {
+                return Err(QueueError::LeaseLost(truncate(
+                    resp.text().await.unwrap_or_default(),
+                    500,
+                )));
+            }
+            if !(200..300).contains(&status) {
+                let body = truncate(resp.text().await.unwrap_or_default(), 2000);
+                return Err(QueueError::Status { status, body });
+            }
+            Ok(resp.bytes().await?)
+        })
+        .retry(Self::retry_policy())
+        .when(QueueError::is_transient)
+        .notify(|e, d| tracing::warn!(error = %e, retry_in = ?d, "input download failed; retrying"))
+        .await
+    }
+
+    /// Stores one output file of a leased job in the queue
+    /// (`POST /api/workers/jobs/{id}/files`); answers the queue's record of
+    /// it. Not repeated here: the caller retries (it knows how long a job
+    /// may wait).
+    pub async fn upload_file(
+        &self,
+        job_id: Uuid,
+        lease_token: &str,
+        file: &OutputUpload<'_>,
+        bytes: Bytes,
+    ) -> Result<JobFile, QueueError> {
+        // A second per MiB on top of the usual timeout.
+        let timeout = self.request_timeout + Duration::from_secs(bytes.len() as u64 / (1 << 20));
+        let resp = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/api/workers/jobs/{job_id}/files"),
+                timeout,
+            )
+            .query(&[
+                ("lease_token", lease_token),
+                ("role", file.role.as_str()),
+                ("filename", file.filename),
+                ("subfolder", file.subfolder),
+                ("node_id", file.node_id),
+                ("kind", file.kind),
+            ])
+            .header("X-Content-Sha256", file.sha256)
+            .body(bytes)
+            .send()
+            .await?;
+        Self::read(resp).await
+    }
+
+    /// The backoff of repeated worker calls (reports, file transfers).
+    pub fn retry_policy() -> ExponentialBuilder {
         ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(100))
             .with_max_delay(Duration::from_secs(5))

@@ -26,6 +26,8 @@ pub struct RunContext {
     pub adapter: Arc<dyn ComfyAdapter>,
     /// Its version string.
     pub comfyui_version: Option<String>,
+    /// Its node catalogue (which prompt inputs name files).
+    pub catalogue: Arc<crate::files::CatalogueCache>,
     /// This worker's WebSocket client id.
     pub client_id: String,
     /// Watch timings.
@@ -243,6 +245,18 @@ async fn execute(
             "the workflow is in UI (graph) format; submit the API format (graphToPrompt().output)",
         ));
     }
+    let mut prompt = prompt;
+    if let Err(e) = crate::files::prepare_inputs(
+        &ctx.queue,
+        ctx.adapter.as_ref(),
+        &ctx.catalogue,
+        job,
+        &mut prompt,
+    )
+    .await
+    {
+        return files_failed(e);
+    }
     let classes = node_classes(&prompt);
     let request = PromptRequest::new(prompt)
         .with_client_id(&ctx.client_id)
@@ -298,6 +312,17 @@ async fn execute(
     }
 }
 
+/// A file step that ended the job.
+fn files_failed(e: crate::files::FilesError) -> Ran {
+    match e {
+        crate::files::FilesError::LeaseLost(why) => {
+            tracing::warn!(%why, "lease lost while moving files; abandoning the job");
+            Ran::Stopped(Stop::Abandon)
+        }
+        crate::files::FilesError::Job(err) => Ran::Failed(err),
+    }
+}
+
 /// When the prompt was submitted, and whether a cancel was requested
 /// before it ended.
 struct Ended {
@@ -342,11 +367,16 @@ async fn finished(ctx: &RunContext, job: &LeasedJob, mut status: JobStatus, ende
         .started_at_ms
         .map(|s| s - status.created_at_ms.unwrap_or(submitted_ms))
         .map(|q| q.max(0));
-    let outputs: Vec<Value> = status
+    let mut outputs: Vec<Value> = status
         .outputs
         .iter()
         .map(|o| output_json(ctx.adapter.as_ref(), o))
         .collect();
+    match crate::files::store_outputs(&ctx.queue, ctx.adapter.as_ref(), job, &status.outputs).await
+    {
+        Ok(stored) => crate::files::annotate_outputs(&mut outputs, &stored),
+        Err(e) => return files_failed(e),
+    }
     tracing::info!(outputs = outputs.len(), ?execution_ms, "prompt succeeded");
     let mut result = json!({
         "prompt_id": status.prompt_id,

@@ -1,0 +1,167 @@
+//! A job's files end to end: a user uploads an input to the queue, the
+//! worker places it on an emulated ComfyUI that never had it, and the
+//! outputs land in the queue, served to their owner only; a prompt naming a
+//! file nobody gave fails at once as `missing_input`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use comfy_e2e::*;
+use comfy_stack::{QueueOptions, start_queue};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+const WORKER_TOKEN: &str = "worker-secret";
+const ADMIN_TOKEN: &str = "admin-secret";
+
+fn sha256(bytes: &[u8]) -> String {
+    comfy_worker::files::sha256_hex(bytes)
+}
+
+/// `rb` as `user` (the queue's trusted user header).
+fn user(user: &str, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    rb.header("X-Forwarded-User", user)
+}
+
+/// The prompt of a job that reads `photo.png`.
+fn loader_prompt(prefix: &str) -> Value {
+    json!({
+        "1": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_reach_comfyui_without_colliding_and_outputs_land_in_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = QueueOptions::sqlite(dir.path().join("queue.db")).short_leases(LEASE);
+    o.settings.max_attempts = 1;
+    o.settings.max_pending = 0;
+    o.settings.max_wait_secs = 2.0;
+    o.settings.auth.worker_token = Some(WORKER_TOKEN.into());
+    o.settings.auth.admin_token = Some(ADMIN_TOKEN.into());
+    let queue = start_queue(o).await.unwrap();
+    let base = queue.url();
+    let emu = emulator("0.33.0", 10).await;
+    assert!(!emu.data_dir().join("input/comfy-queue").exists());
+    let mut config = worker_config(&base, &emu.url(), "w-files");
+    config.worker_token = Some(WORKER_TOKEN.into());
+    let worker = TestWorker::start(config);
+    let http = reqwest::Client::new();
+
+    // Two users, one file name, different bytes.
+    let mut jobs = Vec::new();
+    for (who, bytes) in [
+        ("alice", b"alice's photo".as_slice()),
+        ("bob", b"bob's photo".as_slice()),
+    ] {
+        let up = user(who, http.post(format!("{base}/api/files")))
+            .query(&[("filename", "photo.png")])
+            .header("content-type", "image/png")
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(up.status().as_u16(), 201);
+        let up: Value = up.json().await.unwrap();
+        assert_eq!(up["sha256"], sha256(bytes));
+        let job = user(who, http.post(format!("{base}/api/jobs")))
+            .json(&json!({
+                "user_id": who, "workflow": loader_prompt(who), "priority": 1,
+                "metadata": {}, "inputs": [{"sha256": up["sha256"], "filename": "photo.png"}],
+            }))
+            .send()
+            .await
+            .unwrap();
+        let status = job.status().as_u16();
+        let job: Value = job.json().await.unwrap();
+        assert!(status == 201 || status == 200, "{job}");
+        jobs.push((who, bytes, job["id"].as_str().unwrap().to_owned()));
+    }
+
+    let wait = |who: &'static str, id: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + T;
+            loop {
+                let job: Value = user(who, http.get(format!("{base}/api/jobs/{id}")))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if ["completed", "failed", "cancelled"]
+                    .contains(&job["status"].as_str().unwrap_or_default())
+                {
+                    return job;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "{job}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+
+    let mut first_output_url = None;
+    for (who, bytes, id) in &jobs {
+        let job = wait(who, id.clone()).await;
+        assert_eq!(job["status"], "completed", "{job}");
+        // Each user's bytes are on ComfyUI under their own content-addressed name.
+        let placed = emu
+            .data_dir()
+            .join("input/comfy-queue")
+            .join(&sha256(bytes)[..16])
+            .join("photo.png");
+        assert_eq!(std::fs::read(&placed).unwrap(), *bytes, "{who}");
+        // The output is in the queue with its bytes and content type.
+        let out = &job["result"]["outputs"][0];
+        assert_eq!(out["kind"], "image");
+        let url = out["url"].as_str().unwrap();
+        let served = user(who, http.get(format!("{base}{url}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(served.status().as_u16(), 200, "{url}");
+        assert_eq!(served.headers()["content-type"], "image/png");
+        let body = served.bytes().await.unwrap();
+        let on_comfy = emu
+            .data_dir()
+            .join("output")
+            .join(out["subfolder"].as_str().unwrap())
+            .join(out["filename"].as_str().unwrap());
+        assert_eq!(body.as_ref(), std::fs::read(on_comfy).unwrap().as_slice());
+        assert_eq!(out["sha256"], sha256(&body));
+        assert_eq!(out["size"], body.len());
+        first_output_url.get_or_insert((url.to_owned(), *who));
+    }
+    // Another user sees nothing.
+    let (url, owner) = first_output_url.unwrap();
+    assert_eq!(owner, "alice");
+    let other = user("bob", http.get(format!("{base}{url}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status().as_u16(), 404);
+
+    worker.stop().await;
+    emu.stop().await;
+    drop(queue);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_naming_a_file_nobody_gave_fails_as_missing_input_at_once() {
+    let q = sqlite_queue(3).await;
+    let emu = emulator("0.3.64", 10).await;
+    let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-missing"));
+    let id = q.submit("user001", &loader_prompt("missing")).await;
+    let done = q.api.wait_terminal(&id, T).await.unwrap();
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["attempts"], 1, "not retried: {done}");
+    let err = reported_error(&done);
+    assert_eq!(err["class"], "missing_input", "{err}");
+    assert_eq!(err["detail"]["missing"][0]["node_id"], "1");
+    assert_eq!(err["detail"]["missing"][0]["file"], "photo.png");
+    worker.stop().await;
+    emu.stop().await;
+}
