@@ -10,8 +10,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 pub use comfy_queue_api::{
-    CompleteRequest, FailRequest, HeartbeatRequest, HeartbeatResponse, LeasedJob, NextJobResponse,
-    RegisterRequest, WorkerAck,
+    CompleteRequest, EventBatch, FailRequest, HeartbeatRequest, HeartbeatResponse, JobEvent,
+    LeasedJob, NextJobResponse, RegisterRequest, WorkerAck,
 };
 
 /// How far the running job is, as the worker tracks it (its `/health`
@@ -220,6 +220,21 @@ impl QueueClient {
                 worker_id: Some(self.worker_id.clone()),
                 ..HeartbeatRequest::default()
             })
+            .send()
+            .await?;
+        Self::read::<Value>(resp).await.map(|_| ())
+    }
+
+    /// Forwards a batch of live ComfyUI events of the running job (`POST /api/workers/events`,
+    /// once: a failed batch is not repeated, progress is a view). 409 means the lease is lost.
+    pub async fn post_events(&self, batch: &EventBatch) -> Result<(), QueueError> {
+        let resp = self
+            .request(
+                reqwest::Method::POST,
+                "/api/workers/events",
+                self.request_timeout,
+            )
+            .json(batch)
             .send()
             .await?;
         Self::read::<Value>(resp).await.map(|_| ())
