@@ -400,10 +400,7 @@ mod tests {
         live.renewed(id, "another", 9_000);
         assert_eq!(live.check(id, "tok", 1, 1_000), LeaseCheck::Unknown);
         assert!(live.is_empty());
-        assert_eq!(
-            live.check(Uuid::new_v4(), "tok", 1, 0),
-            LeaseCheck::Unknown
-        );
+        assert_eq!(live.check(Uuid::new_v4(), "tok", 1, 0), LeaseCheck::Unknown);
     }
 
     #[test]
@@ -437,10 +434,12 @@ mod tests {
         let (live, id) = jobs_with(&[("1", "A"), ("2", "B")]);
         let p = live.apply(
             id,
-            &[json!({"event": "progress_state", "prompt_id": "p", "nodes": {
-                "1": {"value": 1.0, "max": 1.0, "state": "finished"},
-                "2": {"value": 3.0, "max": 4.0, "state": "running"},
-            }})],
+            &[
+                json!({"event": "progress_state", "prompt_id": "p", "nodes": {
+                    "1": {"value": 1.0, "max": 1.0, "state": "finished"},
+                    "2": {"value": 3.0, "max": 4.0, "state": "running"},
+                }}),
+            ],
         );
         assert_eq!(p[0].node.as_deref(), Some("2"));
         assert_eq!(p[0].nodes_done, 1);

@@ -223,7 +223,10 @@ async fn dashboard_shows_live_progress_and_output_thumbnails() {
         "3": {"class_type": "SaveImage", "inputs": {}},
     });
     let id = http
-        .post("/api/jobs", &json!({"user_id": "student042", "workflow": workflow}))
+        .post(
+            "/api/jobs",
+            &json!({"user_id": "student042", "workflow": workflow}),
+        )
         .await
         .json["id"]
         .as_str()
@@ -257,9 +260,21 @@ async fn dashboard_shows_live_progress_and_output_thumbnails() {
         }
     };
     post(0, json!({"event": "execution_start", "prompt_id": "p"})).await;
-    post(1, json!({"event": "executing", "prompt_id": "p", "node": "1"})).await;
-    post(2, json!({"event": "executing", "prompt_id": "p", "node": "2"})).await;
-    post(3, json!({"event": "progress", "prompt_id": "p", "node": "2", "value": 3.0, "max": 10.0})).await;
+    post(
+        1,
+        json!({"event": "executing", "prompt_id": "p", "node": "1"}),
+    )
+    .await;
+    post(
+        2,
+        json!({"event": "executing", "prompt_id": "p", "node": "2"}),
+    )
+    .await;
+    post(
+        3,
+        json!({"event": "progress", "prompt_id": "p", "node": "2", "value": 3.0, "max": 10.0}),
+    )
+    .await;
     browser
         .wait_for(&format!(
             "{cell}?.querySelector('progress.node-steps')?.value === 3 \
@@ -267,13 +282,21 @@ async fn dashboard_shows_live_progress_and_output_thumbnails() {
              && {cell}.innerText.includes('KSampler')"
         ))
         .await;
-    post(4, json!({"event": "progress", "prompt_id": "p", "node": "2", "value": 7.0, "max": 10.0})).await;
+    post(
+        4,
+        json!({"event": "progress", "prompt_id": "p", "node": "2", "value": 7.0, "max": 10.0}),
+    )
+    .await;
     browser
         .wait_for(&format!(
             "{cell}?.querySelector('progress.node-steps')?.value === 7"
         ))
         .await;
-    post(5, json!({"event": "executing", "prompt_id": "p", "node": "3"})).await;
+    post(
+        5,
+        json!({"event": "executing", "prompt_id": "p", "node": "3"}),
+    )
+    .await;
     browser
         .wait_for(&format!(
             "{cell}?.querySelector('progress.nodes')?.value === 2 && {cell}.innerText.includes('SaveImage')"

@@ -17,9 +17,8 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 struct Server {
     addr: SocketAddr,
@@ -165,10 +164,22 @@ async fn events_reach_the_owner_and_admins_in_order_and_nobody_else() {
     let (id, token, attempt) = s.leased_job("alice").await;
 
     let mut events = vec![
-        event(0, json!({"event": "execution_start", "prompt_id": "p1", "timestamp_ms": 1})),
-        event(1, json!({"event": "executing", "prompt_id": "p1", "node": "1", "display_node": "1"})),
-        event(2, json!({"event": "executing", "prompt_id": "p1", "node": "2", "display_node": "2"})),
-        event(3, json!({"event": "progress", "prompt_id": "p1", "node": "2", "value": 3.0, "max": 10.0})),
+        event(
+            0,
+            json!({"event": "execution_start", "prompt_id": "p1", "timestamp_ms": 1}),
+        ),
+        event(
+            1,
+            json!({"event": "executing", "prompt_id": "p1", "node": "1", "display_node": "1"}),
+        ),
+        event(
+            2,
+            json!({"event": "executing", "prompt_id": "p1", "node": "2", "display_node": "2"}),
+        ),
+        event(
+            3,
+            json!({"event": "progress", "prompt_id": "p1", "node": "2", "value": 3.0, "max": 10.0}),
+        ),
     ];
     let mut preview = event(
         5, // seq 4 was dropped by the worker: the gap is relayed as it is
@@ -216,7 +227,12 @@ async fn events_reach_the_owner_and_admins_in_order_and_nobody_else() {
     );
 
     // The progress board follows the events between heartbeats.
-    let job = s.http().as_admin(ADMIN).get(&format!("/api/jobs/{id}")).await.json;
+    let job = s
+        .http()
+        .as_admin(ADMIN)
+        .get(&format!("/api/jobs/{id}"))
+        .await
+        .json;
     assert_eq!(job["progress"]["node"], "2", "{job}");
     assert_eq!(job["progress"]["node_class"], "KSampler");
     assert_eq!(job["progress"]["prompt_id"], "p1");
@@ -240,7 +256,10 @@ async fn previews_go_only_to_sockets_that_ask_for_them() {
     let r = s
         .http()
         .as_worker(WORKER)
-        .post("/api/workers/events", &batch(&id, &token, attempt, vec![preview]))
+        .post(
+            "/api/workers/events",
+            &batch(&id, &token, attempt, vec![preview]),
+        )
         .await;
     assert_eq!(r.status, 202, "{}", r.json);
     for ws in [&mut owner, &mut admin] {
@@ -262,7 +281,12 @@ async fn events_of_a_lost_lease_or_another_attempt_are_refused() {
     let s = serve().await;
     let (id, token, attempt) = s.leased_job("alice").await;
     let worker = s.http().as_worker(WORKER);
-    let one = || vec![event(0, json!({"event": "execution_start", "prompt_id": "p"}))];
+    let one = || {
+        vec![event(
+            0,
+            json!({"event": "execution_start", "prompt_id": "p"}),
+        )]
+    };
 
     let r = worker
         .post("/api/workers/events", &batch(&id, "stale", attempt, one()))
@@ -270,7 +294,10 @@ async fn events_of_a_lost_lease_or_another_attempt_are_refused() {
     assert_eq!(r.status, 409, "{}", r.json);
     assert_eq!(r.json["error"]["code"], "lease_conflict");
     let r = worker
-        .post("/api/workers/events", &batch(&id, &token, attempt + 1, one()))
+        .post(
+            "/api/workers/events",
+            &batch(&id, &token, attempt + 1, one()),
+        )
         .await;
     assert_eq!(r.status, 409, "{}", r.json);
 
@@ -282,7 +309,10 @@ async fn events_of_a_lost_lease_or_another_attempt_are_refused() {
     assert_eq!(r.status, 202, "{}", r.json);
     s.state.live.forget(id.parse().unwrap());
     let r = worker
-        .post("/api/workers/events", &batch(&id, &token, attempt + 1, one()))
+        .post(
+            "/api/workers/events",
+            &batch(&id, &token, attempt + 1, one()),
+        )
         .await;
     assert_eq!(r.status, 409, "{}", r.json);
 
@@ -379,7 +409,12 @@ async fn oversized_and_malformed_batches_are_refused() {
     let r = worker
         .post(
             "/api/workers/events",
-            &batch(&id, &token, attempt, vec![json!({"seq": -1, "received_at_ms": 0, "event": {}})]),
+            &batch(
+                &id,
+                &token,
+                attempt,
+                vec![json!({"seq": -1, "received_at_ms": 0, "event": {}})],
+            ),
         )
         .await;
     assert_eq!(r.status, 422, "{}", r.json);

@@ -14,9 +14,8 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const WORKER_TOKEN: &str = "e2e-worker";
 const ADMIN_TOKEN: &str = "e2e-admin";
@@ -105,24 +104,44 @@ async fn the_owner_watches_a_running_prompt_and_nobody_else_does() {
         .filter(|m| m["type"] == "comfy_event")
         .map(|m| &m["data"])
         .collect();
-    assert!(!events.is_empty(), "no comfy_event reached the owner: {seen:?}");
-    assert!(events.iter().all(|d| d["job_id"] == id.as_str() && d["attempt"] == 1));
+    assert!(
+        !events.is_empty(),
+        "no comfy_event reached the owner: {seen:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|d| d["job_id"] == id.as_str() && d["attempt"] == 1)
+    );
     let seqs: Vec<u64> = events.iter().map(|d| d["seq"].as_u64().unwrap()).collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "out of order: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {seqs:?}"
+    );
     let names: Vec<&str> = events
         .iter()
         .map(|d| d["event"]["event"].as_str().unwrap())
         .collect();
     // The prompt's life, in order (other events in between).
-    let mut wanted = ["execution_start", "executing", "progress", "executed", "execution_success"]
-        .into_iter()
-        .peekable();
+    let mut wanted = [
+        "execution_start",
+        "executing",
+        "progress",
+        "executed",
+        "execution_success",
+    ]
+    .into_iter()
+    .peekable();
     for n in &names {
         if wanted.peek() == Some(n) {
             wanted.next();
         }
     }
-    assert!(wanted.peek().is_none(), "missing {:?} in {names:?}", wanted.peek());
+    assert!(
+        wanted.peek().is_none(),
+        "missing {:?} in {names:?}",
+        wanted.peek()
+    );
     let progress: Vec<&&Value> = events
         .iter()
         .filter(|d| d["event"]["event"] == "progress")

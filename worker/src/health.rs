@@ -225,7 +225,11 @@ impl Health {
         self.events_sent.inc_by(stats.sent);
         self.events_dropped.inc_by(stats.dropped);
         if stats.dropped > 0 {
-            tracing::info!(sent = stats.sent, dropped = stats.dropped, "live events dropped (lossy relay)");
+            tracing::info!(
+                sent = stats.sent,
+                dropped = stats.dropped,
+                "live events dropped (lossy relay)"
+            );
         }
     }
 

@@ -222,7 +222,10 @@ impl Relay {
         RelayStats {
             offered,
             sent,
-            dropped: c.dropped.load(Ordering::Relaxed).max(offered - sent.min(offered)),
+            dropped: c
+                .dropped
+                .load(Ordering::Relaxed)
+                .max(offered - sent.min(offered)),
             stopped,
         }
     }
@@ -305,7 +308,11 @@ mod tests {
         fn new(open: bool) -> Fake {
             Fake {
                 batches: Arc::default(),
-                gate: Arc::new(Semaphore::new(if open { Semaphore::MAX_PERMITS } else { 0 })),
+                gate: Arc::new(Semaphore::new(if open {
+                    Semaphore::MAX_PERMITS
+                } else {
+                    0
+                })),
                 answer: Arc::default(),
                 sent: Arc::new(Notify::new()),
             }
@@ -377,7 +384,11 @@ mod tests {
         let stats = relay.finish().await;
         let seqs = fake.seqs();
         assert_eq!(seqs[0], vec![0]);
-        assert_eq!(seqs[1], (1..65).collect::<Vec<u64>>(), "at most 64 per batch");
+        assert_eq!(
+            seqs[1],
+            (1..65).collect::<Vec<u64>>(),
+            "at most 64 per batch"
+        );
         assert_eq!(seqs[2], (65..100).collect::<Vec<u64>>());
         assert_eq!(
             stats,
@@ -428,7 +439,10 @@ mod tests {
         assert!(tap.offer(&progress("p", 2.0)));
         fake.sent.notified().await; // 409: stop
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!tap.offer(&progress("p", 3.0)), "nothing is queued after a 409");
+        assert!(
+            !tap.offer(&progress("p", 3.0)),
+            "nothing is queued after a 409"
+        );
         let stats = relay.finish().await;
         assert!(stats.stopped);
         assert_eq!(fake.seqs(), vec![vec![0], vec![1]]);

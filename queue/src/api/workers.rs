@@ -784,7 +784,12 @@ async fn events_lease(state: &AppState, batch: &EventBatch) -> Result<String, Ap
     // store decides, as for a heartbeat, and the lease is remembered if it holds.
     let lease = state
         .store
-        .heartbeat(batch.job_id, &batch.lease_token, state.settings.lease_ms, now)
+        .heartbeat(
+            batch.job_id,
+            &batch.lease_token,
+            state.settings.lease_ms,
+            now,
+        )
         .await?;
     let Some(job) = state.store.get(batch.job_id).await? else {
         return Err(ApiError::job_not_found());

@@ -19,8 +19,8 @@ use super::QueryMap;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::events::Event;
-use serde_json::Value;
 use crate::state::AppState;
+use serde_json::Value;
 
 /// Upgrade to a WebSocket. A request that is not a WebSocket upgrade, or has a malformed
 /// query, gets the JSON error shape like every other route.
