@@ -45,7 +45,7 @@ pub fn validate_event(
         Some(name) if !name.is_empty() && name.len() <= MAX_EVENT_NAME => {}
         _ => {
             return Err(InputError::new(
-                &format!("{field}.event"),
+                format!("{field}.event"),
                 Problem::Value,
                 format!("`{field}.event` must be the event's name (1-{MAX_EVENT_NAME} characters)"),
             ));

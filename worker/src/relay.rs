@@ -65,8 +65,8 @@ pub trait EventSink: Send + Sync + 'static {
 }
 
 impl EventSink for QueueClient {
-    fn send(&self, batch: EventBatch) -> impl Future<Output = Result<(), QueueError>> + Send {
-        async move { self.post_events(&batch).await }
+    async fn send(&self, batch: EventBatch) -> Result<(), QueueError> {
+        self.post_events(&batch).await
     }
 }
 
@@ -131,9 +131,8 @@ impl EventTap {
             }
             _ => None,
         };
-        let event = match serde_json::to_value(e) {
-            Ok(v) => v,
-            Err(_) => return false,
+        let Ok(event) = serde_json::to_value(e) else {
+            return false;
         };
         let je = JobEvent {
             seq,
@@ -472,7 +471,7 @@ mod tests {
             timestamp_ms: None
         }));
         relay.finish().await;
-        let batches = fake.batches.lock().unwrap();
+        let batches = fake.batches.lock().unwrap().clone();
         let events: Vec<&JobEvent> = batches.iter().flat_map(|b| &b.events).collect();
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].preview_base64.as_deref(), Some("iVBORw=="));
