@@ -145,7 +145,8 @@ fn binary_preview_frames_are_recognized() {
             mime: Some("image/png".into()),
             node_id: None,
             prompt_id: None,
-            bytes: 4
+            bytes: 4,
+            image: bytes::Bytes::from_static(&[0x89, b'P', b'N', b'G']),
         }
     );
 
@@ -159,7 +160,8 @@ fn binary_preview_frames_are_recognized() {
             mime: Some("image/jpeg".into()),
             node_id: Some("9".into()),
             prompt_id: Some("p1".into()),
-            bytes: 3
+            bytes: 3,
+            image: bytes::Bytes::from_static(&[0xff, 0xd8, 0xff]),
         }
     );
 

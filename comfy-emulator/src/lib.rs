@@ -64,7 +64,7 @@ mod validate;
 mod view;
 mod ws;
 
-pub use engine::{Breakpoint, Faults, Hold, Step, Stopped};
+pub use engine::{Breakpoint, Faults, Hold, Step, Stopped, WsMessage};
 pub use recordings::{RECORDED_FILES, embedded_versions, recorded_object_info};
 
 use engine::{DEFAULT_WORK_UNIT_MEGAPIXELS, Engine};
@@ -97,6 +97,10 @@ pub struct EmulatorConfig {
     pub fixtures_dir: Option<PathBuf>,
     /// Faults switched on from the start.
     pub faults: Faults,
+    /// `progress` messages (step counters, as a sampler sends them) each node that loops
+    /// (every node but the one-operation ones such as `EmptyImage`) sends while it runs,
+    /// evenly over its time: `value` 1 to n of `max` n. 0 (the default) sends none.
+    pub progress_steps: u32,
 }
 
 impl EmulatorConfig {
@@ -109,7 +113,15 @@ impl EmulatorConfig {
             work_unit_megapixels: DEFAULT_WORK_UNIT_MEGAPIXELS,
             fixtures_dir: None,
             faults: Faults::default(),
+            progress_steps: 0,
         }
+    }
+
+    /// Nodes that loop send `n` `progress` messages while they run (see
+    /// [`EmulatorConfig::progress_steps`]).
+    pub fn progress_steps(mut self, n: u32) -> Self {
+        self.progress_steps = n;
+        self
     }
 
     /// Listen on `addr`.
@@ -208,7 +220,8 @@ impl Emulator {
                 config.faults.clone(),
                 files,
             )
-            .with_work_unit(config.work_unit_megapixels),
+            .with_work_unit(config.work_unit_megapixels)
+            .with_progress_steps(config.progress_steps),
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let app = app::App {
@@ -299,6 +312,12 @@ impl EmulatorHandle {
     /// Replaces the faults.
     pub fn set_faults(&self, faults: Faults) {
         self.engine.lock().faults = faults;
+    }
+
+    /// Every WebSocket message the emulator sends from now on, at the moment it sends it
+    /// (before any socket writes it): for tests and benchmarks that time what follows.
+    pub fn ws_messages(&self) -> tokio::sync::broadcast::Receiver<WsMessage> {
+        self.engine.ws.subscribe()
     }
 
     /// Prompts accepted so far.

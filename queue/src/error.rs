@@ -93,10 +93,10 @@ error_codes! {
         "known path, unknown method";
     /// The caller does not hold the live lease.
     LeaseConflict = "lease_conflict", CONFLICT,
-        "heartbeat/complete/fail or a file upload with a stale token, an expired lease, or a job that is not running";
+        "heartbeat/complete/fail/events or a file upload with a stale token, an expired lease, or a job that is not running; events of another attempt";
     /// A field or the body is over its limit.
     PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE,
-        "workflow > 10 MB, metadata > 1 MB, result > 50 MB, a file over `--max-file-bytes` (1 GiB), or the body over the route limit (12 MB submit, 51 MB complete, 1 MB others)";
+        "workflow > 10 MB, metadata > 1 MB, result > 50 MB, a file over `--max-file-bytes` (1 GiB), an events batch of more than 256 events or with a preview over 4 MiB, or the body over the route limit (12 MB submit, 51 MB complete, 8 MiB events, 1 MB others)";
     /// The body is not declared JSON.
     UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE,
         "a request body whose `Content-Type` is not `application/json` (field `body`); an empty body needs none";

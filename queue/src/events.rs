@@ -1,4 +1,6 @@
-//! Live events for `/ws`: `{"type": "job_created"|"job_updated"|"job_deleted", "data", "timestamp"}`.
+//! Live events for `/ws`: `{"type": "job_created"|"job_updated"|"job_deleted"|"comfy_event", "data", "timestamp"}`.
+
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -7,7 +9,7 @@ use tokio::sync::broadcast;
 /// One event, with the owner kept aside so per-user sockets can be filtered.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
-    /// `job_created`, `job_updated`, `job_deleted` or `worker_updated`.
+    /// `job_created`, `job_updated`, `job_deleted`, `worker_updated` or `comfy_event`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// The job response (never the workflow), or `{job_id}` for `job_deleted`.
@@ -17,6 +19,10 @@ pub struct Event {
     /// Owner of the job, for filtering; not sent.
     #[serde(skip)]
     pub user_id: Option<String>,
+    /// A `comfy_event`'s preview image (base64), added to `data` as `preview_base64` only
+    /// for sockets opened with `?previews=true`; not sent otherwise.
+    #[serde(skip)]
+    pub preview: Option<Arc<str>>,
 }
 
 /// Fan-out of events to every open socket. Slow sockets skip what they missed.

@@ -16,13 +16,14 @@
 //! scheduler  → input                     routing: Requirements, WorkerInfo, versions
 //! model      → clock, input, scheduler   jobs, attempts, input validation
 //! progress   → input                     heartbeat progress, the progress board
+//! live       → clock, input              live ComfyUI events: batch limits, known leases, progress
 //! lifecycle  → clock, model              the job state machine (pure functions)
 //! store      → clock, model, scheduler, lifecycle   Store trait, SQLite and Redis backends
 //! metrics    → store                     the counters behind /metrics
-//! state      → auth, clock, events, metrics, progress, scheduler, store
+//! state      → auth, clock, events, live, metrics, progress, scheduler, store
 //! config     → auth, state               clap flags and env → Settings
 //! error      → input, auth, store        ErrorCode, ApiError: domain errors → HTTP
-//! api        → auth, clock, error, events, input, lifecycle, model, progress, scheduler,
+//! api        → auth, clock, error, events, input, lifecycle, live, model, progress, scheduler,
 //!              state, store               routes, extractors, handlers, OpenAPI
 //! reaper     → clock, state, store, api   lease expiry pass (publishes job events), file sweep
 //! ```
@@ -39,6 +40,7 @@ pub mod error;
 pub mod events;
 pub mod input;
 pub mod lifecycle;
+pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod progress;

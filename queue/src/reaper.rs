@@ -52,6 +52,7 @@ impl AppState {
             .chain(&report.cancelled)
         {
             self.progress.clear(*id);
+            self.live.forget(*id);
             if let Ok(Some(job)) = self.store.get(*id).await {
                 api::jobs::publish(self, "job_updated", &job, None);
             }

@@ -1,5 +1,5 @@
 //! What the handlers share: the [`Settings`] and the [`AppState`] (job store, file store,
-//! clock, event bus, counters, worker cache, progress board).
+//! clock, event bus, counters, worker cache, progress board, live leases).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use crate::auth::AuthConfig;
 use crate::clock::{Millis, SharedClock};
 use crate::events::EventBus;
+use crate::live::LiveJobs;
 use crate::metrics::Metrics;
 use crate::progress;
 use crate::scheduler::WorkerInfo;
@@ -107,6 +108,9 @@ pub struct Inner {
     pub stopping: std::sync::atomic::AtomicBool,
     /// Progress of running jobs from worker heartbeats (memory only).
     pub progress: progress::ProgressBoard,
+    /// Leases of running jobs this process knows, with their live-event trackers (memory
+    /// only; fences `POST /api/workers/events` without a store write).
+    pub live: LiveJobs,
     /// Turns true at [`AppState::begin_shutdown`]. Every `/ws` connection holds a receiver,
     /// so [`AppState::websockets_closed`] can wait for them to send their close frames.
     pub shutdown: tokio::sync::watch::Sender<bool>,
@@ -141,6 +145,7 @@ impl AppState {
             started: Instant::now(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             progress: progress::ProgressBoard::default(),
+            live: LiveJobs::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
         }))
     }

@@ -225,3 +225,121 @@ fn common_files(dir: &tempfile::TempDir) -> Arc<dyn comfy_artifacts::BlobStore> 
     .map(|s| Arc::new(s) as Arc<dyn comfy_artifacts::BlobStore>)
     .unwrap()
 }
+
+/// A running job's progress bars move as its worker posts live events, and a completed job
+/// whose result names an image output URL shows it as a thumbnail (`<img>`).
+#[tokio::test]
+#[cfg_attr(not(has_chromium), ignore = "chromium or chromedriver not installed")]
+async fn dashboard_shows_live_progress_and_output_thumbnails() {
+    let (addr, _db) = serve_queue().await;
+    let http = Client::new(format!("http://{addr}"));
+    http.post(
+        "/api/workers/register",
+        &json!({"worker_id": "gpu-1", "comfyui_version": "0.11.1", "line": "jobs-api"}),
+    )
+    .await;
+    let workflow = json!({
+        "1": {"class_type": "EmptyLatentImage", "inputs": {}},
+        "2": {"class_type": "KSampler", "inputs": {}},
+        "3": {"class_type": "SaveImage", "inputs": {}},
+    });
+    let id = http
+        .post(
+            "/api/jobs",
+            &json!({"user_id": "student042", "workflow": workflow}),
+        )
+        .await
+        .json["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let leased = http.get("/api/workers/next-job?worker_id=gpu-1").await.json;
+    let token = leased["job"]["lease_token"].as_str().unwrap().to_owned();
+    let attempt = leased["job"]["attempt"].clone();
+
+    let browser = Browser::launch().await;
+    browser
+        .client()
+        .goto(&format!("http://{addr}/admin"))
+        .await
+        .unwrap();
+    browser
+        .wait_for("document.getElementById('live')?.className === 'on'")
+        .await;
+    let cell = format!(
+        "[...document.querySelectorAll('#jobs td.live')].find(t => t.dataset.job === '{id}')"
+    );
+    browser.wait_for(&format!("!!{cell}")).await;
+
+    let post = |seq: u64, event: serde_json::Value| {
+        let http = http.clone();
+        let body = json!({"job_id": id, "lease_token": token, "attempt": attempt,
+                          "events": [{"seq": seq, "received_at_ms": 0, "event": event}]});
+        async move {
+            let r = http.post("/api/workers/events", &body).await;
+            assert_eq!(r.status, 202, "{}", r.json);
+        }
+    };
+    post(0, json!({"event": "execution_start", "prompt_id": "p"})).await;
+    post(
+        1,
+        json!({"event": "executing", "prompt_id": "p", "node": "1"}),
+    )
+    .await;
+    post(
+        2,
+        json!({"event": "executing", "prompt_id": "p", "node": "2"}),
+    )
+    .await;
+    post(
+        3,
+        json!({"event": "progress", "prompt_id": "p", "node": "2", "value": 3.0, "max": 10.0}),
+    )
+    .await;
+    browser
+        .wait_for(&format!(
+            "{cell}?.querySelector('progress.node-steps')?.value === 3 \
+             && {cell}.querySelector('progress.nodes').value === 1 \
+             && {cell}.innerText.includes('KSampler')"
+        ))
+        .await;
+    post(
+        4,
+        json!({"event": "progress", "prompt_id": "p", "node": "2", "value": 7.0, "max": 10.0}),
+    )
+    .await;
+    browser
+        .wait_for(&format!(
+            "{cell}?.querySelector('progress.node-steps')?.value === 7"
+        ))
+        .await;
+    post(
+        5,
+        json!({"event": "executing", "prompt_id": "p", "node": "3"}),
+    )
+    .await;
+    browser
+        .wait_for(&format!(
+            "{cell}?.querySelector('progress.nodes')?.value === 2 && {cell}.innerText.includes('SaveImage')"
+        ))
+        .await;
+
+    let url = format!("/api/jobs/{id}/files/output/thumb.png");
+    let r = http
+        .post(
+            &format!("/api/workers/complete-job?job_id={id}"),
+            &json!({"lease_token": token, "result": {"outputs": [
+                {"node_id": "3", "kind": "image", "filename": "thumb.png", "url": url},
+                {"node_id": "4", "kind": "video", "filename": "clip.mp4", "url": format!("/api/jobs/{id}/files/output/clip.mp4")},
+            ]}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    browser
+        .wait_for(&format!(
+            "!!{cell}?.querySelector('img[src=\"{url}\"]') \
+             && [...{cell}.querySelectorAll('a')].some(a => a.innerText.includes('clip.mp4'))"
+        ))
+        .await;
+    browser.close().await;
+}

@@ -84,6 +84,16 @@ pub struct Config {
     #[arg(long, env = "WORKER_BACKOFF_MAX_SECS", default_value_t = 30.0)]
     pub backoff_max_secs: f64,
 
+    /// Forward the running prompt's live ComfyUI events (progress, node starts, outputs) to
+    /// the queue, which shows them to the job's watchers on its /ws. Lossy: never slows the job.
+    #[arg(long, env = "WORKER_FORWARD_EVENTS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub forward_events: bool,
+
+    /// Forward ComfyUI's preview images (base64) with the events (`--forward-previews false`
+    /// to send only their size and type).
+    #[arg(long, env = "WORKER_FORWARD_PREVIEWS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub forward_previews: bool,
+
     /// Where to serve /health and /metrics (`off` to disable).
     #[arg(long, env = "WORKER_HEALTH_LISTEN", default_value = "127.0.0.1:9188")]
     pub health_listen: String,
@@ -167,5 +177,10 @@ mod tests {
         assert_eq!(c.health_addr(), Ok(None));
         assert_eq!(secs(c.status_poll_secs, 1.0), Duration::from_millis(200));
         assert_eq!(secs(f64::NAN, 1.0), Duration::from_secs(1));
+        assert!(c.forward_events && c.forward_previews);
+        let c = Config::parse_from(["comfy-worker", "--forward-previews", "false"]);
+        assert!(c.forward_events && !c.forward_previews);
+        let c = Config::parse_from(["comfy-worker", "--forward-events=false"]);
+        assert!(!c.forward_events);
     }
 }

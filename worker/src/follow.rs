@@ -183,6 +183,8 @@ pub struct Follow<'a> {
     pub prompt_id: &'a str,
     /// Timings.
     pub options: FollowOptions,
+    /// Where this prompt's events are forwarded to the queue (`None`: not forwarded).
+    pub tap: Option<&'a crate::relay::EventTap>,
 }
 
 impl Follow<'_> {
@@ -284,6 +286,9 @@ impl Follow<'_> {
                 ev = next_event(&mut events) => match ev {
                     Some(Ok(e)) => {
                         last_event = Instant::now();
+                        if let Some(tap) = self.tap {
+                            tap.offer(&e);
+                        }
                         if tracker.apply(&e) {
                             progress.send_replace(tracker.progress());
                         }

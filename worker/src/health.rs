@@ -115,6 +115,8 @@ pub struct Health {
     outcomes: Family<OutcomeLabels, Counter>,
     detections: Counter,
     job_duration: Histogram,
+    events_sent: Counter,
+    events_dropped: Counter,
 }
 
 impl Health {
@@ -141,6 +143,8 @@ impl Health {
             },
             detections: Counter::default(),
             job_duration: Histogram::new(JOB_DURATION_BUCKETS),
+            events_sent: Counter::default(),
+            events_dropped: Counter::default(),
         }
     }
 
@@ -216,6 +220,24 @@ impl Health {
         self.detections.get()
     }
 
+    /// Counts what a job's event relay sent and dropped.
+    pub fn count_events(&self, stats: &crate::relay::RelayStats) {
+        self.events_sent.inc_by(stats.sent);
+        self.events_dropped.inc_by(stats.dropped);
+        if stats.dropped > 0 {
+            tracing::info!(
+                sent = stats.sent,
+                dropped = stats.dropped,
+                "live events dropped (lossy relay)"
+            );
+        }
+    }
+
+    /// Live events forwarded to the queue and dropped, since start.
+    pub fn events_counts(&self) -> (u64, u64) {
+        (self.events_sent.get(), self.events_dropped.get())
+    }
+
     fn json(&self) -> (StatusCode, serde_json::Value) {
         let s = self.lock().clone();
         let code = match s.status {
@@ -267,6 +289,16 @@ impl Health {
             "comfy_worker_detections",
             "ComfyUI detections (start and after each reconnect)",
             self.detections.clone(),
+        );
+        reg.register(
+            "comfy_worker_events_sent",
+            "Live ComfyUI events forwarded to the queue",
+            self.events_sent.clone(),
+        );
+        reg.register(
+            "comfy_worker_events_dropped",
+            "Live ComfyUI events dropped (back-pressure, failed batches, lost lease)",
+            self.events_dropped.clone(),
         );
         reg.register(
             "comfy_worker_job_duration_seconds",

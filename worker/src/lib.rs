@@ -14,6 +14,7 @@ pub mod files;
 pub mod follow;
 pub mod health;
 pub mod queue_client;
+pub mod relay;
 pub mod runner;
 
 use crate::config::{Config, secs};
@@ -253,6 +254,10 @@ impl Worker {
                 follow,
                 heartbeat: self.config.heartbeat_secs.map(|s| secs(s, 1.0)),
                 health: self.health.clone(),
+                relay: self.config.forward_events.then_some(relay::RelayOptions {
+                    forward_previews: self.config.forward_previews,
+                    ..relay::RelayOptions::default()
+                }),
             };
             let (hand_back_tx, hand_back_rx) = watch::channel(false);
             let running = run_job(&ctx, job, hand_back_rx);

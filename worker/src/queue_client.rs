@@ -11,7 +11,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 pub use comfy_queue_api::{
-    CompleteRequest, FailRequest, FileRole, HeartbeatRequest, HeartbeatResponse, JobFile,
+    CompleteRequest, EventBatch, FailRequest, FileRole, HeartbeatRequest, HeartbeatResponse,
+    JobEvent, JobFile,
     LeasedJob, NextJobResponse, RegisterRequest, WorkerAck,
 };
 
@@ -318,6 +319,21 @@ impl QueueClient {
             .send()
             .await?;
         Self::read(resp).await
+    }
+
+    /// Forwards a batch of live ComfyUI events of the running job (`POST /api/workers/events`,
+    /// once: a failed batch is not repeated, progress is a view). 409 means the lease is lost.
+    pub async fn post_events(&self, batch: &EventBatch) -> Result<(), QueueError> {
+        let resp = self
+            .request(
+                reqwest::Method::POST,
+                "/api/workers/events",
+                self.request_timeout,
+            )
+            .json(batch)
+            .send()
+            .await?;
+        Self::read::<Value>(resp).await.map(|_| ())
     }
 
     /// The backoff of repeated worker calls (reports, file transfers).

@@ -5,6 +5,7 @@ use crate::classify::{ErrorClass, JobError};
 use crate::follow::{Follow, FollowEnd, FollowOptions, ProgressTracker, Stop};
 use crate::health::{CurrentJob, Health, Outcome};
 use crate::queue_client::{FailRequest, LeasedJob, Progress, QueueClient, QueueError};
+use crate::relay::Relay;
 use comfy_adapter::ComfyAdapter;
 use comfy_adapter::model::job::{JobState, JobStatus};
 use comfy_adapter::model::output::Output;
@@ -36,6 +37,8 @@ pub struct RunContext {
     pub heartbeat: Option<Duration>,
     /// Health record.
     pub health: Arc<Health>,
+    /// Forwarding of live events to the queue (`None`: off).
+    pub relay: Option<crate::relay::RelayOptions>,
 }
 
 /// How the job ended for the worker.
@@ -288,14 +291,24 @@ async fn execute(
         return Ran::Failed(err);
     }
     tracing::info!("prompt submitted");
+    let relay = ctx.relay.map(|o| {
+        let token = job.lease_token.as_str();
+        Relay::start(ctx.queue.clone(), job.id, token, job.attempt, prompt_id, o)
+    });
     let follow = Follow {
         adapter: &ctx.adapter,
         client_id: &ctx.client_id,
         prompt_id,
         options: ctx.follow,
+        tap: relay.as_ref().and_then(Relay::tap),
     };
     let mut tracker = ProgressTracker::new(prompt_id, classes);
-    match follow.run(events, &mut tracker, progress, stop).await {
+    let followed = follow.run(events, &mut tracker, progress, stop).await;
+    if let Some(r) = relay {
+        // The last events (execution_success) reach watchers before the job's report.
+        ctx.health.count_events(&r.finish().await);
+    }
+    match followed {
         FollowEnd::Stopped(s) => Ran::Stopped(s),
         FollowEnd::Failed(e) => Ran::Failed(e),
         FollowEnd::Finished {

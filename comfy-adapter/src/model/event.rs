@@ -109,6 +109,10 @@ pub enum Event {
         prompt_id: Option<PromptId>,
         /// Image size in bytes.
         bytes: usize,
+        /// The image itself (kept so it can be forwarded; not serialized: the normalized
+        /// event names only its size and type).
+        #[serde(skip)]
+        image: bytes::Bytes,
     },
     /// A binary text frame (progress text of a node).
     Text {

@@ -151,6 +151,7 @@ pub fn parse_binary_frame(frame: &[u8]) -> Result<Event, EventError> {
                 node_id: None,
                 prompt_id: None,
                 bytes: payload.len() - 4,
+                image: bytes::Bytes::copy_from_slice(&payload[4..]),
             }
         }
         3 => {
@@ -176,6 +177,7 @@ pub fn parse_binary_frame(frame: &[u8]) -> Result<Event, EventError> {
                 node_id: str_field(&meta, "node_id"),
                 prompt_id: str_field(&meta, "prompt_id"),
                 bytes: payload.len() - 4 - len,
+                image: bytes::Bytes::copy_from_slice(&payload[4 + len..]),
             }
         }
         other => Event::UnknownBinary {

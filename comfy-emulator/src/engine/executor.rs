@@ -359,6 +359,20 @@ impl Engine {
             if let Some(mut held) = held {
                 held.wait().await;
             }
+        } else if self.progress_steps > 0 && !stall {
+            // A looping node (a sampler): a step counter after each slice of its time.
+            let steps = self.progress_steps;
+            let mut held = held;
+            for step in 1..=steps {
+                if self.pause(d / steps, false, held.take()).await {
+                    return Err(interrupted);
+                }
+                self.send(
+                    run.to,
+                    "progress",
+                    json!({"value": step, "max": steps, "prompt_id": pid, "node": node_id}),
+                );
+            }
         } else if self.pause(d, stall, held).await {
             return Err(interrupted);
         }

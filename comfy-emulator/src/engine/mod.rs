@@ -48,11 +48,13 @@ pub(crate) struct Submission {
 
 /// A WebSocket message: to one client (`Some(sid)`) or to all.
 #[derive(Debug, Clone)]
-pub(crate) struct WsMessage {
+pub struct WsMessage {
     /// The addressee.
-    pub(crate) to: Option<String>,
+    pub to: Option<String>,
     /// The JSON text.
-    pub(crate) text: Arc<str>,
+    pub text: Arc<str>,
+    /// When the emulator sent it (handed it to its sockets).
+    pub at: std::time::Instant,
 }
 
 /// The shared core of one emulated server.
@@ -66,6 +68,8 @@ pub(crate) struct Engine {
     pub(crate) node_time: Duration,
     /// Megapixels a node processes in `node_time`; more take longer.
     pub(crate) work_unit_megapixels: f64,
+    /// `progress` messages a looping node sends while it runs.
+    pub(crate) progress_steps: u32,
     /// Input, output, temp and user folders.
     pub(crate) files: Files,
     state: Mutex<State>,
@@ -102,6 +106,7 @@ impl Engine {
             classes,
             node_time,
             work_unit_megapixels: DEFAULT_WORK_UNIT_MEGAPIXELS,
+            progress_steps: 0,
             files,
             state: Mutex::new(State {
                 faults,
@@ -120,6 +125,12 @@ impl Engine {
         self
     }
 
+    /// Looping nodes send `n` `progress` messages while they run.
+    pub(crate) fn with_progress_steps(mut self, n: u32) -> Self {
+        self.progress_steps = n;
+        self
+    }
+
     /// The state, locked (never held across an await).
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         match self.state.lock() {
@@ -135,6 +146,7 @@ impl Engine {
         let _ = self.ws.send(WsMessage {
             to: to.map(str::to_owned),
             text: text.into(),
+            at: std::time::Instant::now(),
         });
     }
 

@@ -49,6 +49,7 @@ pub fn publish_with_files(
         data,
         timestamp: to_rfc3339(state.now()),
         user_id: Some(job.user_id.clone()),
+        preview: None,
     });
 }
 
@@ -320,6 +321,7 @@ pub async fn cancel(
             data: json!({"job_id": job.id}),
             timestamp: to_rfc3339(state.now()),
             user_id: Some(job.user_id.clone()),
+            preview: None,
         });
     }
     tracing::info!(job_id = %job.id, status = job.status.as_str(), cancel_requested = job.cancel_requested, "job cancel");

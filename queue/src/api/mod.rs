@@ -63,6 +63,10 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/api/workers/fail-job", post(workers::fail_job))
         .route("/api/workers/heartbeat", post(workers::heartbeat))
+        .route(
+            "/api/workers/events",
+            post(workers::events).layer(DefaultBodyLimit::max(crate::live::EVENTS_BODY_LIMIT)),
+        )
         .route("/ws", get(ws::ws_handler))
         .route("/metrics", get(metrics::metrics))
         .route("/api/openapi.json", get(openapi::openapi_json))

@@ -29,14 +29,15 @@ use crate::clock::to_rfc3339;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::input::{self, InputError, Problem};
 use crate::lifecycle::{Failure, LeaseKind};
+use crate::live::{self, LeaseCheck, LiveProgress};
 use crate::model::{self, Status, WorkerRecord};
 use crate::progress;
 use crate::scheduler::WorkerInfo;
 use crate::state::AppState;
 use crate::store::Claimed;
 use comfy_queue_api::{
-    CompleteRequest, FailRequest, HeartbeatRequest, HeartbeatResponse, LeasedJob, NextJobResponse,
-    RegisterRequest, WorkerAck,
+    CompleteRequest, EventBatch, FailRequest, HeartbeatRequest, HeartbeatResponse, LeasedJob,
+    NextJobResponse, RegisterRequest, WorkerAck,
 };
 
 async fn worker_info(state: &AppState, worker_id: &str) -> Result<(WorkerInfo, bool), ApiError> {
@@ -186,6 +187,14 @@ async fn wait_for_cancel(state: &AppState, id: Uuid, wait: Duration) -> Result<b
 fn leased(state: &AppState, c: Claimed, lease_ms: i64) -> LeasedJob {
     state.metrics.claims.inc();
     state.progress.clear(c.job.id);
+    state.live.leased(
+        c.job.id,
+        &c.lease_token,
+        c.job.attempts,
+        &c.job.user_id,
+        c.job.lease_expires_at.unwrap_or_default(),
+        live::node_classes(&c.workflow),
+    );
     publish(state, "job_updated", &c.job, None);
     tracing::info!(job_id = %c.job.id, worker_id = ?c.job.worker_id, attempt = c.job.attempts, "job leased");
     let lease_seconds = lease_ms as f64 / 1000.0;
@@ -243,6 +252,22 @@ fn type_error(path: &str, found: &Value) -> InputError {
             "`capabilities` must be an array of non-empty strings",
         ),
         p if p == "progress" || p.starts_with("progress.") => progress::type_error(p, found),
+        "attempt" => InputError::new(
+            path,
+            Problem::Type,
+            "`attempt` must be a non-negative integer",
+        ),
+        "events" => InputError::new(path, Problem::Type, "`events` must be an array of events"),
+        p if p.starts_with("events[") => {
+            let what = match p.rsplit('.').next() {
+                Some("seq") => "a non-negative integer",
+                Some("received_at_ms") => "an integer (ms since the epoch)",
+                Some("preview_base64") => "a string",
+                Some("event") => "an object",
+                _ => "an event object",
+            };
+            InputError::new(path, Problem::Type, format!("`{path}` must be {what}"))
+        }
         _ => InputError::new(path, Problem::Type, format!("`{path}` must be a string")),
     }
 }
@@ -344,6 +369,7 @@ pub async fn complete_job(
         .complete(id, token.as_deref(), result, state.now())
         .await?;
     state.progress.clear(job.id);
+    state.live.forget(job.id);
     state.metrics.completed.inc();
     if let (Some(start), Some(end)) = (job.started_at, job.completed_at) {
         state.metrics.record_run(end - start);
@@ -453,6 +479,7 @@ pub async fn fail_job(
         )
         .await?;
     state.progress.clear(job.id);
+    state.live.forget(job.id);
     match job.status {
         Status::Pending => {
             state.metrics.retries.inc();
@@ -543,6 +570,7 @@ pub async fn heartbeat(
             .store
             .heartbeat(id, &token, state.settings.lease_ms, state.now())
             .await?;
+        state.live.renewed(id, &token, lease.lease_expires_at);
         if let Some(p) = progress
             && state.progress.get(id).as_ref() != Some(&p)
         {
@@ -721,5 +749,190 @@ pub async fn list_workers(
                 worker_response(&state, rec, running)
             })
             .collect(),
+    ))
+}
+
+/// Answer to an events batch.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventsAck {
+    /// Always `accepted`.
+    pub status: String,
+    /// The job.
+    pub job_id: Uuid,
+    /// Events relayed.
+    pub accepted: usize,
+}
+
+/// The `data` of a `comfy_event` message on `/ws` (`{"type": "comfy_event", "data": ...,
+/// "timestamp"}`), sent to the job's owner and admins.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ComfyEventData {
+    /// The job.
+    pub job_id: Uuid,
+    /// Its attempt the event belongs to.
+    pub attempt: u32,
+    /// The worker's sequence number (per attempt; a gap means events were dropped).
+    pub seq: u64,
+    /// When the worker received it from ComfyUI (ms since the epoch).
+    pub received_at_ms: i64,
+    /// The normalized ComfyUI event (`{"event": "progress", "node", "value", "max", ...}`).
+    #[schema(value_type = Object)]
+    pub event: Value,
+    /// The queue's view of the job's progress after this event.
+    pub progress: LiveProgress,
+    /// A preview's image, base64: only on sockets opened with `/ws?previews=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview_base64: Option<String>,
+}
+
+/// Whether the batch's lease is live: the job's owner, or 409 (404 for an unknown job).
+async fn events_lease(state: &AppState, batch: &EventBatch) -> Result<String, ApiError> {
+    let now = state.now();
+    match state
+        .live
+        .check(batch.job_id, &batch.lease_token, batch.attempt, now)
+    {
+        LeaseCheck::Held { user_id } => return Ok(user_id),
+        LeaseCheck::Lost => {
+            return Err(ApiError::new(
+                ErrorCode::LeaseConflict,
+                "the lease of this attempt is lost (another attempt holds the job)",
+            ));
+        }
+        LeaseCheck::Unknown => {}
+    }
+    // Not known here (a restart, a token this process did not hand out, an expiry): the
+    // store decides, as for a heartbeat, and the lease is remembered if it holds.
+    let lease = state
+        .store
+        .heartbeat(
+            batch.job_id,
+            &batch.lease_token,
+            state.settings.lease_ms,
+            now,
+        )
+        .await?;
+    let Some(job) = state.store.get(batch.job_id).await? else {
+        return Err(ApiError::job_not_found());
+    };
+    if job.attempts != batch.attempt {
+        return Err(ApiError::new(
+            ErrorCode::LeaseConflict,
+            format!(
+                "the events are of attempt {}, the job runs attempt {}",
+                batch.attempt, job.attempts
+            ),
+        ));
+    }
+    state.live.leased(
+        job.id,
+        &batch.lease_token,
+        job.attempts,
+        &job.user_id,
+        lease.lease_expires_at,
+        HashMap::new(),
+    );
+    Ok(job.user_id)
+}
+
+/// Live ComfyUI events of a running job (lossy, memory only): relayed in order on `/ws` as
+/// `comfy_event` to the job's owner and admins, and folded into the job's `progress`.
+/// Fenced like a heartbeat (409 when the lease is lost or the attempt is not the job's).
+#[utoipa::path(
+    post, path = "/api/workers/events", tag = "workers",
+    request_body = EventBatch,
+    responses(
+        (status = 202, description = "Relayed", body = EventsAck),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Lease lost, or another attempt: stop sending", body = ErrorBody),
+        (status = 413, description = "More than 256 events, a preview over 4 MiB, or a body over 8 MiB", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    )
+)]
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(axum::http::StatusCode, Json<EventsAck>), ApiError> {
+    caller.require_worker()?;
+    let obj = body_object(json_body(&headers, body, live::EVENTS_BODY_LIMIT)?)?;
+    for field in ["job_id", "lease_token", "attempt", "events"] {
+        input::require(&obj, field, &format!("`{field}` is required"))?;
+    }
+    if let Some(n) = obj.get("events").and_then(Value::as_array).map(Vec::len)
+        && n > live::MAX_BATCH_EVENTS
+    {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "a batch carries at most {} events (this one {n})",
+                live::MAX_BATCH_EVENTS
+            ),
+        )
+        .with_field("events"));
+    }
+    let batch: EventBatch = input::from_object(
+        obj,
+        &["job_id", "lease_token", "attempt", "events"],
+        type_error,
+    )?;
+    for (i, e) in batch.events.iter().enumerate() {
+        live::validate_event(i, &e.event, e.preview_base64.as_deref())?;
+    }
+    let user_id = events_lease(&state, &batch).await?;
+    let id = batch.job_id;
+    let progress = state.live.apply(id, batch.events.iter().map(|e| &e.event));
+    let accepted = batch.events.len();
+    if let Some(last) = progress.last() {
+        let before = state.progress.get(id).unwrap_or_default();
+        let prompt_id = batch
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| e.event.get("prompt_id").and_then(Value::as_str))
+            .map(str::to_owned)
+            .or(before.prompt_id);
+        state.progress.set(
+            id,
+            progress::Progress {
+                percent: last.percent.or(before.percent),
+                node: last.node.clone(),
+                node_class: last.node_class.clone(),
+                prompt_id,
+            },
+        );
+    }
+    if state.events.has_listeners() {
+        let timestamp = to_rfc3339(state.now());
+        let mut progress = progress.into_iter();
+        for e in batch.events {
+            let p = progress.next().unwrap_or_default();
+            let data = ComfyEventData {
+                job_id: id,
+                attempt: batch.attempt,
+                seq: e.seq,
+                received_at_ms: e.received_at_ms,
+                event: e.event,
+                progress: p,
+                preview_base64: None,
+            };
+            state.events.publish(crate::events::Event {
+                kind: "comfy_event",
+                data: serde_json::to_value(&data).unwrap_or(Value::Null),
+                timestamp: timestamp.clone(),
+                user_id: Some(user_id.clone()),
+                preview: e.preview_base64.map(std::sync::Arc::from),
+            });
+        }
+    }
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(EventsAck {
+            status: "accepted".into(),
+            job_id: id,
+            accepted,
+        }),
     ))
 }

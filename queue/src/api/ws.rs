@@ -3,6 +3,10 @@
 //! With auth on, an admin (bearer header, or `?token=` since browsers cannot set headers on
 //! a WebSocket) sees every event; a user (trusted header) sees only events of their own
 //! jobs; anyone else is refused. Events never carry workflows.
+//!
+//! `comfy_event` messages (live ComfyUI events of running jobs) follow the same rule. Their
+//! preview images (`data.preview_base64`) are sent only on sockets opened with
+//! `?previews=true`.
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -14,7 +18,9 @@ use tokio::sync::broadcast::error::RecvError;
 use super::QueryMap;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::events::Event;
 use crate::state::AppState;
+use serde_json::Value;
 
 /// Upgrade to a WebSocket. A request that is not a WebSocket upgrade, or has a malformed
 /// query, gets the JSON error shape like every other route.
@@ -40,14 +46,40 @@ pub async fn ws_handler(
             return ApiError::unauthorized("admin token or user identity required").into_response();
         }
     };
+    let previews = match q.get("previews").map(|v| super::parse_flag("previews", v)) {
+        None => false,
+        Some(Ok(b)) => b,
+        Some(Err(e)) => return e.into_response(),
+    };
     let upgrade = match upgrade {
         Ok(u) => u,
         Err(e) => return ApiError::websocket_required(e.body_text()).into_response(),
     };
-    upgrade.on_upgrade(move |socket| serve(socket, state, scope))
+    upgrade.on_upgrade(move |socket| serve(socket, state, scope, previews))
 }
 
-async fn serve(mut socket: WebSocket, state: AppState, scope: Option<String>) {
+/// The text of `ev` for a socket that does (or does not) want preview images.
+fn frame_text(ev: &Event, previews: bool) -> Option<String> {
+    match &ev.preview {
+        Some(p) if previews => {
+            let mut data = ev.data.clone();
+            if let Some(obj) = data.as_object_mut() {
+                obj.insert("preview_base64".into(), Value::String(p.to_string()));
+            }
+            let with = Event {
+                kind: ev.kind,
+                data,
+                timestamp: ev.timestamp.clone(),
+                user_id: None,
+                preview: None,
+            };
+            serde_json::to_string(&with).ok()
+        }
+        _ => serde_json::to_string(ev).ok(),
+    }
+}
+
+async fn serve(mut socket: WebSocket, state: AppState, scope: Option<String>, previews: bool) {
     let mut events = state.events.subscribe();
     // Held for as long as the connection lives (AppState::websockets_closed waits for it).
     let mut stop = state.shutdown.subscribe();
@@ -76,7 +108,7 @@ async fn serve(mut socket: WebSocket, state: AppState, scope: Option<String>) {
                     if scope.as_ref().is_some_and(|u| ev.user_id.as_ref() != Some(u)) {
                         continue;
                     }
-                    let Ok(text) = serde_json::to_string(&ev) else { continue };
+                    let Some(text) = frame_text(&ev, previews) else { continue };
                     if socket.send(Message::Text(text.into())).await.is_err() {
                         break;
                     }

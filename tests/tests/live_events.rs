@@ -1,0 +1,178 @@
+//! Live ComfyUI events of a running job, end to end: emulated ComfyUI → worker (relay) →
+//! queue (`POST /api/workers/events`) → `/ws`. The job's owner sees its events in order;
+//! another user sees none of them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use comfy_e2e::*;
+use comfy_emulator::{Emulator, EmulatorConfig};
+use comfy_queue::auth::AuthConfig;
+use comfy_stack::{Backend, QueueOptions, start_queue};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const WORKER_TOKEN: &str = "e2e-worker";
+const ADMIN_TOKEN: &str = "e2e-admin";
+
+async fn ws_as(base: &str, user: &str) -> Ws {
+    let url = format!("{}/ws", base.replace("http://", "ws://"));
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("x-forwarded-user", user.parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// Text messages of `ws` as JSON, until `stop` says a message is the last one wanted.
+async fn read_until(ws: &mut Ws, mut stop: impl FnMut(&Value) -> bool) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("no websocket message within 20 s")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap_or(json!(t.as_str()));
+            let last = stop(&v);
+            seen.push(v);
+            if last {
+                return seen;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_watches_a_running_prompt_and_nobody_else_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = QueueOptions::sqlite("unused").short_leases(LEASE);
+    o.backend = Backend::Sqlite(dir.path().join("queue.db"));
+    o.settings.max_pending = 0;
+    o.settings.max_wait_secs = 2.0;
+    o.settings.auth = AuthConfig {
+        worker_token: Some(WORKER_TOKEN.into()),
+        admin_token: Some(ADMIN_TOKEN.into()),
+        user_header: "X-Forwarded-User".into(),
+    };
+    let queue = start_queue(o).await.unwrap();
+    let base = queue.url();
+    let emu = Emulator::start(
+        EmulatorConfig::new("0.11.1")
+            .node_time(Duration::from_millis(40))
+            .progress_steps(4),
+    )
+    .await
+    .unwrap();
+    let mut cfg = worker_config(&base, &emu.url(), "w-live");
+    cfg.worker_token = Some(WORKER_TOKEN.into());
+    let worker = TestWorker::start(cfg);
+
+    let mut alice = ws_as(&base, "alice").await;
+    let mut bob = ws_as(&base, "bob").await;
+
+    let prompt = json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "live"}},
+    });
+    let http = reqwest::Client::new();
+    let job: Value = http
+        .post(format!("{base}/api/jobs"))
+        .header("x-forwarded-user", "alice")
+        .json(&json!({"user_id": "alice", "workflow": prompt}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+
+    // Everything alice's socket gets until her job is reported completed.
+    let seen = read_until(&mut alice, |m| {
+        m["type"] == "job_updated" && m["data"]["status"] == "completed"
+    })
+    .await;
+    let events: Vec<&Value> = seen
+        .iter()
+        .filter(|m| m["type"] == "comfy_event")
+        .map(|m| &m["data"])
+        .collect();
+    assert!(
+        !events.is_empty(),
+        "no comfy_event reached the owner: {seen:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|d| d["job_id"] == id.as_str() && d["attempt"] == 1)
+    );
+    let seqs: Vec<u64> = events.iter().map(|d| d["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {seqs:?}"
+    );
+    let names: Vec<&str> = events
+        .iter()
+        .map(|d| d["event"]["event"].as_str().unwrap())
+        .collect();
+    // The prompt's life, in order (other events in between).
+    let mut wanted = [
+        "execution_start",
+        "executing",
+        "progress",
+        "executed",
+        "execution_success",
+    ]
+    .into_iter()
+    .peekable();
+    for n in &names {
+        if wanted.peek() == Some(n) {
+            wanted.next();
+        }
+    }
+    assert!(
+        wanted.peek().is_none(),
+        "missing {:?} in {names:?}",
+        wanted.peek()
+    );
+    let progress: Vec<&&Value> = events
+        .iter()
+        .filter(|d| d["event"]["event"] == "progress")
+        .collect();
+    assert_eq!(progress.len(), 8, "4 steps in each looping node: {names:?}");
+    assert!(progress.iter().all(|d| d["event"]["max"] == 4.0));
+    let executing: Vec<&str> = events
+        .iter()
+        .filter(|d| d["event"]["event"] == "executing")
+        .filter_map(|d| d["event"]["node"].as_str())
+        .collect();
+    assert_eq!(executing, ["1", "2", "3"]);
+    let last = events.last().unwrap();
+    assert_eq!(last["event"]["event"], "execution_success", "{names:?}");
+    assert_eq!(last["progress"]["percent"], 100.0);
+    // The job's completion comes after its last event.
+    let done_at = seen
+        .iter()
+        .position(|m| m["type"] == "job_updated" && m["data"]["status"] == "completed");
+    let last_event_at = seen.iter().rposition(|m| m["type"] == "comfy_event");
+    assert!(last_event_at < done_at);
+
+    // Bob's socket: nothing of alice's (a ping's answer marks the end of what was sent).
+    bob.send(Message::Text("probe".into())).await.unwrap();
+    let bob_saw = read_until(&mut bob, |m| m == "pong: probe").await;
+    assert_eq!(bob_saw, vec![json!("pong: probe")], "bob saw alice's job");
+
+    let (sent, dropped) = worker.health.events_counts();
+    assert_eq!(dropped, 0);
+    assert_eq!(sent as usize, events.len());
+    worker.stop().await;
+    emu.stop().await;
+    queue.stop().await;
+}
