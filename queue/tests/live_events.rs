@@ -40,7 +40,15 @@ async fn serve() -> Server {
         },
         ..Settings::default()
     };
-    let state = AppState::new(Arc::new(store), Arc::new(SystemClock), settings);
+    let files = comfy_artifacts::LocalStore::open(dir.path().join("files"))
+        .await
+        .unwrap();
+    let state = AppState::new(
+        Arc::new(store),
+        Arc::new(files),
+        Arc::new(SystemClock),
+        settings,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let served = state.clone();

@@ -12,8 +12,7 @@ use uuid::Uuid;
 
 pub use comfy_queue_api::{
     CompleteRequest, EventBatch, FailRequest, FileRole, HeartbeatRequest, HeartbeatResponse,
-    JobEvent, JobFile,
-    LeasedJob, NextJobResponse, RegisterRequest, WorkerAck,
+    JobEvent, JobFile, LeasedJob, NextJobResponse, RegisterRequest, WorkerAck,
 };
 
 /// What an output upload says about the file (the query of
