@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use comfy_artifacts::{BlobStore, LocalStore};
+use comfy_artifacts::{BlobStore, LocalStore, S3Config, S3Store};
 use comfy_queue::clock::SystemClock;
 use comfy_queue::config::Config;
 use comfy_queue::store::Store;
@@ -95,8 +95,20 @@ async fn main() -> anyhow::Result<()> {
 
 /// The file store the configuration names: a local directory, or an S3 bucket.
 async fn file_store(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
-    if config.files_s3_bucket.is_some() {
-        anyhow::bail!("--files-s3-bucket: this build has no S3 file store yet");
+    if let Some(bucket) = &config.files_s3_bucket {
+        let mut s3 = S3Config::from_env(bucket.clone());
+        if let Some(endpoint) = &config.files_s3_endpoint {
+            s3.endpoint = Some(endpoint.clone());
+        }
+        if let Some(region) = &config.files_s3_region {
+            s3.region = region.clone();
+        }
+        s3.prefix = config.files_s3_prefix.clone();
+        s3.allow_http = s3.allow_http || config.files_s3_allow_http;
+        let store =
+            S3Store::new(&s3).with_context(|| format!("S3 file store in bucket {bucket}"))?;
+        tracing::info!(bucket = %bucket, endpoint = ?s3.endpoint, prefix = %s3.prefix, "files kept in S3");
+        return Ok(Arc::new(store));
     }
     let dir = config.files_dir();
     let local = LocalStore::open(&dir)

@@ -65,7 +65,7 @@ fn crates_depend_only_as_the_architecture_allows() {
         ("comfy-adapter", &[][..]),
         ("comfy-queue-api", &[][..]),
         ("comfy-artifacts", &[][..]),
-        ("comfy-queue", &["comfy-queue-api"][..]),
+        ("comfy-queue", &["comfy-artifacts", "comfy-queue-api"][..]),
         ("comfy-worker", &["comfy-adapter", "comfy-queue-api"][..]),
         ("comfy-emulator", &["comfy-adapter"][..]),
         ("comfyctl", &["comfy-adapter", "comfy-emulator"][..]),
@@ -73,6 +73,7 @@ fn crates_depend_only_as_the_architecture_allows() {
             "comfy-stack",
             &[
                 "comfy-adapter",
+                "comfy-artifacts",
                 "comfy-emulator",
                 "comfy-queue",
                 "comfy-queue-api",
