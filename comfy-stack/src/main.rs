@@ -211,7 +211,14 @@ async fn run_demo(queue_url: &str, workflows: Option<&std::path::Path>) -> anyho
                             .as_array()
                             .map(|a| {
                                 a.iter()
-                                    .map(|o| o["view_url"].as_str().unwrap_or_default().to_owned())
+                                    // The queue's copy (`url`, a path on the queue) when the
+                                    // worker stored the file there; ComfyUI's `/view` otherwise.
+                                    .map(|o| match o["url"].as_str() {
+                                        Some(path) => format!("{queue_url}{path}"),
+                                        None => {
+                                            o["view_url"].as_str().unwrap_or_default().to_owned()
+                                        }
+                                    })
                                     .collect()
                             })
                             .unwrap_or_default();
@@ -263,6 +270,7 @@ async fn main() -> anyhow::Result<()> {
     }
     opts.settings.lease_ms = (args.lease_secs.clamp(1.0, 3600.0) * 1000.0) as i64;
     opts.reap_every = Duration::from_secs(1);
+    let files_dir = opts.files_dir.clone();
     let queue = start_queue(opts).await?;
 
     let mut emulator: Option<EmulatorHandle> = None;
@@ -318,8 +326,15 @@ async fn main() -> anyhow::Result<()> {
         println!("  worker    : {h}  (and /metrics)");
     }
     match &args.redis_url {
-        Some(u) => println!("  store     : Redis {u}"),
-        None => println!("  store     : SQLite {}", args.db.display()),
+        Some(u) => println!(
+            "  store     : Redis {u} (job files in {})",
+            files_dir.display()
+        ),
+        None => println!(
+            "  store     : SQLite {} (job files in {})",
+            args.db.display(),
+            files_dir.display()
+        ),
     }
     println!(
         "  logs      : errors only; RUST_LOG=info for every job (job_id, user_id, prompt_id on each line)"

@@ -16,3 +16,85 @@ fn help_describes_the_stack_not_the_worker() {
     assert!(text.contains("--demo"), "{text}");
     assert!(!text.contains("GPU worker of the multi-user"), "{text}");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the stack when the test ends, also on a failed assertion.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The README's first command: the demo's completed jobs print output URLs on the queue
+/// (the worker stored ComfyUI's files there), and the first one serves a PNG.
+#[tokio::test]
+async fn the_demo_prints_outputs_served_by_the_queue() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_comfy-stack"))
+        .args(["--demo", "--listen", &queue])
+        .args(["--emulator-listen", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--worker-health-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .arg("--db")
+        .arg(dir.path().join("q.db"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _running = Running(child);
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        let mut rest = std::io::BufReader::new(stdout).lines();
+        for line in rest.by_ref() {
+            let line = line.unwrap();
+            let done = line.contains("all 8 jobs ended");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        // Keep reading until the stack is killed: it still prints, and a closed pipe
+        // would make it panic.
+        std::thread::spawn(move || rest.for_each(drop));
+        seen
+    });
+    let lines = tokio::time::timeout(std::time::Duration::from_secs(240), lines)
+        .await
+        .expect("the demo did not end its jobs in 240 s")
+        .unwrap();
+    let hello = lines
+        .iter()
+        .find(|l| l.contains("COMPLETED hello"))
+        .unwrap_or_else(|| panic!("no completed hello job in:\n{}", lines.join("\n")));
+    let url = hello
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap();
+    assert!(
+        url.starts_with(&format!("http://{queue}/api/jobs/")) && url.contains("/files/output/"),
+        "{hello}"
+    );
+    let resp = reqwest::get(url).await.unwrap();
+    assert_eq!(resp.status(), 200, "{url}");
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "image/png",
+        "{url}"
+    );
+    let body = resp.bytes().await.unwrap();
+    assert!(body.starts_with(b"\x89PNG"), "{url} is not a PNG");
+}
