@@ -380,3 +380,146 @@ async fn every_acknowledged_job_survives_a_kill_9_of_the_queue_under_load() {
     stack.kill().unwrap();
     stack.wait().unwrap();
 }
+
+/// A TCP proxy in front of the queue that forwards everything, except that on a connection
+/// whose request is an output upload (`POST /api/workers/jobs/...`) it forwards the request
+/// head and then holds the body: the upload is in flight, and stays so, until the test kills
+/// the worker. Sends the job's id on `uploading` when it holds one.
+async fn stalling_proxy(
+    upstream: std::net::SocketAddr,
+) -> (String, tokio::sync::mpsc::Receiver<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                // Answers flow back untouched.
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                });
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut seen: Vec<u8> = Vec::new();
+                loop {
+                    let n = match cr.read(&mut buf).await {
+                        Ok(0) | Err(_) => return, // the worker is gone: drop the upstream half
+                        Ok(n) => n,
+                    };
+                    seen.extend_from_slice(&buf[..n]);
+                    let upload = seen
+                        .windows(b"POST /api/workers/jobs/".len())
+                        .position(|w| w == b"POST /api/workers/jobs/");
+                    let head_end = upload.and_then(|at| {
+                        seen[at..]
+                            .windows(4)
+                            .position(|w| w == b"\r\n\r\n")
+                            .map(|end| at + end + 4)
+                    });
+                    if let Some(end) = head_end {
+                        // Forward what came before the upload and its head, then hold the
+                        // body until the worker's side of the connection ends.
+                        let already = seen.len() - n;
+                        if end > already {
+                            let _ = sw.write_all(&seen[already..end]).await;
+                        }
+                        let _ = tx.send(()).await;
+                        while matches!(cr.read(&mut buf).await, Ok(n) if n > 0) {}
+                        return;
+                    }
+                    if sw.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                    // Keep only a tail long enough to find a request line split across reads.
+                    if seen.len() > 4096 {
+                        seen.drain(..seen.len() - 4096);
+                    }
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_during_an_output_upload_leaves_no_half_file_and_the_job_completes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, api) = queue(&dir, 3).await;
+    let emu = emulator(50).await;
+    let upstream: std::net::SocketAddr = q.url().trim_start_matches("http://").parse().unwrap();
+    let (proxy, mut uploading) = stalling_proxy(upstream).await;
+    let mut a = spawn_worker(&proxy, &emu.url(), "victim");
+    let id = submit(&api, "user001", &prompt("upload-kill")).await;
+    tokio::time::timeout(Duration::from_secs(30), uploading.recv())
+        .await
+        .expect("the worker never started an output upload")
+        .unwrap();
+    // The upload's head reached the queue and its body is held: kill the worker now.
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let files_dir = dir.path().join("files");
+    let mut b = spawn_worker(&q.url(), &emu.url(), "rescuer");
+    let job = api
+        .wait_terminal(&id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["worker_id"], "rescuer", "{job}");
+    assert_eq!(completed_attempts(&job), 1, "completed exactly once: {job}");
+    let outcomes: Vec<&str> = job["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["lease_expired", "completed"], "{job}");
+    // Every file the job refers to is whole: its blob exists with the recorded size and
+    // hash, and the interrupted upload left no temp file behind.
+    let files = job["files"].as_array().unwrap();
+    assert!(!files.is_empty(), "the rescuer stored the outputs: {job}");
+    for f in files {
+        let sha = f["sha256"].as_str().unwrap();
+        let blob = files_dir.join("sha256").join(&sha[..2]).join(sha);
+        let bytes = std::fs::read(&blob).unwrap_or_else(|e| panic!("{}: {e}", blob.display()));
+        assert_eq!(bytes.len() as u64, f["size"].as_u64().unwrap(), "{f}");
+        let served = reqwest::get(format!("{}{}", q.url(), f["url"].as_str().unwrap()))
+            .await
+            .unwrap();
+        // No credentials with auth off: the owner's view; the bytes are the blob's.
+        assert_eq!(served.status(), 200, "{f}");
+        assert_eq!(
+            served.bytes().await.unwrap().as_ref(),
+            bytes.as_slice(),
+            "{f}"
+        );
+    }
+    let temps = files_under(&files_dir.join("tmp"));
+    assert!(temps.is_empty(), "half-written files left: {temps:?}");
+    b.kill().unwrap();
+    b.wait().unwrap();
+    emu.stop().await;
+    q.stop().await;
+}
