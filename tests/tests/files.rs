@@ -165,3 +165,120 @@ async fn a_prompt_naming_a_file_nobody_gave_fails_as_missing_input_at_once() {
     worker.stop().await;
     emu.stop().await;
 }
+
+/// The recorded mixed-outputs prompt (animated WebP, temp previews, MP4 video, FLAC audio,
+/// text) run through the queue: every file output, temp previews included, is stored in the
+/// queue and served with ComfyUI's bytes and a content type matching its kind; the text stays
+/// in the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_of_every_recorded_kind_are_stored_and_served_with_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = QueueOptions::sqlite(dir.path().join("queue.db")).short_leases(LEASE);
+    o.settings.max_attempts = 1;
+    o.settings.max_wait_secs = 2.0;
+    let queue = start_queue(o).await.unwrap();
+    let base = queue.url();
+    let emu = emulator("0.11.1", 5).await;
+    let worker = TestWorker::start(worker_config(&base, &emu.url(), "w-kinds"));
+    let http = reqwest::Client::new();
+    let recorded: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/comfyui-0.11.1/081-run-mixed-outputs-submit.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let prompt = recorded["request"]["body"]["prompt"].clone();
+    let job: Value = user("carol", http.post(format!("{base}/api/jobs")))
+        .json(&json!({"user_id": "carol", "workflow": prompt, "metadata": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + T;
+    let job = loop {
+        let job: Value = user("carol", http.get(format!("{base}/api/jobs/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["status"] != "pending" && job["status"] != "running" {
+            break job;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(job["status"], "completed", "{job}");
+
+    let mut seen = Vec::new();
+    for out in job["result"]["outputs"].as_array().unwrap() {
+        if out["kind"] == "text" {
+            assert_eq!(out["text"], "hello from a fixture", "{out}");
+            seen.push(("text".to_owned(), "-".to_owned(), "-".to_owned()));
+            continue;
+        }
+        let url = out["url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not stored: {out}"));
+        let served = user("carol", http.get(format!("{base}{url}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(served.status().as_u16(), 200, "{url}");
+        let content_type = served.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = served.bytes().await.unwrap();
+        let on_comfy = http
+            .get(format!("{}/view", emu.url()))
+            .query(&[
+                ("filename", out["filename"].as_str().unwrap()),
+                ("subfolder", out["subfolder"].as_str().unwrap()),
+                ("type", out["type"].as_str().unwrap()),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(body, on_comfy, "{url}: the queue's bytes are ComfyUI's");
+        assert_eq!(out["sha256"], sha256(&body), "{out}");
+        assert_eq!(out["content_type"], content_type.as_str(), "{out}");
+        seen.push((
+            out["kind"].as_str().unwrap().to_owned(),
+            out["type"].as_str().unwrap().to_owned(),
+            content_type,
+        ));
+    }
+    seen.sort();
+    seen.dedup();
+    let want = [
+        ("audio", "output", "audio/flac"),
+        ("image", "output", "image/webp"),
+        ("image", "temp", "image/png"),
+        ("text", "-", "-"),
+        ("video", "output", "video/mp4"),
+    ]
+    .map(|(k, t, c)| (k.to_owned(), t.to_owned(), c.to_owned()));
+    assert_eq!(seen, want, "{job}");
+    // The job lists the same files (four temp previews among them) with their roles.
+    let roles: Vec<&str> = job["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles.iter().filter(|r| **r == "temp").count(), 4, "{job}");
+    assert_eq!(roles.iter().filter(|r| **r == "output").count(), 3, "{job}");
+    worker.stop().await;
+    emu.stop().await;
+    queue.stop().await;
+}
