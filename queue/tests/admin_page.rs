@@ -5,6 +5,8 @@
 //! `COMFY_REQUIRE_CHROMIUM=1` (CI) that is a build failure instead (`build.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +26,7 @@ async fn serve_queue() -> (std::net::SocketAddr, tempfile::TempDir) {
     let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
     let state = AppState::new(
         Arc::new(store),
-        common_files(&dir),
+        common::local_files(&dir.path().join("files")),
         Arc::new(SystemClock),
         Settings::default(),
     );
@@ -208,22 +210,6 @@ async fn dashboard_cancels_and_reprioritises_from_the_page() {
         .unwrap();
     }
     browser.close().await;
-}
-
-/// A local file store inside the test's temp dir.
-fn common_files(dir: &tempfile::TempDir) -> Arc<dyn comfy_artifacts::BlobStore> {
-    let root = dir.path().join("files");
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(comfy_artifacts::LocalStore::open(root))
-            .unwrap()
-    })
-    .join()
-    .map(|s| Arc::new(s) as Arc<dyn comfy_artifacts::BlobStore>)
-    .unwrap()
 }
 
 /// A running job's progress bars move as its worker posts live events, and a completed job

@@ -1,6 +1,8 @@
 //! Real-socket tests: `/ws` with tokio-tungstenite and the long-poll of `next-job`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +27,7 @@ async fn serve(settings: Settings) -> Server {
     let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
     let state = AppState::new(
         Arc::new(store),
-        common_files(&dir),
+        common::local_files(&dir.path().join("files")),
         Arc::new(SystemClock),
         settings,
     );
@@ -269,7 +271,7 @@ async fn shutdown_answers_waiting_long_polls_at_once() {
     let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
     let state = AppState::new(
         Arc::new(store),
-        common_files(&dir),
+        common::local_files(&dir.path().join("files")),
         Arc::new(SystemClock),
         Settings::default(),
     );
@@ -306,7 +308,7 @@ async fn shutdown_closes_websockets_with_a_close_frame() {
     let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
     let state = AppState::new(
         Arc::new(store),
-        common_files(&dir),
+        common::local_files(&dir.path().join("files")),
         Arc::new(SystemClock),
         Settings::default(),
     );
@@ -345,20 +347,4 @@ async fn ws_without_an_upgrade_is_a_json_400() {
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "websocket_required", "{v}");
-}
-
-/// A local file store inside the test's temp dir.
-fn common_files(dir: &tempfile::TempDir) -> Arc<dyn comfy_artifacts::BlobStore> {
-    let root = dir.path().join("files");
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(comfy_artifacts::LocalStore::open(root))
-            .unwrap()
-    })
-    .join()
-    .map(|s| Arc::new(s) as Arc<dyn comfy_artifacts::BlobStore>)
-    .unwrap()
 }
