@@ -156,7 +156,8 @@ impl QueueClient {
         r
     }
 
-    async fn read<T: for<'de> Deserialize<'de>>(resp: reqwest::Response) -> Result<T, QueueError> {
+    /// The answer if it is a success; 409 is a lost lease, any other non-2xx a status error.
+    async fn success(resp: reqwest::Response) -> Result<reqwest::Response, QueueError> {
         let status = resp.status().as_u16();
         if status == 409 {
             return Err(QueueError::LeaseLost(truncate(
@@ -168,7 +169,11 @@ impl QueueClient {
             let body = truncate(resp.text().await.unwrap_or_default(), 2000);
             return Err(QueueError::Status { status, body });
         }
-        Ok(resp.json::<T>().await?)
+        Ok(resp)
+    }
+
+    async fn read<T: for<'de> Deserialize<'de>>(resp: reqwest::Response) -> Result<T, QueueError> {
+        Ok(Self::success(resp).await?.json::<T>().await?)
     }
 
     /// Registers (or re-registers after a ComfyUI change).
@@ -267,18 +272,7 @@ impl QueueClient {
                 .query(&[("lease_token", lease_token)])
                 .send()
                 .await?;
-            let status = resp.status().as_u16();
-            if status == 409 {
-                return Err(QueueError::LeaseLost(truncate(
-                    resp.text().await.unwrap_or_default(),
-                    500,
-                )));
-            }
-            if !(200..300).contains(&status) {
-                let body = truncate(resp.text().await.unwrap_or_default(), 2000);
-                return Err(QueueError::Status { status, body });
-            }
-            Ok(resp.bytes().await?)
+            Ok(Self::success(resp).await?.bytes().await?)
         })
         .retry(Self::retry_policy())
         .when(QueueError::is_transient)
