@@ -18,6 +18,7 @@
 
 #[cfg(feature = "chromium")]
 pub mod chromium;
+pub mod frontend;
 pub mod http;
 pub mod logs;
 pub mod ports;
