@@ -93,6 +93,7 @@ fn output_json(adapter: &dyn ComfyAdapter, o: &Output) -> Value {
     json!({
         "node_id": o.node_id,
         "kind": o.kind,
+        "key": o.key,
         "filename": o.file.as_ref().map(|f| f.filename.clone()),
         "subfolder": o.file.as_ref().map(|f| f.subfolder.clone()),
         "type": o.file.as_ref().map(|f| f.folder.as_str().to_owned()),
@@ -229,6 +230,65 @@ enum Ran {
     Stopped(Stop),
 }
 
+/// What a job's `workflow` asks ComfyUI to run: an API-format prompt, or
+/// the whole body of ComfyUI's `POST /prompt` as a frontend sent it
+/// (`{"prompt": {...}, "extra_data": {...}, "partial_execution_targets": [...]}`,
+/// what the gateway submits), whose `extra_data` (`extra_pnginfo` with the UI
+/// workflow, which SaveImage embeds in the PNG) and output targets are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptBody {
+    /// The API-format graph.
+    pub prompt: Map<String, Value>,
+    /// `extra_data` (empty for a bare prompt).
+    pub extra_data: Map<String, Value>,
+    /// Output nodes to run, when only some.
+    pub partial_execution_targets: Option<Vec<String>>,
+}
+
+/// Keys of ComfyUI's `POST /prompt` body besides `prompt`.
+const BODY_KEYS: [&str; 6] = [
+    "extra_data",
+    "partial_execution_targets",
+    "client_id",
+    "number",
+    "front",
+    "prompt_id",
+];
+
+impl PromptBody {
+    /// Reads a job's workflow; `None` when it is not a JSON object.
+    pub fn of(workflow: &Value) -> Option<PromptBody> {
+        let map = workflow.as_object()?;
+        let is_body = map.get("prompt").is_some_and(Value::is_object)
+            && map
+                .keys()
+                .all(|k| k == "prompt" || BODY_KEYS.contains(&k.as_str()));
+        if !is_body {
+            return Some(PromptBody {
+                prompt: map.clone(),
+                extra_data: Map::new(),
+                partial_execution_targets: None,
+            });
+        }
+        Some(PromptBody {
+            prompt: map.get("prompt")?.as_object()?.clone(),
+            extra_data: map
+                .get("extra_data")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+            partial_execution_targets: map
+                .get("partial_execution_targets")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                }),
+        })
+    }
+}
+
 async fn execute(
     ctx: &RunContext,
     job: &LeasedJob,
@@ -236,12 +296,17 @@ async fn execute(
     stop: &mut watch::Receiver<Option<Stop>>,
     progress: &watch::Sender<Progress>,
 ) -> Ran {
-    let Some(prompt) = job.workflow.as_object().cloned() else {
+    let Some(body) = PromptBody::of(&job.workflow) else {
         return Ran::Failed(JobError::new(
             ErrorClass::ValidationError,
             "the workflow is not an API-format prompt (a JSON object of nodes)",
         ));
     };
+    let PromptBody {
+        prompt,
+        extra_data,
+        partial_execution_targets,
+    } = body;
     if prompt.contains_key("nodes") && prompt.contains_key("links") {
         return Ran::Failed(JobError::new(
             ErrorClass::ValidationError,
@@ -261,9 +326,11 @@ async fn execute(
         return files_failed(e);
     }
     let classes = node_classes(&prompt);
-    let request = PromptRequest::new(prompt)
+    let mut request = PromptRequest::new(prompt)
         .with_client_id(&ctx.client_id)
         .with_prompt_id(prompt_id);
+    request.extra_data = extra_data;
+    request.partial_execution_targets = partial_execution_targets;
 
     // Open the socket first so no event of this prompt is missed.
     let events = match ctx.adapter.events(&ctx.client_id).await {
@@ -475,5 +542,39 @@ fn reported(result: Result<(), QueueError>, end: JobEnd, total_ms: u64) -> JobEn
             tracing::error!(error = %e, "could not report the job; its lease will expire");
             end
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PromptBody;
+    use serde_json::json;
+
+    #[test]
+    fn a_bare_prompt_is_the_prompt() {
+        let w = json!({"1": {"class_type": "EmptyImage", "inputs": {}}, "prompt": {"class_type": "X", "inputs": {}}});
+        let b = PromptBody::of(&w).expect("object");
+        assert_eq!(
+            b.prompt.len(),
+            2,
+            "a node named `prompt` beside others is a node"
+        );
+        assert!(b.extra_data.is_empty());
+        assert_eq!(b.partial_execution_targets, None);
+    }
+
+    #[test]
+    fn a_prompt_body_keeps_extra_data_and_targets() {
+        let w = json!({
+            "prompt": {"1": {"class_type": "EmptyImage", "inputs": {}}},
+            "extra_data": {"extra_pnginfo": {"workflow": {"id": "w"}}},
+            "partial_execution_targets": ["9"],
+            "client_id": "c",
+        });
+        let b = PromptBody::of(&w).expect("object");
+        assert_eq!(b.prompt.keys().collect::<Vec<_>>(), ["1"]);
+        assert_eq!(b.extra_data["extra_pnginfo"]["workflow"]["id"], "w");
+        assert_eq!(b.partial_execution_targets, Some(vec!["9".to_owned()]));
+        assert!(PromptBody::of(&json!([1])).is_none());
     }
 }

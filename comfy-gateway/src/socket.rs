@@ -1,0 +1,584 @@
+//! The frontend's `/ws`: proxied to its own ComfyUI (so the session id the
+//! browser gets is the one its ComfyUI issued, and everything that ComfyUI
+//! sends arrives as sent), with the events of the user's remote jobs added
+//! in ComfyUI's own messages and order, from the queue's `/ws`:
+//! `execution_start`, `execution_cached`, `executing`, `progress`,
+//! `progress_state`, `executed` (outputs under the gateway's `/view`),
+//! `execution_success` / `execution_error` / `execution_interrupted`, binary
+//! previews, and `status` whose `queue_remaining` counts the user's remote
+//! jobs too.
+
+use crate::config::User;
+use crate::error::GatewayError;
+use crate::listing::queue_remaining;
+use crate::shapes::{ComfyMeta, remote_subfolder};
+use crate::state::Gateway;
+use axum::extract::FromRequestParts;
+use axum::extract::Request;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use uuid::Uuid;
+
+/// Messages buffered towards one browser before the slowest source waits.
+const OUTBOX: usize = 256;
+
+/// Upgrades the frontend's socket after its ComfyUI accepted one.
+pub async fn upgrade(gw: &Gateway, user: &User, req: Request, path_and_query: &str) -> Response {
+    let (mut parts, _) = req.into_parts();
+    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(ws) => ws,
+        Err(e) => return e.into_response(),
+    };
+    let client_id = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "clientId")
+        .map(|(_, v)| v.into_owned());
+    let upstream = match connect_upstream(gw, user, path_and_query).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let gw = gw.clone();
+    let user = user.clone();
+    ws.on_upgrade(move |socket| session(gw, user, client_id, socket, upstream))
+}
+
+type Upstream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect_upstream(
+    gw: &Gateway,
+    user: &User,
+    path_and_query: &str,
+) -> Result<Upstream, GatewayError> {
+    let base = gw.upstream(user)?;
+    let mut url = crate::proxy::upstream_url(&base, path_and_query)?;
+    let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+    let down = |reason: String| GatewayError::UpstreamDown {
+        upstream: base.to_string(),
+        reason,
+    };
+    url.set_scheme(scheme)
+        .map_err(|()| down("its URL cannot carry a WebSocket".into()))?;
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| down(e.to_string()))?;
+    if gw.config().multi_user()
+        && let Ok(v) = user.id.parse()
+    {
+        request.headers_mut().insert("comfy-user", v);
+    }
+    let (stream, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    .map_err(|_| down("the WebSocket handshake timed out".into()))?
+    .map_err(|e| down(e.to_string()))?;
+    Ok(stream)
+}
+
+/// What one browser socket knows.
+#[derive(Debug)]
+struct Session {
+    user: User,
+    client_id: Option<String>,
+    /// The last `queue_remaining` the user's own ComfyUI reported.
+    upstream_remaining: AtomicU64,
+    /// The user's remote jobs that wait or run.
+    remote_remaining: AtomicU64,
+    /// The client asked for previews with metadata (`feature_flags`).
+    preview_metadata: AtomicBool,
+}
+
+async fn session(
+    gw: Gateway,
+    user: User,
+    client_id: Option<String>,
+    browser: WebSocket,
+    upstream: Upstream,
+) {
+    let s = Arc::new(Session {
+        user,
+        client_id,
+        upstream_remaining: AtomicU64::new(0),
+        remote_remaining: AtomicU64::new(0),
+        preview_metadata: AtomicBool::new(false),
+    });
+    if let Ok(n) = queue_remaining(&gw, &s.user).await {
+        s.remote_remaining.store(n as u64, Ordering::Relaxed);
+    }
+    let (mut to_browser, mut from_browser) = browser.split();
+    let (mut to_upstream, mut from_upstream) = upstream.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(OUTBOX);
+
+    let writer = tokio::spawn(async move {
+        while let Some(m) = out_rx.recv().await {
+            if to_browser.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    // Browser → its ComfyUI.
+    let up_session = s.clone();
+    let browser_to_upstream = async move {
+        while let Some(Ok(m)) = from_browser.next().await {
+            let forward = match m {
+                Message::Text(t) => {
+                    if let Ok(v) = serde_json::from_str::<Value>(t.as_str())
+                        && v.get("type").and_then(Value::as_str) == Some("feature_flags")
+                    {
+                        let wants = v
+                            .pointer("/data/supports_preview_metadata")
+                            .and_then(Value::as_bool);
+                        up_session
+                            .preview_metadata
+                            .store(wants == Some(true), Ordering::Relaxed);
+                    }
+                    tungstenite::Message::text(t.as_str())
+                }
+                Message::Binary(b) => tungstenite::Message::binary(b),
+                Message::Ping(p) => tungstenite::Message::Ping(p),
+                Message::Pong(p) => tungstenite::Message::Pong(p),
+                Message::Close(_) => break,
+            };
+            if to_upstream.send(forward).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_upstream.close().await;
+    };
+
+    // Its ComfyUI → browser (status counts the remote jobs too).
+    let tx = out_tx.clone();
+    let down_session = s.clone();
+    let upstream_to_browser = async move {
+        while let Some(Ok(m)) = from_upstream.next().await {
+            let forward = match m {
+                tungstenite::Message::Text(t) => {
+                    Message::Text(rewrite_status(&down_session, t.as_str()).into())
+                }
+                tungstenite::Message::Binary(b) => Message::Binary(b),
+                tungstenite::Message::Ping(p) => Message::Ping(p),
+                tungstenite::Message::Pong(p) => Message::Pong(p),
+                tungstenite::Message::Close(_) => break,
+                tungstenite::Message::Frame(_) => continue,
+            };
+            if tx.send(forward).await.is_err() {
+                break;
+            }
+        }
+    };
+
+    // The queue → browser.
+    let remote = remote_events(gw.clone(), s.clone(), out_tx.clone());
+
+    tokio::select! {
+        () = browser_to_upstream => {}
+        () = upstream_to_browser => {}
+        () = remote => {}
+    }
+    drop(out_tx);
+    writer.abort();
+}
+
+fn status_message(s: &Session, sid: Option<&str>) -> Value {
+    let n =
+        s.upstream_remaining.load(Ordering::Relaxed) + s.remote_remaining.load(Ordering::Relaxed);
+    let mut data = json!({"status": {"exec_info": {"queue_remaining": n}}});
+    if let Some(sid) = sid {
+        data["sid"] = json!(sid);
+    }
+    json!({"type": "status", "data": data})
+}
+
+/// A `status` from the user's ComfyUI, its count raised by the remote jobs.
+fn rewrite_status(s: &Session, text: &str) -> String {
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return text.to_owned();
+    };
+    if v.get("type").and_then(Value::as_str) != Some("status") {
+        return text.to_owned();
+    }
+    let Some(n) = v
+        .pointer("/data/status/exec_info/queue_remaining")
+        .and_then(Value::as_u64)
+    else {
+        return text.to_owned();
+    };
+    s.upstream_remaining.store(n, Ordering::Relaxed);
+    let sid = v.pointer("/data/sid").and_then(Value::as_str);
+    status_message(s, sid).to_string()
+}
+
+/// Whose a job is, as far as this socket needs to know.
+#[derive(Debug, Clone)]
+struct Owner {
+    mine: bool,
+    client_id: Option<String>,
+}
+
+/// Follows the queue's `/ws` as the user (reconnecting), and sends the
+/// user's remote job events to the browser.
+async fn remote_events(gw: Gateway, s: Arc<Session>, tx: mpsc::Sender<Message>) {
+    let mut owners: HashMap<Uuid, Owner> = HashMap::new();
+    loop {
+        match connect_queue(&gw, &s.user).await {
+            Ok(mut stream) => {
+                while let Some(Ok(m)) = stream.next().await {
+                    let tungstenite::Message::Text(t) = m else {
+                        continue;
+                    };
+                    let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
+                        continue;
+                    };
+                    for out in translate(&gw, &s, &mut owners, &v).await {
+                        if tx.send(out).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, user = %s.user.id, "queue WebSocket unavailable; retrying");
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn connect_queue(gw: &Gateway, user: &User) -> Result<Upstream, GatewayError> {
+    let url = gw.queue().ws_url()?;
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| GatewayError::QueueDown(e.to_string()))?;
+    let name = tungstenite::http::HeaderName::from_bytes(gw.queue().user_header().as_bytes())
+        .map_err(|e| GatewayError::QueueDown(e.to_string()))?;
+    let value = user
+        .id
+        .parse()
+        .map_err(|_| GatewayError::QueueDown("user id is not a header value".into()))?;
+    request.headers_mut().insert(name, value);
+    let (stream, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    .map_err(|_| GatewayError::QueueDown("WebSocket handshake timed out".into()))?
+    .map_err(|e| GatewayError::QueueDown(e.to_string()))?;
+    Ok(stream)
+}
+
+async fn owner(gw: &Gateway, s: &Session, owners: &mut HashMap<Uuid, Owner>, id: Uuid) -> Owner {
+    if let Some(o) = owners.get(&id) {
+        return o.clone();
+    }
+    let o = match gw.queue().job(&s.user.id, id).await {
+        Ok(Some(job)) => Owner {
+            mine: true,
+            client_id: ComfyMeta::of(&job).client_id,
+        },
+        Ok(None) => Owner {
+            mine: false,
+            client_id: None,
+        },
+        // Not known now: ask again on the next event.
+        Err(_) => {
+            return Owner {
+                mine: false,
+                client_id: None,
+            };
+        }
+    };
+    owners.insert(id, o.clone());
+    o
+}
+
+/// The browser messages one queue message becomes for this socket.
+async fn translate(
+    gw: &Gateway,
+    s: &Session,
+    owners: &mut HashMap<Uuid, Owner>,
+    v: &Value,
+) -> Vec<Message> {
+    let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+    let data = v.get("data").cloned().unwrap_or(Value::Null);
+    match kind {
+        "job_created" | "job_updated" | "job_deleted" => {
+            let id = data
+                .get("id")
+                .or_else(|| data.get("job_id"))
+                .and_then(Value::as_str)
+                .and_then(|i| Uuid::parse_str(i).ok());
+            if let (Some(id), Some(u)) = (id, data.get("user_id").and_then(Value::as_str)) {
+                let client_id = data
+                    .pointer("/metadata/comfy/client_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                owners.insert(
+                    id,
+                    Owner {
+                        mine: u == s.user.id,
+                        client_id,
+                    },
+                );
+            }
+            let mine = match id {
+                Some(id) => owner(gw, s, owners, id).await.mine,
+                None => false,
+            };
+            if !mine {
+                return Vec::new();
+            }
+            match queue_remaining(gw, &s.user).await {
+                Ok(n) => {
+                    let old = s.remote_remaining.swap(n as u64, Ordering::Relaxed);
+                    if old == n as u64 && kind == "job_updated" {
+                        return Vec::new();
+                    }
+                    vec![Message::Text(status_message(s, None).to_string().into())]
+                }
+                Err(_) => Vec::new(),
+            }
+        }
+        "comfy_event" => {
+            let Some(id) = data
+                .get("job_id")
+                .and_then(Value::as_str)
+                .and_then(|i| Uuid::parse_str(i).ok())
+            else {
+                return Vec::new();
+            };
+            let o = owner(gw, s, owners, id).await;
+            if !o.mine {
+                return Vec::new();
+            }
+            // ComfyUI sends a prompt's events to the socket that submitted it.
+            if let (Some(job_client), Some(mine)) = (&o.client_id, &s.client_id)
+                && job_client != mine
+            {
+                return Vec::new();
+            }
+            let event = data.get("event").cloned().unwrap_or(Value::Null);
+            let preview = data.get("preview_base64").and_then(Value::as_str);
+            comfy_message(
+                id,
+                &event,
+                preview,
+                s.preview_metadata.load(Ordering::Relaxed),
+            )
+            .into_iter()
+            .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn text(kind: &str, data: Value) -> Message {
+    Message::Text(json!({"type": kind, "data": data}).to_string().into())
+}
+
+/// ComfyUI's `output` of an `executed`, from the adapter's outputs, with the
+/// files under the gateway's `/view` of job `id`.
+fn executed_output(id: Uuid, outputs: &[Value]) -> Value {
+    let mut out: Map<String, Value> = Map::new();
+    for o in outputs {
+        let key = o
+            .get("key")
+            .and_then(Value::as_str)
+            .unwrap_or("images")
+            .to_owned();
+        let item = match o.get("file") {
+            Some(f) if f.is_object() => json!({
+                "filename": f.get("filename").cloned().unwrap_or(Value::Null),
+                "subfolder": remote_subfolder(id, f.get("subfolder").and_then(Value::as_str).unwrap_or("")),
+                "type": f.get("folder").and_then(Value::as_str).unwrap_or("output"),
+            }),
+            _ => match o.get("raw") {
+                Some(raw) if !raw.is_null() => raw.clone(),
+                _ => o.get("text").cloned().unwrap_or(Value::Null),
+            },
+        };
+        if let Some(items) = out.entry(key).or_insert_with(|| json!([])).as_array_mut() {
+            items.push(item);
+        }
+        if o.get("animated").and_then(Value::as_bool) == Some(true) {
+            out.insert("animated".into(), json!([true]));
+        }
+    }
+    Value::Object(out)
+}
+
+/// One adapter event of remote job `id` as the message ComfyUI sends.
+pub fn comfy_message(
+    id: Uuid,
+    e: &Value,
+    preview_base64: Option<&str>,
+    preview_metadata: bool,
+) -> Option<Message> {
+    let pid = id.to_string();
+    let get = |k: &str| e.get(k).cloned().unwrap_or(Value::Null);
+    let kind = e.get("event").and_then(Value::as_str)?;
+    Some(match kind {
+        "execution_start" => text(
+            kind,
+            json!({"prompt_id": pid, "timestamp": get("timestamp_ms")}),
+        ),
+        "execution_cached" => text(
+            kind,
+            json!({"nodes": get("nodes"), "prompt_id": pid, "timestamp": get("timestamp_ms")}),
+        ),
+        "executing" => {
+            let node = get("node");
+            let display = match get("display_node") {
+                Value::Null => node.clone(),
+                d => d,
+            };
+            if node.is_null() {
+                text(kind, json!({"node": null, "prompt_id": pid}))
+            } else {
+                text(
+                    kind,
+                    json!({"node": node, "display_node": display, "prompt_id": pid}),
+                )
+            }
+        }
+        "progress" => text(
+            kind,
+            json!({"value": get("value"), "max": get("max"), "prompt_id": pid, "node": get("node")}),
+        ),
+        "progress_state" => {
+            let mut nodes = Map::new();
+            for (n, p) in e
+                .get("nodes")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                let or_n = |k: &str| match p.get(k) {
+                    Some(Value::Null) | None => json!(n),
+                    Some(v) => v.clone(),
+                };
+                nodes.insert(
+                    n.clone(),
+                    json!({
+                        "value": p.get("value").cloned().unwrap_or(json!(0.0)),
+                        "max": p.get("max").cloned().unwrap_or(json!(1.0)),
+                        "state": p.get("state").cloned().unwrap_or(json!("running")),
+                        "node_id": n,
+                        "prompt_id": pid,
+                        "display_node_id": or_n("display_node_id"),
+                        "parent_node_id": p.get("parent_node_id").cloned().unwrap_or(Value::Null),
+                        "real_node_id": or_n("real_node_id"),
+                    }),
+                );
+            }
+            text(kind, json!({"prompt_id": pid, "nodes": nodes}))
+        }
+        "executed" => {
+            let node = get("node");
+            let display = match get("display_node") {
+                Value::Null => node.clone(),
+                d => d,
+            };
+            let outputs = e
+                .get("outputs")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            text(
+                kind,
+                json!({"node": node, "display_node": display, "output": executed_output(id, &outputs), "prompt_id": pid}),
+            )
+        }
+        "execution_success" => text(
+            kind,
+            json!({"prompt_id": pid, "timestamp": get("timestamp_ms")}),
+        ),
+        "execution_error" => {
+            let f = e.get("failure").cloned().unwrap_or(Value::Null);
+            let fget = |k: &str| f.get(k).cloned().unwrap_or(Value::Null);
+            text(
+                kind,
+                json!({
+                    "prompt_id": pid,
+                    "node_id": fget("node_id"),
+                    "node_type": fget("node_type"),
+                    "executed": f.get("executed").cloned().unwrap_or(json!([])),
+                    "exception_message": fget("exception_message"),
+                    "exception_type": fget("exception_type"),
+                    "traceback": f.get("traceback").cloned().unwrap_or(json!([])),
+                    "current_inputs": f.get("current_inputs").cloned().unwrap_or(json!({})),
+                    "current_outputs": {},
+                    "timestamp": fget("timestamp_ms"),
+                }),
+            )
+        }
+        "execution_interrupted" => {
+            let i = e.get("interruption").cloned().unwrap_or(Value::Null);
+            let iget = |k: &str| i.get(k).cloned().unwrap_or(Value::Null);
+            text(
+                kind,
+                json!({
+                    "prompt_id": pid,
+                    "node_id": iget("node_id"),
+                    "node_type": iget("node_type"),
+                    "executed": i.get("executed").cloned().unwrap_or(json!([])),
+                    "timestamp": iget("timestamp_ms"),
+                }),
+            )
+        }
+        "preview" => {
+            let image = base64::engine::general_purpose::STANDARD
+                .decode(preview_base64?)
+                .ok()?;
+            let mime = e
+                .get("mime")
+                .and_then(Value::as_str)
+                .unwrap_or("image/jpeg");
+            let mut frame = Vec::with_capacity(image.len() + 256);
+            if preview_metadata {
+                let node = get("node_id");
+                let meta = json!({
+                    "node_id": node, "display_node_id": node, "parent_node_id": null,
+                    "real_node_id": node, "prompt_id": pid, "image_type": mime,
+                })
+                .to_string();
+                frame.extend_from_slice(&4u32.to_be_bytes());
+                frame.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+                frame.extend_from_slice(meta.as_bytes());
+            } else {
+                let format: u32 = if mime == "image/png" { 2 } else { 1 };
+                frame.extend_from_slice(&1u32.to_be_bytes());
+                frame.extend_from_slice(&format.to_be_bytes());
+            }
+            frame.extend_from_slice(&image);
+            Message::Binary(frame.into())
+        }
+        "text" => {
+            let node = e.get("node_id").and_then(Value::as_str).unwrap_or("");
+            let body = e.get("text").and_then(Value::as_str).unwrap_or("");
+            let mut frame = Vec::with_capacity(12 + node.len() + body.len());
+            frame.extend_from_slice(&3u32.to_be_bytes());
+            frame.extend_from_slice(&(node.len() as u32).to_be_bytes());
+            frame.extend_from_slice(node.as_bytes());
+            frame.extend_from_slice(body.as_bytes());
+            Message::Binary(frame.into())
+        }
+        _ => return None,
+    })
+}

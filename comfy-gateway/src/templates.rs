@@ -1,0 +1,110 @@
+//! The platform's template workflows in every user's workflows menu, with
+//! no custom node: copied into the user's userdata through ComfyUI's own
+//! userdata API (`POST /userdata/workflows%2F<name>?overwrite=false`, so a
+//! file the user changed is never overwritten), and the seed's
+//! `/api/default_workflow` answered by the gateway.
+
+use crate::config::User;
+use crate::error::GatewayError;
+use crate::proxy::without_url;
+use crate::state::Gateway;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use comfy_adapter::model::userdata::UserdataPath;
+use std::path::Path;
+
+/// The `.json` files of the templates directory, by name.
+fn templates(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if path.is_file() && name.ends_with(".json") {
+            out.push((name.to_owned(), std::fs::read(&path)?));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What provisioning did for one user.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Provisioned {
+    /// Templates written.
+    pub written: Vec<String>,
+    /// Templates the user already had (kept as they are).
+    pub kept: Vec<String>,
+}
+
+/// Copies every template into `user`'s `workflows/` userdata folder, never
+/// overwriting a file that is there.
+pub async fn provision(gw: &Gateway, user: &User) -> Result<Provisioned, GatewayError> {
+    let mut done = Provisioned::default();
+    let Some(dir) = gw.config().templates_dir.clone() else {
+        return Ok(done);
+    };
+    let files = templates(&dir).map_err(|e| GatewayError::BadRequest {
+        kind: "templates_unreadable",
+        message: format!("templates_dir {}: {e}", dir.display()),
+    })?;
+    let base = gw.upstream(user)?;
+    for (name, bytes) in files {
+        let path = UserdataPath::new(format!("workflows/{name}")).map_err(|e| {
+            GatewayError::BadRequest {
+                kind: "invalid_template_name",
+                message: format!("{name}: {e}"),
+            }
+        })?;
+        let url = crate::proxy::upstream_url(
+            &base,
+            &format!(
+                "/api/userdata/{}?overwrite=false&full_info=true",
+                path.encoded()
+            ),
+        )?;
+        let resp = gw
+            .upstream_request(user, reqwest::Method::POST, url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| GatewayError::UpstreamDown {
+                upstream: base.to_string(),
+                reason: without_url(&e),
+            })?;
+        match resp.status().as_u16() {
+            200 => done.written.push(name),
+            409 => done.kept.push(name),
+            s => {
+                return Err(GatewayError::UpstreamDown {
+                    upstream: base.to_string(),
+                    reason: format!("writing workflows/{name} answered {s}"),
+                });
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// `GET /api/default_workflow`: the configured default template.
+pub async fn default_workflow(gw: &Gateway) -> Response {
+    let (Some(dir), Some(name)) = (&gw.config().templates_dir, &gw.config().default_workflow)
+    else {
+        return GatewayError::NotFound.into_response();
+    };
+    match tokio::fs::read(dir.join(name)).await {
+        Ok(bytes) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => GatewayError::BadRequest {
+            kind: "default_workflow_unreadable",
+            message: format!("{name}: {e}"),
+        }
+        .into_response(),
+    }
+}

@@ -1,0 +1,83 @@
+//! `GET /view` of a remote output (subfolder `comfy-queue/<job id>/...`):
+//! served from the queue's file store as the user, streamed, with the
+//! queue's Content-Type, ETag and ranges. The frontend asks for an output
+//! the moment ComfyUI reports `executed`, before the worker has stored it,
+//! so while the job runs the gateway waits for the file (up to
+//! `view_wait_secs`). Every other `/view` is the user's own ComfyUI's.
+
+use crate::config::User;
+use crate::proxy::stream_back;
+use crate::queue::QueueJob;
+use crate::shapes::remote_file;
+use crate::state::Gateway;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use comfy_queue_api::FileRole;
+use std::time::Duration;
+
+fn params(query: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn get<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+}
+
+/// Whether a `/view` query names a remote output.
+pub fn is_remote(query: Option<&str>) -> bool {
+    get(&params(query), "subfolder").is_some_and(|s| remote_file(s).is_some())
+}
+
+fn not_found() -> Response {
+    StatusCode::NOT_FOUND.into_response()
+}
+
+/// The file of `job` that a `/view` names.
+fn find<'a>(job: &'a QueueJob, role: FileRole, subfolder: &str, filename: &str) -> Option<&'a str> {
+    job.files
+        .iter()
+        .find(|f| f.role == role && f.subfolder == subfolder && f.filename == filename)
+        .map(|f| f.url.as_str())
+}
+
+/// Serves a remote output.
+pub async fn remote(gw: &Gateway, user: &User, req: Request) -> Response {
+    let p = params(req.uri().query());
+    let (Some(filename), Some((job_id, own))) = (
+        get(&p, "filename"),
+        get(&p, "subfolder").and_then(remote_file),
+    ) else {
+        return not_found();
+    };
+    let role = match get(&p, "type").unwrap_or("output") {
+        "output" => FileRole::Output,
+        "temp" => FileRole::Temp,
+        _ => return not_found(),
+    };
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(gw.config().view_wait_secs);
+    loop {
+        let job = match gw.queue().job(&user.id, job_id).await {
+            Ok(Some(j)) => j,
+            Ok(None) => return not_found(),
+            Err(e) => return e.into_response(),
+        };
+        if let Some(url) = find(&job, role, own, filename) {
+            return match gw.queue().file(&user.id, url, range.as_deref()).await {
+                Ok(resp) => stream_back(resp),
+                Err(e) => e.into_response(),
+            };
+        }
+        if !job.status.active() || tokio::time::Instant::now() >= deadline {
+            return not_found();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,527 @@
+//! The gateway end to end over HTTP and WebSocket, as a frontend calls it:
+//! two users, each with their own emulated CPU ComfyUI (alice on 0.9.2, bob
+//! on 0.33.0), one queue with auth on, one worker on an emulated GPU
+//! ComfyUI 0.11.1. Alice's Run becomes a queue job that runs on the GPU
+//! ComfyUI; her socket sees its events as ComfyUI's own messages, her queue
+//! panel and history show it in 0.9.2's shapes, her `/view` gets its image;
+//! bob sees none of it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use comfy_e2e::*;
+use comfy_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use comfy_gateway::{Config, Gateway};
+use comfy_queue::auth::AuthConfig;
+use comfy_stack::{Backend, QueueOptions, RunningQueue, start_queue};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const WORKER_TOKEN: &str = "gw-worker";
+const ADMIN_TOKEN: &str = "gw-admin";
+
+struct Platform {
+    queue: RunningQueue,
+    gpu: EmulatorHandle,
+    alice_ui: EmulatorHandle,
+    bob_ui: EmulatorHandle,
+    worker: TestWorker,
+    gateway: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn platform() -> Platform {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = QueueOptions::sqlite("unused").short_leases(LEASE);
+    o.backend = Backend::Sqlite(dir.path().join("queue.db"));
+    o.files_dir = dir.path().join("files");
+    o.settings.max_pending = 0;
+    o.settings.max_wait_secs = 2.0;
+    o.settings.auth = AuthConfig {
+        worker_token: Some(WORKER_TOKEN.into()),
+        admin_token: Some(ADMIN_TOKEN.into()),
+        user_header: "X-Forwarded-User".into(),
+    };
+    let queue = start_queue(o).await.unwrap();
+    let gpu = Emulator::start(
+        EmulatorConfig::new("0.11.1")
+            .node_time(Duration::from_millis(60))
+            .progress_steps(3),
+    )
+    .await
+    .unwrap();
+    let alice_ui = Emulator::start(EmulatorConfig::new("0.9.2")).await.unwrap();
+    let bob_ui = Emulator::start(EmulatorConfig::new("0.33.0"))
+        .await
+        .unwrap();
+    let mut cfg = worker_config(&queue.url(), &gpu.url(), "w-gw");
+    cfg.worker_token = Some(WORKER_TOKEN.into());
+    let worker = TestWorker::start(cfg);
+
+    let toml = format!(
+        r#"queue_url = "{}"
+           state_dir = "{}"
+           [[users]]
+           id = "alice"
+           upstream = "{}"
+           [[users]]
+           id = "bob"
+           upstream = "{}"
+        "#,
+        queue.url(),
+        dir.path().display(),
+        alice_ui.url(),
+        bob_ui.url()
+    );
+    let config: Config = toml::from_str(&toml).unwrap();
+    config.validate().unwrap();
+    let gw = Gateway::new(config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(comfy_gateway::serve(listener, gw, std::future::pending()));
+    Platform {
+        queue,
+        gpu,
+        alice_ui,
+        bob_ui,
+        worker,
+        gateway,
+        _dir: dir,
+    }
+}
+
+impl Platform {
+    async fn stop(self) {
+        self.worker.stop().await;
+        self.gpu.stop().await;
+        self.alice_ui.stop().await;
+        self.bob_ui.stop().await;
+        self.queue.stop().await;
+    }
+}
+
+fn as_user(req: reqwest::RequestBuilder, user: &str) -> reqwest::RequestBuilder {
+    req.header("X-Forwarded-User", user)
+}
+
+async fn ws(gateway: &str, user: &str, path: &str) -> Ws {
+    let url = format!("{}{path}", gateway.replace("http://", "ws://"));
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("x-forwarded-user", user.parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// Text messages as JSON until `stop` says one is the last wanted.
+async fn read_until(ws: &mut Ws, mut stop: impl FnMut(&Value) -> bool) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no message within 30 s; saw {seen:#?}"))
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            let last = stop(&v);
+            seen.push(v);
+            if last {
+                return seen;
+            }
+        }
+    }
+}
+
+fn tiny_prompt(prefix: &str) -> Value {
+    json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": prefix}},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_in_the_users_frontend_runs_on_the_pool_and_comes_back_as_comfyui_answers() {
+    let p = platform().await;
+    let http = reqwest::Client::new();
+    let gw = &p.gateway;
+
+    // The socket first, as the frontend opens it; its greeting is alice's own ComfyUI's.
+    let mut sock = ws(gw, "alice", "/alice/ws?clientId=tab-1").await;
+    let greeting = read_until(&mut sock, |m| m["type"] == "status").await;
+    assert_eq!(
+        greeting.last().unwrap()["data"]["sid"],
+        "tab-1",
+        "the sid is the one alice's ComfyUI issued"
+    );
+
+    let body = json!({
+        "client_id": "tab-1",
+        "prompt": tiny_prompt("gw"),
+        "extra_data": {
+            "extra_pnginfo": {"workflow": {"id": "wf-gw-1", "nodes": []}},
+            "api_key_comfy_org": "secret-key",
+        },
+    });
+    let resp = as_user(http.post(format!("{gw}/alice/api/prompt")), "alice")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let accepted: Value = resp.json().await.unwrap();
+    let id = accepted["prompt_id"].as_str().unwrap().to_owned();
+    assert_eq!(accepted["node_errors"], json!({}));
+    assert!(accepted["number"].is_number());
+
+    // The prompt id is the queue's job id; the secret never reached the queue.
+    let job: Value = http
+        .get(format!("{}/api/jobs/{id}", p.queue.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["user_id"], "alice");
+    assert!(!job.to_string().contains("secret-key"));
+
+    // ComfyUI's messages of the prompt, in ComfyUI's order, all naming the job.
+    let seen = read_until(&mut sock, |m| m["type"] == "execution_success").await;
+    let names: Vec<&str> = seen.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    let mut wanted = [
+        "status",
+        "execution_start",
+        "executing",
+        "progress",
+        "executed",
+        "execution_success",
+    ]
+    .into_iter()
+    .peekable();
+    for n in &names {
+        if wanted.peek() == Some(n) {
+            wanted.next();
+        }
+    }
+    assert!(
+        wanted.peek().is_none(),
+        "missing {:?} in {names:?}",
+        wanted.peek()
+    );
+    let queued = seen
+        .iter()
+        .find(|m| m["type"] == "status")
+        .map(|m| m["data"]["status"]["exec_info"]["queue_remaining"].as_u64());
+    assert_eq!(
+        queued,
+        Some(Some(1)),
+        "the remote job counts in alice's queue: {seen:#?}"
+    );
+    for m in seen.iter().filter(|m| m["type"] != "status") {
+        assert_eq!(m["data"]["prompt_id"], id.as_str(), "{m}");
+    }
+    let executed = seen.iter().find(|m| m["type"] == "executed").unwrap();
+    assert_eq!(executed["data"]["node"], "3");
+    let image = &executed["data"]["output"]["images"][0];
+    assert_eq!(image["type"], "output");
+    assert_eq!(image["subfolder"], format!("comfy-queue/{id}"));
+    let filename = image["filename"].as_str().unwrap().to_owned();
+
+    // /view of it: the PNG the GPU ComfyUI wrote, served through the queue.
+    let view = as_user(http.get(format!("{gw}/alice/api/view")), "alice")
+        .query(&[
+            ("filename", filename.as_str()),
+            ("subfolder", &format!("comfy-queue/{id}")),
+            ("type", "output"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(view.status(), 200);
+    assert_eq!(view.headers()["content-type"], "image/png");
+    let bytes = view.bytes().await.unwrap();
+    let on_gpu = reqwest::get(format!(
+        "{}/view?filename={filename}&type=output",
+        p.gpu.url()
+    ))
+    .await
+    .unwrap()
+    .bytes()
+    .await
+    .unwrap();
+    assert_eq!(bytes, on_gpu);
+
+    // Alice's history, in 0.9.2's shape (five-element prompt tuple with create_time).
+    let history: Value = as_user(
+        http.get(format!("{gw}/alice/api/history?max_items=64")),
+        "alice",
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let entry = &history[&id];
+    assert_eq!(entry["status"]["status_str"], "success");
+    assert_eq!(entry["status"]["completed"], true);
+    assert_eq!(entry["prompt"][1], id.as_str());
+    assert_eq!(entry["prompt"][3]["client_id"], "tab-1");
+    assert!(entry["prompt"][3]["create_time"].is_i64());
+    assert_eq!(entry["prompt"][4], json!(["3"]));
+    assert_eq!(
+        entry["outputs"]["3"]["images"][0]["filename"],
+        filename.as_str()
+    );
+    // And in the jobs API (0.9.2 has it; no previewable_outputs_count before 0.33).
+    let jobs: Value = as_user(
+        http.get(format!(
+            "{gw}/alice/api/jobs?status=completed,failed,cancelled&limit=64&offset=0"
+        )),
+        "alice",
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(jobs["pagination"]["total"], 1, "{jobs}");
+    let item = &jobs["jobs"][0];
+    assert_eq!(item["id"], id.as_str());
+    assert_eq!(item["status"], "completed");
+    assert_eq!(item["outputs_count"], 1);
+    assert_eq!(item["workflow_id"], "wf-gw-1");
+    assert!(item.get("previewable_outputs_count").is_none());
+    assert_eq!(item["preview_output"]["mediaType"], "images");
+
+    // Bob sees none of it, and cannot reach alice's prefix.
+    let bobs: Value = as_user(http.get(format!("{gw}/bob/api/jobs")), "bob")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bobs["jobs"], json!([]));
+    let other = as_user(http.get(format!("{gw}/alice/api/history")), "bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 403);
+    let bob_history: Value = as_user(http.get(format!("{gw}/bob/api/history/{id}")), "bob")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bob_history, json!({}));
+    let bob_view = as_user(http.get(format!("{gw}/bob/api/view")), "bob")
+        .query(&[
+            ("filename", filename.as_str()),
+            ("subfolder", &format!("comfy-queue/{id}")),
+            ("type", "output"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bob_view.status(), 404);
+
+    // Deleting it from the history hides it from alice's panel.
+    let del = as_user(http.post(format!("{gw}/alice/api/history")), "alice")
+        .json(&json!({"delete": [id]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 200);
+    let history: Value = as_user(http.get(format!("{gw}/alice/history")), "alice")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history, json!({}));
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_else_passes_through_to_the_users_own_comfyui_byte_exact() {
+    let p = platform().await;
+    let http = reqwest::Client::new();
+    let gw = &p.gateway;
+    // Userdata with an encoded slash: ComfyUI answers 404 when it is decoded on the way.
+    let post = as_user(
+        http.post(format!(
+            "{gw}/bob/api/userdata/workflows%2Fmine.json?overwrite=true"
+        )),
+        "bob",
+    )
+    .body(r#"{"nodes": []}"#)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(post.status(), 200, "{}", post.text().await.unwrap());
+    let got = as_user(
+        http.get(format!("{gw}/bob/api/userdata/workflows%2Fmine.json")),
+        "bob",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.text().await.unwrap(), r#"{"nodes": []}"#);
+    let direct = reqwest::get(format!(
+        "{}/api/userdata/workflows%2Fmine.json",
+        p.bob_ui.url()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(direct.status(), 200, "it landed on bob's own ComfyUI");
+    // Same call for alice: her own ComfyUI does not have bob's file.
+    let alices = as_user(
+        http.get(format!("{gw}/alice/api/userdata/workflows%2Fmine.json")),
+        "alice",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(alices.status(), 404);
+    // object_info comes from the user's own ComfyUI.
+    let info: Value = as_user(
+        http.get(format!("{gw}/bob/api/object_info/SaveImage")),
+        "bob",
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(info.get("SaveImage").is_some());
+    // No user header: 401; an unknown user: 403; the root goes to the user's prefix.
+    let anon = http
+        .get(format!("{gw}/bob/api/queue"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), 401);
+    let stranger = as_user(http.get(format!("{gw}/bob/api/queue")), "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 403);
+    let root = as_user(
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(format!("{gw}/")),
+        "bob",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(root.status(), 302);
+    assert_eq!(root.headers()["location"], "/bob/");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_cancels_only_the_users_own_running_job() {
+    let p = platform().await;
+    let http = reqwest::Client::new();
+    let gw = &p.gateway;
+    // A prompt long enough to be interrupted (many nodes at 60 ms each).
+    let mut prompt = serde_json::Map::new();
+    prompt.insert(
+        "1".into(),
+        json!({"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}}),
+    );
+    for i in 2..40 {
+        prompt.insert(
+            i.to_string(),
+            json!({"class_type": "ImageInvert", "inputs": {"image": [(i - 1).to_string(), 0]}}),
+        );
+    }
+    prompt.insert(
+        "40".into(),
+        json!({"class_type": "SaveImage", "inputs": {"images": ["39", 0], "filename_prefix": "long"}}),
+    );
+    let accepted: Value = as_user(http.post(format!("{gw}/bob/api/prompt")), "bob")
+        .json(&json!({"client_id": "b", "prompt": prompt}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = accepted["prompt_id"].as_str().unwrap().to_owned();
+    // Wait until it runs (0.33.0's jobs API says in_progress).
+    let mut running = false;
+    for _ in 0..100 {
+        let q: Value = as_user(http.get(format!("{gw}/bob/api/queue")), "bob")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if q["queue_running"].as_array().is_some_and(|r| !r.is_empty()) {
+            assert_eq!(q["queue_running"][0][1], id.as_str());
+            running = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(running, "the job never ran");
+    // Alice's interrupt touches nothing of bob's.
+    let r = as_user(http.post(format!("{gw}/alice/api/interrupt")), "alice")
+        .json(&json!({"prompt_id": id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let job: Value = as_user(http.get(format!("{gw}/bob/api/jobs/{id}")), "bob")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "in_progress");
+    // Bob's own interrupt (no body: whatever of his runs) cancels it.
+    let r = as_user(http.post(format!("{gw}/bob/api/interrupt")), "bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        let job: Value = as_user(http.get(format!("{gw}/bob/api/jobs/{id}")), "bob")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        status = job["status"].clone();
+        if status == "cancelled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, "cancelled",
+        "0.33.0 reports an interrupted job as cancelled"
+    );
+    p.stop().await;
+}
