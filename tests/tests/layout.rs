@@ -67,6 +67,7 @@ fn crates_depend_only_as_the_architecture_allows() {
         ("comfy-artifacts", &[][..]),
         ("comfy-queue", &["comfy-artifacts", "comfy-queue-api"][..]),
         ("comfy-worker", &["comfy-adapter", "comfy-queue-api"][..]),
+        ("comfy-gateway", &["comfy-adapter", "comfy-queue-api"][..]),
         ("comfy-emulator", &["comfy-adapter"][..]),
         ("comfyctl", &["comfy-adapter", "comfy-emulator"][..]),
         (
@@ -75,6 +76,7 @@ fn crates_depend_only_as_the_architecture_allows() {
                 "comfy-adapter",
                 "comfy-artifacts",
                 "comfy-emulator",
+                "comfy-gateway",
                 "comfy-queue",
                 "comfy-queue-api",
                 "comfy-worker",
@@ -126,6 +128,17 @@ fn production_binaries_link_no_emulator_store_or_test_code() {
         (
             "comfy-queue",
             &["comfy-emulator", "comfy-test-support", "comfy-adapter"][..],
+        ),
+        (
+            "comfy-gateway",
+            &[
+                "comfy-emulator",
+                "comfy-test-support",
+                "comfy-queue",
+                "rusqlite",
+                "redis",
+                "wiremock",
+            ][..],
         ),
         (
             "comfy-adapter",
@@ -273,6 +286,7 @@ fn the_modules_of_each_production_crate_import_each_other_without_cycles() {
         "queue",
         "worker",
         "comfy-stack",
+        "comfy-gateway",
     ] {
         if let Some(c) = module_cycle(&repo().join(krate).join("src")) {
             cycles.push(format!("{krate}: {}", c.join(" → ")));
