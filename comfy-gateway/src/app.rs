@@ -7,6 +7,7 @@ use crate::error::GatewayError;
 use crate::state::Gateway;
 use crate::{control, listing, proxy, socket, submit, templates, view};
 use axum::Router;
+use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -50,10 +51,16 @@ fn redirect(to: &str) -> Response {
 }
 
 async fn handle(State(gw): State<Gateway>, req: Request) -> Response {
+    // The connection's peer (`serve`), or the one a test router was given.
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+        .map(|c| c.0.ip())
+        .or_else(|| {
+            req.extensions()
+                .get::<MockConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+        });
     let user = match identify(&gw, peer, req.headers()) {
         Ok(u) => u.clone(),
         Err(e) => return e.into_response(),
