@@ -4,14 +4,15 @@
 
 use crate::config::User;
 use crate::error::GatewayError;
+use crate::identity::identify;
 use crate::state::Gateway;
 use crate::{control, listing, proxy, socket, submit, templates, view};
 use axum::Router;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 /// The gateway's router.
 pub fn app(gateway: Gateway) -> Router {
@@ -19,31 +20,6 @@ pub fn app(gateway: Gateway) -> Router {
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .fallback(handle)
         .with_state(gateway)
-}
-
-/// The user a request comes from: the identity header, accepted only from a
-/// trusted proxy.
-pub fn identify<'a>(
-    gw: &'a Gateway,
-    peer: Option<IpAddr>,
-    headers: &HeaderMap,
-) -> Result<&'a User, GatewayError> {
-    let identity = &gw.config().identity;
-    let Some(value) = headers.get(identity.header.as_str()) else {
-        return Err(GatewayError::Unauthenticated);
-    };
-    match peer {
-        Some(p) if identity.trusts(p) => {}
-        Some(p) => return Err(GatewayError::ForgedIdentity(p)),
-        None => return Err(GatewayError::Unauthenticated),
-    }
-    let name = value.to_str().map(str::trim).unwrap_or_default();
-    if name.is_empty() {
-        return Err(GatewayError::Unauthenticated);
-    }
-    gw.config()
-        .user(name)
-        .ok_or_else(|| GatewayError::UnknownUser(name.to_owned()))
 }
 
 fn redirect(to: &str) -> Response {
@@ -61,7 +37,16 @@ async fn handle(State(gw): State<Gateway>, req: Request) -> Response {
                 .get::<MockConnectInfo<SocketAddr>>()
                 .map(|c| c.0.ip())
         });
-    let user = match identify(&gw, peer, req.headers()) {
+    let config = gw.config();
+    let identified = identify(
+        &config.identity,
+        gw.htpasswd(),
+        &config.users,
+        peer,
+        req.headers(),
+    )
+    .await;
+    let user = match identified {
         Ok(u) => u.clone(),
         Err(e) => return e.into_response(),
     };

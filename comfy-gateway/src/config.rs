@@ -101,6 +101,14 @@ pub struct Identity {
     /// else that carries it is refused (403): the header is forged.
     #[serde(default = "default_trusted")]
     pub trusted_proxies: Vec<IpNet>,
+    /// The gateway's own basic auth: an htpasswd file of bcrypt entries
+    /// (`htpasswd -B`), used when a request carries no identity header.
+    #[serde(default)]
+    pub htpasswd: Option<PathBuf>,
+    /// Who a request with no identity at all is: for a local demo only
+    /// (the `comfy-gateway` binary refuses it unless it listens on loopback).
+    #[serde(default)]
+    pub anonymous_user: Option<String>,
 }
 
 impl Default for Identity {
@@ -108,6 +116,8 @@ impl Default for Identity {
         Identity {
             header: default_user_header(),
             trusted_proxies: default_trusted(),
+            htpasswd: None,
+            anonymous_user: None,
         }
     }
 }
@@ -231,6 +241,11 @@ impl Config {
                 }
                 _ => {}
             }
+        }
+        if let Some(a) = &self.identity.anonymous_user
+            && self.user(a).is_none()
+        {
+            return bad(format!("anonymous_user {a:?} is not one of the [[users]]"));
         }
         if let Some(name) = &self.default_workflow
             && self.templates_dir.is_none()

@@ -12,7 +12,8 @@
 //! | module | what |
 //! |---|---|
 //! | [`config`] | the TOML file: queue, identity, users and their upstreams |
-//! | [`app`] | the router: identity, prefixes, intercepted or passed through |
+//! | [`app`] | the router: prefixes, intercepted or passed through |
+//! | [`identity`] | who calls: trusted header, own basic auth, demo user |
 //! | [`state`] | clients, what each upstream is, remembered prompts, deleted history |
 //! | [`queue`] | the queue's HTTP API as the gateway calls it, per user |
 //! | [`shapes`] | queue jobs as `/queue`, `/history` and `/api/jobs` answers per line |
@@ -29,6 +30,7 @@ pub mod app;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod identity;
 pub mod listing;
 pub mod proxy;
 pub mod queue;

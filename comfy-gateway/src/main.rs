@@ -32,6 +32,14 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let config = Config::load(&args.config)?;
+    if let Some(a) = &config.identity.anonymous_user
+        && !args.listen.ip().is_loopback()
+    {
+        anyhow::bail!(
+            "anonymous_user {a:?} would let anyone who reaches {} act as {a}: it is for a local demo on a loopback address only",
+            args.listen
+        );
+    }
     let users = config.users.len();
     let gateway = Gateway::new(config)?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

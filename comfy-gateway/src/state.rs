@@ -5,6 +5,7 @@
 
 use crate::config::{Config, User};
 use crate::error::GatewayError;
+use crate::identity::Htpasswd;
 use crate::queue::QueueClient;
 use crate::shapes::{Shapes, Submitted};
 use comfy_adapter::model::catalogue::NodeCatalogue;
@@ -31,6 +32,7 @@ struct Inner {
     submitted: Mutex<PromptCache>,
     hidden: Mutex<Hidden>,
     number: AtomicU64,
+    htpasswd: Option<Htpasswd>,
 }
 
 /// What the gateway learned about one upstream ComfyUI.
@@ -62,18 +64,21 @@ struct Hidden {
 
 impl Gateway {
     /// The gateway for `config`.
-    pub fn new(config: Config) -> Result<Gateway, GatewayError> {
+    pub fn new(config: Config) -> Result<Gateway, crate::config::ConfigError> {
+        let client =
+            |e: reqwest::Error| crate::config::ConfigError::Invalid(format!("HTTP client: {e}"));
         let queue = QueueClient::new(config.queue_url.clone(), &config.queue_user_header)
-            .map_err(|e| GatewayError::QueueDown(e.to_string()))?;
+            .map_err(client)?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| GatewayError::UpstreamDown {
-                upstream: "-".into(),
-                reason: e.to_string(),
-            })?;
+            .map_err(client)?;
+        let htpasswd = match &config.identity.htpasswd {
+            Some(path) => Some(Htpasswd::load(path)?),
+            None => None,
+        };
         let mut hidden = Hidden::default();
         if let Some(dir) = &config.state_dir {
             let file = dir.join("hidden-history.json");
@@ -97,6 +102,7 @@ impl Gateway {
                 submitted: Mutex::new(PromptCache::default()),
                 hidden: Mutex::new(hidden),
                 number: AtomicU64::new(start),
+                htpasswd,
             }),
         })
     }
@@ -104,6 +110,11 @@ impl Gateway {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The basic-auth users, when the gateway checks passwords itself.
+    pub fn htpasswd(&self) -> Option<&Htpasswd> {
+        self.inner.htpasswd.as_ref()
     }
 
     /// The queue client.
