@@ -46,9 +46,11 @@
 //! ```
 
 mod app;
+mod boot;
 mod catalogue;
 mod engine;
 mod files;
+mod frontend;
 mod history;
 mod jobs;
 mod nodes;
@@ -101,6 +103,12 @@ pub struct EmulatorConfig {
     /// (every node but the one-operation ones such as `EmptyImage`) sends while it runs,
     /// evenly over its time: `value` 1 to n of `max` n. 0 (the default) sends none.
     pub progress_steps: u32,
+    /// A frontend build to serve (the `static/` folder of a
+    /// `comfyui-frontend-package` wheel): `GET /` answers its `index.html`
+    /// and any `GET` no API route takes answers the file under it, as
+    /// ComfyUI serves its web root. `None` (the default) answers those with
+    /// the usual 404.
+    pub frontend_dir: Option<PathBuf>,
 }
 
 impl EmulatorConfig {
@@ -114,7 +122,15 @@ impl EmulatorConfig {
             fixtures_dir: None,
             faults: Faults::default(),
             progress_steps: 0,
+            frontend_dir: None,
         }
+    }
+
+    /// Serve the frontend build in `dir` (see
+    /// [`EmulatorConfig::frontend_dir`]).
+    pub fn frontend_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.frontend_dir = Some(dir.into());
+        self
     }
 
     /// Nodes that loop send `n` `progress` messages while they run (see
@@ -227,6 +243,7 @@ impl Emulator {
         let app = app::App {
             engine: engine.clone(),
             port: addr.port(),
+            frontend: config.frontend_dir.as_deref().map(frontend::Frontend::new),
             shutdown: stop_rx.clone(),
         };
         let executor = tokio::spawn(engine.clone().run());

@@ -25,8 +25,12 @@ pub(crate) async fn models_in(State(app): State<App>, Path(folder): Path<String>
     }
 }
 
+/// The recorded list, or the served frontend build's scripts.
 pub(crate) async fn extensions(State(app): State<App>) -> Response {
-    ok(app.engine.profile.extensions.clone())
+    match &app.frontend {
+        Some(f) => ok(f.extensions.clone()),
+        None => ok(app.engine.profile.extensions.clone()),
+    }
 }
 
 pub(crate) async fn system_stats(State(app): State<App>) -> Response {
