@@ -60,6 +60,7 @@ mod recordings;
 mod reply;
 mod request;
 mod routes;
+mod served;
 mod server_info;
 mod userdata;
 mod validate;
@@ -68,6 +69,7 @@ mod ws;
 
 pub use engine::{Breakpoint, Faults, Hold, Step, Stopped, WsMessage};
 pub use recordings::{RECORDED_FILES, embedded_versions, recorded_object_info};
+pub use served::Served;
 
 use engine::{DEFAULT_WORK_UNIT_MEGAPIXELS, Engine};
 use profile::Profile;
@@ -240,6 +242,7 @@ impl Emulator {
             .with_progress_steps(config.progress_steps),
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let served = served::Log::default();
         let app = app::App {
             engine: engine.clone(),
             port: addr.port(),
@@ -248,11 +251,13 @@ impl Emulator {
         };
         let executor = tokio::spawn(engine.clone().run());
         let mut stop_signal = stop_rx;
+        let log = served.clone();
         let server = tokio::spawn(async move {
-            let serve =
-                axum::serve(listener, routes::router(app)).with_graceful_shutdown(async move {
+            let serve = axum::serve(listener, routes::router(app, log)).with_graceful_shutdown(
+                async move {
                     let _ = stop_signal.changed().await;
-                });
+                },
+            );
             if let Err(e) = serve.await {
                 tracing::warn!(error = %e, "emulator server ended");
             }
@@ -272,6 +277,7 @@ impl Emulator {
         Ok(EmulatorHandle {
             addr,
             engine,
+            served,
             stop: stop_tx,
             tasks: vec![executor, server, crash_watch],
         })
@@ -283,6 +289,7 @@ impl Emulator {
 pub struct EmulatorHandle {
     addr: SocketAddr,
     engine: Arc<Engine>,
+    served: served::Log,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -335,6 +342,12 @@ impl EmulatorHandle {
     /// (before any socket writes it): for tests and benchmarks that time what follows.
     pub fn ws_messages(&self) -> tokio::sync::broadcast::Receiver<WsMessage> {
         self.engine.ws.subscribe()
+    }
+
+    /// Every request answered so far (the last 10 000), oldest first: what a
+    /// client asked and the status it got.
+    pub fn served(&self) -> Vec<Served> {
+        self.served.snapshot()
     }
 
     /// Prompts accepted so far.

@@ -3,14 +3,14 @@
 //! frontend build (if any) for every other `GET`.
 
 use super::app::App;
-use super::{boot, frontend, history, jobs, prompts, server_info, userdata, view, ws};
+use super::{boot, frontend, history, jobs, prompts, served, server_info, userdata, view, ws};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use comfy_adapter::Line;
 
 /// The router of one emulated server.
-pub(crate) fn router(app: App) -> Router {
+pub(crate) fn router(app: App, log: served::Log) -> Router {
     let common = Router::new()
         .route("/system_stats", get(server_info::system_stats))
         .route("/features", get(server_info::features))
@@ -91,6 +91,7 @@ pub(crate) fn router(app: App) -> Router {
         .merge(templates)
         .fallback(frontend::fallback)
         .with_state(app)
+        .layer(axum::middleware::from_fn_with_state(log, served::record))
 }
 
 /// `max_upload_size` of `/features`: 100 MiB.
