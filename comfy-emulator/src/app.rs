@@ -13,6 +13,8 @@ pub(crate) struct App {
     pub(crate) port: u16,
     /// The frontend build served for paths no API route takes.
     pub(crate) frontend: Option<super::frontend::Frontend>,
+    /// The placeholder model files, by folder.
+    pub(crate) models: Arc<super::models::ModelFiles>,
     /// Ends WebSockets on stop.
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
 }

@@ -53,6 +53,7 @@ mod files;
 mod frontend;
 mod history;
 mod jobs;
+mod models;
 mod nodes;
 mod profile;
 mod prompts;
@@ -68,6 +69,9 @@ mod view;
 mod ws;
 
 pub use engine::{Breakpoint, Faults, Hold, Step, Stopped, WsMessage};
+pub use models::{
+    MODEL_INPUTS, ModelFiles, TemplateModelsError, template_models, template_models_in,
+};
 pub use recordings::{RECORDED_FILES, embedded_versions, recorded_object_info};
 pub use served::Served;
 
@@ -111,6 +115,13 @@ pub struct EmulatorConfig {
     /// ComfyUI serves its web root. `None` (the default) answers those with
     /// the usual 404.
     pub frontend_dir: Option<PathBuf>,
+    /// Placeholder model files by folder (`checkpoints`, `loras`, `vae`,
+    /// `text_encoders`, `diffusion_models`, …): the loader inputs that list
+    /// a folder's files offer and accept these, and `/models/{folder}` and
+    /// `/experiment/models/{folder}` list them. Empty (the default): no
+    /// models, as the recorded servers. [`template_models`] builds one from
+    /// UI workflows.
+    pub models: ModelFiles,
 }
 
 impl EmulatorConfig {
@@ -125,7 +136,14 @@ impl EmulatorConfig {
             faults: Faults::default(),
             progress_steps: 0,
             frontend_dir: None,
+            models: ModelFiles::new(),
         }
+    }
+
+    /// Answer as a server that has `models` (see [`EmulatorConfig::models`]).
+    pub fn models(mut self, models: ModelFiles) -> Self {
+        self.models = models;
+        self
     }
 
     /// Serve the frontend build in `dir` (see
@@ -216,7 +234,7 @@ impl Emulator {
                 })?;
         let profile = Profile::new(&config.version, &recorded)
             .ok_or_else(|| EmulatorError::BadVersion(config.version.clone()))?;
-        let classes = recorded.classes.clone();
+        let classes = models::apply(&recorded.classes, &config.models);
         let files = files::Files::new().map_err(EmulatorError::Folders)?;
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
@@ -247,6 +265,7 @@ impl Emulator {
             engine: engine.clone(),
             port: addr.port(),
             frontend: config.frontend_dir.as_deref().map(frontend::Frontend::new),
+            models: Arc::new(config.models.clone()),
             shutdown: stop_rx.clone(),
         };
         let executor = tokio::spawn(engine.clone().run());
