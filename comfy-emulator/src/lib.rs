@@ -9,6 +9,13 @@
 //! directory made at start and removed when the emulator stops. Good enough
 //! to run the whole platform without a GPU.
 //!
+//! With [`EmulatorConfig::frontend_dir`] it also serves a real frontend
+//! build and answers every call that frontend makes while it boots
+//! (`/i18n`, `/global_subgraphs`, `/experiment/models`, the templates
+//! index, …, as the recorded sessions show); with
+//! [`EmulatorConfig::models`] it answers as a server that has those model
+//! files, so templates that load models validate and run.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use comfy_emulator::{Emulator, EmulatorConfig};
