@@ -271,3 +271,57 @@ async fn a_frontend_build_is_served_with_its_types_and_nothing_outside_it() {
     }
     emu.stop().await;
 }
+
+async fn next_text(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    within: std::time::Duration,
+) -> Option<Value> {
+    use futures_util::StreamExt as _;
+    let msg = tokio::time::timeout(within, ws.next()).await.ok()??.ok()?;
+    serde_json::from_str(msg.to_text().ok()?).ok()
+}
+
+/// The frontend sends its `feature_flags` first on `/ws`; ComfyUI answers
+/// with its own (the `/features` body), once, as the sessions show.
+#[tokio::test]
+async fn the_first_feature_flags_message_on_ws_gets_the_servers_flags() {
+    use futures_util::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let short = std::time::Duration::from_millis(300);
+    let long = std::time::Duration::from_secs(5);
+    let emu = Emulator::start(EmulatorConfig::new("0.33.0"))
+        .await
+        .unwrap();
+    let features: Value = reqwest::get(format!("{}/features", emu.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let flags = json!({"type": "feature_flags", "data": {"supports_preview_metadata": true}});
+    let url = format!("ws://{}/ws?clientId=abc", emu.addr());
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let greeting = next_text(&mut ws, long).await.unwrap();
+    assert_eq!(greeting["type"], "status");
+    assert_eq!(greeting["data"]["sid"], "abc");
+    ws.send(Message::text(flags.to_string())).await.unwrap();
+    let reply = next_text(&mut ws, long).await.unwrap();
+    assert_eq!(reply, json!({"type": "feature_flags", "data": features}));
+    assert_eq!(reply["data"]["node_replacements"], true);
+    // Only the first message counts.
+    ws.send(Message::text(flags.to_string())).await.unwrap();
+    assert_eq!(next_text(&mut ws, short).await, None);
+
+    // A first message of another kind: no flags, then or later.
+    let (mut other, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    assert_eq!(next_text(&mut other, long).await.unwrap()["type"], "status");
+    other
+        .send(Message::text(r#"{"type": "hello"}"#))
+        .await
+        .unwrap();
+    other.send(Message::text(flags.to_string())).await.unwrap();
+    assert_eq!(next_text(&mut other, short).await, None);
+    emu.stop().await;
+}
