@@ -6,6 +6,11 @@
 //! and queued with `app.queuePrompt(0, 1)` runs to success and shows its
 //! output. One browser per test, one test at a time (two cores).
 //!
+//! Served under a gateway's path prefix (`/user001/`, through a test
+//! proxy that strips it), the oldest and newest frontends do the same and
+//! never ask for anything outside the prefix: the frontend takes its API
+//! base from the page's path.
+//!
 //! A screenshot of each booted frontend goes to the target's temporary
 //! folder; `UPDATE_SCREENSHOTS=1` also writes it to
 //! `docs/screenshots/emulator-frontend-<version>.png`.
@@ -20,6 +25,7 @@ use comfy_test_support::frontend;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One browser at a time: a frontend boot keeps both cores busy.
@@ -79,7 +85,77 @@ async fn finished_history(emu: &EmulatorHandle) -> Value {
     }
 }
 
+/// A gateway's path prefix, as a test proxy: `/PREFIX/x` is forwarded to
+/// the emulator as `/x` (one request per connection: `Connection: close`,
+/// WebSocket upgrades passed through); anything else is answered 404 here
+/// and noted. Returns the proxy's address and the requests it refused.
+async fn prefix_proxy(
+    prefix: &'static str,
+    upstream: std::net::SocketAddr,
+) -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let noted = refused.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let noted = noted.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match client.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let (line, rest) = text.split_once("\r\n").unwrap_or((&text, ""));
+                let mut parts = line.splitn(3, ' ');
+                let (method, target, version) = (
+                    parts.next().unwrap_or_default(),
+                    parts.next().unwrap_or_default(),
+                    parts.next().unwrap_or_default(),
+                );
+                let Some(stripped) = target.strip_prefix(prefix) else {
+                    noted.lock().unwrap().push(format!("{method} {target}"));
+                    let _ = client
+                        .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                    return;
+                };
+                let upgrade = rest.to_ascii_lowercase().contains("upgrade: websocket");
+                let headers: String = rest
+                    .split("\r\n")
+                    .filter(|h| upgrade || !h.to_ascii_lowercase().starts_with("connection:"))
+                    .map(|h| format!("{h}\r\n"))
+                    .collect::<String>();
+                let headers = headers.trim_end_matches("\r\n");
+                let close = if upgrade { "" } else { "connection: close\r\n" };
+                let forwarded =
+                    format!("{method} {stripped} {version}\r\n{close}{headers}\r\n\r\n");
+                let body_start = text.find("\r\n\r\n").map_or(head.len(), |i| i + 4);
+                let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                if server.write_all(forwarded.as_bytes()).await.is_err()
+                    || server.write_all(&head[body_start..]).await.is_err()
+                {
+                    return;
+                }
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    (addr, refused)
+}
+
 async fn boot_and_run(fe: &str, server: &str) {
+    boot_and_run_at(fe, server, None).await;
+}
+
+async fn boot_and_run_at(fe: &str, server: &str, prefix: Option<&'static str>) {
     let _turn = ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
     let session = common::session(fe, server);
@@ -91,8 +167,16 @@ async fn boot_and_run(fe: &str, server: &str) {
     let emu = Emulator::start(EmulatorConfig::new(server).frontend_dir(frontend::static_dir(fe)))
         .await
         .unwrap();
+    let proxy = match prefix {
+        Some(p) => Some(prefix_proxy(p, emu.addr()).await),
+        None => None,
+    };
+    let page = match (&proxy, prefix) {
+        (Some((addr, _)), Some(p)) => format!("http://{addr}{p}/"),
+        _ => emu.url(),
+    };
     let browser = Browser::launch().await;
-    browser.client().goto(&emu.url()).await.unwrap();
+    browser.client().goto(&page).await.unwrap();
 
     // Booted: the app made its graph and drew its canvas.
     wait_until(
@@ -230,12 +314,33 @@ async fn boot_and_run(fe: &str, server: &str) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let png = browser.client().screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
-    let name = format!("emulator-frontend-{fe}.png");
+    let name = match prefix {
+        None => format!("emulator-frontend-{fe}.png"),
+        Some(_) => format!("emulator-frontend-{fe}-under-prefix.png"),
+    };
     std::fs::write(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&name), &png).unwrap();
-    if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+    if prefix.is_none() && std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(&name), &png).unwrap();
+    }
+    if let Some((_, refused)) = &proxy {
+        let refused = refused.lock().unwrap().clone();
+        // Only icons are asked for at the origin's root: the browser's own
+        // `/favicon.ico`, and the app's tab icons (the progress frames
+        // `/assets/images/favicon_progress_16x16/frame_N.png`; 1.58.1 also
+        // `/assets/favicon.ico` and `/assets/images/comfy-icon-192.png`),
+        // which the frontend writes with root-absolute paths.
+        let icon = |r: &str| {
+            r == "GET /favicon.ico"
+                || r == "GET /assets/favicon.ico"
+                || (r.starts_with("GET /assets/images/") && r.ends_with(".png"))
+        };
+        let outside: Vec<&String> = refused.iter().filter(|r| !icon(r)).collect();
+        assert!(
+            outside.is_empty(),
+            "frontend {fe} under {prefix:?} asked outside its prefix: {outside:?}"
+        );
     }
     browser.close().await;
     emu.stop().await;
@@ -269,4 +374,16 @@ async fn frontend_1_48_7_boots_and_runs_on_emulated_0_33_0() {
 #[cfg_attr(not(has_chromium), ignore = "chromium or chromedriver not installed")]
 async fn frontend_1_58_1_boots_and_runs_on_emulated_0_33_0() {
     boot_and_run("1.58.1", "0.33.0").await;
+}
+
+#[tokio::test]
+#[cfg_attr(not(has_chromium), ignore = "chromium or chromedriver not installed")]
+async fn frontend_1_36_14_boots_and_runs_under_a_path_prefix() {
+    boot_and_run_at("1.36.14", "0.9.2", Some("/user001")).await;
+}
+
+#[tokio::test]
+#[cfg_attr(not(has_chromium), ignore = "chromium or chromedriver not installed")]
+async fn frontend_1_58_1_boots_and_runs_under_a_path_prefix() {
+    boot_and_run_at("1.58.1", "0.33.0", Some("/user001")).await;
 }
