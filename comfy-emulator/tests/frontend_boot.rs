@@ -387,3 +387,121 @@ async fn frontend_1_36_14_boots_and_runs_under_a_path_prefix() {
 async fn frontend_1_58_1_boots_and_runs_under_a_path_prefix() {
     boot_and_run_at("1.58.1", "0.33.0", Some("/user001")).await;
 }
+
+/// The headline templates from the frontend, as a demo runs them: frontend
+/// 1.48.7 on emulated 0.33.0 with the models the templates name
+/// (`template_models_in`), each template loaded with `app.loadGraphData`
+/// and queued with `app.queuePrompt(0, 1)`: Flux.2 saves an image, LTX-2 a
+/// video, and the frontend has both among its node outputs.
+#[tokio::test]
+#[cfg_attr(not(has_chromium), ignore = "chromium or chromedriver not installed")]
+async fn the_flux2_and_ltx2_templates_run_from_the_frontend_given_their_models() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let ui = common::fixtures().join("../workflows/ui");
+    let models = comfy_emulator::template_models_in(&ui).unwrap();
+    let emu = Emulator::start(
+        EmulatorConfig::new("0.33.0")
+            .node_time(Duration::ZERO)
+            .frontend_dir(frontend::static_dir("1.48.7"))
+            .models(models),
+    )
+    .await
+    .unwrap();
+    let browser = Browser::launch().await;
+    browser.client().goto(&emu.url()).await.unwrap();
+    wait_until(
+        &browser,
+        "!!(window.app && window.app.graph && document.querySelector('canvas'))",
+        Duration::from_secs(45),
+        "frontend 1.48.7 booted",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    for (n, (template, output, ext)) in [
+        ("image_flux2_klein_text_to_image.json", "9", ".png"),
+        ("video_ltx2_t2v.json", "75", ".mp4"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let workflow: Value =
+            serde_json::from_slice(&std::fs::read(ui.join(template)).unwrap()).unwrap();
+        browser
+            .client()
+            .execute(
+                "return Promise.resolve(window.app.loadGraphData(arguments[0])).then(() => true);",
+                vec![workflow],
+            )
+            .await
+            .unwrap();
+        browser
+            .client()
+            .execute(
+                "return Promise.resolve(window.app.queuePrompt(0, 1)).then(() => true);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        // The n-th prompt this emulator accepted, once it finished.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let entry = loop {
+            let history: Value = client
+                .get(format!("{}/history", emu.url()))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let done: Vec<&Value> = history
+                .as_object()
+                .unwrap()
+                .values()
+                .filter(|e| e["status"]["completed"].is_boolean())
+                .collect();
+            if done.len() > n {
+                break done
+                    .into_iter()
+                    .find(|e| e["outputs"][output].is_object())
+                    .cloned()
+                    .unwrap_or_else(|| panic!("{template}: no output {output}: {history}"));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{template}: not run; {} accepted, failed requests: {:?}",
+                emu.submitted(),
+                emu.served()
+                    .into_iter()
+                    .filter(|s| s.status >= 400)
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(
+            entry["status"]["status_str"], "success",
+            "{template}: {entry}"
+        );
+        let file = entry["outputs"][output]["images"][0]["filename"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(file.ends_with(ext), "{template}: {file}");
+        wait_until(
+            &browser,
+            &format!("JSON.stringify(window.app.nodeOutputs || {{}}).includes('{file}')"),
+            Duration::from_secs(15),
+            &format!("frontend shows {file}"),
+        )
+        .await;
+    }
+    assert_eq!(emu.submitted(), 2);
+    let mut allowed: BTreeSet<(String, String)> = common::session("1.48.7", "0.33.0")
+        .answered(|s| s >= 400)
+        .into_iter()
+        .collect();
+    allowed.insert(("GET".into(), "/favicon.ico".into()));
+    let failures = unexpected_failures(&emu, &allowed);
+    assert!(failures.is_empty(), "failed requests: {failures:#?}");
+    browser.close().await;
+    emu.stop().await;
+}
