@@ -3,6 +3,15 @@
 //! object_info), so an emulator runs from any directory with nothing on
 //! disk. Every recorded set under `fixtures/` is embedded; a test checks
 //! they are exactly the releases of `comfy_adapter::releases`.
+//!
+//! It also sets `cfg(has_chromium)` for the browser tests
+//! (`tests/frontend_boot.rs`): without Chromium and chromedriver they are
+//! reported as ignored, or the build fails with COMFY_REQUIRE_CHROMIUM=1
+//! (`comfy-test-support/README.md`). The library reads no such cfg.
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../comfy-test-support/src/probe.rs"]
+mod probe;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,6 +27,7 @@ const FILES: [(&str, &str); 5] = [
 ];
 
 fn main() {
+    probe::build_script(&[probe::HAS_CHROMIUM]);
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
     println!("cargo:rerun-if-changed={}", fixtures.display());
     let mut sets: Vec<(String, PathBuf)> = std::fs::read_dir(&fixtures)

@@ -9,6 +9,13 @@
 //! directory made at start and removed when the emulator stops. Good enough
 //! to run the whole platform without a GPU.
 //!
+//! With [`EmulatorConfig::frontend_dir`] it also serves a real frontend
+//! build and answers every call that frontend makes while it boots
+//! (`/i18n`, `/global_subgraphs`, `/experiment/models`, the templates
+//! index, …, as the recorded sessions show); with
+//! [`EmulatorConfig::models`] it answers as a server that has those model
+//! files, so templates that load models validate and run.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use comfy_emulator::{Emulator, EmulatorConfig};
@@ -46,11 +53,14 @@
 //! ```
 
 mod app;
+mod boot;
 mod catalogue;
 mod engine;
 mod files;
+mod frontend;
 mod history;
 mod jobs;
+mod models;
 mod nodes;
 mod profile;
 mod prompts;
@@ -58,6 +68,7 @@ mod recordings;
 mod reply;
 mod request;
 mod routes;
+mod served;
 mod server_info;
 mod userdata;
 mod validate;
@@ -65,7 +76,11 @@ mod view;
 mod ws;
 
 pub use engine::{Breakpoint, Faults, Hold, Step, Stopped, WsMessage};
+pub use models::{
+    MODEL_INPUTS, ModelFiles, TemplateModelsError, template_models, template_models_in,
+};
 pub use recordings::{RECORDED_FILES, embedded_versions, recorded_object_info};
+pub use served::Served;
 
 use engine::{DEFAULT_WORK_UNIT_MEGAPIXELS, Engine};
 use profile::Profile;
@@ -101,6 +116,19 @@ pub struct EmulatorConfig {
     /// (every node but the one-operation ones such as `EmptyImage`) sends while it runs,
     /// evenly over its time: `value` 1 to n of `max` n. 0 (the default) sends none.
     pub progress_steps: u32,
+    /// A frontend build to serve (the `static/` folder of a
+    /// `comfyui-frontend-package` wheel): `GET /` answers its `index.html`
+    /// and any `GET` no API route takes answers the file under it, as
+    /// ComfyUI serves its web root. `None` (the default) answers those with
+    /// the usual 404.
+    pub frontend_dir: Option<PathBuf>,
+    /// Placeholder model files by folder (`checkpoints`, `loras`, `vae`,
+    /// `text_encoders`, `diffusion_models`, …): the loader inputs that list
+    /// a folder's files offer and accept these, and `/models/{folder}` and
+    /// `/experiment/models/{folder}` list them. Empty (the default): no
+    /// models, as the recorded servers. [`template_models`] builds one from
+    /// UI workflows.
+    pub models: ModelFiles,
 }
 
 impl EmulatorConfig {
@@ -114,7 +142,22 @@ impl EmulatorConfig {
             fixtures_dir: None,
             faults: Faults::default(),
             progress_steps: 0,
+            frontend_dir: None,
+            models: ModelFiles::new(),
         }
+    }
+
+    /// Answer as a server that has `models` (see [`EmulatorConfig::models`]).
+    pub fn models(mut self, models: ModelFiles) -> Self {
+        self.models = models;
+        self
+    }
+
+    /// Serve the frontend build in `dir` (see
+    /// [`EmulatorConfig::frontend_dir`]).
+    pub fn frontend_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.frontend_dir = Some(dir.into());
+        self
     }
 
     /// Nodes that loop send `n` `progress` messages while they run (see
@@ -198,7 +241,7 @@ impl Emulator {
                 })?;
         let profile = Profile::new(&config.version, &recorded)
             .ok_or_else(|| EmulatorError::BadVersion(config.version.clone()))?;
-        let classes = recorded.classes.clone();
+        let classes = models::apply(&recorded.classes, &config.models);
         let files = files::Files::new().map_err(EmulatorError::Folders)?;
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
@@ -224,18 +267,23 @@ impl Emulator {
             .with_progress_steps(config.progress_steps),
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let served = served::Log::default();
         let app = app::App {
             engine: engine.clone(),
             port: addr.port(),
+            frontend: config.frontend_dir.as_deref().map(frontend::Frontend::new),
+            models: Arc::new(config.models.clone()),
             shutdown: stop_rx.clone(),
         };
         let executor = tokio::spawn(engine.clone().run());
         let mut stop_signal = stop_rx;
+        let log = served.clone();
         let server = tokio::spawn(async move {
-            let serve =
-                axum::serve(listener, routes::router(app)).with_graceful_shutdown(async move {
+            let serve = axum::serve(listener, routes::router(app, log)).with_graceful_shutdown(
+                async move {
                     let _ = stop_signal.changed().await;
-                });
+                },
+            );
             if let Err(e) = serve.await {
                 tracing::warn!(error = %e, "emulator server ended");
             }
@@ -255,6 +303,7 @@ impl Emulator {
         Ok(EmulatorHandle {
             addr,
             engine,
+            served,
             stop: stop_tx,
             tasks: vec![executor, server, crash_watch],
         })
@@ -266,6 +315,7 @@ impl Emulator {
 pub struct EmulatorHandle {
     addr: SocketAddr,
     engine: Arc<Engine>,
+    served: served::Log,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -318,6 +368,12 @@ impl EmulatorHandle {
     /// (before any socket writes it): for tests and benchmarks that time what follows.
     pub fn ws_messages(&self) -> tokio::sync::broadcast::Receiver<WsMessage> {
         self.engine.ws.subscribe()
+    }
+
+    /// Every request answered so far (the last 10 000), oldest first: what a
+    /// client asked and the status it got.
+    pub fn served(&self) -> Vec<Served> {
+        self.served.snapshot()
     }
 
     /// Prompts accepted so far.

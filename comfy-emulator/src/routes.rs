@@ -1,16 +1,16 @@
 //! The router of one emulated server: which handler answers which path
-//! (each under `/api` too), and which routes the emulated line has.
+//! (each under `/api` too), which routes the emulated line has, and the
+//! frontend build (if any) for every other `GET`.
 
 use super::app::App;
-use super::reply::not_found;
-use super::{history, jobs, prompts, server_info, userdata, view, ws};
+use super::{boot, frontend, history, jobs, prompts, served, server_info, userdata, view, ws};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use comfy_adapter::Line;
 
 /// The router of one emulated server.
-pub(crate) fn router(app: App) -> Router {
+pub(crate) fn router(app: App, log: served::Log) -> Router {
     let common = Router::new()
         .route("/system_stats", get(server_info::system_stats))
         .route("/features", get(server_info::features))
@@ -53,7 +53,29 @@ pub(crate) fn router(app: App) -> Router {
         )
         .route("/userdata/{file}/move/{dest}", post(userdata::move_file))
         .route("/v2/userdata", get(userdata::list_v2))
+        .route("/i18n", get(boot::i18n))
+        .route("/global_subgraphs", get(boot::global_subgraphs))
+        .route("/global_subgraphs/{id}", get(boot::global_subgraph))
+        .route("/workflow_templates", get(boot::workflow_templates))
+        .route("/experiment/models", get(boot::experiment_models))
+        .route(
+            "/experiment/models/{folder}",
+            get(boot::experiment_models_in),
+        )
         .route("/ws", get(ws::upgrade));
+    let common = if boot::has_node_replacements(&app) {
+        common.route("/node_replacements", get(boot::node_replacements))
+    } else {
+        common
+    };
+    // What ComfyUI serves from the templates package, at the root only.
+    let templates = Router::new()
+        .route("/templates/index.json", get(boot::templates_index))
+        .route("/templates/index_logo.json", get(boot::templates_logos))
+        .route(
+            "/templates/fuse_options.json",
+            get(boot::templates_fuse_options),
+        );
     let mut jobs_api = Router::new()
         .route("/api/jobs/cancel", post(jobs::cancel_batch))
         .route("/api/jobs/{id}/cancel", post(jobs::cancel_one));
@@ -66,8 +88,10 @@ pub(crate) fn router(app: App) -> Router {
         .merge(common.clone())
         .nest("/api", common)
         .merge(jobs_api)
-        .fallback(not_found)
+        .merge(templates)
+        .fallback(frontend::fallback)
         .with_state(app)
+        .layer(axum::middleware::from_fn_with_state(log, served::record))
 }
 
 /// `max_upload_size` of `/features`: 100 MiB.

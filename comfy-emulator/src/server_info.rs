@@ -16,17 +16,21 @@ pub(crate) async fn models(State(app): State<App>) -> Response {
     ok(json!(app.engine.profile.model_folders))
 }
 
-/// No models are installed: every known folder is empty.
+/// The placeholder files of a known folder (none unless configured).
 pub(crate) async fn models_in(State(app): State<App>, Path(folder): Path<String>) -> Response {
     if app.engine.profile.model_folders.contains(&folder) {
-        ok(json!([]))
+        ok(json!(model_files(&app, &folder)))
     } else {
         StatusCode::NOT_FOUND.into_response()
     }
 }
 
+/// The recorded list, or the served frontend build's scripts.
 pub(crate) async fn extensions(State(app): State<App>) -> Response {
-    ok(app.engine.profile.extensions.clone())
+    match &app.frontend {
+        Some(f) => ok(f.extensions.clone()),
+        None => ok(app.engine.profile.extensions.clone()),
+    }
 }
 
 pub(crate) async fn system_stats(State(app): State<App>) -> Response {
@@ -51,4 +55,12 @@ pub(crate) async fn object_info_one(State(app): State<App>, Path(class): Path<St
 
 pub(crate) async fn free() -> Response {
     empty_ok()
+}
+
+/// A folder's placeholder files, sorted as ComfyUI lists them.
+pub(crate) fn model_files(app: &App, folder: &str) -> Vec<String> {
+    let mut files: Vec<String> = app.models.get(folder).cloned().unwrap_or_default();
+    files.sort();
+    files.dedup();
+    files
 }

@@ -195,6 +195,16 @@ pub(crate) fn validate(
     })
 }
 
+/// `input_config` of an input error as ComfyUI writes it: the input's type
+/// and its options, `{}` when the catalogue gives none (`[[]]` is
+/// `[[], {}]`).
+fn input_config(conf: &Value) -> Value {
+    json!([
+        conf.get(0).cloned().unwrap_or(Value::Null),
+        conf.get(1).cloned().unwrap_or_else(|| json!({}))
+    ])
+}
+
 fn input_error(kind: &str, message: &str, details: &str, extra: Value) -> Value {
     json!({"type": kind, "message": message, "details": details, "extra_info": extra})
 }
@@ -305,7 +315,7 @@ fn check_inputs(
                     "bad_linked_input",
                     "Bad linked input, must be a length-2 list of [string, int]",
                     name,
-                    json!({"input_name": name, "input_config": conf, "received_value": value}),
+                    json!({"input_name": name, "input_config": input_config(conf), "received_value": value}),
                 ));
                 continue;
             }
@@ -359,7 +369,7 @@ fn check_inputs(
                         "value_not_in_list",
                         "Value not in list",
                         &format!("{name}: {received} not in [{}]", shown.join(", ")),
-                        json!({"input_name": name, "input_config": conf, "received_value": value}),
+                        json!({"input_name": name, "input_config": input_config(conf), "received_value": value}),
                     ));
                 }
                 continue;
@@ -375,7 +385,7 @@ fn check_inputs(
                         "value_smaller_than_min",
                         &format!("Value {shown} smaller than min of {}", opts["min"]),
                         name,
-                        json!({"input_name": name, "input_config": conf, "received_value": value}),
+                        json!({"input_name": name, "input_config": input_config(conf), "received_value": value}),
                     ));
                 }
                 if let Some(max) = opts.get("max").and_then(Value::as_f64)
@@ -385,7 +395,7 @@ fn check_inputs(
                         "value_bigger_than_max",
                         &format!("Value {shown} bigger than max of {}", opts["max"]),
                         name,
-                        json!({"input_name": name, "input_config": conf, "received_value": value}),
+                        json!({"input_name": name, "input_config": input_config(conf), "received_value": value}),
                     ));
                 }
             }

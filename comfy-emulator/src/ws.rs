@@ -1,5 +1,9 @@
 //! `/ws?clientId=`: the greeting, then every message addressed to this
-//! client or to all, until the client leaves or the emulator stops.
+//! client or to all, until the client leaves or the emulator stops. A
+//! client whose first message is its `feature_flags` gets the server's
+//! (the `/features` body) back, as ComfyUI answers it: the frontend reads
+//! `node_replacements` and the upload limit from that reply, not from
+//! `/features`.
 
 use super::app::App;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -32,6 +36,7 @@ async fn serve(
     remaining: usize,
 ) {
     let mut shutdown = app.shutdown.clone();
+    let mut first_message = true;
     let greeting = json!({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": remaining}}, "sid": sid}});
     if socket
         .send(Message::Text(greeting.to_string().into()))
@@ -45,6 +50,17 @@ async fn serve(
             _ = shutdown.changed() => break,
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(Message::Text(text))) => {
+                    let flags = std::mem::take(&mut first_message)
+                        && serde_json::from_str::<serde_json::Value>(&text)
+                            .is_ok_and(|v| v.get("type").and_then(|t| t.as_str()) == Some("feature_flags"));
+                    if flags {
+                        let reply = json!({"type": "feature_flags", "data": app.engine.profile.features});
+                        if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
+                            break;
+                        }
+                    }
+                }
                 Some(Ok(_)) => {}
             },
             msg = rx.recv() => match msg {
