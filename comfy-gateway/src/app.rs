@@ -58,6 +58,17 @@ async fn handle(State(gw): State<Gateway>, req: Request) -> Response {
     match gw.config().user_by_prefix(&path) {
         Some(owner) if owner.id == user.id => {}
         Some(_) => return GatewayError::OtherUsersPath.into_response(),
+        // Under a prefix the frontend still asks the root for its tab icons
+        // (`/assets/images/favicon_progress_16x16/…`, `/assets/favicon.ico`):
+        // those come from the caller's own ComfyUI.
+        None if req.method() == Method::GET && path.starts_with("/assets/") => {
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or(path);
+            return proxy::pass(&gw, &user, req, &pq).await;
+        }
         None => return GatewayError::NotFound.into_response(),
     }
     let rest = &path[prefix.len()..];
