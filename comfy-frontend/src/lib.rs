@@ -4,7 +4,7 @@
 //! whose `comfyui_frontend_package/static/` folder is what a ComfyUI server
 //! serves at `/`. [`FrontendCache::fetch`] finds version `V` at
 //! `<root>/V/static/index.html`, or downloads the wheel (its URL and SHA-256
-//! from PyPI's JSON API), checks the hash, and unpacks the static files
+//! from the index's Simple API, PEP 691 JSON), checks the hash, and unpacks the static files
 //! there (into a temporary folder first, renamed into place, so a broken
 //! download leaves nothing half-written). `.ci/frontends.sh` fills the same
 //! layout with pip.
@@ -85,7 +85,7 @@ impl FrontendCache {
     }
 
     /// Fetch from another index (a mirror, or a test server) that serves
-    /// PyPI's JSON API at `/pypi/<project>/<version>/json`.
+    /// the Simple API as JSON (PEP 691) at `/simple/<project>/`.
     pub fn with_index(mut self, index: Url) -> FrontendCache {
         self.index = index.to_string();
         self
@@ -147,6 +147,8 @@ impl FrontendCache {
             .map_err(|e| FrontendError::NotAFrontend(e.to_string()))?
     }
 
+    /// The wheel's URL and SHA-256 from the index's Simple API in its JSON
+    /// form (PEP 691), what pip reads too, so mirrors work the same way.
     async fn wheel_url(
         &self,
         http: &reqwest::Client,
@@ -156,37 +158,44 @@ impl FrontendCache {
             url: self.index.clone(),
             reason: e.to_string(),
         })?;
-        let meta_url = index
-            .join(&format!("pypi/{PACKAGE}/{version}/json"))
+        let page = index
+            .join(&format!("simple/{PACKAGE}/"))
             .map_err(|e| FrontendError::Fetch {
                 url: self.index.clone(),
                 reason: e.to_string(),
             })?;
-        let meta: serde_json::Value = http
-            .get(meta_url.clone())
+        let listing: serde_json::Value = http
+            .get(page.clone())
+            .header(
+                reqwest::header::ACCEPT,
+                "application/vnd.pypi.simple.v1+json",
+            )
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| fetch_error(meta_url.as_str(), &e))?
+            .map_err(|e| fetch_error(page.as_str(), &e))?
             .json()
             .await
-            .map_err(|e| fetch_error(meta_url.as_str(), &e))?;
-        let wheel = meta
-            .get("urls")
+            .map_err(|e| fetch_error(page.as_str(), &e))?;
+        let prefix = format!("{}-{version}-", PACKAGE.replace('-', "_"));
+        let wheel = listing
+            .get("files")
             .and_then(serde_json::Value::as_array)
             .into_iter()
             .flatten()
-            .find(|u| {
-                u.get("packagetype").and_then(serde_json::Value::as_str) == Some("bdist_wheel")
+            .find(|f| {
+                f.get("filename")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".whl"))
             })
             .ok_or_else(|| FrontendError::NoWheel(version.to_owned()))?;
         let url = wheel
             .get("url")
             .and_then(serde_json::Value::as_str)
-            .and_then(|u| index.join(u).ok())
+            .and_then(|u| page.join(u).ok())
             .ok_or_else(|| FrontendError::NoWheel(version.to_owned()))?;
         let sha256 = wheel
-            .pointer("/digests/sha256")
+            .pointer("/hashes/sha256")
             .and_then(serde_json::Value::as_str)
             .ok_or_else(|| FrontendError::NoWheel(version.to_owned()))?
             .to_owned();

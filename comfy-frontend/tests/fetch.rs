@@ -1,4 +1,4 @@
-//! Fetching a frontend from an index that speaks PyPI's JSON API (wiremock
+//! Fetching a frontend from an index that speaks PyPI's Simple API as JSON (wiremock
 //! serving a small wheel built here): unpacked once, found in the cache
 //! after, a wrong hash or a wheel without a frontend leaves nothing behind.
 
@@ -30,12 +30,12 @@ async fn index(version: &str, wheel: Vec<u8>, sha256: Option<String>) -> MockSer
     let server = MockServer::start().await;
     let hash = sha256.unwrap_or_else(|| hex::encode(Sha256::digest(&wheel)));
     Mock::given(method("GET"))
-        .and(path(format!(
-            "/pypi/comfyui-frontend-package/{version}/json"
-        )))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"urls": [
-            {"packagetype": "sdist", "url": "/files/x.tar.gz", "digests": {"sha256": "00"}},
-            {"packagetype": "bdist_wheel", "url": "/files/w.whl", "digests": {"sha256": hash}},
+        .and(path("/simple/comfyui-frontend-package/"))
+        .and(wiremock::matchers::header("accept", "application/vnd.pypi.simple.v1+json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"files": [
+            {"filename": format!("comfyui_frontend_package-{version}.tar.gz"), "url": "/files/x.tar.gz", "hashes": {"sha256": "00"}},
+            {"filename": "comfyui_frontend_package-0.1.0-py3-none-any.whl", "url": "/files/old.whl", "hashes": {"sha256": "00"}},
+            {"filename": format!("comfyui_frontend_package-{version}-py3-none-any.whl"), "url": "../../files/w.whl", "hashes": {"sha256": hash}},
         ]})))
         .mount(&server)
         .await;

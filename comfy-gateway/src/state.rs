@@ -173,7 +173,8 @@ impl Gateway {
             .pointer("/system/comfyui_version")
             .and_then(serde_json::Value::as_str)
             .ok_or_else(|| down("its /system_stats names no comfyui_version".into()))?;
-        parse_version(text).ok_or_else(|| down(format!("unreadable comfyui_version {text:?}")))
+        comfy_adapter::normalize::parse_version(text)
+            .ok_or_else(|| down(format!("unreadable comfyui_version {text:?}")))
     }
 
     /// The node catalogue of `user`'s upstream (read once).
@@ -275,12 +276,4 @@ impl Gateway {
             }
         }
     }
-}
-
-/// `0.9.2`, `v0.9.2`, `0.9` → a version.
-fn parse_version(text: &str) -> Option<semver::Version> {
-    let t = text.trim().trim_start_matches('v');
-    semver::Version::parse(t)
-        .ok()
-        .or_else(|| semver::Version::parse(&format!("{t}.0")).ok())
 }

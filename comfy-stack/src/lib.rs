@@ -2,6 +2,8 @@
 //! library), workers and emulated ComfyUI servers. Used by `comfy-stack`
 //! and by the end-to-end tests.
 
+pub mod user_side;
+
 use anyhow::Context;
 use comfy_queue::clock::SystemClock;
 use comfy_queue::store::Store;

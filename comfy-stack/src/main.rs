@@ -1,6 +1,8 @@
 //! The whole platform in one command: the queue manager (SQLite file), one
 //! worker and, without `--comfy-url`, an emulated ComfyUI, so jobs really
-//! flow on a machine with nothing but this repository.
+//! flow on a machine with nothing but this repository; and the user side: a
+//! gateway in front of an emulated user ComfyUI that serves a real frontend,
+//! so the printed URL opens a platform user's own ComfyUI in a browser.
 //!
 //! ```sh
 //! cargo run --release -p comfy-stack -- --demo
@@ -10,6 +12,7 @@ use anyhow::Context;
 use clap::Parser;
 use comfy_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use comfy_queue_api::Status;
+use comfy_stack::user_side::{UserSideOptions, start_user_side};
 use comfy_stack::{Backend, QueueOptions, start_queue};
 use comfy_worker::Worker;
 use comfy_worker::config::Config as WorkerConfig;
@@ -20,7 +23,8 @@ use std::time::{Duration, Instant};
 use tracing_subscriber::EnvFilter;
 
 /// The queue manager, one worker and (without --comfy-url) an emulated
-/// ComfyUI, in one process, on embedded defaults.
+/// ComfyUI, plus a gateway with an emulated user ComfyUI serving a real
+/// frontend, in one process, on embedded defaults.
 #[derive(Debug, Parser)]
 #[command(name = "comfy-stack", version, about, long_about = None)]
 struct Args {
@@ -59,6 +63,26 @@ struct Args {
     /// Where the worker serves /health and /metrics (`off` to disable).
     #[arg(long, default_value = "127.0.0.1:9188")]
     worker_health_listen: String,
+
+    /// Where the gateway listens: open `http://<this>/demo/` for the demo
+    /// user's own ComfyUI frontend, whose Run goes to the queue.
+    #[arg(long, env = "STACK_GATEWAY_LISTEN", default_value = "127.0.0.1:8190")]
+    gateway_listen: SocketAddr,
+
+    /// ComfyUI version of the emulated user (CPU) ComfyUI behind the gateway
+    /// (default: --emulator-version).
+    #[arg(long)]
+    user_comfy_version: Option<String>,
+
+    /// Frontend version it serves (default: the one that release pins).
+    /// Fetched once from PyPI (comfyui-frontend-package) into the cache
+    /// ($COMFY_FRONTENDS, else ~/.cache/comfy-ci/frontend).
+    #[arg(long)]
+    frontend: Option<String>,
+
+    /// No gateway and no user ComfyUI (queue, worker and emulator only).
+    #[arg(long)]
+    no_gateway: bool,
 
     /// Submit the bundled example workflows and print how each ended.
     #[arg(long)]
@@ -277,8 +301,11 @@ async fn main() -> anyhow::Result<()> {
     let comfy_url = match &args.comfy_url {
         Some(u) => u.clone(),
         None => {
+            // The models the templates name, as placeholder files, so the
+            // headline Flux.2 and LTX-2 templates run.
             let mut cfg = EmulatorConfig::new(&args.emulator_version)
-                .node_time(Duration::from_millis(args.emulator_node_ms));
+                .node_time(Duration::from_millis(args.emulator_node_ms))
+                .models(comfy_stack::user_side::template_models());
             cfg.addr = args.emulator_listen;
             let emu = match Emulator::start(cfg.clone()).await {
                 Ok(e) => e,
@@ -310,8 +337,39 @@ async fn main() -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker_task = tokio::spawn(worker.run(stop_rx));
 
+    let user_side = if args.no_gateway {
+        None
+    } else {
+        let state_dir = match args.db.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.join("gateway"),
+            _ => PathBuf::from("gateway"),
+        };
+        let o = UserSideOptions {
+            queue_url: queue.url(),
+            version: args
+                .user_comfy_version
+                .clone()
+                .unwrap_or_else(|| args.emulator_version.clone()),
+            frontend: args.frontend.clone(),
+            listen: args.gateway_listen,
+            state_dir,
+            user: "demo".into(),
+        };
+        Some(start_user_side(o).await?)
+    };
+
     println!();
     println!("comfy-stack is up");
+    if let Some(u) = &user_side {
+        match &u.frontend {
+            Ok(fe) => println!(
+                "  open      : {}  (user demo's own ComfyUI {} with frontend {fe}; Run goes to the queue)",
+                u.open_url,
+                u.comfyui.version()
+            ),
+            Err(why) => println!("  gateway   : {}  ({why})", u.open_url),
+        }
+    }
     println!("  dashboard : {}/admin", queue.url());
     println!(
         "  queue API : {}/api/jobs   (docs: {}/api/openapi.json)",
@@ -353,6 +411,9 @@ async fn main() -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     if let Err(e) = worker_task.await {
         tracing::warn!(error = %e, "worker task ended abnormally");
+    }
+    if let Some(u) = user_side {
+        u.stop().await;
     }
     if let Some(e) = emulator {
         e.stop().await;

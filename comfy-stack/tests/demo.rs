@@ -42,8 +42,9 @@ async fn the_demo_prints_outputs_served_by_the_queue() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let queue = format!("127.0.0.1:{}", free_port());
+    let gateway = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_comfy-stack"))
-        .args(["--demo", "--listen", &queue])
+        .args(["--demo", "--listen", &queue, "--gateway-listen", &gateway])
         .args(["--emulator-listen", &format!("127.0.0.1:{}", free_port())])
         .args([
             "--worker-health-listen",
@@ -97,4 +98,57 @@ async fn the_demo_prints_outputs_served_by_the_queue() {
     );
     let body = resp.bytes().await.unwrap();
     assert!(body.starts_with(b"\x89PNG"), "{url} is not a PNG");
+
+    // The user side: the printed URL opens the demo user's own ComfyUI frontend
+    // through the gateway, whose queue panel lists the demo's jobs.
+    let open = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with("open "))
+        .unwrap_or_else(|| panic!("no URL to open in:\n{}", lines.join("\n")));
+    let page_url = format!("http://{gateway}/demo/");
+    assert!(open.contains(&page_url), "{open}");
+    let page = reqwest::get(&page_url).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("<div id=\"vue-app\""),
+        "not the ComfyUI frontend: {html:.300}"
+    );
+    let jobs: serde_json::Value = reqwest::get(format!(
+        "{page_url}api/jobs?status=completed,failed,cancelled&limit=64&offset=0"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(jobs["pagination"]["total"], 8, "{jobs}");
+    let failed = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["status"] == "failed")
+        .count();
+    assert_eq!(failed, 1, "only the failure example fails: {jobs}");
+    // The templates are in the demo user's workflows menu.
+    let listed: serde_json::Value = reqwest::get(format!("{page_url}api/userdata?dir=workflows"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "video_ltx2_t2v.json"),
+        "{listed}"
+    );
 }
