@@ -110,6 +110,17 @@ async fn route(
         }
         (&Method::GET, ["default_workflow"]) if api => templates::default_workflow(gw).await,
         (&Method::GET, ["ws"]) => socket::upgrade(gw, user, req, path_and_query).await,
+        (&Method::GET, ["templates", file]) if !api => {
+            let platform = if *file == "index.json" {
+                templates::index(gw).await
+            } else {
+                templates::template(gw, file).await
+            };
+            match platform {
+                Some(resp) => resp,
+                None => proxy::pass(gw, user, req, path_and_query).await,
+            }
+        }
         _ if api && segments.first() == Some(&"jobs") => {
             match jobs_route(gw, user, &method, &segments, req).await {
                 Ok(resp) => resp,

@@ -1,8 +1,10 @@
 //! The platform's template workflows in every user's workflows menu, with
 //! no custom node: copied into the user's userdata through ComfyUI's own
 //! userdata API (`POST /userdata/workflows%2F<name>?overwrite=false`, so a
-//! file the user changed is never overwritten), and the seed's
-//! `/api/default_workflow` answered by the gateway.
+//! file the user changed is never overwritten), the seed's
+//! `/api/default_workflow` answered by the gateway, and the frontend's
+//! template browser (`/templates/index.json`, `/templates/<name>.json`)
+//! listing the platform's templates.
 
 use crate::config::User;
 use crate::error::GatewayError;
@@ -107,4 +109,82 @@ pub async fn default_workflow(gw: &Gateway) -> Response {
         }
         .into_response(),
     }
+}
+
+/// `video_ltx2_t2v` → `Video ltx2 t2v`.
+fn title(stem: &str) -> String {
+    let words = stem.replace(['_', '-'], " ");
+    let mut c = words.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// `GET /templates/index.json`: the platform's templates as the frontend's
+/// template browser reads them (the shape of the templates package's index,
+/// as recorded), so the browser lists them instead of ComfyUI's own.
+pub async fn index(gw: &Gateway) -> Option<Response> {
+    let dir = gw.config().templates_dir.clone()?;
+    let files = match templates(&dir) {
+        Ok(f) => f,
+        Err(e) => {
+            return Some(
+                GatewayError::BadRequest {
+                    kind: "templates_unreadable",
+                    message: format!("templates_dir {}: {e}", dir.display()),
+                }
+                .into_response(),
+            );
+        }
+    };
+    let entries: Vec<serde_json::Value> = files
+        .iter()
+        .filter_map(|(name, _)| name.strip_suffix(".json"))
+        .map(|stem| {
+            let kind = if stem.starts_with("video") {
+                "video"
+            } else {
+                "image"
+            };
+            serde_json::json!({
+                "name": stem,
+                "title": title(stem),
+                "description": "A workflow of the platform; runs on the GPU pool.",
+                "mediaType": "image",
+                "mediaSubtype": "webp",
+                "tags": [kind],
+                "models": [],
+            })
+        })
+        .collect();
+    let body = serde_json::json!([{
+        "moduleName": "default",
+        "category": "PLATFORM",
+        "title": "Platform templates",
+        "type": "image",
+        "templates": entries,
+    }]);
+    Some(axum::Json(body).into_response())
+}
+
+/// `GET /templates/<name>.json`: one platform template.
+pub async fn template(gw: &Gateway, file: &str) -> Option<Response> {
+    let dir = gw.config().templates_dir.clone()?;
+    if file.contains('/')
+        || file.contains('\\')
+        || file.starts_with('.')
+        || !file.ends_with(".json")
+    {
+        return None;
+    }
+    let bytes = tokio::fs::read(dir.join(file)).await.ok()?;
+    Some(
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            bytes,
+        )
+            .into_response(),
+    )
 }

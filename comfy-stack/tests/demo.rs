@@ -136,6 +136,28 @@ async fn the_demo_prints_outputs_served_by_the_queue() {
         .filter(|j| j["status"] == "failed")
         .count();
     assert_eq!(failed, 1, "only the failure example fails: {jobs}");
+    // The template browser lists the platform's templates and opens them.
+    let index: serde_json::Value = reqwest::get(format!("{page_url}templates/index.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = index[0]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"video_ltx2_t2v"), "{index}");
+    let template: serde_json::Value =
+        reqwest::get(format!("{page_url}templates/video_ltx2_t2v.json"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert!(template["nodes"].is_array());
     // The templates are in the demo user's workflows menu.
     let listed: serde_json::Value = reqwest::get(format!("{page_url}api/userdata?dir=workflows"))
         .await
