@@ -525,3 +525,155 @@ async fn interrupt_cancels_only_the_users_own_running_job() {
     );
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_uploaded_to_the_users_comfyui_travels_with_the_job() {
+    let p = platform().await;
+    let http = reqwest::Client::new();
+    let gw = &p.gateway;
+    // The frontend uploads into its own ComfyUI (passed through).
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "image",
+            reqwest::multipart::Part::bytes(b"alice's own photo".to_vec())
+                .file_name("photo.png")
+                .mime_str("image/png")
+                .unwrap(),
+        )
+        .text("type", "input")
+        .text("overwrite", "true");
+    let up: Value = as_user(http.post(format!("{gw}/alice/api/upload/image")), "alice")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(up["name"], "photo.png");
+    assert!(p.alice_ui.data_dir().join("input/photo.png").is_file());
+    assert!(!p.gpu.data_dir().join("input/photo.png").exists());
+
+    let body = json!({"client_id": "c", "prompt": {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "from_upload"}},
+    }});
+    let accepted: Value = as_user(http.post(format!("{gw}/alice/api/prompt")), "alice")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = accepted["prompt_id"].as_str().unwrap().to_owned();
+    let mut job = Value::Null;
+    for _ in 0..200 {
+        job = as_user(http.get(format!("{gw}/alice/api/jobs/{id}")), "alice")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["status"] != "pending" && job["status"] != "in_progress" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(job["status"], "completed", "{job}");
+    // The GPU ComfyUI got alice's bytes under the worker's collision-free name.
+    let placed: Vec<_> = walk(&p.gpu.data_dir().join("input/comfy-queue"));
+    assert_eq!(placed.len(), 1, "{placed:?}");
+    assert_eq!(std::fs::read(&placed[0]).unwrap(), b"alice's own photo");
+    p.stop().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_gateway_restart_the_queue_panel_shows_the_users_jobs_again() {
+    let p = platform().await;
+    let http = reqwest::Client::new();
+    // A prompt that runs a while.
+    let mut prompt = serde_json::Map::new();
+    prompt.insert(
+        "1".into(),
+        json!({"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}}),
+    );
+    for i in 2..30 {
+        prompt.insert(
+            i.to_string(),
+            json!({"class_type": "ImageInvert", "inputs": {"image": [(i - 1).to_string(), 0]}}),
+        );
+    }
+    prompt.insert(
+        "30".into(),
+        json!({"class_type": "SaveImage", "inputs": {"images": ["29", 0], "filename_prefix": "restart"}}),
+    );
+    let accepted: Value = as_user(http.post(format!("{}/bob/api/prompt", p.gateway)), "bob")
+        .json(&json!({"client_id": "b", "prompt": prompt}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = accepted["prompt_id"].as_str().unwrap().to_owned();
+
+    // A second gateway process with the same configuration (the first one's
+    // memory is gone): the job is in bob's panel while it runs and after.
+    let toml = format!(
+        "queue_url = \"{}\"\n[[users]]\nid = \"bob\"\nupstream = \"{}\"\n",
+        p.queue.url(),
+        p.bob_ui.url()
+    );
+    let config: Config = toml::from_str(&toml).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fresh = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(comfy_gateway::serve(
+        listener,
+        Gateway::new(config).unwrap(),
+        std::future::pending(),
+    ));
+    let active: Value = as_user(
+        http.get(format!(
+            "{fresh}/bob/api/jobs?status=in_progress,pending&limit=200&offset=0"
+        )),
+        "bob",
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(active["jobs"][0]["id"], id.as_str(), "{active}");
+    let mut done = Value::Null;
+    for _ in 0..200 {
+        done = as_user(http.get(format!("{fresh}/bob/api/history/{id}")), "bob")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if done.get(&id).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(done[&id]["status"]["status_str"], "success", "{done}");
+    p.stop().await;
+}

@@ -84,7 +84,10 @@ fn crates_depend_only_as_the_architecture_allows() {
                 "comfy-worker",
             ][..],
         ),
-        ("comfy-test-support", &["comfy-adapter", "comfy-frontend"][..]),
+        (
+            "comfy-test-support",
+            &["comfy-adapter", "comfy-frontend"][..],
+        ),
     ]);
     for (krate, (normal, dev)) in workspace_edges() {
         if krate == "comfy-e2e" {
