@@ -87,6 +87,12 @@ pub struct Config {
     /// How long `/view` of a remote output waits for a running job to store it.
     #[serde(default = "default_view_wait")]
     pub view_wait_secs: u64,
+    /// How often the gateway pings a browser's socket. A browser answers by
+    /// itself; a socket that has said nothing for three periods (a vanished
+    /// client, a half-open connection) is closed with its ComfyUI and queue
+    /// sockets.
+    #[serde(default = "default_ws_ping")]
+    pub ws_ping_secs: u64,
 }
 
 /// How the gateway learns who is calling.
@@ -175,6 +181,10 @@ fn default_view_wait() -> u64 {
     120
 }
 
+fn default_ws_ping() -> u64 {
+    30
+}
+
 /// The pattern the queue accepts for user ids.
 fn valid_user_id(id: &str) -> bool {
     (1..=100).contains(&id.len())
@@ -201,6 +211,9 @@ impl Config {
     /// Checks what serde cannot: ids, prefixes, upstreams.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.ws_ping_secs == 0 {
+            return bad("ws_ping_secs must be at least 1".into());
+        }
         if self.users.is_empty() {
             return bad("no [[users]]: the gateway would serve nobody".into());
         }

@@ -98,6 +98,21 @@ struct Session {
     remote_remaining: AtomicU64,
     /// The client asked for previews with metadata (`feature_flags`).
     preview_metadata: AtomicBool,
+    /// When the browser last sent anything (a pong included), ms since `opened`.
+    last_heard_ms: AtomicU64,
+    opened: tokio::time::Instant,
+}
+
+impl Session {
+    fn heard(&self) {
+        let ms = self.opened.elapsed().as_millis() as u64;
+        self.last_heard_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let now = self.opened.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_heard_ms.load(Ordering::Relaxed)))
+    }
 }
 
 async fn session(
@@ -113,6 +128,8 @@ async fn session(
         upstream_remaining: AtomicU64::new(0),
         remote_remaining: AtomicU64::new(0),
         preview_metadata: AtomicBool::new(false),
+        last_heard_ms: AtomicU64::new(0),
+        opened: tokio::time::Instant::now(),
     });
     if let Ok(n) = queue_remaining(&gw, &s.user).await {
         s.remote_remaining.store(n as u64, Ordering::Relaxed);
@@ -133,6 +150,7 @@ async fn session(
     let up_session = s.clone();
     let browser_to_upstream = async move {
         while let Some(Ok(m)) = from_browser.next().await {
+            up_session.heard();
             let forward = match m {
                 Message::Text(t) => {
                     if let Ok(v) = serde_json::from_str::<Value>(t.as_str())
@@ -183,10 +201,34 @@ async fn session(
     // The queue → browser.
     let remote = remote_events(gw.clone(), s.clone(), out_tx.clone());
 
+    // Pings the browser; a socket silent for three periods is gone.
+    let period = Duration::from_secs(gw.config().ws_ping_secs);
+    let ping_tx = out_tx.clone();
+    let ping_session = s.clone();
+    let keepalive = async move {
+        let mut tick = tokio::time::interval(period);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if ping_session.silent_for() >= period * 3 {
+                tracing::info!(user = %ping_session.user.id, "browser socket silent; closing it");
+                return;
+            }
+            if ping_tx
+                .send(Message::Ping(bytes::Bytes::new()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    };
+
     tokio::select! {
         () = browser_to_upstream => {}
         () = upstream_to_browser => {}
         () = remote => {}
+        () = keepalive => {}
     }
     drop(out_tx);
     writer.abort();

@@ -137,6 +137,7 @@ pub async fn start_user_side(o: UserSideOptions) -> anyhow::Result<UserSide> {
         state_dir: Some(o.state_dir.clone()),
         max_submit_bytes: 12 * 1024 * 1024,
         view_wait_secs: 120,
+        ws_ping_secs: 30,
     };
     config.validate()?;
     let gateway = Gateway::new(config)?;

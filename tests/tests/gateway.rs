@@ -66,6 +66,7 @@ async fn platform() -> Platform {
     let toml = format!(
         r#"queue_url = "{}"
            state_dir = "{}"
+           ws_ping_secs = 1
            [[users]]
            id = "alice"
            upstream = "{}"
@@ -675,5 +676,50 @@ async fn after_a_gateway_restart_the_queue_panel_shows_the_users_jobs_again() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(done[&id]["status"]["status_str"], "success", "{done}");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_socket_that_stops_answering_is_closed_and_a_live_one_is_kept() {
+    let p = platform().await;
+    let mut silent = ws(&p.gateway, "alice", "/alice/ws?clientId=gone").await;
+    let mut live = ws(&p.gateway, "alice", "/alice/ws?clientId=here").await;
+    read_until(&mut silent, |m| m["type"] == "status").await;
+    read_until(&mut live, |m| m["type"] == "status").await;
+    // `live` reads (and so answers the gateway's pings, once a second) for 5 s;
+    // `silent` reads nothing for those 5 s, as a vanished client.
+    let started = std::time::Instant::now();
+    let mut pings = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        if let Ok(Some(Ok(Message::Ping(_)))) =
+            tokio::time::timeout(Duration::from_millis(200), live.next()).await
+        {
+            pings += 1;
+        }
+    }
+    assert!(pings >= 3, "the gateway pinged {pings} times in 5 s");
+    // What the silent socket has left: the pings queued before, then the end.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match silent.next().await {
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Text(_))) => continue,
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the silent socket was never closed");
+    // The live one still carries messages: a Run's status reaches it.
+    let http = reqwest::Client::new();
+    let r = as_user(
+        http.post(format!("{}/alice/api/prompt", p.gateway)),
+        "alice",
+    )
+    .json(&json!({"client_id": "here", "prompt": tiny_prompt("kept")}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    read_until(&mut live, |m| m["type"] == "execution_success").await;
     p.stop().await;
 }
