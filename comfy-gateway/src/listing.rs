@@ -34,11 +34,18 @@ pub async fn visible_jobs(gw: &Gateway, user: &User) -> Result<Vec<QueueJob>, Ga
 
 /// How many of the user's jobs wait or run.
 pub async fn queue_remaining(gw: &Gateway, user: &User) -> Result<usize, GatewayError> {
-    let mut n = 0;
-    for s in [JobState::Pending, JobState::Running] {
-        n += gw.queue().jobs(&user.id, Some(s)).await?.len();
-    }
-    Ok(n)
+    Ok(active_jobs(gw, user).await?.len())
+}
+
+/// The user's pending and running jobs. Pending ones are read first and
+/// duplicates dropped: a job that starts between the two reads is in both,
+/// never in neither.
+async fn active_jobs(gw: &Gateway, user: &User) -> Result<Vec<QueueJob>, GatewayError> {
+    let mut jobs = gw.queue().jobs(&user.id, Some(JobState::Pending)).await?;
+    let running = gw.queue().jobs(&user.id, Some(JobState::Running)).await?;
+    jobs.retain(|p| !running.iter().any(|r| r.id == p.id));
+    jobs.extend(running);
+    Ok(jobs)
 }
 
 /// `GET /prompt`: `{"exec_info": {"queue_remaining": n}}`.
@@ -53,10 +60,7 @@ pub async fn prompt_info(gw: &Gateway, user: &User) -> Response {
 pub async fn queue(gw: &Gateway, user: &User) -> Response {
     let result = async {
         let shapes = gw.upstream_info(user).await?.shapes;
-        let mut jobs = Vec::new();
-        for s in [JobState::Running, JobState::Pending] {
-            jobs.extend(gw.queue().jobs(&user.id, Some(s)).await?);
-        }
+        let jobs = active_jobs(gw, user).await?;
         Ok::<_, GatewayError>(shapes.queue(&jobs, &|id| gw.submitted(id)))
     };
     match result.await {
@@ -193,7 +197,19 @@ pub async fn jobs(gw: &Gateway, user: &User, shapes: &Shapes, query: Option<&str
         }
     };
     let ascending = param(&pairs, "sort_order") == Some("asc");
-    let all = match visible_jobs(gw, user).await {
+    let fetched = match &statuses {
+        // Newest first is what the queue answers: a page of the newest jobs
+        // needs only that many of each state asked for (the frontend's two
+        // polls: the active jobs, and the newest 64 finished ones).
+        Some(list) if !ascending => {
+            let window = offset
+                .saturating_add(limit.unwrap_or(1000))
+                .saturating_add(1);
+            jobs_in_states(gw, user, shapes, list, window).await
+        }
+        _ => visible_jobs(gw, user).await,
+    };
+    let all = match fetched {
         Ok(j) => j,
         Err(e) => return e.into_response(),
     };
@@ -224,6 +240,46 @@ pub async fn jobs(gw: &Gateway, user: &User, shapes: &Shapes, query: Option<&str
         pagination["limit"] = Value::Null;
     }
     ok(json!({"jobs": page, "pagination": pagination}))
+}
+
+/// The user's newest `window` jobs of each queue state behind the jobs API
+/// statuses `list`, visible ones only.
+async fn jobs_in_states(
+    gw: &Gateway,
+    user: &User,
+    shapes: &Shapes,
+    list: &[String],
+    window: usize,
+) -> Result<Vec<QueueJob>, GatewayError> {
+    let mut states = Vec::new();
+    for s in list {
+        let wanted: &[JobState] = match s.as_str() {
+            "pending" => &[JobState::Pending],
+            "in_progress" => &[JobState::Running],
+            "completed" => &[JobState::Completed],
+            // Before 0.9 an interrupted prompt is `failed`.
+            "failed" if !shapes.says_cancelled() => &[JobState::Failed, JobState::Cancelled],
+            "failed" => &[JobState::Failed],
+            "cancelled" => &[JobState::Cancelled],
+            _ => &[],
+        };
+        for w in wanted {
+            if !states.contains(w) {
+                states.push(*w);
+            }
+        }
+    }
+    // In the order of a job's life, keeping a job's later reading: one that
+    // moves on between two reads is listed once, as it is now, never lost.
+    states.sort_by_key(|s| *s as u8);
+    let mut out: Vec<QueueJob> = Vec::new();
+    for s in states {
+        let read = gw.queue().newest_jobs(&user.id, Some(s), window).await?;
+        out.retain(|o| !read.iter().any(|j| j.id == o.id));
+        out.extend(read);
+    }
+    out.retain(|j| Shapes::visible(j) && !gw.hidden(j.id));
+    Ok(out)
 }
 
 /// `GET /api/jobs/{id}`.

@@ -232,10 +232,21 @@ impl QueueClient {
         user: &str,
         status: Option<JobState>,
     ) -> Result<Vec<QueueJob>, GatewayError> {
+        self.newest_jobs(user, status, 1000).await
+    }
+
+    /// The user's newest `limit` jobs (at most 1000), newest first.
+    pub async fn newest_jobs(
+        &self,
+        user: &str,
+        status: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<QueueJob>, GatewayError> {
         let mut url = self.url("/api/jobs")?;
         {
             let mut q = url.query_pairs_mut();
-            q.append_pair("user_id", user).append_pair("limit", "1000");
+            q.append_pair("user_id", user)
+                .append_pair("limit", &limit.clamp(1, 1000).to_string());
             if let Some(s) = status {
                 let name = serde_json::to_value(s)
                     .ok()

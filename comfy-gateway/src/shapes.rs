@@ -186,6 +186,11 @@ impl Shapes {
         self.line == Line::CancelApi
     }
 
+    /// Whether the jobs API says `cancelled` for an interrupted prompt (0.9+).
+    pub fn says_cancelled(&self) -> bool {
+        self.has(Difference::CancelledStatus)
+    }
+
     fn has(&self, d: Difference) -> bool {
         d.applies_to(&self.version)
     }
@@ -203,7 +208,7 @@ impl Shapes {
             JobState::Running => "in_progress",
             JobState::Completed => "completed",
             JobState::Failed => "failed",
-            JobState::Cancelled if self.has(Difference::CancelledStatus) => "cancelled",
+            JobState::Cancelled if self.says_cancelled() => "cancelled",
             JobState::Cancelled => "failed",
         }
     }
