@@ -23,6 +23,10 @@
 //! - a longer prompt (the same template made to render eight 4096² images)
 //!   is cancelled with the frontend's "Cancel current run" button: the queue
 //!   job ends `cancelled`;
+//! - no request of the app fails but the userdata files a fresh user lacks
+//!   (404 from the user's own ComfyUI, as from a real one), no console error;
+//!   a socket opened from the page is accepted with the header and refused
+//!   without it;
 //! - bob, in a browser of his own, sees an empty queue panel, and his
 //!   `/api/jobs`, `/history` and `/queue` hold nothing of alice's.
 //!
@@ -221,9 +225,65 @@ async fn gateway_get(gw: &str, user: &str, path: &str) -> Value {
     r.json().await.unwrap()
 }
 
+/// JS run before the page's own: notes every failed fetch the app makes
+/// (`METHOD path → status`) and its console errors.
+const WATCH_FAILURES: &str = "window.__gwbFailed = []; window.__gwbErrors = []; \
+    const f = window.fetch; window.fetch = async function (input, init) { \
+      const r = await f.apply(this, arguments); \
+      if (r.status >= 400) { const u = new URL(typeof input === 'string' ? input : input.url, location.href); \
+        window.__gwbFailed.push(((init && init.method) || (input && input.method) || 'GET') + ' ' + u.pathname + u.search + ' → ' + r.status); } \
+      return r; }; \
+    const e = console.error; console.error = function () { \
+      window.__gwbErrors.push([...arguments].map(a => (a && a.stack) || String(a)).join(' ').slice(0, 300)); return e.apply(this, arguments); };";
+
+/// Asserts the page saw no failure but the userdata files a fresh user does
+/// not have (answered 404 by the user's own ComfyUI, as a real one does: no
+/// `subgraphs/` folder, no `comfy.templates.json`, no `workflows/.index.json`),
+/// and no console error but the one the tests' own early `app.graph` polls cause.
+async fn assert_no_failures(browser: &Browser, fe: &str, user: &str) {
+    let failed = browser.eval("window.__gwbFailed").await;
+    let unexpected: Vec<&Value> = failed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            let f = f.as_str().unwrap_or("");
+            !(f.starts_with(&format!("GET /{user}/api/userdata")) && f.ends_with("→ 404"))
+        })
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "frontend {fe} as {user}: failed requests {unexpected:?}"
+    );
+    let errors = browser.eval("window.__gwbErrors").await;
+    let unexpected: Vec<&Value> = errors
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.as_str() != Some("ComfyApp graph accessed before initialization"))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "frontend {fe} as {user}: console errors {unexpected:?}"
+    );
+}
+
+/// JS: opens a socket to the page's `/ws` as the app does and says whether
+/// the gateway accepted it (`message`: ComfyUI's first status arrived) or not.
+const WS_PROBE: &str = "return new Promise(done => { \
+    const ws = new WebSocket(new URL('ws?clientId=gwb-probe', location.href).href.replace(/^http/, 'ws')); \
+    ws.onmessage = () => { ws.close(); done('message'); }; ws.onerror = () => done('refused'); \
+    setTimeout(() => done('timeout'), 5000); });";
+
 async fn boot(browser: &Browser, gw: &str, user: &str, fe: &str) {
     browser
         .set_extra_headers(&[("X-Forwarded-User", user)])
+        .await;
+    browser
+        .cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({"source": WATCH_FAILURES}),
+        )
         .await;
     browser
         .client()
@@ -576,6 +636,16 @@ async fn run_on_the_gateway(fe: &str, server: &str) {
         &format!("job {long} no longer running in the frontend"),
     )
     .await;
+    assert_no_failures(&browser, fe, "alice").await;
+    // The identity header reaches the socket's handshake too: with it the
+    // gateway accepts a socket, without it refuses one (401).
+    let probe = |b: &Browser| {
+        let c = b.client().clone();
+        async move { c.execute(WS_PROBE, Vec::new()).await.unwrap() }
+    };
+    assert_eq!(probe(&browser).await, "message");
+    browser.set_extra_headers(&[]).await;
+    assert_eq!(probe(&browser).await, "refused");
     browser.close().await;
 
     // Bob, in a browser of his own, sees none of it.
@@ -617,7 +687,6 @@ async fn run_on_the_gateway(fe: &str, server: &str) {
         json!({"running": [], "pending": [], "history": []}),
         "bob's queue panel"
     );
-    browser.close().await;
     let bobs = gateway_get(&p.gateway, "bob", "/api/jobs").await;
     assert_eq!(bobs["jobs"], json!([]), "{bobs}");
     let history = gateway_get(&p.gateway, "bob", "/api/history").await;
@@ -632,6 +701,8 @@ async fn run_on_the_gateway(fe: &str, server: &str) {
     // And alice's jobs are still hers.
     assert_eq!(job_ids(&p, "alice").await.len(), 2);
 
+    assert_no_failures(&browser, fe, "bob").await;
+    browser.close().await;
     p.stop().await;
     let took = started.elapsed();
     eprintln!("frontend {fe} on {server} through the gateway: {took:?}");
