@@ -34,11 +34,23 @@ pub async fn visible_jobs(gw: &Gateway, user: &User) -> Result<Vec<QueueJob>, Ga
 
 /// How many of the user's jobs wait or run.
 pub async fn queue_remaining(gw: &Gateway, user: &User) -> Result<usize, GatewayError> {
-    let mut n = 0;
+    Ok(active_jobs(gw, user).await?.len())
+}
+
+/// The user's pending and running jobs, each once. Two calls to the queue
+/// (pending, then running): a job that starts between them is in both
+/// answers, and is kept as the running one (it would otherwise count twice
+/// in `queue_remaining` and show twice in `/queue`); asking for the running
+/// ones first would instead miss it.
+async fn active_jobs(gw: &Gateway, user: &User) -> Result<Vec<QueueJob>, GatewayError> {
+    let mut jobs: Vec<QueueJob> = Vec::new();
     for s in [JobState::Pending, JobState::Running] {
-        n += gw.queue().jobs(&user.id, Some(s)).await?.len();
+        for j in gw.queue().jobs(&user.id, Some(s)).await? {
+            jobs.retain(|k| k.id != j.id);
+            jobs.push(j);
+        }
     }
-    Ok(n)
+    Ok(jobs)
 }
 
 /// `GET /prompt`: `{"exec_info": {"queue_remaining": n}}`.
@@ -53,10 +65,7 @@ pub async fn prompt_info(gw: &Gateway, user: &User) -> Response {
 pub async fn queue(gw: &Gateway, user: &User) -> Response {
     let result = async {
         let shapes = gw.upstream_info(user).await?.shapes;
-        let mut jobs = Vec::new();
-        for s in [JobState::Running, JobState::Pending] {
-            jobs.extend(gw.queue().jobs(&user.id, Some(s)).await?);
-        }
+        let jobs = active_jobs(gw, user).await?;
         Ok::<_, GatewayError>(shapes.queue(&jobs, &|id| gw.submitted(id)))
     };
     match result.await {
