@@ -48,6 +48,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct Browser {
     client: Option<fantoccini::Client>,
     driver: Child,
+    /// The driver's base URL, for the commands fantoccini has no method for.
+    base: String,
     dir: tempfile::TempDir,
 }
 
@@ -83,12 +85,13 @@ impl Browser {
             .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("{}: {e}", chromedriver.display()));
+        let base = format!("http://127.0.0.1:{port}");
         let mut browser = Browser {
             client: None,
             driver,
+            base: base.clone(),
             dir,
         };
-        let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let ready = reqwest::get(format!("{base}/status")).await;
@@ -153,6 +156,50 @@ impl Browser {
         }
         let text = self.eval("document.body.innerText").await;
         panic!("timed out waiting for {expression}; page shows:\n{text}");
+    }
+
+    /// Sends `headers` with every request the page makes from now on,
+    /// WebSocket handshakes included (what a reverse proxy in front of the
+    /// app would add, e.g. the user header nginx sets after its basic auth).
+    /// Replaces the headers set before; `&[]` removes them.
+    ///
+    /// Chrome DevTools' `Network.setExtraHTTPHeaders`, through chromedriver's
+    /// CDP passthrough (`/session/{id}/goog/cdp/execute`).
+    ///
+    /// # Panics
+    /// When the driver refuses the command.
+    pub async fn set_extra_headers(&self, headers: &[(&str, &str)]) {
+        let headers: serde_json::Map<String, Value> = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect();
+        self.cdp("Network.enable", json!({})).await;
+        self.cdp("Network.setExtraHTTPHeaders", json!({"headers": headers}))
+            .await;
+    }
+
+    /// Runs one Chrome DevTools Protocol command in the page and returns its result.
+    ///
+    /// # Panics
+    /// When the driver refuses the command.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        let session = self
+            .client()
+            .session_id()
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no WebDriver session for {cmd}"));
+        let resp = reqwest::Client::new()
+            .post(format!("{}/session/{session}/goog/cdp/execute", self.base))
+            .json(&json!({"cmd": cmd, "params": params}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{cmd}: {status} {body}");
+        body.get("value").cloned().unwrap_or(Value::Null)
     }
 
     /// Ends the session (the browser exits) and stops chromedriver.
