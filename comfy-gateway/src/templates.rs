@@ -152,7 +152,9 @@ pub async fn index(gw: &Gateway) -> Option<Response> {
                 "title": title(stem),
                 "description": "A workflow of the platform; runs on the GPU pool.",
                 "mediaType": "image",
-                "mediaSubtype": "webp",
+                // The browser asks for `<name>-1.<mediaSubtype>`: an SVG card
+                // the gateway draws ([`template`]).
+                "mediaSubtype": "svg",
                 "tags": [kind],
                 "models": [],
             })
@@ -168,14 +170,38 @@ pub async fn index(gw: &Gateway) -> Option<Response> {
     Some(axum::Json(body).into_response())
 }
 
-/// `GET /templates/<name>.json`: one platform template.
+/// A thumbnail card for a template: its title on the platform's colours.
+fn thumbnail(stem: &str) -> String {
+    let escaped = title(stem)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="512" height="512" viewBox="0 0 512 512"><defs><linearGradient id="g" x1="0" y1="0" x2="1" y2="1"><stop offset="0" stop-color="#1f2937"/><stop offset="1" stop-color="#2563eb"/></linearGradient></defs><rect width="512" height="512" fill="url(#g)"/><text x="256" y="256" fill="#f9fafb" font-family="sans-serif" font-size="28" text-anchor="middle">{escaped}</text></svg>"##
+    )
+}
+
+/// `GET /templates/<name>.json`: one platform template; `<name>-1.svg` its card.
 pub async fn template(gw: &Gateway, file: &str) -> Option<Response> {
     let dir = gw.config().templates_dir.clone()?;
-    if file.contains('/')
-        || file.contains('\\')
-        || file.starts_with('.')
-        || !file.ends_with(".json")
-    {
+    if file.contains('/') || file.contains('\\') || file.starts_with('.') {
+        return None;
+    }
+    if let Some(stem) = file.strip_suffix("-1.svg") {
+        if !dir.join(format!("{stem}.json")).is_file() {
+            return None;
+        }
+        let card = thumbnail(stem);
+        return Some(
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "image/svg+xml")],
+                card,
+            )
+                .into_response(),
+        );
+    }
+    if !file.ends_with(".json") {
         return None;
     }
     let bytes = tokio::fs::read(dir.join(file)).await.ok()?;
