@@ -624,3 +624,73 @@ pub fn comfy_message(
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binary(m: Option<Message>) -> Vec<u8> {
+        match m {
+            Some(Message::Binary(b)) => b.to_vec(),
+            other => panic!("not a binary frame: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn previews_are_comfyuis_binary_frames_with_or_without_metadata() {
+        let id = Uuid::nil();
+        let e = json!({"event": "preview", "mime": "image/png", "node_id": "3", "bytes": 3});
+        let b64 = base64::engine::general_purpose::STANDARD.encode([1u8, 2, 3]);
+        let plain = binary(comfy_message(id, &e, Some(&b64), false));
+        assert_eq!(
+            plain,
+            [0, 0, 0, 1, 0, 0, 0, 2, 1, 2, 3],
+            "type 1, PNG, the image"
+        );
+        let with_meta = binary(comfy_message(id, &e, Some(&b64), true));
+        assert_eq!(&with_meta[..4], &[0, 0, 0, 4]);
+        let len =
+            u32::from_be_bytes([with_meta[4], with_meta[5], with_meta[6], with_meta[7]]) as usize;
+        let meta: Value = serde_json::from_slice(&with_meta[8..8 + len]).expect("metadata JSON");
+        assert_eq!(meta["prompt_id"], id.to_string());
+        assert_eq!(meta["node_id"], "3");
+        assert_eq!(meta["image_type"], "image/png");
+        assert_eq!(&with_meta[8 + len..], &[1, 2, 3]);
+        // What the adapter reads back is what was sent.
+        let back = comfy_adapter::normalize::parse_binary_frame(&with_meta).expect("parses");
+        assert!(matches!(
+            back,
+            comfy_adapter::model::event::Event::Preview { bytes: 3, .. }
+        ));
+        assert!(
+            comfy_message(id, &e, None, false).is_none(),
+            "no image, no frame"
+        );
+    }
+
+    #[test]
+    fn executed_outputs_point_at_the_gateways_view_of_the_job() {
+        let id = Uuid::from_u128(7);
+        let e = json!({"event": "executed", "prompt_id": "worker-side", "node": "9", "display_node": null,
+        "outputs": [
+            {"node_id": "9", "kind": "video", "key": "images", "file": {"filename": "a.mp4", "subfolder": "video", "folder": "output"}, "animated": false},
+            {"node_id": "9", "kind": "text", "key": "text", "text": "hello", "raw": "hello"},
+        ]});
+        let Some(Message::Text(t)) = comfy_message(id, &e, None, false) else {
+            panic!("not text")
+        };
+        let v: Value = serde_json::from_str(t.as_str()).expect("json");
+        assert_eq!(v["type"], "executed");
+        assert_eq!(
+            v["data"]["prompt_id"],
+            id.to_string(),
+            "the job id, not the worker's prompt id"
+        );
+        assert_eq!(v["data"]["display_node"], "9");
+        assert_eq!(
+            v["data"]["output"]["images"][0],
+            json!({"filename": "a.mp4", "subfolder": format!("comfy-queue/{id}/video"), "type": "output"})
+        );
+        assert_eq!(v["data"]["output"]["text"], json!(["hello"]));
+    }
+}

@@ -204,3 +204,47 @@ async fn a_queue_that_is_down_answers_the_submit_with_comfyuis_error_body() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["error"]["type"], "queue_unavailable");
 }
+
+#[tokio::test]
+async fn in_multi_user_mode_the_gateway_names_the_user_to_comfyui_and_a_forged_name_is_dropped() {
+    let ui = comfyui_092().await;
+    Mock::given(method("GET"))
+        .and(path("/api/settings"))
+        .and(wiremock::matchers::header("comfy-user", "alice"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Comfy.Theme": "dark"})))
+        .expect(1)
+        .mount(&ui)
+        .await;
+    let text = format!(
+        r#"queue_url = "{}"
+           multi_user_upstream = "{}"
+           [identity]
+           trusted_proxies = ["10.0.0.1/32"]
+           [[users]]
+           id = "alice"
+           [[users]]
+           id = "bob"
+        "#,
+        dead_queue(),
+        ui.uri()
+    );
+    let c: Config = toml::from_str(&text).unwrap();
+    c.validate().unwrap();
+    let r = router(c, "10.0.0.1");
+    let req = Request::get("/alice/api/settings")
+        .header("X-Forwarded-User", "alice")
+        .header("comfy-user", "bob")
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = call(&r, req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["Comfy.Theme"], "dark");
+    let seen = ui.received_requests().await.unwrap();
+    let settings = seen
+        .iter()
+        .find(|q| q.url.path() == "/api/settings")
+        .unwrap();
+    let names: Vec<_> = settings.headers.get_all("comfy-user").iter().collect();
+    assert_eq!(names, ["alice"], "exactly the gateway's own comfy-user");
+    assert!(settings.headers.get("x-forwarded-user").is_none());
+}

@@ -723,3 +723,52 @@ async fn a_browser_socket_that_stops_answering_is_closed_and_a_live_one_is_kept(
     read_until(&mut live, |m| m["type"] == "execution_success").await;
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_are_provisioned_without_overwriting_what_the_user_changed() {
+    let p = platform().await;
+    let http = reqwest::Client::new();
+    // Alice changed her copy of one template before.
+    let mine = r#"{"nodes": [], "note": "alice's version"}"#;
+    let r = http
+        .post(format!(
+            "{}/api/userdata/workflows%2Ftiny_bypass_mute.json?overwrite=true",
+            p.alice_ui.url()
+        ))
+        .body(mine)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let templates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/ui");
+    let toml = format!(
+        "queue_url = \"{}\"\ntemplates_dir = {:?}\n[[users]]\nid = \"alice\"\nupstream = \"{}\"\n",
+        p.queue.url(),
+        templates.display().to_string(),
+        p.alice_ui.url()
+    );
+    let gw = Gateway::new(toml::from_str(&toml).unwrap()).unwrap();
+    let user = gw.config().users[0].clone();
+    let done = comfy_gateway::templates::provision(&gw, &user)
+        .await
+        .unwrap();
+    assert_eq!(done.kept, ["tiny_bypass_mute.json"]);
+    assert_eq!(done.written.len(), 4, "{done:?}");
+    let kept = reqwest::get(format!(
+        "{}/api/userdata/workflows%2Ftiny_bypass_mute.json",
+        p.alice_ui.url()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert_eq!(kept, mine);
+    // Again: nothing written, nothing lost.
+    let again = comfy_gateway::templates::provision(&gw, &user)
+        .await
+        .unwrap();
+    assert!(again.written.is_empty());
+    assert_eq!(again.kept.len(), 5);
+    p.stop().await;
+}
