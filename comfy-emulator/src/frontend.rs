@@ -9,10 +9,9 @@
 //! globs its web root (the recorded list is that of the frontend the
 //! release pins; 1.58.1 on 0.33.0 lists 68 scripts, not 0.33.0's 36).
 
-use super::app::App;
 use super::reply::not_found;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -64,18 +63,18 @@ fn extension_scripts(root: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-/// The router's fallback: a file of the frontend build, or 404.
-pub(crate) async fn fallback(State(app): State<App>, request: Request) -> Response {
-    let Some(frontend) = app.frontend.as_ref() else {
-        return not_found().await;
-    };
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        return not_found().await;
+impl Frontend {
+    /// Answers a request no API route took: a `GET`/`HEAD` of a file of the
+    /// build, else the emulator's 404.
+    pub(crate) async fn serve(&self, request: Request) -> Response {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return not_found().await;
+        }
+        match self.dir.clone().oneshot(request).await {
+            Ok(response) if response.status() == StatusCode::NOT_FOUND => not_found().await,
+            Ok(response) => response.map(Body::new),
+            Err(never) => match never {},
+        }
+        .into_response()
     }
-    match frontend.dir.clone().oneshot(request).await {
-        Ok(response) if response.status() == StatusCode::NOT_FOUND => not_found().await,
-        Ok(response) => response.map(Body::new),
-        Err(never) => match never {},
-    }
-    .into_response()
 }

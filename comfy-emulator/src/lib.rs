@@ -73,6 +73,7 @@ mod server_info;
 mod userdata;
 mod validate;
 mod view;
+mod web_root;
 mod ws;
 
 pub use engine::{Breakpoint, Faults, Hold, Step, Stopped, WsMessage};

@@ -3,7 +3,7 @@
 //! frontend build (if any) for every other `GET`.
 
 use super::app::App;
-use super::{boot, frontend, history, jobs, prompts, served, server_info, userdata, view, ws};
+use super::{boot, history, jobs, prompts, served, server_info, userdata, view, web_root, ws};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -89,7 +89,7 @@ pub(crate) fn router(app: App, log: served::Log) -> Router {
         .nest("/api", common)
         .merge(jobs_api)
         .merge(templates)
-        .fallback(frontend::fallback)
+        .fallback(web_root::fallback)
         .with_state(app)
         .layer(axum::middleware::from_fn_with_state(log, served::record))
 }
