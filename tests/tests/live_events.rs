@@ -53,6 +53,7 @@ async fn the_owner_watches_a_running_prompt_and_nobody_else_does() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = QueueOptions::sqlite("unused").short_leases(LEASE);
     o.backend = Backend::Sqlite(dir.path().join("queue.db"));
+    o.files_dir = dir.path().join("files");
     o.settings.max_pending = 0;
     o.settings.max_wait_secs = 2.0;
     o.settings.auth = AuthConfig {
