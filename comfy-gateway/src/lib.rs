@@ -24,6 +24,7 @@
 //! | [`socket`] | `/ws`: the user's ComfyUI socket plus remote job events |
 //! | [`templates`] | template workflows into userdata; `/api/default_workflow` |
 //! | [`proxy`] | byte-exact pass-through to the user's ComfyUI |
+//! | [`query`] | a request's query string, decoded once |
 //! | [`error`] | failures in ComfyUI's error shape |
 
 pub mod app;
@@ -33,6 +34,7 @@ pub mod error;
 pub mod identity;
 pub mod listing;
 pub mod proxy;
+pub mod query;
 pub mod queue;
 pub mod shapes;
 pub mod socket;

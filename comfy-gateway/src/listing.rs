@@ -4,6 +4,7 @@
 
 use crate::config::User;
 use crate::error::GatewayError;
+use crate::query::Query;
 use crate::queue::{JobState, QueueJob};
 use crate::shapes::{ComfyMeta, Shapes};
 use crate::state::Gateway;
@@ -69,24 +70,11 @@ pub async fn queue(gw: &Gateway, user: &User) -> Response {
     }
 }
 
-fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
-}
-
-fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
 /// `GET /history[?max_items=N&offset=M]`: finished jobs, oldest first, the
 /// newest `max_items`.
 pub async fn history(gw: &Gateway, user: &User, query: Option<&str>) -> Response {
-    let pairs = query_pairs(query);
-    let max_items = match param(&pairs, "max_items").map(str::parse::<usize>) {
+    let q = Query::parse(query);
+    let max_items = match q.get("max_items").map(str::parse::<usize>) {
         None => None,
         Some(Ok(n)) => Some(n),
         // ComfyUI answers a bad max_items with a 500 of aiohttp; the gateway
@@ -99,7 +87,8 @@ pub async fn history(gw: &Gateway, user: &User, query: Option<&str>) -> Response
             .into_response();
         }
     };
-    let offset = param(&pairs, "offset")
+    let offset = q
+        .get("offset")
         .and_then(|o| o.parse::<usize>().ok())
         .unwrap_or(0);
     let result = async {
@@ -160,8 +149,9 @@ const JOB_STATUSES: [&str; 5] = ["pending", "in_progress", "completed", "failed"
 
 /// `GET /api/jobs[?status=a,b&limit=&offset=&sort_order=]`.
 pub async fn jobs(gw: &Gateway, user: &User, shapes: &Shapes, query: Option<&str>) -> Response {
-    let pairs = query_pairs(query);
-    let statuses: Option<Vec<String>> = param(&pairs, "status")
+    let q = Query::parse(query);
+    let statuses: Option<Vec<String>> = q
+        .get("status")
         .filter(|s| !s.is_empty())
         .map(|s| s.split(',').map(|x| x.trim().to_owned()).collect());
     if let Some(list) = &statuses {
@@ -181,12 +171,12 @@ pub async fn jobs(gw: &Gateway, user: &User, shapes: &Shapes, query: Option<&str
             );
         }
     }
-    let limit = match param(&pairs, "limit").map(str::parse::<i64>) {
+    let limit = match q.get("limit").map(str::parse::<i64>) {
         None => None,
         Some(Ok(n)) if n > 0 => Some(n as usize),
         Some(_) => return jobs_error(StatusCode::BAD_REQUEST, "limit must be a positive integer"),
     };
-    let offset = match param(&pairs, "offset").map(str::parse::<i64>) {
+    let offset = match q.get("offset").map(str::parse::<i64>) {
         None => 0,
         Some(Ok(n)) if n >= 0 => n as usize,
         Some(_) => {
@@ -196,7 +186,7 @@ pub async fn jobs(gw: &Gateway, user: &User, shapes: &Shapes, query: Option<&str
             );
         }
     };
-    let ascending = param(&pairs, "sort_order") == Some("asc");
+    let ascending = q.get("sort_order") == Some("asc");
     let fetched = match &statuses {
         // Newest first is what the queue answers: a page of the newest jobs
         // needs only that many of each state asked for (the frontend's two

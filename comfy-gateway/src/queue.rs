@@ -327,13 +327,4 @@ impl QueueClient {
             .await
             .map_err(Self::down)
     }
-
-    /// The queue's `/ws` URL (previews included).
-    pub fn ws_url(&self) -> Result<Url, GatewayError> {
-        let mut url = self.url("/ws?previews=true")?;
-        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
-        url.set_scheme(scheme)
-            .map_err(|()| GatewayError::QueueDown("queue URL cannot carry a WebSocket".into()))?;
-        Ok(url)
-    }
 }

@@ -157,6 +157,24 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// ComfyUI's `execution_error` of job `id` (the jobs API's field, and the
+    /// history message without its `timestamp`).
+    pub fn to_json(&self, id: Uuid) -> Value {
+        json!({
+            "prompt_id": id.to_string(),
+            "node_id": self.node_id,
+            "node_type": self.node_type,
+            "executed": [],
+            "exception_message": self.exception_message,
+            "exception_type": self.exception_type,
+            "traceback": self.traceback,
+            "current_inputs": {},
+            "current_outputs": {},
+        })
+    }
+}
+
 /// The shapes of one ComfyUI release.
 #[derive(Debug, Clone)]
 pub struct Shapes {
@@ -333,19 +351,9 @@ impl Shapes {
                 messages.push(json!(["execution_success", {"prompt_id": id, "timestamp": t}]));
             }
             JobState::Failed => {
-                let f = Failure::of(job);
-                messages.push(json!(["execution_error", {
-                    "prompt_id": id,
-                    "node_id": f.node_id,
-                    "node_type": f.node_type,
-                    "executed": [],
-                    "exception_message": f.exception_message,
-                    "exception_type": f.exception_type,
-                    "traceback": f.traceback,
-                    "current_inputs": {},
-                    "current_outputs": {},
-                    "timestamp": t,
-                }]));
+                let mut error = Failure::of(job).to_json(job.id);
+                error["timestamp"] = json!(t);
+                messages.push(json!(["execution_error", error]));
             }
             JobState::Cancelled => {
                 messages.push(json!(["execution_interrupted", {
@@ -449,21 +457,7 @@ impl Shapes {
             m.insert("workflow_id".into(), w);
         }
         if job.status == JobState::Failed {
-            let f = Failure::of(job);
-            m.insert(
-                "execution_error".into(),
-                json!({
-                    "prompt_id": job.id.to_string(),
-                    "node_id": f.node_id,
-                    "node_type": f.node_type,
-                    "executed": [],
-                    "exception_message": f.exception_message,
-                    "exception_type": f.exception_type,
-                    "traceback": f.traceback,
-                    "current_inputs": {},
-                    "current_outputs": {},
-                }),
-            );
+            m.insert("execution_error".into(), Failure::of(job).to_json(job.id));
         }
         Value::Object(m)
     }

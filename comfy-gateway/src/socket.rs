@@ -11,6 +11,7 @@
 use crate::config::User;
 use crate::error::GatewayError;
 use crate::listing::queue_remaining;
+use crate::query::Query;
 use crate::shapes::{ComfyMeta, remote_subfolder};
 use crate::state::Gateway;
 use axum::extract::FromRequestParts;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use url::Url;
 use uuid::Uuid;
 
 /// Messages buffered towards one browser before the slowest source waits.
@@ -39,9 +41,9 @@ pub async fn upgrade(gw: &Gateway, user: &User, req: Request, path_and_query: &s
         Ok(ws) => ws,
         Err(e) => return e.into_response(),
     };
-    let client_id = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "clientId")
-        .map(|(_, v)| v.into_owned());
+    let client_id = Query::parse(parts.uri.query())
+        .get("clientId")
+        .map(str::to_owned);
     let upstream = match connect_upstream(gw, user, path_and_query).await {
         Ok(s) => s,
         Err(e) => return e.into_response(),
@@ -54,37 +56,51 @@ pub async fn upgrade(gw: &Gateway, user: &User, req: Request, path_and_query: &s
 type Upstream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect_upstream(
-    gw: &Gateway,
-    user: &User,
-    path_and_query: &str,
-) -> Result<Upstream, GatewayError> {
-    let base = gw.upstream(user)?;
-    let mut url = crate::proxy::upstream_url(&base, path_and_query)?;
+/// Opens a WebSocket to `url` (its `http` scheme becomes `ws`) with one
+/// header set, within the connect bound. The error says what failed.
+async fn handshake(mut url: Url, header: Option<(&str, &str)>) -> Result<Upstream, String> {
     let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
-    let down = |reason: String| GatewayError::UpstreamDown {
-        upstream: base.to_string(),
-        reason,
-    };
     url.set_scheme(scheme)
-        .map_err(|()| down("its URL cannot carry a WebSocket".into()))?;
+        .map_err(|()| "its URL cannot carry a WebSocket".to_owned())?;
     let mut request = url
         .as_str()
         .into_client_request()
-        .map_err(|e| down(e.to_string()))?;
-    if gw.config().multi_user()
-        && let Ok(v) = user.id.parse()
-    {
-        request.headers_mut().insert("comfy-user", v);
+        .map_err(|e| e.to_string())?;
+    if let Some((name, value)) = header {
+        let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let value = value
+            .parse()
+            .map_err(|_| format!("{value:?} is not a header value"))?;
+        request.headers_mut().insert(name, value);
     }
     let (stream, _) = tokio::time::timeout(
         Duration::from_secs(10),
         tokio_tungstenite::connect_async(request),
     )
     .await
-    .map_err(|_| down("the WebSocket handshake timed out".into()))?
-    .map_err(|e| down(e.to_string()))?;
+    .map_err(|_| "the WebSocket handshake timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
     Ok(stream)
+}
+
+async fn connect_upstream(
+    gw: &Gateway,
+    user: &User,
+    path_and_query: &str,
+) -> Result<Upstream, GatewayError> {
+    let base = gw.upstream(user)?;
+    let url = crate::proxy::upstream_url(&base, path_and_query)?;
+    let header = gw
+        .config()
+        .multi_user()
+        .then_some(("comfy-user", user.id.as_str()));
+    handshake(url, header)
+        .await
+        .map_err(|reason| GatewayError::UpstreamDown {
+            upstream: base.to_string(),
+            reason,
+        })
 }
 
 /// What one browser socket knows.
@@ -303,26 +319,15 @@ async fn remote_events(gw: Gateway, s: Arc<Session>, tx: mpsc::Sender<Message>) 
 }
 
 async fn connect_queue(gw: &Gateway, user: &User) -> Result<Upstream, GatewayError> {
-    let url = gw.queue().ws_url()?;
-    let mut request = url
-        .as_str()
-        .into_client_request()
+    let url = gw
+        .queue()
+        .base()
+        .join("/ws?previews=true")
         .map_err(|e| GatewayError::QueueDown(e.to_string()))?;
-    let name = tungstenite::http::HeaderName::from_bytes(gw.queue().user_header().as_bytes())
-        .map_err(|e| GatewayError::QueueDown(e.to_string()))?;
-    let value = user
-        .id
-        .parse()
-        .map_err(|_| GatewayError::QueueDown("user id is not a header value".into()))?;
-    request.headers_mut().insert(name, value);
-    let (stream, _) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(request),
-    )
-    .await
-    .map_err(|_| GatewayError::QueueDown("WebSocket handshake timed out".into()))?
-    .map_err(|e| GatewayError::QueueDown(e.to_string()))?;
-    Ok(stream)
+    let header = Some((gw.queue().user_header(), user.id.as_str()));
+    handshake(url, header)
+        .await
+        .map_err(GatewayError::QueueDown)
 }
 
 async fn owner(gw: &Gateway, s: &Session, owners: &mut HashMap<Uuid, Owner>, id: Uuid) -> Owner {

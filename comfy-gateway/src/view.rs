@@ -7,6 +7,7 @@
 
 use crate::config::User;
 use crate::proxy::stream_back;
+use crate::query::Query;
 use crate::queue::QueueJob;
 use crate::shapes::remote_file;
 use crate::state::Gateway;
@@ -16,19 +17,11 @@ use axum::response::{IntoResponse, Response};
 use comfy_queue_api::FileRole;
 use std::time::Duration;
 
-fn params(query: Option<&str>) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
-}
-
-fn get<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
-}
-
 /// Whether a `/view` query names a remote output.
 pub fn is_remote(query: Option<&str>) -> bool {
-    get(&params(query), "subfolder").is_some_and(|s| remote_file(s).is_some())
+    Query::parse(query)
+        .get("subfolder")
+        .is_some_and(|s| remote_file(s).is_some())
 }
 
 fn not_found() -> Response {
@@ -45,14 +38,13 @@ fn find<'a>(job: &'a QueueJob, role: FileRole, subfolder: &str, filename: &str) 
 
 /// Serves a remote output.
 pub async fn remote(gw: &Gateway, user: &User, req: Request) -> Response {
-    let p = params(req.uri().query());
-    let (Some(filename), Some((job_id, own))) = (
-        get(&p, "filename"),
-        get(&p, "subfolder").and_then(remote_file),
-    ) else {
+    let p = Query::parse(req.uri().query());
+    let (Some(filename), Some((job_id, own))) =
+        (p.get("filename"), p.get("subfolder").and_then(remote_file))
+    else {
         return not_found();
     };
-    let role = match get(&p, "type").unwrap_or("output") {
+    let role = match p.get("type").unwrap_or("output") {
         "output" => FileRole::Output,
         "temp" => FileRole::Temp,
         _ => return not_found(),
