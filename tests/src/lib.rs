@@ -73,6 +73,41 @@ impl TestQueue {
     }
 }
 
+/// A queue on a SQLite file in `dir` (its files in `dir/files`) with auth on:
+/// these worker and admin tokens, users named by `X-Forwarded-User`; no caps.
+pub fn authed_sqlite_options(
+    dir: &std::path::Path,
+    worker_token: &str,
+    admin_token: &str,
+) -> QueueOptions {
+    let mut o = QueueOptions::sqlite("unused").short_leases(LEASE);
+    o.backend = Backend::Sqlite(dir.join("queue.db"));
+    o.files_dir = dir.join("files");
+    o.settings.max_pending = 0;
+    o.settings.max_wait_secs = 2.0;
+    o.settings.auth = comfy_queue::auth::AuthConfig {
+        worker_token: Some(worker_token.into()),
+        admin_token: Some(admin_token.into()),
+        user_header: "X-Forwarded-User".into(),
+    };
+    o
+}
+
+/// Asserts that `names` holds `wanted` in this order (other names in between).
+pub fn assert_in_order(names: &[&str], wanted: &[&str]) {
+    let mut rest = wanted.iter().peekable();
+    for n in names {
+        if rest.peek() == Some(&n) {
+            rest.next();
+        }
+    }
+    assert!(
+        rest.peek().is_none(),
+        "missing {:?} in {names:?}",
+        rest.peek()
+    );
+}
+
 fn options(backend: Backend, max_attempts: u32) -> QueueOptions {
     let mut o = QueueOptions::sqlite("unused").short_leases(LEASE);
     o.backend = backend;

@@ -11,8 +11,7 @@
 use comfy_e2e::*;
 use comfy_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use comfy_gateway::{Config, Gateway};
-use comfy_queue::auth::AuthConfig;
-use comfy_stack::{Backend, QueueOptions, RunningQueue, start_queue};
+use comfy_stack::{RunningQueue, start_queue};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -37,16 +36,7 @@ struct Platform {
 
 async fn platform() -> Platform {
     let dir = tempfile::tempdir().unwrap();
-    let mut o = QueueOptions::sqlite("unused").short_leases(LEASE);
-    o.backend = Backend::Sqlite(dir.path().join("queue.db"));
-    o.files_dir = dir.path().join("files");
-    o.settings.max_pending = 0;
-    o.settings.max_wait_secs = 2.0;
-    o.settings.auth = AuthConfig {
-        worker_token: Some(WORKER_TOKEN.into()),
-        admin_token: Some(ADMIN_TOKEN.into()),
-        user_header: "X-Forwarded-User".into(),
-    };
+    let o = authed_sqlite_options(dir.path(), WORKER_TOKEN, ADMIN_TOKEN);
     let queue = start_queue(o).await.unwrap();
     let gpu = Emulator::start(
         EmulatorConfig::new("0.11.1")
@@ -138,6 +128,58 @@ async fn read_until(ws: &mut Ws, mut stop: impl FnMut(&Value) -> bool) -> Vec<Va
     }
 }
 
+/// `GET url` as `user`, the answer as JSON.
+async fn get_json(http: &reqwest::Client, url: String, user: &str) -> Value {
+    as_user(http.get(url), user)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// `GET url` as `user` every 100 ms, at most `tries` times, until `done`
+/// holds; the last answer.
+async fn poll(
+    http: &reqwest::Client,
+    url: String,
+    user: &str,
+    tries: usize,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..tries {
+        last = get_json(http, url.clone(), user).await;
+        if done(&last) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
+/// EmptyImage, `len - 2` ImageInverts in a chain, SaveImage: a prompt of
+/// `len` nodes that runs a while (60 ms a node on the GPU emulator).
+fn chain_prompt(len: usize, prefix: &str) -> Value {
+    let mut prompt = serde_json::Map::new();
+    prompt.insert(
+        "1".into(),
+        json!({"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}}),
+    );
+    for i in 2..len {
+        prompt.insert(
+            i.to_string(),
+            json!({"class_type": "ImageInvert", "inputs": {"image": [(i - 1).to_string(), 0]}}),
+        );
+    }
+    prompt.insert(
+        len.to_string(),
+        json!({"class_type": "SaveImage", "inputs": {"images": [(len - 1).to_string(), 0], "filename_prefix": prefix}}),
+    );
+    Value::Object(prompt)
+}
+
 fn tiny_prompt(prefix: &str) -> Value {
     json!({
         "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
@@ -196,25 +238,16 @@ async fn a_run_in_the_users_frontend_runs_on_the_pool_and_comes_back_as_comfyui_
     // ComfyUI's messages of the prompt, in ComfyUI's order, all naming the job.
     let seen = read_until(&mut sock, |m| m["type"] == "execution_success").await;
     let names: Vec<&str> = seen.iter().map(|m| m["type"].as_str().unwrap()).collect();
-    let mut wanted = [
-        "status",
-        "execution_start",
-        "executing",
-        "progress",
-        "executed",
-        "execution_success",
-    ]
-    .into_iter()
-    .peekable();
-    for n in &names {
-        if wanted.peek() == Some(n) {
-            wanted.next();
-        }
-    }
-    assert!(
-        wanted.peek().is_none(),
-        "missing {:?} in {names:?}",
-        wanted.peek()
+    assert_in_order(
+        &names,
+        &[
+            "status",
+            "execution_start",
+            "executing",
+            "progress",
+            "executed",
+            "execution_success",
+        ],
     );
     let queued = seen
         .iter()
@@ -260,16 +293,12 @@ async fn a_run_in_the_users_frontend_runs_on_the_pool_and_comes_back_as_comfyui_
     assert_eq!(bytes, on_gpu);
 
     // Alice's history, in 0.9.2's shape (five-element prompt tuple with create_time).
-    let history: Value = as_user(
-        http.get(format!("{gw}/alice/api/history?max_items=64")),
+    let history: Value = get_json(
+        &http,
+        format!("{gw}/alice/api/history?max_items=64"),
         "alice",
     )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     let entry = &history[&id];
     assert_eq!(entry["status"]["status_str"], "success");
     assert_eq!(entry["status"]["completed"], true);
@@ -282,18 +311,12 @@ async fn a_run_in_the_users_frontend_runs_on_the_pool_and_comes_back_as_comfyui_
         filename.as_str()
     );
     // And in the jobs API (0.9.2 has it; no previewable_outputs_count before 0.33).
-    let jobs: Value = as_user(
-        http.get(format!(
-            "{gw}/alice/api/jobs?status=completed,failed,cancelled&limit=64&offset=0"
-        )),
+    let jobs: Value = get_json(
+        &http,
+        format!("{gw}/alice/api/jobs?status=completed,failed,cancelled&limit=64&offset=0"),
         "alice",
     )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(jobs["pagination"]["total"], 1, "{jobs}");
     let item = &jobs["jobs"][0];
     assert_eq!(item["id"], id.as_str());
@@ -304,26 +327,14 @@ async fn a_run_in_the_users_frontend_runs_on_the_pool_and_comes_back_as_comfyui_
     assert_eq!(item["preview_output"]["mediaType"], "images");
 
     // Bob sees none of it, and cannot reach alice's prefix.
-    let bobs: Value = as_user(http.get(format!("{gw}/bob/api/jobs")), "bob")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bobs: Value = get_json(&http, format!("{gw}/bob/api/jobs"), "bob").await;
     assert_eq!(bobs["jobs"], json!([]));
     let other = as_user(http.get(format!("{gw}/alice/api/history")), "bob")
         .send()
         .await
         .unwrap();
     assert_eq!(other.status(), 403);
-    let bob_history: Value = as_user(http.get(format!("{gw}/bob/api/history/{id}")), "bob")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bob_history: Value = get_json(&http, format!("{gw}/bob/api/history/{id}"), "bob").await;
     assert_eq!(bob_history, json!({}));
     let bob_view = as_user(http.get(format!("{gw}/bob/api/view")), "bob")
         .query(&[
@@ -343,13 +354,7 @@ async fn a_run_in_the_users_frontend_runs_on_the_pool_and_comes_back_as_comfyui_
         .await
         .unwrap();
     assert_eq!(del.status(), 200);
-    let history: Value = as_user(http.get(format!("{gw}/alice/history")), "alice")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value = get_json(&http, format!("{gw}/alice/history"), "alice").await;
     assert_eq!(history, json!({}));
     p.stop().await;
 }
@@ -397,16 +402,7 @@ async fn everything_else_passes_through_to_the_users_own_comfyui_byte_exact() {
     .unwrap();
     assert_eq!(alices.status(), 404);
     // object_info comes from the user's own ComfyUI.
-    let info: Value = as_user(
-        http.get(format!("{gw}/bob/api/object_info/SaveImage")),
-        "bob",
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let info: Value = get_json(&http, format!("{gw}/bob/api/object_info/SaveImage"), "bob").await;
     assert!(info.get("SaveImage").is_some());
     // No user header: 401; an unknown user: 403; the root goes to the user's prefix.
     let anon = http
@@ -442,21 +438,7 @@ async fn interrupt_cancels_only_the_users_own_running_job() {
     let http = reqwest::Client::new();
     let gw = &p.gateway;
     // A prompt long enough to be interrupted (many nodes at 60 ms each).
-    let mut prompt = serde_json::Map::new();
-    prompt.insert(
-        "1".into(),
-        json!({"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}}),
-    );
-    for i in 2..40 {
-        prompt.insert(
-            i.to_string(),
-            json!({"class_type": "ImageInvert", "inputs": {"image": [(i - 1).to_string(), 0]}}),
-        );
-    }
-    prompt.insert(
-        "40".into(),
-        json!({"class_type": "SaveImage", "inputs": {"images": ["39", 0], "filename_prefix": "long"}}),
-    );
+    let prompt = chain_prompt(40, "long");
     let accepted: Value = as_user(http.post(format!("{gw}/bob/api/prompt")), "bob")
         .json(&json!({"client_id": "b", "prompt": prompt}))
         .send()
@@ -467,23 +449,15 @@ async fn interrupt_cancels_only_the_users_own_running_job() {
         .unwrap();
     let id = accepted["prompt_id"].as_str().unwrap().to_owned();
     // Wait until it runs (0.33.0's jobs API says in_progress).
-    let mut running = false;
-    for _ in 0..100 {
-        let q: Value = as_user(http.get(format!("{gw}/bob/api/queue")), "bob")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if q["queue_running"].as_array().is_some_and(|r| !r.is_empty()) {
-            assert_eq!(q["queue_running"][0][1], id.as_str());
-            running = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(running, "the job never ran");
+    let q = poll(&http, format!("{gw}/bob/api/queue"), "bob", 100, |q| {
+        q["queue_running"].as_array().is_some_and(|r| !r.is_empty())
+    })
+    .await;
+    assert!(
+        q["queue_running"].as_array().is_some_and(|r| !r.is_empty()),
+        "the job never ran"
+    );
+    assert_eq!(q["queue_running"][0][1], id.as_str());
     // Alice's interrupt touches nothing of bob's.
     let r = as_user(http.post(format!("{gw}/alice/api/interrupt")), "alice")
         .json(&json!({"prompt_id": id}))
@@ -491,13 +465,7 @@ async fn interrupt_cancels_only_the_users_own_running_job() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let job: Value = as_user(http.get(format!("{gw}/bob/api/jobs/{id}")), "bob")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job: Value = get_json(&http, format!("{gw}/bob/api/jobs/{id}"), "bob").await;
     assert_eq!(job["status"], "in_progress");
     // Bob's own interrupt (no body: whatever of his runs) cancels it.
     let r = as_user(http.post(format!("{gw}/bob/api/interrupt")), "bob")
@@ -505,21 +473,11 @@ async fn interrupt_cancels_only_the_users_own_running_job() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let mut status = Value::Null;
-    for _ in 0..100 {
-        let job: Value = as_user(http.get(format!("{gw}/bob/api/jobs/{id}")), "bob")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        status = job["status"].clone();
-        if status == "cancelled" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let job = poll(&http, format!("{gw}/bob/api/jobs/{id}"), "bob", 100, |j| {
+        j["status"] == "cancelled"
+    })
+    .await;
+    let status = &job["status"];
     assert_eq!(
         status, "cancelled",
         "0.33.0 reports an interrupted job as cancelled"
@@ -568,20 +526,14 @@ async fn an_image_uploaded_to_the_users_comfyui_travels_with_the_job() {
         .await
         .unwrap();
     let id = accepted["prompt_id"].as_str().unwrap().to_owned();
-    let mut job = Value::Null;
-    for _ in 0..200 {
-        job = as_user(http.get(format!("{gw}/alice/api/jobs/{id}")), "alice")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if job["status"] != "pending" && job["status"] != "in_progress" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let job = poll(
+        &http,
+        format!("{gw}/alice/api/jobs/{id}"),
+        "alice",
+        200,
+        |j| j["status"] != "pending" && j["status"] != "in_progress",
+    )
+    .await;
     assert_eq!(job["status"], "completed", "{job}");
     // The GPU ComfyUI got alice's bytes under the worker's collision-free name.
     let placed: Vec<_> = walk(&p.gpu.data_dir().join("input/comfy-queue"));
@@ -608,21 +560,7 @@ async fn after_a_gateway_restart_the_queue_panel_shows_the_users_jobs_again() {
     let p = platform().await;
     let http = reqwest::Client::new();
     // A prompt that runs a while.
-    let mut prompt = serde_json::Map::new();
-    prompt.insert(
-        "1".into(),
-        json!({"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}}),
-    );
-    for i in 2..30 {
-        prompt.insert(
-            i.to_string(),
-            json!({"class_type": "ImageInvert", "inputs": {"image": [(i - 1).to_string(), 0]}}),
-        );
-    }
-    prompt.insert(
-        "30".into(),
-        json!({"class_type": "SaveImage", "inputs": {"images": ["29", 0], "filename_prefix": "restart"}}),
-    );
+    let prompt = chain_prompt(30, "restart");
     let accepted: Value = as_user(http.post(format!("{}/bob/api/prompt", p.gateway)), "bob")
         .json(&json!({"client_id": "b", "prompt": prompt}))
         .send()
@@ -648,33 +586,21 @@ async fn after_a_gateway_restart_the_queue_panel_shows_the_users_jobs_again() {
         Gateway::new(config).unwrap(),
         std::future::pending(),
     ));
-    let active: Value = as_user(
-        http.get(format!(
-            "{fresh}/bob/api/jobs?status=in_progress,pending&limit=200&offset=0"
-        )),
+    let active: Value = get_json(
+        &http,
+        format!("{fresh}/bob/api/jobs?status=in_progress,pending&limit=200&offset=0"),
         "bob",
     )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(active["jobs"][0]["id"], id.as_str(), "{active}");
-    let mut done = Value::Null;
-    for _ in 0..200 {
-        done = as_user(http.get(format!("{fresh}/bob/api/history/{id}")), "bob")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if done.get(&id).is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let done = poll(
+        &http,
+        format!("{fresh}/bob/api/history/{id}"),
+        "bob",
+        200,
+        |h| h.get(&id).is_some(),
+    )
+    .await;
     assert_eq!(done[&id]["status"]["status_str"], "success", "{done}");
     p.stop().await;
 }

@@ -39,8 +39,7 @@
 use comfy_e2e::*;
 use comfy_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use comfy_gateway::{Config, Gateway};
-use comfy_queue::auth::AuthConfig;
-use comfy_stack::{Backend, QueueOptions, RunningQueue, start_queue};
+use comfy_stack::{RunningQueue, start_queue};
 use comfy_test_support::chromium::Browser;
 use comfy_test_support::frontend;
 use serde_json::{Value, json};
@@ -62,16 +61,7 @@ struct Platform {
 
 async fn platform(fe: &str, server: &str) -> Platform {
     let dir = tempfile::tempdir().unwrap();
-    let mut o = QueueOptions::sqlite("unused").short_leases(LEASE);
-    o.backend = Backend::Sqlite(dir.path().join("queue.db"));
-    o.files_dir = dir.path().join("files");
-    o.settings.max_pending = 0;
-    o.settings.max_wait_secs = 2.0;
-    o.settings.auth = AuthConfig {
-        worker_token: Some(WORKER_TOKEN.into()),
-        admin_token: Some(ADMIN_TOKEN.into()),
-        user_header: "X-Forwarded-User".into(),
-    };
+    let o = authed_sqlite_options(dir.path(), WORKER_TOKEN, ADMIN_TOKEN);
     let queue = start_queue(o).await.unwrap();
     let gpu = Emulator::start(
         EmulatorConfig::new("0.33.0")

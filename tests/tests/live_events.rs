@@ -6,8 +6,7 @@
 
 use comfy_e2e::*;
 use comfy_emulator::{Emulator, EmulatorConfig};
-use comfy_queue::auth::AuthConfig;
-use comfy_stack::{Backend, QueueOptions, start_queue};
+use comfy_stack::start_queue;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -51,16 +50,7 @@ async fn read_until(ws: &mut Ws, mut stop: impl FnMut(&Value) -> bool) -> Vec<Va
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_watches_a_running_prompt_and_nobody_else_does() {
     let dir = tempfile::tempdir().unwrap();
-    let mut o = QueueOptions::sqlite("unused").short_leases(LEASE);
-    o.backend = Backend::Sqlite(dir.path().join("queue.db"));
-    o.files_dir = dir.path().join("files");
-    o.settings.max_pending = 0;
-    o.settings.max_wait_secs = 2.0;
-    o.settings.auth = AuthConfig {
-        worker_token: Some(WORKER_TOKEN.into()),
-        admin_token: Some(ADMIN_TOKEN.into()),
-        user_header: "X-Forwarded-User".into(),
-    };
+    let o = authed_sqlite_options(dir.path(), WORKER_TOKEN, ADMIN_TOKEN);
     let queue = start_queue(o).await.unwrap();
     let base = queue.url();
     let emu = Emulator::start(
@@ -124,24 +114,15 @@ async fn the_owner_watches_a_running_prompt_and_nobody_else_does() {
         .map(|d| d["event"]["event"].as_str().unwrap())
         .collect();
     // The prompt's life, in order (other events in between).
-    let mut wanted = [
-        "execution_start",
-        "executing",
-        "progress",
-        "executed",
-        "execution_success",
-    ]
-    .into_iter()
-    .peekable();
-    for n in &names {
-        if wanted.peek() == Some(n) {
-            wanted.next();
-        }
-    }
-    assert!(
-        wanted.peek().is_none(),
-        "missing {:?} in {names:?}",
-        wanted.peek()
+    assert_in_order(
+        &names,
+        &[
+            "execution_start",
+            "executing",
+            "progress",
+            "executed",
+            "execution_success",
+        ],
     );
     let progress: Vec<&&Value> = events
         .iter()
