@@ -9,6 +9,7 @@ pub mod line;
 pub mod model;
 pub mod normalize;
 pub mod releases;
+pub mod validate;
 pub mod wire;
 pub mod ws;
 

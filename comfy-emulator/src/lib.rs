@@ -71,7 +71,6 @@ mod routes;
 mod served;
 mod server_info;
 mod userdata;
-mod validate;
 mod view;
 mod web_root;
 mod ws;

@@ -97,14 +97,13 @@ impl Profile {
         self.has(Difference::UserdataAttachment)
     }
 
-    /// Lines of `execution.py` in a validation traceback: the
-    /// `validate_inputs` call in `validate_prompt`, and the
-    /// `prompt[o_id]['class_type']` lookup in `validate_inputs`.
-    pub(crate) fn validation_lines(&self) -> (u32, u32) {
-        (
-            self.source_lines.validate_prompt,
-            self.source_lines.validate_inputs,
-        )
+    /// How this release words its validation answers (line, traceback
+    /// lines of `execution.py`).
+    pub(crate) fn wording(&self) -> comfy_adapter::validate::Wording {
+        comfy_adapter::validate::Wording {
+            line: self.line,
+            source_lines: self.source_lines,
+        }
     }
 
     /// Whether the jobs API knows `cancelled` (0.9+; 0.6 says `failed`).

@@ -5,12 +5,12 @@ use super::app::App;
 use super::engine::{Entry, Submission};
 use super::reply::{empty_ok, json_response, ok, server_error};
 use super::request::{canonical_uuid, id_list, parse_object, truthy};
-use super::validate;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use comfy_adapter::Line;
+use comfy_adapter::validate;
 use serde_json::{Map, Value, json};
 
 pub(crate) async fn submit(State(app): State<App>, body: Bytes) -> Response {
@@ -45,7 +45,21 @@ pub(crate) async fn submit(State(app): State<App>, body: Bytes) -> Response {
         return json_response(StatusCode::BAD_REQUEST, validate::invalid_prompt_id());
     }
     let exists = |f: &comfy_adapter::model::catalogue::FileName| engine.files.exists(f);
-    let validated = match validate::validate(&engine.profile, &engine.classes, &prompt, &exists) {
+    let targets: Option<Vec<String>> = body
+        .get("partial_execution_targets")
+        .and_then(Value::as_array)
+        .map(|t| {
+            t.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        });
+    let validated = match validate::validate(
+        &engine.profile.wording(),
+        &engine.classes,
+        &prompt,
+        targets.as_deref(),
+        &exists,
+    ) {
         Ok(v) => v,
         Err(rejection) => return json_response(StatusCode::BAD_REQUEST, rejection),
     };

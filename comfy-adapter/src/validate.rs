@@ -1,22 +1,54 @@
-//! Prompt validation the way ComfyUI answers it: class existence first (the
-//! spelling depends on the line), then output nodes, then each output's
-//! inputs (required, combo lists, numeric bounds, links, and the files a
-//! loader names: see [`file_check`]).
+//! ComfyUI's validation of a submitted prompt, answered as ComfyUI answers
+//! it (`POST /prompt`'s 400 bodies and `node_errors`): class existence
+//! first (the wording depends on the line), then the output nodes, then
+//! each output's inputs (required, combo lists, numeric bounds, links, and
+//! the files a loader names: see [`file_check`]).
+//!
+//! It runs over a catalogue (`/object_info`, parsed) and knows nothing of a
+//! server: the emulator answers its submits with it, and the gateway checks
+//! a user's prompt against the catalogue of the GPU workers that would run
+//! it before queueing it.
 
-use super::profile::Profile;
-use comfy_adapter::Line;
-use comfy_adapter::model::catalogue::{FileInputSpec, FileName};
+use crate::model::catalogue::{FileInputSpec, FileName};
+use crate::model::server::Line;
+use crate::releases::{self, SourceLines};
+use semver::Version;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 
+/// How a release words its validation answers: the line (the two spellings
+/// of an unknown class) and where its tracebacks point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wording {
+    /// The server's line.
+    pub line: Line,
+    /// Line numbers of `execution.py` in the release's tracebacks.
+    pub source_lines: SourceLines,
+}
+
+impl Wording {
+    /// The wording of `version` on `line` (tracebacks of the nearest
+    /// recorded release).
+    pub fn of(line: Line, version: &Version) -> Self {
+        Self {
+            line,
+            source_lines: releases::nearest(version).source_lines,
+        }
+    }
+
+    fn new_spelling(&self) -> bool {
+        self.line == Line::CancelApi
+    }
+}
+
 /// A prompt that passed: the outputs to run and the errors of outputs that
 /// did not (non-fatal when at least one output passed).
-#[derive(Debug, Clone)]
-pub(crate) struct Validated {
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validated {
     /// Output node ids to execute.
-    pub(crate) outputs: Vec<String>,
+    pub outputs: Vec<String>,
     /// `node_errors` for the answer.
-    pub(crate) node_errors: Map<String, Value>,
+    pub node_errors: Map<String, Value>,
 }
 
 fn rejection(kind: &str, message: &str, details: &str, extra_info: Value) -> Value {
@@ -27,7 +59,7 @@ fn rejection(kind: &str, message: &str, details: &str, extra_info: Value) -> Val
 }
 
 /// The 400 body for a missing `prompt`.
-pub(crate) fn no_prompt() -> Value {
+pub fn no_prompt() -> Value {
     rejection(
         "no_prompt",
         "No prompt provided",
@@ -37,7 +69,7 @@ pub(crate) fn no_prompt() -> Value {
 }
 
 /// The 400 body for a client prompt id that is not a canonical UUID (0.26+).
-pub(crate) fn invalid_prompt_id() -> Value {
+pub fn invalid_prompt_id() -> Value {
     rejection(
         "invalid_prompt_id",
         "prompt_id must be a valid UUID",
@@ -56,8 +88,11 @@ fn is_link(v: &Value) -> Option<(&str, u64)> {
 
 /// The reason ComfyUI gives when validating an output raised: a link to a
 /// node the prompt does not have is a `KeyError` in `validate_inputs`.
-fn exception_reason(profile: &Profile, missing: &str) -> Value {
-    let (in_prompt, in_inputs) = profile.validation_lines();
+fn exception_reason(wording: &Wording, missing: &str) -> Value {
+    let (in_prompt, in_inputs) = (
+        wording.source_lines.validate_prompt,
+        wording.source_lines.validate_inputs,
+    );
     json!({
         "type": "exception_during_validation",
         "message": "Exception when validating node",
@@ -72,14 +107,14 @@ fn exception_reason(profile: &Profile, missing: &str) -> Value {
     })
 }
 
-/// Validates `prompt` against `classes` as a server of `profile` would.
-pub(crate) fn validate(
-    profile: &Profile,
-    classes: &Map<String, Value>,
+/// The first node whose class is missing or unknown, as ComfyUI refuses it
+/// before anything else (`has_class` says whether the server knows a class).
+pub fn check_classes(
+    wording: &Wording,
     prompt: &Map<String, Value>,
-    exists: &dyn Fn(&FileName) -> bool,
-) -> Result<Validated, Value> {
-    let new_spelling = profile.line == Line::CancelApi;
+    has_class: &dyn Fn(&str) -> bool,
+) -> Result<(), Value> {
+    let new_spelling = wording.new_spelling();
     for (id, node) in prompt {
         let class = node.get("class_type").and_then(Value::as_str);
         let details = format!("Node ID '#{id}'");
@@ -103,7 +138,7 @@ pub(crate) fn validate(
                     )
                 });
             }
-            Some(c) if !classes.contains_key(c) => {
+            Some(c) if !has_class(c) => {
                 let title = node
                     .get("_meta")
                     .and_then(|m| m.get("title"))
@@ -128,15 +163,25 @@ pub(crate) fn validate(
             Some(_) => {}
         }
     }
+    Ok(())
+}
+
+/// The output nodes to run, in prompt order: nodes whose class is an
+/// `output_node` (`is_output`), and of those only the ones in `targets`
+/// when the submit named `partial_execution_targets`. None is ComfyUI's
+/// `prompt_no_outputs` 400.
+pub fn output_nodes(
+    prompt: &Map<String, Value>,
+    is_output: &dyn Fn(&str) -> bool,
+    targets: Option<&[String]>,
+) -> Result<Vec<String>, Value> {
     let outputs: Vec<String> = prompt
         .iter()
-        .filter(|(_, n)| {
+        .filter(|(id, n)| {
             n.get("class_type")
                 .and_then(Value::as_str)
-                .and_then(|c| classes.get(c))
-                .and_then(|d| d.get("output_node"))
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
+                .is_some_and(is_output)
+                && targets.is_none_or(|t| t.iter().any(|x| x == *id))
         })
         .map(|(id, _)| id.clone())
         .collect();
@@ -148,6 +193,32 @@ pub(crate) fn validate(
             json!({}),
         ));
     }
+    Ok(outputs)
+}
+
+/// Whether `class` is an output node in `classes` (`output_node: true`).
+pub fn is_output_class(classes: &Map<String, Value>, class: &str) -> bool {
+    classes
+        .get(class)
+        .and_then(|d| d.get("output_node"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// Validates `prompt` against `classes` (a parsed `/object_info`) as a
+/// server of `wording` would: `Ok` with the outputs to run and the errors of
+/// the outputs that failed (when at least one passed), or `Err` with
+/// ComfyUI's 400 body. `exists` says whether a file a loader names is in the
+/// server's folders; `targets` are the submit's `partial_execution_targets`.
+pub fn validate(
+    wording: &Wording,
+    classes: &Map<String, Value>,
+    prompt: &Map<String, Value>,
+    targets: Option<&[String]>,
+    exists: &dyn Fn(&FileName) -> bool,
+) -> Result<Validated, Value> {
+    check_classes(wording, prompt, &|c| classes.contains_key(c))?;
+    let outputs = output_nodes(prompt, &|c| is_output_class(classes, c), targets)?;
     let mut node_errors: Map<String, Value> = Map::new();
     let mut good = Vec::new();
     let mut details: Vec<String> = Vec::new();
@@ -156,7 +227,7 @@ pub(crate) fn validate(
         let ok = match check_node(classes, prompt, out, &mut walk, &mut node_errors, exists) {
             Ok(ok) => ok,
             Err(missing) => {
-                let reason = exception_reason(profile, &missing);
+                let reason = exception_reason(wording, &missing);
                 details.push(format!("Exception when validating node: '{missing}'"));
                 node_errors.entry(out.clone()).or_insert_with(|| {
                     let class = prompt
@@ -460,7 +531,7 @@ fn file_check(
 #[cfg(test)]
 mod file_tests {
     use super::*;
-    use comfy_adapter::model::output::FolderType;
+    use crate::model::output::FolderType;
 
     #[test]
     fn a_loader_value_is_checked_against_the_folder() {
