@@ -93,6 +93,12 @@ pub struct Config {
     /// sockets.
     #[serde(default = "default_ws_ping")]
     pub ws_ping_secs: u64,
+    /// The platform's sealing key (a file of 64 hex digits, shared with the
+    /// GPU workers' `--sealing-key-file`): the Comfy account secrets of a
+    /// submit travel sealed with it, so the queue never holds them in clear.
+    /// `None`: they are removed, and API nodes on the pool run signed out.
+    #[serde(default)]
+    pub sealing_key_file: Option<PathBuf>,
 }
 
 /// How the gateway learns who is calling.

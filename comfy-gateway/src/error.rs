@@ -56,6 +56,9 @@ pub enum GatewayError {
     /// The body is over the limit.
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
+    /// The Comfy account secrets could not be sealed.
+    #[error("{0}")]
+    Sealing(#[from] comfy_sealed::SealError),
 }
 
 impl GatewayError {
@@ -71,6 +74,7 @@ impl GatewayError {
             GatewayError::Queue { status, .. } => *status,
             GatewayError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             GatewayError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::Sealing(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -87,6 +91,7 @@ impl GatewayError {
             GatewayError::Queue { code, .. } => code,
             GatewayError::BadRequest { kind, .. } => kind,
             GatewayError::TooLarge(_) => "payload_too_large",
+            GatewayError::Sealing(_) => "sealing_failed",
         }
     }
 }

@@ -138,6 +138,7 @@ pub async fn start_user_side(o: UserSideOptions) -> anyhow::Result<UserSide> {
         max_submit_bytes: 12 * 1024 * 1024,
         view_wait_secs: 120,
         ws_ping_secs: 30,
+        sealing_key_file: None,
     };
     config.validate()?;
     let gateway = Gateway::new(config)?;

@@ -66,9 +66,16 @@ fn crates_depend_only_as_the_architecture_allows() {
         ("comfy-queue-api", &[][..]),
         ("comfy-artifacts", &[][..]),
         ("comfy-frontend", &[][..]),
+        ("comfy-sealed", &[][..]),
         ("comfy-queue", &["comfy-artifacts", "comfy-queue-api"][..]),
-        ("comfy-worker", &["comfy-adapter", "comfy-queue-api"][..]),
-        ("comfy-gateway", &["comfy-adapter", "comfy-queue-api"][..]),
+        (
+            "comfy-worker",
+            &["comfy-adapter", "comfy-queue-api", "comfy-sealed"][..],
+        ),
+        (
+            "comfy-gateway",
+            &["comfy-adapter", "comfy-queue-api", "comfy-sealed"][..],
+        ),
         ("comfy-emulator", &["comfy-adapter"][..]),
         ("comfyctl", &["comfy-adapter", "comfy-emulator"][..]),
         (

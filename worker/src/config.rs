@@ -94,6 +94,12 @@ pub struct Config {
     #[arg(long, env = "WORKER_FORWARD_PREVIEWS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub forward_previews: bool,
 
+    /// The platform's sealing key (a file of 64 hex digits, the gateway's
+    /// `sealing_key_file`): opens the Comfy account secrets a job carries sealed,
+    /// just before its prompt goes to ComfyUI. Without it such jobs run signed out.
+    #[arg(long, env = "WORKER_SEALING_KEY_FILE")]
+    pub sealing_key_file: Option<std::path::PathBuf>,
+
     /// Where to serve /health and /metrics (`off` to disable).
     #[arg(long, env = "WORKER_HEALTH_LISTEN", default_value = "127.0.0.1:9188")]
     pub health_listen: String,

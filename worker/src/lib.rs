@@ -48,6 +48,7 @@ pub struct Worker {
     queue: QueueClient,
     health: Arc<Health>,
     client_id: String,
+    sealing_key: Option<comfy_sealed::SealKey>,
 }
 
 impl Worker {
@@ -61,11 +62,16 @@ impl Worker {
             secs(config.queue_request_secs, 15.0),
         )?;
         let health = Arc::new(Health::new(&worker_id, &config.comfy_url));
+        let sealing_key = match &config.sealing_key_file {
+            Some(path) => Some(comfy_sealed::SealKey::from_file(path)?),
+            None => None,
+        };
         Ok(Worker {
             config,
             queue,
             health,
             client_id: uuid::Uuid::new_v4().to_string(),
+            sealing_key,
         })
     }
 
@@ -254,6 +260,7 @@ impl Worker {
                 follow,
                 heartbeat: self.config.heartbeat_secs.map(|s| secs(s, 1.0)),
                 health: self.health.clone(),
+                sealing_key: self.sealing_key.clone(),
                 relay: self.config.forward_events.then_some(relay::RelayOptions {
                     forward_previews: self.config.forward_previews,
                     ..relay::RelayOptions::default()

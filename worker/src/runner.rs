@@ -39,6 +39,8 @@ pub struct RunContext {
     pub health: Arc<Health>,
     /// Forwarding of live events to the queue (`None`: off).
     pub relay: Option<crate::relay::RelayOptions>,
+    /// Opens the Comfy account secrets a job carries sealed.
+    pub sealing_key: Option<comfy_sealed::SealKey>,
 }
 
 /// How the job ended for the worker.
@@ -304,9 +306,13 @@ async fn execute(
     };
     let PromptBody {
         prompt,
-        extra_data,
+        mut extra_data,
         partial_execution_targets,
     } = body;
+    // The account secrets exist in clear only here, on their way to ComfyUI.
+    if let Err(e) = comfy_sealed::open(&mut extra_data, ctx.sealing_key.as_ref(), &job.user_id) {
+        tracing::warn!(error = %e, "the job's Comfy account secrets were not opened: API nodes run signed out");
+    }
     if prompt.contains_key("nodes") && prompt.contains_key("links") {
         return Ran::Failed(JobError::new(
             ErrorClass::ValidationError,
