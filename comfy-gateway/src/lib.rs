@@ -33,6 +33,7 @@ pub mod control;
 pub mod error;
 pub mod identity;
 pub mod listing;
+pub mod pool;
 pub mod proxy;
 pub mod query;
 pub mod queue;

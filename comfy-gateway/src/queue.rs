@@ -5,7 +5,7 @@
 
 use crate::error::GatewayError;
 use axum::http::StatusCode;
-use comfy_queue_api::{InputRef, JobFile, UploadedFile};
+use comfy_queue_api::{CatalogueList, InputRef, JobFile, UploadedFile};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
@@ -307,6 +307,46 @@ impl QueueClient {
                 Ok(false)
             }
             e => Err(e),
+        }
+    }
+
+    /// The catalogues of the GPU workers the queue knows alive (newest
+    /// release first); empty from a queue without the catalogue routes.
+    pub async fn catalogues(&self, user: &str) -> Result<CatalogueList, GatewayError> {
+        let resp = self
+            .request(reqwest::Method::GET, user, self.url("/api/catalogues")?)
+            .send()
+            .await
+            .map_err(Self::down)?;
+        if matches!(
+            resp.status(),
+            reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::METHOD_NOT_ALLOWED
+        ) {
+            return Ok(CatalogueList {
+                catalogues: Vec::new(),
+            });
+        }
+        Self::read(resp).await
+    }
+
+    /// The bytes of one catalogue (`/object_info` of a worker).
+    pub async fn catalogue(&self, user: &str, sha256: &str) -> Result<bytes::Bytes, GatewayError> {
+        let resp = self
+            .request(
+                reqwest::Method::GET,
+                user,
+                self.url(&format!("/api/catalogues/{sha256}"))?,
+            )
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .map_err(Self::down)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(Self::down)?;
+        if status.is_success() {
+            Ok(bytes)
+        } else {
+            Err(Self::refusal(status, &bytes))
         }
     }
 

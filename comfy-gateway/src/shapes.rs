@@ -189,6 +189,11 @@ impl Shapes {
         Shapes { version, line }
     }
 
+    /// How the release words its validation answers.
+    pub fn wording(&self) -> comfy_adapter::validate::Wording {
+        comfy_adapter::validate::Wording::of(self.line, &self.version)
+    }
+
     /// The release's line.
     pub fn line(&self) -> Line {
         self.line

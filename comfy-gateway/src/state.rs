@@ -6,6 +6,7 @@
 use crate::config::{Config, User};
 use crate::error::GatewayError;
 use crate::identity::Htpasswd;
+use crate::pool::Pool;
 use crate::queue::QueueClient;
 use crate::shapes::{Shapes, Submitted};
 use comfy_adapter::model::catalogue::NodeCatalogue;
@@ -33,6 +34,8 @@ struct Inner {
     hidden: Mutex<Hidden>,
     number: AtomicU64,
     htpasswd: Option<Htpasswd>,
+    pool: Pool,
+    sealing_key: Option<comfy_sealed::SealKey>,
 }
 
 /// What the gateway learned about one upstream ComfyUI.
@@ -79,6 +82,13 @@ impl Gateway {
             Some(path) => Some(Htpasswd::load(path)?),
             None => None,
         };
+        let sealing_key = match &config.sealing_key_file {
+            Some(path) => Some(
+                comfy_sealed::SealKey::from_file(path)
+                    .map_err(|e| crate::config::ConfigError::Invalid(e.to_string()))?,
+            ),
+            None => None,
+        };
         let mut hidden = Hidden::default();
         if let Some(dir) = &config.state_dir {
             let file = dir.join("hidden-history.json");
@@ -103,6 +113,8 @@ impl Gateway {
                 hidden: Mutex::new(hidden),
                 number: AtomicU64::new(start),
                 htpasswd,
+                pool: Pool::default(),
+                sealing_key,
             }),
         })
     }
@@ -120,6 +132,16 @@ impl Gateway {
     /// The queue client.
     pub fn queue(&self) -> &QueueClient {
         &self.inner.queue
+    }
+
+    /// The key the Comfy account secrets are sealed with for the workers.
+    pub fn sealing_key(&self) -> Option<&comfy_sealed::SealKey> {
+        self.inner.sealing_key.as_ref()
+    }
+
+    /// The GPU pool's catalogues.
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
     }
 
     /// The HTTP client for upstreams (no redirects followed).

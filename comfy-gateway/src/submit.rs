@@ -4,34 +4,33 @@
 //!
 //! The job's `workflow` is ComfyUI's `/prompt` body (`prompt`,
 //! `extra_data`, `partial_execution_targets`) with the Comfy account
-//! secrets taken out of `extra_data`; `metadata.comfy` keeps what the queue
+//! secrets of `extra_data` sealed for the workers (`comfy-sealed`), or
+//! removed when no sealing key is configured; `metadata.comfy` keeps what the queue
 //! panel shows (number, client id, create time, output nodes, workflow id).
 //! Files the prompt reads from the user's ComfyUI input folder (an uploaded
 //! image in LoadImage) are fetched from that ComfyUI and attached to the job.
 
 use crate::config::User;
 use crate::error::GatewayError;
+use crate::pool::{self, Verdict};
 use crate::proxy::without_url;
 use crate::shapes::{ComfyMeta, Submitted};
 use crate::state::Gateway;
 use axum::Json;
 use axum::body::to_bytes;
 use axum::extract::Request;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use comfy_adapter::Line;
-use comfy_adapter::model::catalogue::NodeCatalogue;
+use comfy_adapter::model::catalogue::{FileName, NodeCatalogue};
 use comfy_adapter::model::output::FolderType;
+use comfy_adapter::validate::{self, Wording};
 use comfy_queue_api::InputRef;
 use serde_json::{Map, Value, json};
-
-/// Keys of `extra_data` that carry the user's Comfy account credentials:
-/// never stored in the queue.
-pub const SECRET_KEYS: [&str; 2] = ["api_key_comfy_org", "auth_token_comfy_org"];
 
 /// ComfyUI's 400 answer to a submit.
 fn rejected(kind: &str, message: &str, details: &str, extra_info: Value) -> Response {
     (
-        axum::http::StatusCode::BAD_REQUEST,
+        StatusCode::BAD_REQUEST,
         Json(json!({
             "error": {"type": kind, "message": message, "details": details, "extra_info": extra_info},
             "node_errors": {},
@@ -55,32 +54,18 @@ pub async fn submit(gw: &Gateway, user: &User, req: Request) -> Response {
         );
     };
     let Some(prompt) = body.get("prompt").and_then(Value::as_object).cloned() else {
-        return rejected(
-            "no_prompt",
-            "No prompt provided",
-            "No prompt provided",
-            json!({}),
-        );
+        return (StatusCode::BAD_REQUEST, Json(validate::no_prompt())).into_response();
     };
     match accept(gw, user, &body, prompt).await {
         Ok(v) => Json(v).into_response(),
-        Err(Reject::Comfy {
-            kind,
-            message,
-            details,
-            extra_info,
-        }) => rejected(kind, &message, &details, extra_info),
+        Err(Reject::Comfy(body)) => (StatusCode::BAD_REQUEST, Json(body)).into_response(),
         Err(Reject::Gateway(e)) => e.into_response(),
     }
 }
 
 enum Reject {
-    Comfy {
-        kind: &'static str,
-        message: String,
-        details: String,
-        extra_info: Value,
-    },
+    /// ComfyUI's own 400 body.
+    Comfy(Value),
     Gateway(GatewayError),
 }
 
@@ -90,20 +75,42 @@ impl From<GatewayError> for Reject {
     }
 }
 
-/// The output nodes of `prompt` by the catalogue (`output_node`), in prompt order.
-fn output_nodes(catalogue: &NodeCatalogue, prompt: &Map<String, Value>) -> Vec<String> {
-    prompt
-        .iter()
-        .filter(|(_, n)| {
-            n.get("class_type")
-                .and_then(Value::as_str)
-                .and_then(|c| catalogue.node(c))
-                .and_then(Result::ok)
-                .and_then(|info| info.get("output_node").and_then(Value::as_bool))
-                == Some(true)
-        })
-        .map(|(id, _)| id.clone())
-        .collect()
+/// Whether `class` is an output node in `catalogue` (`output_node`).
+fn is_output(catalogue: &NodeCatalogue, class: &str) -> bool {
+    catalogue
+        .node(class)
+        .and_then(Result::ok)
+        .and_then(|info| info.get("output_node").and_then(Value::as_bool))
+        == Some(true)
+}
+
+/// The outputs to run and the `node_errors` of the answer: checked against
+/// the catalogues of the GPU workers when they published one (a value no
+/// worker accepts is ComfyUI's 400, naming the nodes), else against the
+/// user's own ComfyUI (classes and output nodes only: its model lists are
+/// not the pool's).
+fn check(
+    wording: &Wording,
+    own: &NodeCatalogue,
+    pool: &[pool::PoolCatalogue],
+    prompt: &Map<String, Value>,
+    targets: Option<&[String]>,
+    inputs: &[Fetched],
+) -> Result<(Vec<String>, Map<String, Value>), Reject> {
+    let travels = |f: &FileName| {
+        f.folder == FolderType::Input && inputs.iter().any(|i| i.name == f.relative())
+    };
+    match pool::judge(wording, pool, prompt, targets, &travels) {
+        Verdict::Passed(v) => Ok((v.outputs, v.node_errors)),
+        Verdict::Refused(body) => Err(Reject::Comfy(body)),
+        Verdict::Unchecked => {
+            validate::check_classes(wording, prompt, &|c| own.contains(c))
+                .map_err(Reject::Comfy)?;
+            let outputs = validate::output_nodes(prompt, &|c| is_output(own, c), targets)
+                .map_err(Reject::Comfy)?;
+            Ok((outputs, Map::new()))
+        }
+    }
 }
 
 async fn accept(
@@ -113,58 +120,42 @@ async fn accept(
     prompt: Map<String, Value>,
 ) -> Result<Value, Reject> {
     let catalogue = gw.catalogue(user).await?;
-    let line = gw.upstream_info(user).await?.shapes.line();
-    if let Some((id, class)) = prompt.iter().find_map(|(id, n)| {
-        let class = n.get("class_type").and_then(Value::as_str)?;
-        (!catalogue.contains(class)).then(|| (id.clone(), class.to_owned()))
-    }) {
-        // The two wordings of the recordings (fixture 038): before 0.26 and after.
-        return Err(if line == Line::CancelApi {
-            Reject::Comfy {
-                kind: "missing_node_type",
-                message: format!("Node '{class}' not found. The custom node may not be installed."),
-                details: format!("Node ID '#{id}'"),
-                extra_info: json!({"node_id": id, "class_type": class, "node_title": class}),
-            }
-        } else {
-            Reject::Comfy {
-                kind: "invalid_prompt",
-                message: format!("Cannot execute because node {class} does not exist."),
-                details: format!("Node ID '#{id}'"),
-                extra_info: json!({}),
-            }
-        });
-    }
-    let mut outputs = output_nodes(&catalogue, &prompt);
-    if let Some(targets) = body
+    let wording = gw.upstream_info(user).await?.shapes.wording();
+    let targets: Option<Vec<String>> = body
         .get("partial_execution_targets")
         .and_then(Value::as_array)
-    {
-        let targets: Vec<String> = targets
-            .iter()
-            .filter_map(|t| t.as_str().map(str::to_owned))
-            .collect();
-        if !targets.is_empty() {
-            outputs.retain(|o| targets.contains(o));
-        }
-    }
-    if outputs.is_empty() {
-        return Err(Reject::Comfy {
-            kind: "prompt_no_outputs",
-            message: "Prompt has no outputs".into(),
-            details: String::new(),
-            extra_info: json!({}),
+        .map(|t| {
+            t.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
         });
-    }
-    let inputs = attach_inputs(gw, user, &catalogue, &prompt).await?;
+    // Classes first, as ComfyUI: an unknown node is refused before any
+    // file is fetched.
+    validate::check_classes(&wording, &prompt, &|c| catalogue.contains(c))
+        .map_err(Reject::Comfy)?;
+    let fetched = fetch_inputs(gw, user, &catalogue, &prompt).await?;
+    let pool = gw.pool().catalogues(gw.queue(), &user.id).await;
+    let (outputs, node_errors) = check(
+        &wording,
+        &catalogue,
+        &pool,
+        &prompt,
+        targets.as_deref(),
+        &fetched,
+    )?;
+    let inputs = upload_inputs(gw, user, fetched).await?;
 
     let mut extra_data = body
         .get("extra_data")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    for k in SECRET_KEYS {
-        extra_data.remove(k);
+    match comfy_sealed::seal(&mut extra_data, gw.sealing_key(), &user.id) {
+        Ok(comfy_sealed::Sealed::Removed(n)) => {
+            tracing::info!(user = %user.id, secrets = n, "Comfy account secrets removed (no sealing_key_file): API nodes run signed out");
+        }
+        Ok(_) => {}
+        Err(e) => return Err(Reject::Gateway(e.into())),
     }
     let client_id = body
         .get("client_id")
@@ -213,11 +204,21 @@ async fn accept(
         job.id,
         Submitted {
             prompt: workflow["prompt"].clone(),
-            extra_data: workflow["extra_data"].clone(),
+            // As ComfyUI lists it: no credentials, sealed or not.
+            extra_data: {
+                let mut shown = workflow["extra_data"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
+                shown.remove(comfy_sealed::SEALED_FIELD);
+                Value::Object(shown)
+            },
         },
     );
     tracing::info!(user = %user.id, job = %job.id, inputs = inputs.len(), "prompt queued");
-    Ok(json!({"prompt_id": job.id.to_string(), "number": number_json(number), "node_errors": {}}))
+    Ok(
+        json!({"prompt_id": job.id.to_string(), "number": number_json(number), "node_errors": node_errors}),
+    )
 }
 
 fn number_json(n: f64) -> Value {
@@ -228,24 +229,33 @@ fn number_json(n: f64) -> Value {
     }
 }
 
-/// Fetches every input-folder file the prompt names from the user's ComfyUI
-/// and uploads it to the queue. A file the user's ComfyUI does not have is
-/// left out: the worker's ComfyUI may have it, and if not the job fails with
-/// `missing_input`, naming it.
-async fn attach_inputs(
+/// An input-folder file the prompt names, fetched from the user's ComfyUI.
+struct Fetched {
+    /// Its name in the prompt, relative to the input folder.
+    name: String,
+    filename: String,
+    content_type: Option<String>,
+    bytes: bytes::Bytes,
+}
+
+/// Fetches every input-folder file the prompt names from the user's
+/// ComfyUI. A file the user's ComfyUI does not have is left out: the
+/// worker's ComfyUI may have it, and if not the prompt is refused as
+/// ComfyUI refuses it (or the job fails with `missing_input`, naming it).
+async fn fetch_inputs(
     gw: &Gateway,
     user: &User,
     catalogue: &NodeCatalogue,
     prompt: &Map<String, Value>,
-) -> Result<Vec<InputRef>, GatewayError> {
+) -> Result<Vec<Fetched>, GatewayError> {
     let base = gw.upstream(user)?;
-    let mut refs: Vec<InputRef> = Vec::new();
+    let mut fetched: Vec<Fetched> = Vec::new();
     for input in catalogue.file_inputs(prompt) {
         if input.file.folder != FolderType::Input {
             continue;
         }
         let name = input.file.relative();
-        if refs.iter().any(|r| r.filename == name) {
+        if fetched.iter().any(|f| f.name == name) {
             continue;
         }
         let mut url = base.join("view").map_err(|e| GatewayError::UpstreamDown {
@@ -277,18 +287,31 @@ async fn attach_inputs(
             upstream: base.to_string(),
             reason: without_url(&e),
         })?;
+        fetched.push(Fetched {
+            name,
+            filename: input.file.filename,
+            content_type,
+            bytes,
+        });
+    }
+    Ok(fetched)
+}
+
+/// Uploads the fetched inputs to the queue, for the job to name.
+async fn upload_inputs(
+    gw: &Gateway,
+    user: &User,
+    fetched: Vec<Fetched>,
+) -> Result<Vec<InputRef>, GatewayError> {
+    let mut refs = Vec::with_capacity(fetched.len());
+    for f in fetched {
         let uploaded = gw
             .queue()
-            .upload(
-                &user.id,
-                &input.file.filename,
-                content_type.as_deref(),
-                bytes,
-            )
+            .upload(&user.id, &f.filename, f.content_type.as_deref(), f.bytes)
             .await?;
         refs.push(InputRef {
             sha256: uploaded.sha256,
-            filename: name,
+            filename: f.name,
         });
     }
     Ok(refs)

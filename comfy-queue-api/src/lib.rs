@@ -375,3 +375,25 @@ mod tests {
         assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"job":null}"#);
     }
 }
+
+/// TEMPORARY (replaced by the catalogue branch): one published catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogueInfo {
+    /// SHA-256 of its bytes.
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+    /// ComfyUI version.
+    pub comfyui_version: Option<String>,
+    /// Line.
+    pub line: Option<String>,
+    /// Workers.
+    pub workers: Vec<String>,
+}
+
+/// TEMPORARY: the listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogueList {
+    /// Catalogues.
+    pub catalogues: Vec<CatalogueInfo>,
+}

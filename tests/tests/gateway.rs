@@ -23,6 +23,8 @@ type Ws =
 
 const WORKER_TOKEN: &str = "gw-worker";
 const ADMIN_TOKEN: &str = "gw-admin";
+/// The one checkpoint the GPU ComfyUI has.
+const POOL_CHECKPOINT: &str = "pool_sdxl.safetensors";
 
 struct Platform {
     queue: RunningQueue,
@@ -31,17 +33,19 @@ struct Platform {
     bob_ui: EmulatorHandle,
     worker: TestWorker,
     gateway: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 async fn platform() -> Platform {
     let dir = tempfile::tempdir().unwrap();
     let o = authed_sqlite_options(dir.path(), WORKER_TOKEN, ADMIN_TOKEN);
     let queue = start_queue(o).await.unwrap();
+    // The pool has one checkpoint; the users' CPU ComfyUIs have none.
     let gpu = Emulator::start(
         EmulatorConfig::new("0.11.1")
             .node_time(Duration::from_millis(60))
-            .progress_steps(3),
+            .progress_steps(3)
+            .models([("checkpoints".to_owned(), vec![POOL_CHECKPOINT.to_owned()])].into()),
     )
     .await
     .unwrap();
@@ -49,14 +53,18 @@ async fn platform() -> Platform {
     let bob_ui = Emulator::start(EmulatorConfig::new("0.33.0"))
         .await
         .unwrap();
+    let key = dir.path().join("sealing.key");
+    std::fs::write(&key, format!("{}\n", "5e".repeat(32))).unwrap();
     let mut cfg = worker_config(&queue.url(), &gpu.url(), "w-gw");
     cfg.worker_token = Some(WORKER_TOKEN.into());
+    cfg.sealing_key_file = Some(key.clone());
     let worker = TestWorker::start(cfg);
 
     let toml = format!(
         r#"queue_url = "{}"
            state_dir = "{}"
            ws_ping_secs = 1
+           sealing_key_file = "{}"
            [[users]]
            id = "alice"
            upstream = "{}"
@@ -66,6 +74,7 @@ async fn platform() -> Platform {
         "#,
         queue.url(),
         dir.path().display(),
+        key.display(),
         alice_ui.url(),
         bob_ui.url()
     );
@@ -82,7 +91,7 @@ async fn platform() -> Platform {
         bob_ui,
         worker,
         gateway,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -696,5 +705,172 @@ async fn templates_are_provisioned_without_overwriting_what_the_user_changed() {
         .unwrap();
     assert!(again.written.is_empty());
     assert_eq!(again.kept.len(), 5);
+    p.stop().await;
+}
+
+/// CheckpointLoaderSimple → KSampler → SaveImage, naming `ckpt`.
+fn checkpoint_prompt(ckpt: &str) -> Value {
+    json!({
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["1", 1]}},
+        "3": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "4": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["2", 0],
+              "latent_image": ["3", 0], "seed": 1, "steps": 2, "cfg": 1.0, "sampler_name": "euler",
+              "scheduler": "simple", "denoise": 1.0}},
+        "5": {"class_type": "VAEDecode", "inputs": {"samples": ["4", 0], "vae": ["1", 2]}},
+        "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "pool"}, "_meta": {"title": "Save"}},
+    })
+}
+
+/// Waits until the pool's worker has published its catalogue to the queue.
+async fn catalogue_published(http: &reqwest::Client, queue: &str) {
+    let listed = poll(http, format!("{queue}/api/catalogues"), "alice", 100, |v| {
+        v["catalogues"].as_array().is_some_and(|c| !c.is_empty())
+    })
+    .await;
+    assert_eq!(
+        listed["catalogues"][0]["comfyui_version"], "0.11.1",
+        "{listed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_the_pool_cannot_run_is_refused_as_comfyui_refuses_it_and_one_it_can_runs() {
+    let p = platform().await;
+    let http = reqwest::Client::new();
+    let gw = &p.gateway;
+    catalogue_published(&http, &p.queue.url()).await;
+    let submit = |user: &'static str, prompt: Value| {
+        as_user(http.post(format!("{gw}/{user}/api/prompt")), user)
+            .json(&json!({"client_id": "c", "prompt": prompt}))
+            .send()
+    };
+
+    // A checkpoint only the user's imagination has: refused before it is
+    // queued, with the node the frontend highlights (alice's 0.9.2 wording).
+    let resp = submit("alice", checkpoint_prompt("missing.safetensors"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"]["type"], "prompt_outputs_failed_validation",
+        "{body}"
+    );
+    let err = &body["node_errors"]["1"];
+    assert_eq!(err["class_type"], "CheckpointLoaderSimple", "{body}");
+    assert_eq!(err["errors"][0]["type"], "value_not_in_list", "{body}");
+    assert_eq!(err["errors"][0]["extra_info"]["input_name"], "ckpt_name");
+    assert!(
+        err["errors"][0]["details"]
+            .as_str()
+            .unwrap()
+            .contains(POOL_CHECKPOINT),
+        "the choices are the pool's: {body}"
+    );
+    assert_eq!(err["dependent_outputs"], json!(["6"]));
+    // Nothing reached the queue.
+    let jobs = get_json(
+        &http,
+        format!("{}/api/jobs?user_id=alice", p.queue.url()),
+        "alice",
+    )
+    .await;
+    assert_eq!(jobs, json!([]), "{jobs}");
+
+    // The pool's checkpoint is valid there, though alice's CPU ComfyUI has
+    // no model at all: queued, and it completes on the pool.
+    let resp = submit("alice", checkpoint_prompt(POOL_CHECKPOINT))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let accepted: Value = resp.json().await.unwrap();
+    assert_eq!(accepted["node_errors"], json!({}));
+    let id = accepted["prompt_id"].as_str().unwrap().to_owned();
+    let job = poll(
+        &http,
+        format!("{gw}/alice/api/jobs/{id}"),
+        "alice",
+        300,
+        |j| j["status"] != "pending" && j["status"] != "in_progress",
+    )
+    .await;
+    assert_eq!(job["status"], "completed", "{job}");
+
+    // bob's line (0.33.0) words an unknown class its own way, with the title.
+    let mut unknown = checkpoint_prompt(POOL_CHECKPOINT);
+    unknown["6"]["class_type"] = json!("NoSuchSaver");
+    let resp = submit("bob", unknown).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "missing_node_type", "{body}");
+    assert_eq!(body["error"]["extra_info"]["node_title"], "Save", "{body}");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comfy_account_secrets_reach_the_gpu_comfyui_and_are_never_in_the_queue_in_clear() {
+    const SECRET: &str = "comfyui-0123456789abcdef-secret";
+    let p = platform().await;
+    let http = reqwest::Client::new();
+    let gw = &p.gateway;
+    let body = json!({"client_id": "c", "prompt": tiny_prompt("signed_in"), "extra_data": {
+        "api_key_comfy_org": SECRET,
+        "extra_pnginfo": {"workflow": {"id": "wf-1"}},
+    }});
+    let accepted: Value = as_user(http.post(format!("{gw}/alice/api/prompt")), "alice")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = accepted["prompt_id"].as_str().unwrap().to_owned();
+    let job = poll(
+        &http,
+        format!("{gw}/alice/api/jobs/{id}"),
+        "alice",
+        200,
+        |j| j["status"] != "pending" && j["status"] != "in_progress",
+    )
+    .await;
+    assert_eq!(job["status"], "completed", "{job}");
+
+    // The GPU ComfyUI got the key in extra_data, as a frontend would send it.
+    let history = get_json(&http, format!("{}/history", p.gpu.url()), "alice").await;
+    let got: Vec<&Value> = history
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|e| e["prompt"][3]["api_key_comfy_org"] == SECRET)
+        .collect();
+    assert_eq!(got.len(), 1, "{history}");
+    assert_eq!(
+        got[0]["prompt"][3]["extra_pnginfo"]["workflow"]["id"],
+        "wf-1"
+    );
+    assert!(
+        got[0]["prompt"][3]
+            .get(comfy_sealed::SEALED_FIELD)
+            .is_none()
+    );
+
+    // Not one byte of it in clear in the queue's files (database, WAL, blobs)…
+    let files = walk(p.dir.path());
+    assert!(files.iter().any(|f| f.ends_with("queue.db")), "{files:?}");
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(
+            !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "{} holds the secret in clear",
+            f.display()
+        );
+    }
+    // …nor in what alice's own queue panel shows.
+    let shown = get_json(&http, format!("{gw}/alice/api/history/{id}"), "alice").await;
+    let text = shown.to_string();
+    assert!(!text.contains(SECRET), "{text}");
+    assert!(!text.contains(comfy_sealed::SEALED_FIELD), "{text}");
     p.stop().await;
 }
