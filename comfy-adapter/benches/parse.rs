@@ -55,14 +55,15 @@ fn big_object_info(target: usize) -> Vec<u8> {
 fn bench(c: &mut Criterion) {
     let history = big_history(1 << 20);
     let entries = normalize::history_entries_from_slice(&history).unwrap();
+    let count = entries.len();
     let outputs: usize = entries
-        .iter()
+        .into_iter()
         .map(|(id, item)| normalize::job_from_history(id, item).outputs.len())
         .sum();
     eprintln!(
         "history: {} bytes, {} entries, {outputs} outputs",
         history.len(),
-        entries.len()
+        count
     );
     let mut g = c.benchmark_group("history");
     g.throughput(Throughput::Bytes(history.len() as u64));
@@ -70,7 +71,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let entries = normalize::history_entries_from_slice(black_box(&history)).unwrap();
             let jobs: Vec<_> = entries
-                .iter()
+                .into_iter()
                 .map(|(id, item)| normalize::job_from_history(id, item))
                 .collect();
             black_box(jobs)

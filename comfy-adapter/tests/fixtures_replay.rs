@@ -68,7 +68,7 @@ fn history(x: &Value) -> Value {
     Value::Array(
         entries
             .iter()
-            .map(|(id, item)| to_json(normalize::job_from_history(id, item)))
+            .map(|(id, item)| to_json(normalize::job_from_history(id.clone(), item.clone())))
             .collect(),
     )
 }

@@ -27,7 +27,7 @@ fn body(x: &Value) -> Value {
 fn history_job(version: &str, prefix: &str) -> comfy_adapter::model::job::JobStatus {
     let entries = normalize::history_entries(&body(&load(version, prefix))).unwrap();
     assert_eq!(entries.len(), 1, "{version} {prefix}: one history entry");
-    normalize::job_from_history(&entries[0].0, &entries[0].1)
+    normalize::job_from_history(entries[0].0.clone(), entries[0].1.clone())
 }
 
 fn jobs_job(version: &str, prefix: &str) -> comfy_adapter::model::job::JobStatus {

@@ -67,7 +67,7 @@ fn arb_json() -> impl Strategy<Value = Value> {
 fn exercise(v: &Value) {
     if let Ok(entries) = normalize::history_entries(v) {
         for (id, item) in &entries {
-            let _ = normalize::job_from_history(id, item);
+            let _ = normalize::job_from_history(id.clone(), item.clone());
         }
     }
     if let Ok(list) = serde_json::from_value::<wire::jobs::JobsList>(v.clone()) {

@@ -76,7 +76,7 @@ fn executed_events_carry_the_outputs_history_records() {
                 .collect();
             let entries =
                 normalize::history_entries(&load(v, history)["response"]["body"]).unwrap();
-            let job = normalize::job_from_history(&entries[0].0, &entries[0].1);
+            let job = normalize::job_from_history(entries[0].0.clone(), entries[0].1.clone());
             let from_history: BTreeSet<(String, String)> = job
                 .outputs
                 .into_iter()

@@ -44,7 +44,7 @@ impl LineBehaviour for Legacy {
             .collect();
         jobs.extend(
             history
-                .iter()
+                .into_iter()
                 .map(|(id, item)| normalize::job_from_history(id, item)),
         );
         Ok(page_locally(jobs, query))

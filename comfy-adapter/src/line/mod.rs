@@ -249,7 +249,7 @@ async fn job_from_queue_and_history(core: &HttpCore, prompt_id: &str) -> Result<
         return Ok(status);
     }
     Ok(match endpoints::history_item(core, prompt_id).await? {
-        Some(item) => crate::normalize::job_from_history(prompt_id, &item),
+        Some(item) => crate::normalize::job_from_history(prompt_id.to_owned(), item),
         None => JobStatus::unknown(prompt_id),
     })
 }

@@ -76,10 +76,34 @@ impl FileRef {
     pub fn view_path(&self) -> String {
         let mut path = String::with_capacity(40 + self.filename.len() + self.subfolder.len());
         path.push_str("/view?");
+        let (filename, subfolder, folder) = (&self.filename, &self.subfolder, self.folder.as_str());
+        // Most names need no escaping: written as they are, the same bytes
+        // the form encoder would write.
+        if [filename.as_str(), subfolder, folder].iter().all(|s| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_'))
+        }) {
+            for (i, (k, v)) in [
+                ("filename", filename.as_str()),
+                ("subfolder", subfolder),
+                ("type", folder),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                if i > 0 {
+                    path.push('&');
+                }
+                path.push_str(k);
+                path.push('=');
+                path.push_str(v);
+            }
+            return path;
+        }
         url::form_urlencoded::Serializer::for_suffix(path, 6)
-            .append_pair("filename", &self.filename)
-            .append_pair("subfolder", &self.subfolder)
-            .append_pair("type", self.folder.as_str())
+            .append_pair("filename", filename)
+            .append_pair("subfolder", subfolder)
+            .append_pair("type", folder)
             .finish()
     }
 }
@@ -107,4 +131,48 @@ pub struct Output {
     /// The entry as the server sent it, for [`OutputKind::Unknown`] entries
     /// (files and texts are fully described by the fields above).
     pub raw: Option<Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encoded(f: &FileRef) -> String {
+        url::form_urlencoded::Serializer::for_suffix("/view?".to_owned(), 6)
+            .append_pair("filename", &f.filename)
+            .append_pair("subfolder", &f.subfolder)
+            .append_pair("type", f.folder.as_str())
+            .finish()
+    }
+
+    fn file(filename: &str, subfolder: &str, folder: &str) -> FileRef {
+        FileRef {
+            filename: filename.into(),
+            subfolder: subfolder.into(),
+            folder: FolderType::from_wire(folder),
+        }
+    }
+
+    #[test]
+    fn the_fast_path_writes_what_the_form_encoder_writes() {
+        for f in [
+            file("ComfyUI_00001_.png", "", "output"),
+            file("a b+c&d=e.png", "x/y", "temp"),
+            file("été.webp", "vidéo", "input"),
+            file("*-._", "", "my folder"),
+        ] {
+            assert_eq!(f.view_path(), encoded(&f), "{f:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_name_is_encoded_as_the_form_encoder_does(
+            filename in ".{0,24}", subfolder in "[a-z/ %+]{0,8}", folder in "(output|temp|input|[ -~]{0,6})"
+        ) {
+            let f = file(&filename, &subfolder, &folder);
+            prop_assert_eq!(f.view_path(), encoded(&f));
+        }
+    }
 }

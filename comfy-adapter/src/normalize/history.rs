@@ -28,7 +28,7 @@ pub fn history_entries(body: &Value) -> Result<Vec<HistoryEntry>, serde_json::Er
 /// [`history_entries`] straight from the response bytes (the fast path the
 /// adapter uses).
 pub fn history_entries_from_slice(body: &[u8]) -> Result<Vec<HistoryEntry>, serde_json::Error> {
-    Ok(serde_json::from_slice::<crate::wire::LenientEntries<HistoryItem>>(body)?.0)
+    Ok(serde_json::from_slice::<crate::wire::history::HistoryEntries>(body)?.0)
 }
 
 /// An `execution_error` payload → [`Failure`].
@@ -67,19 +67,20 @@ pub(crate) struct MessageFacts {
 
 pub(crate) fn message_facts(status: Option<&ExecutionStatus>) -> MessageFacts {
     let mut facts = MessageFacts::default();
-    for (event, data) in status.map(|s| s.messages.as_slice()).unwrap_or_default() {
-        let ts = i64_field(data, "timestamp");
-        match event.as_str() {
+    for m in status.map(|s| s.messages.as_slice()).unwrap_or_default() {
+        let ts = m.timestamp;
+        let payload = m.payload.as_ref().unwrap_or(&Value::Null);
+        match m.event.as_str() {
             "execution_start" => facts.started_at_ms = ts,
-            "execution_cached" => facts.cached_nodes = id_list(data.get("nodes")),
+            "execution_cached" => facts.cached_nodes = m.nodes.clone(),
             "execution_success" => facts.finished_at_ms = ts,
             "execution_error" => {
                 facts.finished_at_ms = ts;
-                facts.failure = Some(failure_from(data));
+                facts.failure = Some(failure_from(payload));
             }
             "execution_interrupted" => {
                 facts.finished_at_ms = ts;
-                facts.interruption = Some(interruption_from(data));
+                facts.interruption = Some(interruption_from(payload));
             }
             _ => {}
         }
@@ -98,14 +99,14 @@ pub(crate) fn finished_state(status: Option<&ExecutionStatus>, facts: &MessageFa
     }
 }
 
-/// A history entry → [`JobStatus`].
-pub fn job_from_history(prompt_id: &str, item: &HistoryItem) -> JobStatus {
+/// A history entry → [`JobStatus`] (its strings move into the model).
+pub fn job_from_history(prompt_id: String, item: HistoryItem) -> JobStatus {
     let facts = message_facts(item.status.as_ref());
     let state = finished_state(item.status.as_ref(), &facts);
-    let outputs = outputs_from_map(&item.outputs, &facts.cached_nodes);
+    let outputs = outputs_from_map(item.outputs, &facts.cached_nodes);
     let extra = &item.prompt.extra_data;
     JobStatus {
-        prompt_id: prompt_id.to_owned(),
+        prompt_id,
         state,
         number: item.prompt.number,
         created_at_ms: extra.create_time.map(|t| t as i64),

@@ -41,7 +41,6 @@ pub fn job_from_wire(job: JobWire) -> JobStatus {
         .or_else(|| job.execution_error.as_ref().map(super::failure_from));
     let outputs = job
         .outputs
-        .as_ref()
         .map(|m| outputs_from_map(m, &facts.cached_nodes))
         .unwrap_or_default();
     JobStatus {

@@ -46,28 +46,38 @@ fn key_kind(key: &str) -> OutputKind {
 /// `animated` is folded into the file entries it describes; anything not a
 /// file or a text is kept as [`OutputKind::Unknown`] with its raw value.
 pub fn outputs_from_ui(node_id: &str, ui: &Value, cached: bool) -> Vec<Output> {
-    UiDict::deserialize(ui)
-        .map(|d| outputs_from_dict(node_id, &d, cached))
-        .unwrap_or_default()
+    let mut out = Vec::new();
+    if let Ok(d) = UiDict::deserialize(ui) {
+        push_outputs(&mut out, node_id, d, cached);
+    }
+    out
 }
 
-/// [`outputs_from_ui`] on an already parsed dict.
-pub(crate) fn outputs_from_dict(node_id: &str, ui: &UiDict, cached: bool) -> Vec<Output> {
-    let animated: &[UiItem] =
+/// Appends the outputs of one node's parsed dict to `out`, moving its
+/// strings into them.
+fn push_outputs(out: &mut Vec<Output>, node_id: &str, ui: UiDict, cached: bool) {
+    let animated: Vec<bool> =
         ui.0.iter()
             .find(|(k, _)| k == "animated")
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| v.iter().map(|i| matches!(i, UiItem::Bool(true))).collect())
             .unwrap_or_default();
-    let mut out = Vec::new();
-    for (key, items) in &ui.0 {
+    for (key, items) in ui.0 {
         if key == "animated" {
             continue;
         }
-        for (i, item) in items.iter().enumerate() {
+        let last = items.len().saturating_sub(1);
+        let mut key = Some(key);
+        for (i, item) in items.into_iter().enumerate() {
+            // The key is cloned for every item but the last, which takes it.
+            let key = if i == last {
+                key.take().unwrap_or_default()
+            } else {
+                key.clone().unwrap_or_default()
+            };
             let base = Output {
                 node_id: node_id.to_owned(),
                 kind: OutputKind::Unknown,
-                key: key.clone(),
+                key,
                 file: None,
                 text: None,
                 animated: false,
@@ -82,48 +92,49 @@ pub(crate) fn outputs_from_dict(node_id: &str, ui: &UiDict, cached: bool) -> Vec
                     folder,
                 } => {
                     let file = FileRef {
-                        filename: filename.clone(),
-                        subfolder: subfolder.clone().unwrap_or_default(),
+                        filename,
+                        subfolder: subfolder.unwrap_or_default(),
                         folder: FolderType::from_wire(folder.as_deref().unwrap_or("output")),
                     };
                     Output {
-                        kind: file_kind(key, &file.filename),
-                        animated: matches!(animated.get(i), Some(UiItem::Bool(true))),
+                        kind: file_kind(&base.key, &file.filename),
+                        animated: animated.get(i).copied().unwrap_or(false),
                         view_url: Some(file.view_path()),
                         file: Some(file),
                         ..base
                     }
                 }
-                UiItem::Text(s) if key_kind(key) == OutputKind::Text => Output {
+                UiItem::Text(s) if key_kind(&base.key) == OutputKind::Text => Output {
                     kind: OutputKind::Text,
-                    text: Some(s.clone()),
+                    text: Some(s),
                     ..base
                 },
                 UiItem::Text(s) => Output {
-                    raw: Some(Value::String(s.clone())),
+                    raw: Some(Value::String(s)),
                     ..base
                 },
                 UiItem::Bool(b) => Output {
-                    raw: Some(Value::Bool(*b)),
+                    raw: Some(Value::Bool(b)),
                     ..base
                 },
                 UiItem::Other(v) => Output {
-                    raw: Some(v.clone()),
+                    raw: Some(v),
                     ..base
                 },
             };
             out.push(entry);
         }
     }
-    out
 }
 
 /// All nodes' outputs of a history entry, in the server's order.
-pub(crate) fn outputs_from_map(map: &NodeOutputs, cached_nodes: &[String]) -> Vec<Output> {
-    map.0
-        .iter()
-        .flat_map(|(node, ui)| outputs_from_dict(node, ui, cached_nodes.iter().any(|c| c == node)))
-        .collect()
+pub(crate) fn outputs_from_map(map: NodeOutputs, cached_nodes: &[String]) -> Vec<Output> {
+    let mut out = Vec::new();
+    for (node, ui) in map.0 {
+        let cached = cached_nodes.contains(&node);
+        push_outputs(&mut out, &node, ui, cached);
+    }
+    out
 }
 
 /// Counts outputs the way this crate lists them (files and texts).

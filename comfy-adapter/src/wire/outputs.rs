@@ -9,7 +9,6 @@
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
-use std::borrow::Cow;
 use std::fmt;
 
 /// Node id → its UI dict, in the server's order. A node whose value is not
@@ -161,9 +160,9 @@ impl<'de> Visitor<'de> for ItemVisitor {
         // building a map; anything else falls back to a Value object.
         let mut fields: Map<String, Value> = Map::new();
         let (mut filename, mut subfolder, mut folder) = (None, None, None);
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(key) = map.next_key::<super::Key<'de>>()? {
             let value: Value = map.next_value()?;
-            match (key.as_ref(), value) {
+            match (key.as_str(), value) {
                 ("filename", Value::String(s)) => filename = Some(s),
                 ("subfolder", Value::String(s)) => subfolder = Some(s),
                 ("type", Value::String(s)) => folder = Some(s),
