@@ -111,6 +111,7 @@ impl Worker {
                     .map(str::to_owned)
                     .collect(),
             ),
+            catalogue: None,
         };
         self.queue
             .register(&reg)
