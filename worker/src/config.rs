@@ -94,6 +94,12 @@ pub struct Config {
     #[arg(long, env = "WORKER_FORWARD_PREVIEWS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub forward_previews: bool,
 
+    /// Re-read ComfyUI's node catalogue (`/object_info`) this often, in seconds, between
+    /// jobs; when it changed (models added to this machine change the loaders' choice lists)
+    /// publish it to the queue again and re-register. 0 = only at detection.
+    #[arg(long, env = "WORKER_CATALOGUE_REFRESH_SECS", default_value_t = 300.0)]
+    pub catalogue_refresh_secs: f64,
+
     /// Where to serve /health and /metrics (`off` to disable).
     #[arg(long, env = "WORKER_HEALTH_LISTEN", default_value = "127.0.0.1:9188")]
     pub health_listen: String,
@@ -178,6 +184,7 @@ mod tests {
         assert_eq!(secs(c.status_poll_secs, 1.0), Duration::from_millis(200));
         assert_eq!(secs(f64::NAN, 1.0), Duration::from_secs(1));
         assert!(c.forward_events && c.forward_previews);
+        assert_eq!(c.catalogue_refresh_secs, 300.0);
         let c = Config::parse_from(["comfy-worker", "--forward-previews", "false"]);
         assert!(c.forward_events && !c.forward_previews);
         let c = Config::parse_from(["comfy-worker", "--forward-events=false"]);
