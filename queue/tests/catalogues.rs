@@ -501,3 +501,48 @@ async fn the_openapi_document_has_the_catalogue_routes() {
     assert!(reg.is_object(), "{reg}");
     assert!(doc["components"]["schemas"]["CatalogueList"].is_object());
 }
+
+#[tokio::test]
+async fn no_input_to_the_catalogue_routes_causes_a_5xx() {
+    let a = test_app(Settings::default());
+    let bodies: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        b"null".to_vec(),
+        b"{".to_vec(),
+        vec![0xff, 0xfe, 0x00],
+        b"{\"worker_id\": \"w\", \"catalogue\": 5}".to_vec(),
+        b"{\"worker_id\": \"w\", \"catalogue\": []}".to_vec(),
+        b"{\"worker_id\": \"w\", \"catalogue\": \"\"}".to_vec(),
+    ];
+    let mut routes = vec![
+        ("PUT", "/api/workers/catalogues/%00".to_owned()),
+        ("PUT", "/api/workers/catalogues/%ff".to_owned()),
+        ("PUT", format!("/api/workers/catalogues/{}", "z".repeat(64))),
+        ("GET", "/api/catalogues/%ff".to_owned()),
+        ("GET", "/api/catalogues?x=%ZZ".to_owned()),
+        ("POST", "/api/workers/register".to_owned()),
+        ("DELETE", "/api/catalogues".to_owned()),
+    ];
+    for body in &bodies {
+        routes.push(("PUT", format!("/api/workers/catalogues/{}", sha(body))));
+    }
+    for (method, uri) in &routes {
+        for body in &bodies {
+            let r = a.req(method, uri, &[], Some(body.clone())).await;
+            assert!(
+                r.status.as_u16() < 500,
+                "{method} {uri} {:?} -> {} {}",
+                String::from_utf8_lossy(body),
+                r.status,
+                r.text
+            );
+            if r.status.is_client_error() {
+                assert!(
+                    r.json["error"]["code"].is_string(),
+                    "{method} {uri}: {}",
+                    r.text
+                );
+            }
+        }
+    }
+}
