@@ -13,7 +13,9 @@
 //!   (with `cancel_requested`): `POST /api/workers/heartbeat`;
 //! - [`CompleteRequest`], [`FailRequest`] and their answer [`WorkerAck`]:
 //!   `POST /api/workers/complete-job` and `/fail-job`;
-//! - [`Status`]: a job's status as it is spelled on the wire.
+//! - [`Status`]: a job's status as it is spelled on the wire;
+//! - [`CatalogueStored`], [`CatalogueInfo`], [`CatalogueList`]: the workers' node
+//!   catalogues (`PUT /api/workers/catalogues/{sha256}`, `GET /api/catalogues`).
 //!
 //! The queue still validates request bodies field by field (its errors name
 //! the field, and it accepts the original platform's looser forms, such as a
@@ -91,6 +93,49 @@ pub struct RegisterRequest {
     pub line: Option<String>,
     /// Capabilities, e.g. `["jobs_api"]`.
     pub capabilities: Option<Vec<String>>,
+    /// The worker's node catalogue (its ComfyUI's `/object_info`): the lowercase hex SHA-256
+    /// of the catalogue bytes it uploaded before (`PUT /api/workers/catalogues/{sha256}`).
+    /// Absent for workers that publish none (older workers, older queues).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(pattern = "^[0-9a-fA-F]{64}$"))]
+    pub catalogue: Option<String>,
+}
+
+/// Answer to a catalogue upload (`PUT /api/workers/catalogues/{sha256}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct CatalogueStored {
+    /// SHA-256 of the catalogue bytes, 64 lowercase hex digits: the catalogue's id.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// One node catalogue (`/object_info`) of the GPU workers seen recently, as
+/// `GET /api/catalogues` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct CatalogueInfo {
+    /// SHA-256 of the catalogue bytes (64 lowercase hex digits); `GET /api/catalogues/{sha256}`
+    /// serves them.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// ComfyUI version of the workers that published it (the newest, if they differ).
+    pub comfyui_version: Option<String>,
+    /// Their ComfyUI line (of the worker with that version).
+    pub line: Option<String>,
+    /// The live workers whose registration names this catalogue, sorted.
+    pub workers: Vec<String>,
+}
+
+/// `GET /api/catalogues`: the distinct catalogues of the live workers, newest ComfyUI
+/// version first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct CatalogueList {
+    /// The catalogues.
+    pub catalogues: Vec<CatalogueInfo>,
 }
 
 /// A leased job as `next-job` hands it out.
@@ -369,31 +414,24 @@ mod tests {
     }
 
     #[test]
+    fn registration_without_a_catalogue_omits_it() {
+        let reg = RegisterRequest {
+            worker_id: "gpu-1".into(),
+            comfyui_version: None,
+            line: None,
+            capabilities: None,
+            catalogue: None,
+        };
+        let text = serde_json::to_string(&reg).unwrap();
+        assert!(!text.contains("catalogue"), "{text}");
+        let old: RegisterRequest = serde_json::from_str(r#"{"worker_id": "gpu-1"}"#).unwrap();
+        assert_eq!(old, reg);
+    }
+
+    #[test]
     fn an_empty_next_job_is_a_null_job() {
         let r: NextJobResponse = serde_json::from_str(r#"{"job": null}"#).unwrap();
         assert_eq!(r.job, None);
         assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"job":null}"#);
     }
-}
-
-/// TEMPORARY (replaced by the catalogue branch): one published catalogue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CatalogueInfo {
-    /// SHA-256 of its bytes.
-    pub sha256: String,
-    /// Bytes.
-    pub size: u64,
-    /// ComfyUI version.
-    pub comfyui_version: Option<String>,
-    /// Line.
-    pub line: Option<String>,
-    /// Workers.
-    pub workers: Vec<String>,
-}
-
-/// TEMPORARY: the listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CatalogueList {
-    /// Catalogues.
-    pub catalogues: Vec<CatalogueInfo>,
 }

@@ -128,6 +128,11 @@ pub struct Config {
     /// Seconds between file sweeps (forgetting expired files, deleting unreferenced bytes).
     #[arg(long, env = "QUEUE_FILE_SWEEP_SECS", default_value_t = 600.0)]
     pub file_sweep_secs: f64,
+
+    /// Largest node catalogue (`/object_info`) a worker may upload, in bytes (larger ones
+    /// are answered 413). Default 64 MiB.
+    #[arg(long, env = "QUEUE_MAX_CATALOGUE_BYTES", default_value_t = crate::state::DEFAULT_MAX_CATALOGUE_BYTES)]
+    pub max_catalogue_bytes: u64,
 }
 
 /// Seconds as milliseconds for a duration setting: non-negative, at most ~100 years;
@@ -176,6 +181,7 @@ impl Config {
             file_retention_ms: secs_setting(self.file_retention_secs, 604_800_000),
             upload_grace_ms: secs_setting(self.upload_grace_secs, 3_600_000),
             file_sweep_ms: secs_setting(self.file_sweep_secs, 600_000).max(1000),
+            max_catalogue_bytes: self.max_catalogue_bytes,
         }
     }
 
@@ -211,6 +217,7 @@ mod tests {
         assert_eq!(s.max_file_bytes, 1 << 30);
         assert_eq!(s.file_retention_ms, 7 * 24 * 3_600_000);
         assert_eq!(s.upload_grace_ms, 3_600_000);
+        assert_eq!(s.max_catalogue_bytes, 64 << 20);
         assert_eq!(c.files_dir(), PathBuf::from("./files"));
         assert_eq!(c.files_s3_bucket, None);
     }

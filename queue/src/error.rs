@@ -70,6 +70,9 @@ error_codes! {
     /// A submit names an input this user never uploaded.
     UnknownFile = "unknown_file", BAD_REQUEST,
         "a submit's `inputs[i].sha256` that this user never uploaded (or whose upload was forgotten after `--upload-grace-secs`); field `inputs[i].sha256`";
+    /// A registration names a catalogue the file store does not have.
+    UnknownCatalogue = "unknown_catalogue", BAD_REQUEST,
+        "a registration's `catalogue` that is not the 64-hex SHA-256 of a catalogue uploaded before (`PUT /api/workers/catalogues/{sha256}`; upload it again: an unreferenced one is swept after `--upload-grace-secs`); field `catalogue`";
     /// The body of a file upload broke off.
     UploadIncomplete = "upload_incomplete", BAD_REQUEST,
         "a file upload whose body broke off before its end (nothing is stored)";
@@ -85,6 +88,9 @@ error_codes! {
     /// The job has no such file.
     FileNotFound = "file_not_found", NOT_FOUND,
         "a job the caller may see has no file of that role and path";
+    /// No worker's registration names this catalogue.
+    CatalogueNotFound = "catalogue_not_found", NOT_FOUND,
+        "`GET /api/catalogues/{sha256}` of a catalogue no worker's registration names (also one that is not 64 hex digits)";
     /// No such route.
     RouteNotFound = "route_not_found", NOT_FOUND,
         "unknown path";
@@ -121,6 +127,9 @@ error_codes! {
     /// The bytes do not have the declared hash.
     HashMismatch = "hash_mismatch", UNPROCESSABLE_ENTITY,
         "an upload's bytes whose SHA-256 is not its `X-Content-Sha256` (nothing is stored)";
+    /// An uploaded catalogue is not a JSON object of node classes.
+    InvalidCatalogue = "invalid_catalogue", UNPROCESSABLE_ENTITY,
+        "a catalogue upload whose body is not a JSON object of node classes (`/object_info`: class name → object)";
     /// Not a role a worker may upload.
     InvalidRole = "invalid_role", UNPROCESSABLE_ENTITY,
         "a worker file upload whose `role` is not `output` or `temp`";

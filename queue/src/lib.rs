@@ -50,7 +50,7 @@ mod state;
 pub mod store;
 
 pub use reaper::{SweepError, SweepReport};
-pub use state::{AppState, DEFAULT_MAX_FILE_BYTES, Inner, Settings};
+pub use state::{AppState, DEFAULT_MAX_CATALOGUE_BYTES, DEFAULT_MAX_FILE_BYTES, Inner, Settings};
 
 /// Build the whole HTTP service. Tests drive it with `tower::ServiceExt::oneshot`; `main`
 /// serves it on a socket.

@@ -27,6 +27,10 @@ pub struct WorkerInfo {
     pub line: Option<String>,
     /// Capabilities, e.g. `jobs_api`.
     pub capabilities: Vec<String>,
+    /// SHA-256 (64 lowercase hex digits) of the node catalogue (`/object_info`) the worker
+    /// published with this registration; a blob of the file store that the sweep keeps.
+    #[serde(default)]
+    pub catalogue: Option<String>,
 }
 
 /// What a job needs from a worker, read from `metadata.requires`.
@@ -189,6 +193,7 @@ mod tests {
             comfyui_version: version.map(str::to_owned),
             line: None,
             capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
+            catalogue: None,
         }
     }
 

@@ -45,10 +45,16 @@ pub struct Settings {
     pub upload_grace_ms: Millis,
     /// Period of the file sweep (`--file-sweep-secs`).
     pub file_sweep_ms: Millis,
+    /// Largest node catalogue a worker may upload, in bytes (`--max-catalogue-bytes`).
+    pub max_catalogue_bytes: u64,
 }
 
 /// Default `--max-file-bytes`: 1 GiB.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// Default `--max-catalogue-bytes`: 64 MiB (a full `/object_info` is 1.4 MB with core
+/// nodes only, ten times that with custom node packs).
+pub const DEFAULT_MAX_CATALOGUE_BYTES: u64 = 64 << 20;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -68,6 +74,7 @@ impl Default for Settings {
             file_retention_ms: 7 * 24 * 3_600_000,
             upload_grace_ms: 3_600_000,
             file_sweep_ms: 600_000,
+            max_catalogue_bytes: DEFAULT_MAX_CATALOGUE_BYTES,
         }
     }
 }

@@ -931,12 +931,14 @@ mod suite {
             comfyui_version: Some("0.3.40".into()),
             line: None,
             capabilities: vec!["jobs_api".into()],
+            catalogue: None,
         };
         let new = WorkerInfo {
             worker_id: "new".into(),
             comfyui_version: Some("0.11.1".into()),
             line: Some("stable".into()),
             capabilities: vec!["jobs_api".into()],
+            catalogue: None,
         };
         // The old worker skips the job it cannot run and gets the next one.
         let c = h
@@ -1044,6 +1046,7 @@ mod suite {
             comfyui_version: Some("0.9.2".into()),
             line: Some("stable".into()),
             capabilities: vec!["jobs_api".into(), "video".into()],
+            catalogue: None,
         };
         let rec = h.store.register_worker(info.clone(), 100).await.unwrap();
         assert_eq!(rec.info, info);
@@ -1072,6 +1075,76 @@ mod suite {
         assert_eq!(ids, vec!["gpu-0", "gpu-1", "gpu-2"]);
         assert_eq!(all[1].last_seen, 300);
         assert_eq!(h.store.get_worker("nope").await.unwrap(), None);
+    }
+
+    pub(crate) async fn workers_keep_their_catalogue_and_the_sweep_spares_it(h: Harness) {
+        let info = WorkerInfo {
+            worker_id: "gpu-1".into(),
+            comfyui_version: Some("0.33.0".into()),
+            line: Some("cancel-api".into()),
+            capabilities: vec!["jobs_api".into()],
+            catalogue: Some(sha(7)),
+        };
+        let rec = h.store.register_worker(info.clone(), 100).await.unwrap();
+        assert_eq!(rec.info.catalogue, Some(sha(7)));
+        // Claims and keep-alives leave the registration's catalogue alone.
+        h.store.touch_worker("gpu-1", 150).await.unwrap();
+        assert!(
+            h.store
+                .claim(&info, LEASE, FENCED, 160)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let got = h.store.get_worker("gpu-1").await.unwrap().unwrap();
+        assert_eq!(got.info.catalogue, Some(sha(7)));
+        assert_eq!(got.last_seen, 160);
+        // A second worker on the same ComfyUI names the same catalogue; a third none.
+        let twin = WorkerInfo {
+            worker_id: "gpu-2".into(),
+            ..info.clone()
+        };
+        h.store.register_worker(twin, 170).await.unwrap();
+        h.store.touch_worker("gpu-3", 180).await.unwrap();
+        let all = h.store.list_workers().await.unwrap();
+        let catalogues: Vec<Option<&str>> =
+            all.iter().map(|w| w.info.catalogue.as_deref()).collect();
+        assert_eq!(
+            catalogues,
+            vec![Some(sha(7).as_str()), Some(sha(7).as_str()), None]
+        );
+        // The file sweep keeps what a registration names.
+        let want: std::collections::BTreeSet<String> = [sha(7)].into();
+        assert_eq!(h.store.referenced_blobs().await.unwrap(), want);
+        // Re-registering with another catalogue (models were added) names that one; the
+        // old one stays referenced while the twin still names it.
+        let changed = WorkerInfo {
+            catalogue: Some(sha(8)),
+            ..info.clone()
+        };
+        let rec = h.store.register_worker(changed, 200).await.unwrap();
+        assert_eq!(rec.info.catalogue, Some(sha(8)));
+        let want: std::collections::BTreeSet<String> = [sha(7), sha(8)].into();
+        assert_eq!(h.store.referenced_blobs().await.unwrap(), want);
+        // A registration without one (an older worker) clears it.
+        let bare = |id: &str| WorkerInfo {
+            worker_id: id.into(),
+            catalogue: None,
+            ..info.clone()
+        };
+        h.store.register_worker(bare("gpu-1"), 300).await.unwrap();
+        h.store.register_worker(bare("gpu-2"), 300).await.unwrap();
+        assert_eq!(
+            h.store
+                .get_worker("gpu-1")
+                .await
+                .unwrap()
+                .unwrap()
+                .info
+                .catalogue,
+            None
+        );
+        assert!(h.store.referenced_blobs().await.unwrap().is_empty());
     }
 
     pub(crate) async fn json_values_round_trip(h: Harness) {
@@ -1473,6 +1546,7 @@ all_backends!(
     list_filters_and_position,
     counts_by_status_and_user,
     workers_register_and_list,
+    workers_keep_their_catalogue_and_the_sweep_spares_it,
     json_values_round_trip,
     uploads_are_per_user_and_refreshed,
     submit_attaches_inputs_or_names_the_unknown_one,
@@ -1521,7 +1595,7 @@ async fn sqlite_survives_reopen() {
     assert_eq!(job.status, Status::Running);
     store.heartbeat(id, &token, 60_000, 2).await.unwrap();
     let conn = rusqlite_version(&path);
-    assert_eq!(conn, 4);
+    assert_eq!(conn, 5);
 }
 
 /// SQLite only: a v2 file (before `lease_fenced`) opens as v3, and a lease it holds keeps
@@ -1562,12 +1636,15 @@ async fn sqlite_v2_file_migrates_to_v3() {
     };
     // Make it the file a v2 build wrote.
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("ALTER TABLE jobs DROP COLUMN lease_fenced; PRAGMA user_version = 2;")
-        .unwrap();
+    conn.execute_batch(
+        "ALTER TABLE jobs DROP COLUMN lease_fenced; ALTER TABLE workers DROP COLUMN catalogue; \
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
     drop(conn);
     assert_eq!(rusqlite_version(&path), 2);
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(rusqlite_version(&path), 4);
+    assert_eq!(rusqlite_version(&path), 5);
     let job = store
         .complete(id, None, serde_json::json!({}), 2)
         .await
@@ -1665,12 +1742,15 @@ async fn sqlite_v3_file_migrates_to_v4() {
     };
     // Make it the file a v3 build wrote.
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("DROP TABLE job_files; DROP TABLE uploads; PRAGMA user_version = 3;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TABLE job_files; DROP TABLE uploads; ALTER TABLE workers DROP COLUMN catalogue; \
+         PRAGMA user_version = 3;",
+    )
+    .unwrap();
     drop(conn);
     assert_eq!(rusqlite_version(&path), 3);
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(rusqlite_version(&path), 4);
+    assert_eq!(rusqlite_version(&path), 5);
     assert!(store.get(id).await.unwrap().is_some());
     let sha = "ab".repeat(32);
     let upload = Upload {
@@ -1682,6 +1762,53 @@ async fn sqlite_v3_file_migrates_to_v4() {
         uploaded_at: 1,
     };
     assert!(store.record_upload(upload).await.unwrap());
+    assert_eq!(
+        store.referenced_blobs().await.unwrap(),
+        std::collections::BTreeSet::from([sha])
+    );
+}
+
+/// SQLite only: a v4 file (before worker catalogues) opens as v5 with its workers, which
+/// read as having published no catalogue, and takes catalogues.
+#[tokio::test]
+async fn sqlite_v4_file_migrates_to_v5() {
+    use comfy_queue::scheduler::WorkerInfo;
+    use comfy_queue::store::Store;
+    use comfy_queue::store::sqlite::SqliteStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let info = WorkerInfo {
+        worker_id: "gpu-1".into(),
+        comfyui_version: Some("0.11.1".into()),
+        line: Some("jobs-api".into()),
+        capabilities: vec!["jobs_api".into()],
+        catalogue: None,
+    };
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.register_worker(info.clone(), 5).await.unwrap();
+    }
+    // Make it the file a v4 build wrote.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("ALTER TABLE workers DROP COLUMN catalogue; PRAGMA user_version = 4;")
+        .unwrap();
+    drop(conn);
+    assert_eq!(rusqlite_version(&path), 4);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(rusqlite_version(&path), 5);
+    let rec = store.get_worker("gpu-1").await.unwrap().unwrap();
+    assert_eq!(rec.info, info);
+    assert_eq!(rec.registered_at, 5);
+    let sha = "cd".repeat(32);
+    let with = WorkerInfo {
+        catalogue: Some(sha.clone()),
+        ..info
+    };
+    assert_eq!(
+        store.register_worker(with, 6).await.unwrap().info.catalogue,
+        Some(sha.clone())
+    );
     assert_eq!(
         store.referenced_blobs().await.unwrap(),
         std::collections::BTreeSet::from([sha])

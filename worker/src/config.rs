@@ -99,6 +99,11 @@ pub struct Config {
     /// just before its prompt goes to ComfyUI. Without it such jobs run signed out.
     #[arg(long, env = "WORKER_SEALING_KEY_FILE")]
     pub sealing_key_file: Option<std::path::PathBuf>,
+    /// Re-read ComfyUI's node catalogue (`/object_info`) this often, in seconds, between
+    /// jobs; when it changed (models added to this machine change the loaders' choice lists)
+    /// publish it to the queue again and re-register. 0 = only at detection.
+    #[arg(long, env = "WORKER_CATALOGUE_REFRESH_SECS", default_value_t = 300.0)]
+    pub catalogue_refresh_secs: f64,
 
     /// Where to serve /health and /metrics (`off` to disable).
     #[arg(long, env = "WORKER_HEALTH_LISTEN", default_value = "127.0.0.1:9188")]
@@ -184,6 +189,7 @@ mod tests {
         assert_eq!(secs(c.status_poll_secs, 1.0), Duration::from_millis(200));
         assert_eq!(secs(f64::NAN, 1.0), Duration::from_secs(1));
         assert!(c.forward_events && c.forward_previews);
+        assert_eq!(c.catalogue_refresh_secs, 300.0);
         let c = Config::parse_from(["comfy-worker", "--forward-previews", "false"]);
         assert!(c.forward_events && !c.forward_previews);
         let c = Config::parse_from(["comfy-worker", "--forward-events=false"]);

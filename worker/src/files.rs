@@ -58,6 +58,13 @@ impl CatalogueCache {
         CatalogueCache::default()
     }
 
+    /// A cache that already holds `catalogue` (read when the worker published it).
+    pub fn holding(catalogue: Arc<NodeCatalogue>) -> Self {
+        CatalogueCache {
+            catalogue: Mutex::new(Some(catalogue)),
+        }
+    }
+
     /// The catalogue, fetched through `adapter` unless already held.
     pub async fn get(&self, adapter: &dyn ComfyAdapter) -> Result<Arc<NodeCatalogue>, ComfyError> {
         let mut held = self.catalogue.lock().await;

@@ -2,7 +2,8 @@
 //!
 //! On start, and whenever ComfyUI was unreachable or changed version, the
 //! worker detects the server through `comfy-adapter`, picks the adapter for
-//! its line and registers with the queue (version, line, capabilities). Then
+//! its line, publishes its node catalogue (`/object_info`) and registers
+//! with the queue (version, line, capabilities, the catalogue's hash). Then
 //! it loops: long-poll `next-job`, check ComfyUI is still the one it
 //! detected, run the job ([`runner`]), report. SIGTERM/SIGINT stop claiming;
 //! the current job gets a grace period, then is interrupted and handed back.
@@ -19,12 +20,14 @@ pub mod runner;
 
 use crate::config::{Config, secs};
 use crate::health::{Health, Outcome, Status};
-use crate::queue_client::{FailRequest, QueueClient, RegisterRequest};
+use crate::queue_client::{CatalogueUpload, FailRequest, QueueClient, RegisterRequest};
 use crate::runner::{JobEnd, RunContext, run_job};
 use backon::{BackoffBuilder, ExponentialBuilder};
+use comfy_adapter::model::catalogue::NodeCatalogue;
 use comfy_adapter::{ComfyAdapter, DetectOptions, Timeouts, detect};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// What detection gave us.
@@ -32,8 +35,22 @@ use tokio::sync::watch;
 struct Detected {
     adapter: Arc<dyn ComfyAdapter>,
     version: Option<String>,
-    /// Its node catalogue, fetched by the first job that needs it.
+    /// Its node catalogue: the one read at detection (or at the latest refresh), else
+    /// fetched by the first job that needs it.
     catalogue: Arc<files::CatalogueCache>,
+    /// The registration sent (its `catalogue` is what the queue has).
+    registration: RegisterRequest,
+    /// When the catalogue was last read from ComfyUI.
+    catalogue_read: Instant,
+}
+
+/// The node catalogue as read from ComfyUI, and whether the queue has it.
+struct Published {
+    catalogue: Arc<NodeCatalogue>,
+    /// SHA-256 of its bytes.
+    sha256: String,
+    /// The queue stored it (false: an older queue, or the upload failed).
+    stored: bool,
 }
 
 /// Resolves once `rx` says true (or its sender is gone).
@@ -49,6 +66,8 @@ pub struct Worker {
     health: Arc<Health>,
     client_id: String,
     sealing_key: Option<comfy_sealed::SealKey>,
+    /// The queue answered a catalogue upload 404/405 (an older queue): said once in the log.
+    catalogues_unsupported: AtomicBool,
 }
 
 impl Worker {
@@ -72,6 +91,7 @@ impl Worker {
             health,
             client_id: uuid::Uuid::new_v4().to_string(),
             sealing_key,
+            catalogues_unsupported: AtomicBool::new(false),
         })
     }
 
@@ -106,7 +126,7 @@ impl Worker {
             .await
             .map_err(|e| format!("ComfyUI at {} not usable: {e}", self.config.comfy_url))?;
         let version = d.info.version_string.clone();
-        let reg = RegisterRequest {
+        let mut reg = RegisterRequest {
             worker_id: self.worker_id().to_owned(),
             comfyui_version: version.clone().filter(|v| !v.is_empty()),
             line: Some(d.line.name().to_owned()),
@@ -117,19 +137,133 @@ impl Worker {
                     .map(str::to_owned)
                     .collect(),
             ),
+            catalogue: None,
         };
-        self.queue
-            .register(&reg)
+        let published = self.publish_catalogue(d.adapter.as_ref()).await;
+        let catalogue_read = Instant::now();
+        reg.catalogue = published
+            .as_ref()
+            .filter(|p| p.stored)
+            .map(|p| p.sha256.clone());
+        let reg = self
+            .register(reg, d.adapter.as_ref())
             .await
             .map_err(|e| format!("registration with the queue failed: {e}"))?;
         self.health
             .detected(version.clone(), d.line.name().to_owned());
-        tracing::info!(version = ?version, line = %d.line, "ComfyUI detected; registered with the queue");
+        tracing::info!(version = ?version, line = %d.line, catalogue = ?reg.catalogue, "ComfyUI detected; registered with the queue");
+        let catalogue = match published {
+            Some(p) => files::CatalogueCache::holding(p.catalogue),
+            None => files::CatalogueCache::new(),
+        };
         Ok(Detected {
             adapter: d.adapter,
             version,
-            catalogue: Arc::new(files::CatalogueCache::new()),
+            catalogue: Arc::new(catalogue),
+            registration: reg,
+            catalogue_read,
         })
+    }
+
+    /// Registers `reg`. If the queue no longer has the catalogue it names (a file sweep
+    /// took the bytes between the upload and the registration), uploads it again once and
+    /// registers with what that gives. Answers the registration the queue has.
+    async fn register(
+        &self,
+        mut reg: RegisterRequest,
+        adapter: &dyn ComfyAdapter,
+    ) -> Result<RegisterRequest, queue_client::QueueError> {
+        match self.queue.register(&reg).await {
+            Err(e) if reg.catalogue.is_some() && e.has_code("unknown_catalogue") => {
+                tracing::warn!(
+                    "the queue lost the catalogue before the registration; uploading it again"
+                );
+                reg.catalogue = self
+                    .publish_catalogue(adapter)
+                    .await
+                    .filter(|p| p.stored)
+                    .map(|p| p.sha256);
+                self.queue.register(&reg).await?;
+                Ok(reg)
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok(reg),
+        }
+    }
+
+    /// Reads ComfyUI's whole node catalogue and uploads it to the queue. `None` when it
+    /// could not be read (the worker then registers without one and tries again at the
+    /// next refresh); `stored` is false when the queue did not take it.
+    async fn publish_catalogue(&self, adapter: &dyn ComfyAdapter) -> Option<Published> {
+        let catalogue = match adapter.object_info(None).await {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read ComfyUI's node catalogue; registering without it");
+                return None;
+            }
+        };
+        let bytes = match catalogue.to_json_bytes() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not write the node catalogue; registering without it");
+                return None;
+            }
+        };
+        let sha256 = files::sha256_hex(&bytes);
+        let size = bytes.len();
+        let stored = match self.queue.put_catalogue(&sha256, bytes.into()).await {
+            Ok(CatalogueUpload::Stored(_)) => {
+                tracing::info!(sha256 = %sha256, size, classes = catalogue.len(), "node catalogue published");
+                true
+            }
+            Ok(CatalogueUpload::Unsupported) => {
+                if !self.catalogues_unsupported.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        "the queue has no catalogue API (an older queue); registering without the node catalogue"
+                    );
+                }
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not publish the node catalogue; registering without it");
+                false
+            }
+        };
+        Some(Published {
+            catalogue,
+            sha256,
+            stored,
+        })
+    }
+
+    /// Between jobs, every `--catalogue-refresh-secs`: reads the catalogue again and, when
+    /// it is not the one the queue has (models were added, or the last upload failed),
+    /// publishes it and re-registers. Answers the detection to go on with.
+    async fn refresh_catalogue(&self, d: &Detected) -> Detected {
+        let mut next = d.clone();
+        next.catalogue_read = Instant::now();
+        let Some(published) = self.publish_catalogue(d.adapter.as_ref()).await else {
+            return next;
+        };
+        let sha = published.stored.then(|| published.sha256.clone());
+        next.catalogue = Arc::new(files::CatalogueCache::holding(published.catalogue));
+        if sha.is_none() || sha == d.registration.catalogue {
+            return next;
+        }
+        let reg = RegisterRequest {
+            catalogue: sha,
+            ..d.registration.clone()
+        };
+        match self.register(reg, d.adapter.as_ref()).await {
+            Ok(reg) => {
+                tracing::info!(was = ?d.registration.catalogue, now = ?reg.catalogue, "node catalogue changed; re-registered");
+                next.registration = reg;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not re-register with the new node catalogue; trying again at the next refresh");
+            }
+        }
+        next
     }
 
     /// Sleeps `d` unless shutdown comes first; false when shutting down.
@@ -157,6 +291,17 @@ impl Worker {
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            let refresh = secs(self.config.catalogue_refresh_secs, 300.0);
+            if let Some(d) = &detected
+                && !refresh.is_zero()
+                && d.catalogue_read.elapsed() >= refresh
+            {
+                let refreshed = tokio::select! {
+                    r = self.refresh_catalogue(d) => r,
+                    _ = stopped(&mut shutdown) => break,
+                };
+                detected = Some(refreshed);
             }
             let d = match &detected {
                 Some(d) => d.clone(),

@@ -11,9 +11,18 @@ use std::time::Duration;
 use uuid::Uuid;
 
 pub use comfy_queue_api::{
-    CompleteRequest, EventBatch, FailRequest, FileRole, HeartbeatRequest, HeartbeatResponse,
-    JobEvent, JobFile, LeasedJob, NextJobResponse, RegisterRequest, WorkerAck,
+    CatalogueStored, CompleteRequest, EventBatch, FailRequest, FileRole, HeartbeatRequest,
+    HeartbeatResponse, JobEvent, JobFile, LeasedJob, NextJobResponse, RegisterRequest, WorkerAck,
 };
+
+/// What became of a catalogue upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogueUpload {
+    /// Stored (or stored already).
+    Stored(CatalogueStored),
+    /// The queue has no catalogue route (404/405: an older queue); register without one.
+    Unsupported,
+}
 
 /// What an output upload says about the file (the query of
 /// `POST /api/workers/jobs/{id}/files`).
@@ -83,6 +92,17 @@ pub enum QueueError {
 }
 
 impl QueueError {
+    /// Whether the queue refused the call with this error code (`{"error": {"code": ...}}`).
+    pub fn has_code(&self, code: &str) -> bool {
+        match self {
+            QueueError::Status { body, .. } => serde_json::from_str::<Value>(body)
+                .ok()
+                .and_then(|v| v["error"]["code"].as_str().map(|c| c == code))
+                .unwrap_or(false),
+            _ => false,
+        }
+    }
+
     /// Worth repeating the same call: transport failures and 5xx/429.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -188,6 +208,39 @@ impl QueueClient {
             .send()
             .await?;
         Self::read::<Value>(resp).await.map(|_| ())
+    }
+
+    /// Uploads this worker's node catalogue (`PUT /api/workers/catalogues/{sha256}`, the
+    /// bytes' SHA-256 in lowercase hex), repeated on transient errors. An older queue without
+    /// the route answers 404/405: [`CatalogueUpload::Unsupported`].
+    pub async fn put_catalogue(
+        &self,
+        sha256: &str,
+        bytes: Bytes,
+    ) -> Result<CatalogueUpload, QueueError> {
+        let path = format!("/api/workers/catalogues/{sha256}");
+        // A second per MiB on top of the usual timeout.
+        let timeout = self.request_timeout + Duration::from_secs(bytes.len() as u64 / (1 << 20));
+        (|| async {
+            let resp = self
+                .request(reqwest::Method::PUT, &path, timeout)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes.clone())
+                .send()
+                .await?;
+            if matches!(resp.status().as_u16(), 404 | 405) {
+                return Ok(CatalogueUpload::Unsupported);
+            }
+            Self::read::<CatalogueStored>(resp)
+                .await
+                .map(CatalogueUpload::Stored)
+        })
+        .retry(Self::retry_policy())
+        .when(QueueError::is_transient)
+        .notify(
+            |e, d| tracing::warn!(error = %e, retry_in = ?d, "catalogue upload failed; retrying"),
+        )
+        .await
     }
 
     /// Leases the next job, waiting up to `wait` for one.

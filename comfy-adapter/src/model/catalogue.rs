@@ -64,6 +64,35 @@ impl NodeCatalogue {
     pub fn node(&self, class: &str) -> Option<Result<Map<String, Value>, serde_json::Error>> {
         self.raw(class).map(|raw| serde_json::from_str(raw.get()))
     }
+
+    /// The catalogue written back as one JSON object, its classes in the server's order and
+    /// each class's description byte for byte as the server sent it: the same catalogue
+    /// gives the same bytes (and so the same hash), and [`NodeCatalogue::from_slice`] reads
+    /// them back to this catalogue.
+    pub fn to_json_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let len: usize = self
+            .classes
+            .iter()
+            .map(|(n, raw)| n.len() + raw.get().len() + 4)
+            .sum();
+        let mut out = Vec::with_capacity(len + 2);
+        serde_json::to_writer(&mut out, &InOrder(&self.classes))?;
+        Ok(out)
+    }
+}
+
+/// Classes serialized as one object, in order.
+struct InOrder<'a>(&'a [(String, Box<RawValue>)]);
+
+impl serde::Serialize for InOrder<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (name, raw) in self.0 {
+            map.serialize_entry(name, raw)?;
+        }
+        map.end()
+    }
 }
 
 /// A JSON object as `(key, raw value)` pairs in document order: one scan,
@@ -320,6 +349,46 @@ mod tests {
         let v: Value = serde_json::from_str(&text).unwrap_or_default();
         let body = serde_json::to_vec(&v["response"]["body"]).unwrap_or_default();
         NodeCatalogue::from_slice(&body).unwrap_or_default()
+    }
+
+    #[test]
+    fn json_bytes_round_trip_in_class_order() {
+        let mut recorded = 0;
+        for release in RELEASES {
+            let c = catalogue(release.version);
+            if c.is_empty() {
+                continue;
+            }
+            recorded += 1;
+            let bytes = c.to_json_bytes().unwrap();
+            let back = NodeCatalogue::from_slice(&bytes).unwrap();
+            assert_eq!(back.len(), c.len(), "{}", release.version);
+            assert!(
+                back.class_names().eq(c.class_names()),
+                "{}",
+                release.version
+            );
+            for class in c.class_names() {
+                assert_eq!(
+                    back.raw(class).map(RawValue::get),
+                    c.raw(class).map(RawValue::get),
+                    "{} {class}",
+                    release.version
+                );
+            }
+            // Written again, the same bytes: the hash the worker publishes is stable.
+            assert_eq!(back.to_json_bytes().unwrap(), bytes, "{}", release.version);
+        }
+        assert_eq!(recorded, 6, "the six recorded releases");
+        // Names that need escaping, and an empty catalogue.
+        let odd = NodeCatalogue::from_slice(br#"{"a\"b": {"x": 1}, "\u00e9": {}}"#).unwrap();
+        let bytes = odd.to_json_bytes().unwrap();
+        let back = NodeCatalogue::from_slice(&bytes).unwrap();
+        assert_eq!(back.class_names().collect::<Vec<_>>(), ["a\"b", "é"]);
+        assert_eq!(
+            NodeCatalogue::default().to_json_bytes().unwrap(),
+            b"{}".to_vec()
+        );
     }
 
     fn specs(c: &NodeCatalogue) -> Vec<(String, String, String, String)> {

@@ -128,15 +128,27 @@ impl Stream for Limited {
     }
 }
 
-fn too_large(limit: u64) -> ApiError {
+/// A body's size limit, and the flag that sets it (named in the 413's message).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimit {
+    /// Largest body in bytes.
+    pub bytes: u64,
+    /// The setting, e.g. `--max-file-bytes`.
+    pub flag: &'static str,
+}
+
+fn too_large(limit: BodyLimit) -> ApiError {
     ApiError::new(
         ErrorCode::PayloadTooLarge,
-        format!("the file is larger than the limit of {limit} bytes (--max-file-bytes)"),
+        format!(
+            "the file is larger than the limit of {} bytes ({})",
+            limit.bytes, limit.flag
+        ),
     )
     .with_field("body")
 }
 
-fn store_failed(e: &ArtifactError) -> ApiError {
+pub(crate) fn store_failed(e: &ArtifactError) -> ApiError {
     tracing::error!(error = %e, "file store error");
     ApiError::new(
         ErrorCode::FileStoreUnavailable,
@@ -162,13 +174,31 @@ fn declared_hash(headers: &HeaderMap) -> Result<Option<FileId>, ApiError> {
 /// Streams `body` into the file store (at most `--max-file-bytes`, checked against the
 /// declared hash if there is one).
 async fn store_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Stored, ApiError> {
-    let limit = state.settings.max_file_bytes;
     let expected = declared_hash(headers)?;
+    let limit = BodyLimit {
+        bytes: state.settings.max_file_bytes,
+        flag: "--max-file-bytes",
+    };
+    store_stream(state, headers, body, limit, expected, "X-Content-Sha256").await
+}
+
+/// Streams `body` into the file store: at most `limit` (413 at once from `Content-Length`,
+/// else when the stream passes it), and, when `expected` is given, only if its SHA-256 is
+/// that (422 `hash_mismatch` naming `hash_field` otherwise). Whatever fails leaves no blob.
+/// Every upload route stores its body through here.
+pub(crate) async fn store_stream(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: BodyLimit,
+    expected: Option<FileId>,
+    hash_field: &'static str,
+) -> Result<Stored, ApiError> {
     let declared_len = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared_len.is_some_and(|n| n > limit) {
+    if declared_len.is_some_and(|n| n > limit.bytes) {
         return Err(too_large(limit));
     }
     let over = Arc::new(AtomicBool::new(false));
@@ -176,7 +206,7 @@ async fn store_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result
     let limited: ByteStream = Box::pin(Limited {
         inner: stream,
         seen: 0,
-        limit,
+        limit: limit.bytes,
         over: over.clone(),
     });
     let put = state
@@ -184,7 +214,7 @@ async fn store_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result
         .put(
             limited,
             PutOptions {
-                max_bytes: limit,
+                max_bytes: limit.bytes,
                 expected,
             },
         )
@@ -192,9 +222,9 @@ async fn store_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result
     match put {
         Ok(stored) => Ok(stored),
         Err(_) if over.load(Ordering::Relaxed) => Err(too_large(limit)),
-        Err(ArtifactError::TooLarge { limit }) => Err(too_large(limit)),
+        Err(ArtifactError::TooLarge { .. }) => Err(too_large(limit)),
         Err(ArtifactError::HashMismatch { expected, actual }) => Err(ApiError::validation(
-            "X-Content-Sha256",
+            hash_field,
             ErrorCode::HashMismatch,
             format!(
                 "the body's SHA-256 is {actual}, not the declared {expected}; nothing was stored"

@@ -21,6 +21,7 @@ use crate::model::{Attempt, AttemptOutcome, Job, MAX_RESULT_BYTES, Status};
 use crate::state::AppState;
 
 pub mod admin;
+pub mod catalogues;
 pub mod files;
 pub mod jobs;
 pub mod metrics;
@@ -54,6 +55,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/files", post(files::upload))
         .route("/api/jobs/{id}/files/{role}/{*path}", get(files::download))
         .route("/api/workers/jobs/{id}/files", post(files::worker_upload))
+        .route(
+            "/api/workers/catalogues/{sha256}",
+            axum::routing::put(catalogues::upload),
+        )
+        .route("/api/catalogues", get(catalogues::list))
+        .route("/api/catalogues/{sha256}", get(catalogues::get))
         .route("/api/workers", get(workers::list_workers))
         .route("/api/workers/register", post(workers::register))
         .route("/api/workers/next-job", get(workers::next_job))

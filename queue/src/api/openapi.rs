@@ -3,7 +3,9 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{AttemptResponse, JobResponse, files, jobs, metrics, queue_status, workers};
+use super::{
+    AttemptResponse, JobResponse, catalogues, files, jobs, metrics, queue_status, workers,
+};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::model::{self, AttemptOutcome, Status};
 
@@ -32,6 +34,9 @@ use crate::model::{self, AttemptOutcome, Status};
         workers::events,
         workers::register,
         workers::list_workers,
+        catalogues::upload,
+        catalogues::list,
+        catalogues::get,
         metrics::metrics,
     ),
     components(schemas(
@@ -56,6 +61,9 @@ use crate::model::{self, AttemptOutcome, Status};
         comfy_queue_api::HeartbeatRequest,
         comfy_queue_api::HeartbeatResponse,
         comfy_queue_api::RegisterRequest,
+        comfy_queue_api::CatalogueStored,
+        comfy_queue_api::CatalogueInfo,
+        comfy_queue_api::CatalogueList,
         comfy_queue_api::EventBatch,
         comfy_queue_api::JobEvent,
         workers::EventsAck,

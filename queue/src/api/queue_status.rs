@@ -12,7 +12,7 @@ use crate::model::Status;
 use crate::state::AppState;
 
 /// A worker counts as active if it was seen within this many lease lengths.
-const ACTIVE_LEASES: i64 = 2;
+pub(crate) const ACTIVE_LEASES: i64 = 2;
 
 /// `/health` answer (the original's fields, plus `backend`).
 #[derive(Debug, Serialize, utoipa::ToSchema)]

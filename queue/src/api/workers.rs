@@ -623,6 +623,9 @@ pub struct WorkerResponse {
     pub line: Option<String>,
     /// Registered capabilities.
     pub capabilities: Vec<String>,
+    /// SHA-256 of the node catalogue the worker registered with (`GET /api/catalogues/{sha256}`
+    /// serves it); null when it published none.
+    pub catalogue: Option<String>,
     /// The latest registration, whose version, line and capabilities these are (RFC 3339);
     /// for a worker that never registered, when it was first seen.
     pub registered_at: String,
@@ -643,6 +646,7 @@ fn worker_response(state: &AppState, rec: WorkerRecord, running: Vec<Uuid>) -> W
         comfyui_version: rec.info.comfyui_version,
         line: rec.info.line,
         capabilities: rec.info.capabilities,
+        catalogue: rec.info.catalogue,
         running_jobs: running,
     }
 }
@@ -651,7 +655,7 @@ fn worker_response(state: &AppState, rec: WorkerRecord, running: Vec<Uuid>) -> W
 #[utoipa::path(
     post, path = "/api/workers/register", tag = "workers",
     request_body = RegisterRequest,
-    responses((status = 200, body = WorkerResponse), (status = 400, description = "The body is not JSON", body = ErrorBody), (status = 422, body = ErrorBody))
+    responses((status = 200, body = WorkerResponse), (status = 400, description = "The body is not JSON, or `catalogue` names no uploaded catalogue (`unknown_catalogue`)", body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, description = "The file store or the job store failed", body = ErrorBody))
 )]
 pub async fn register(
     State(state): State<AppState>,
@@ -664,7 +668,13 @@ pub async fn register(
     input::require(&obj, "worker_id", "`worker_id` is required")?;
     let req: RegisterRequest = input::from_object(
         obj,
-        &["worker_id", "comfyui_version", "line", "capabilities"],
+        &[
+            "worker_id",
+            "comfyui_version",
+            "line",
+            "capabilities",
+            "catalogue",
+        ],
         type_error,
     )?;
     let worker_id = model::validate_worker_id("worker_id", &req.worker_id)?;
@@ -696,22 +706,30 @@ pub async fn register(
     }
     capabilities.sort();
     capabilities.dedup();
-    let info = WorkerInfo {
+    let mut info = WorkerInfo {
         worker_id,
         comfyui_version,
         line,
         capabilities,
+        catalogue: None,
     };
-    let rec = state
-        .store
-        .register_worker(info.clone(), state.now())
-        .await?;
+    let rec = {
+        // A catalogue found here cannot be swept before the registration names it.
+        let _gate = state.files_gate.read().await;
+        if let Some(c) = &req.catalogue {
+            info.catalogue = Some(super::catalogues::check_registered(&state, c).await?);
+        }
+        state
+            .store
+            .register_worker(info.clone(), state.now())
+            .await?
+    };
     if let Ok(mut cache) = state.workers.write() {
         cache.insert(info.worker_id.clone(), (info, true));
     }
     // New capabilities may make waiting jobs runnable.
     state.job_available.notify_waiters();
-    tracing::info!(worker_id = %rec.info.worker_id, version = ?rec.info.comfyui_version, "worker registered");
+    tracing::info!(worker_id = %rec.info.worker_id, version = ?rec.info.comfyui_version, catalogue = ?rec.info.catalogue, "worker registered");
     Ok(Json(worker_response(&state, rec, Vec::new())))
 }
 

@@ -13,7 +13,8 @@
 --   P:all, P:user:<user>   ZSET  id -> seq                       (lists)
 --   P:upending, P:urunning HASH  user -> count
 --   P:idem                 HASH  user NUL key -> id
---   P:worker:<id> HASH, P:workers SET
+--   P:worker:<id> HASH (worker_id, comfyui_version, line, capabilities, catalogue: the
+--                  SHA-256 of its node catalogue blob, registered_at, last_seen), P:workers SET
 --   P:files:<id>           HASH  role NUL subfolder NUL filename -> the file's JSON (FileRecord)
 --   P:fileseq              STRING counter (file positions: inputs first, then upload order)
 --   P:fjobs                SET   ids of jobs that have files (the file sweep walks it)

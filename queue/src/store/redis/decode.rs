@@ -131,6 +131,7 @@ pub(super) fn worker_from_hash(
             comfyui_version: h.get("comfyui_version").cloned(),
             line: h.get("line").cloned(),
             capabilities,
+            catalogue: h.get("catalogue").cloned(),
         },
         registered_at: h
             .get("registered_at")

@@ -479,6 +479,10 @@ impl Store for RedisStore {
             Some(l) => pipe.hset(&key, "line", l).ignore(),
             None => pipe.hdel(&key, "line").ignore(),
         };
+        match &info.catalogue {
+            Some(c) => pipe.hset(&key, "catalogue", c).ignore(),
+            None => pipe.hdel(&key, "catalogue").ignore(),
+        };
         let mut c = self.conn.clone();
         let () = pipe.query_async(&mut c).await.map_err(StoreError::from)?;
         self.get_worker(&info.worker_id)
@@ -752,7 +756,32 @@ impl Store for RedisStore {
                 async move { c.hkeys(&key).await }
             })
             .await?;
-        Ok(keys.into_iter().collect())
+        let mut out: BTreeSet<String> = keys.into_iter().collect();
+        // The node catalogues workers registered with (`catalogue` of `P:worker:<id>`).
+        let set = self.key("workers");
+        let ids: Vec<String> = self
+            .read(|mut c| {
+                let set = set.clone();
+                async move { c.smembers(&set).await }
+            })
+            .await?;
+        if !ids.is_empty() {
+            let worker_keys: Vec<String> = ids
+                .iter()
+                .map(|id| self.key(&format!("worker:{id}")))
+                .collect();
+            let catalogues: Vec<Option<String>> = self
+                .read(|mut c| {
+                    let mut pipe = redis::pipe();
+                    for k in &worker_keys {
+                        pipe.hget(k, "catalogue");
+                    }
+                    async move { pipe.query_async(&mut c).await }
+                })
+                .await?;
+            out.extend(catalogues.into_iter().flatten());
+        }
+        Ok(out)
     }
 }
 

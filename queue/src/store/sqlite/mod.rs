@@ -470,22 +470,23 @@ impl Store for SqliteStore {
             ctx.conn
                 .prepare_cached(
                     "INSERT INTO workers(worker_id, comfyui_version, line, capabilities, \
-                     registered_at, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
+                     registered_at, last_seen, catalogue) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) \
                      ON CONFLICT(worker_id) DO UPDATE SET comfyui_version = ?2, line = ?3, \
-                     capabilities = ?4, registered_at = ?5, last_seen = ?5",
+                     capabilities = ?4, registered_at = ?5, last_seen = ?5, catalogue = ?6",
                 )?
                 .execute(params![
                     info.worker_id,
                     info.comfyui_version,
                     info.line,
                     caps,
-                    now
+                    now,
+                    info.catalogue
                 ])?;
             let rec = ctx
                 .conn
                 .prepare_cached(
                     "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
-                     last_seen FROM workers WHERE worker_id = ?1",
+                     last_seen, catalogue FROM workers WHERE worker_id = ?1",
                 )?
                 .query_row(params![info.worker_id], read_worker)?;
             finish_worker(rec)
@@ -506,7 +507,7 @@ impl Store for SqliteStore {
                 .conn
                 .prepare_cached(
                     "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
-                     last_seen FROM workers WHERE worker_id = ?1",
+                     last_seen, catalogue FROM workers WHERE worker_id = ?1",
                 )?
                 .query_row(params![worker_id], read_worker)
                 .optional()?;
@@ -519,7 +520,7 @@ impl Store for SqliteStore {
         self.call(|ctx| {
             let mut stmt = ctx.conn.prepare_cached(
                 "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
-                     last_seen FROM workers ORDER BY worker_id",
+                     last_seen, catalogue FROM workers ORDER BY worker_id",
             )?;
             let rows = stmt.query_map([], read_worker)?;
             let mut out = Vec::new();
@@ -679,9 +680,10 @@ impl Store for SqliteStore {
 
     async fn referenced_blobs(&self) -> Result<BTreeSet<String>, StoreError> {
         self.call(|ctx| {
-            let mut stmt = ctx
-                .conn
-                .prepare_cached("SELECT sha256 FROM job_files UNION SELECT sha256 FROM uploads")?;
+            let mut stmt = ctx.conn.prepare_cached(
+                "SELECT sha256 FROM job_files UNION SELECT sha256 FROM uploads \
+                     UNION SELECT catalogue FROM workers WHERE catalogue IS NOT NULL",
+            )?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
             let mut out = BTreeSet::new();
             for row in rows {

@@ -229,6 +229,7 @@ pub(super) fn read_worker(r: &rusqlite::Row<'_>) -> rusqlite::Result<(WorkerReco
                 comfyui_version: r.get(1)?,
                 line: r.get(2)?,
                 capabilities: Vec::new(),
+                catalogue: r.get(6)?,
             },
             registered_at: r.get(4)?,
             last_seen: r.get(5)?,

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 use crate::store::{BackendError, StoreError};
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS jobs (
@@ -124,6 +124,14 @@ pub(super) fn setup(conn: &Connection) -> Result<(), StoreError> {
         conn.execute_batch(&format!(
             "BEGIN; {SCHEMA_V4} PRAGMA user_version = 4; COMMIT;"
         ))?;
+    }
+    if version < 5 {
+        // v5: the node catalogue a worker published with its registration (a blob of the
+        // file store, by SHA-256). Workers registered before it read as publishing none.
+        conn.execute_batch(
+            "BEGIN; ALTER TABLE workers ADD COLUMN catalogue TEXT; \
+             PRAGMA user_version = 5; COMMIT;",
+        )?;
     }
     Ok(())
 }
