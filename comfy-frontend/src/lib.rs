@@ -72,14 +72,17 @@ impl FrontendCache {
         }
     }
 
-    /// `$COMFY_FRONTENDS`, else `${COMFY_CI_CACHE:-~/.cache/comfy-ci}/frontend`.
+    /// `$COMFY_FRONTENDS`, else `${COMFY_CI_CACHE:-~/.cache/comfy-ci}/frontend`
+    /// (a variable set to the empty string counts as unset: it would name the
+    /// current directory).
     pub fn default_root() -> PathBuf {
-        if let Some(dir) = std::env::var_os("COMFY_FRONTENDS") {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        if let Some(dir) = var("COMFY_FRONTENDS") {
             return PathBuf::from(dir);
         }
-        std::env::var_os("COMFY_CI_CACHE")
+        var("COMFY_CI_CACHE")
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/comfy-ci")))
+            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache/comfy-ci")))
             .unwrap_or_else(|| PathBuf::from(".cache/comfy-ci"))
             .join("frontend")
     }
