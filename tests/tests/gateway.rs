@@ -168,6 +168,26 @@ async fn poll(
     last
 }
 
+/// Submits `body` through the gateway as `user`'s Run, waits until the job
+/// has ended, checks it completed; its prompt id.
+async fn run_to_the_end(http: &reqwest::Client, gw: &str, user: &str, body: &Value) -> String {
+    let accepted: Value = as_user(http.post(format!("{gw}/{user}/api/prompt")), user)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = accepted["prompt_id"].as_str().unwrap().to_owned();
+    let job = poll(http, format!("{gw}/{user}/api/jobs/{id}"), user, 300, |j| {
+        j["status"] != "pending" && j["status"] != "in_progress"
+    })
+    .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    id
+}
+
 /// EmptyImage, `len - 2` ImageInverts in a chain, SaveImage: a prompt of
 /// `len` nodes that runs a while (60 ms a node on the GPU emulator).
 fn chain_prompt(len: usize, prefix: &str) -> Value {
@@ -526,24 +546,7 @@ async fn an_image_uploaded_to_the_users_comfyui_travels_with_the_job() {
         "1": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}},
         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "from_upload"}},
     }});
-    let accepted: Value = as_user(http.post(format!("{gw}/alice/api/prompt")), "alice")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = accepted["prompt_id"].as_str().unwrap().to_owned();
-    let job = poll(
-        &http,
-        format!("{gw}/alice/api/jobs/{id}"),
-        "alice",
-        200,
-        |j| j["status"] != "pending" && j["status"] != "in_progress",
-    )
-    .await;
-    assert_eq!(job["status"], "completed", "{job}");
+    run_to_the_end(&http, gw, "alice", &body).await;
     // The GPU ComfyUI got alice's bytes under the worker's collision-free name.
     let placed: Vec<_> = walk(&p.gpu.data_dir().join("input/comfy-queue"));
     assert_eq!(placed.len(), 1, "{placed:?}");
@@ -818,24 +821,7 @@ async fn comfy_account_secrets_reach_the_gpu_comfyui_and_are_never_in_the_queue_
         "api_key_comfy_org": SECRET,
         "extra_pnginfo": {"workflow": {"id": "wf-1"}},
     }});
-    let accepted: Value = as_user(http.post(format!("{gw}/alice/api/prompt")), "alice")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = accepted["prompt_id"].as_str().unwrap().to_owned();
-    let job = poll(
-        &http,
-        format!("{gw}/alice/api/jobs/{id}"),
-        "alice",
-        200,
-        |j| j["status"] != "pending" && j["status"] != "in_progress",
-    )
-    .await;
-    assert_eq!(job["status"], "completed", "{job}");
+    let id = run_to_the_end(&http, gw, "alice", &body).await;
 
     // The GPU ComfyUI got the key in extra_data, as a frontend would send it.
     let history = get_json(&http, format!("{}/history", p.gpu.url()), "alice").await;
