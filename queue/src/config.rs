@@ -125,6 +125,11 @@ pub struct Config {
     #[arg(long, env = "QUEUE_UPLOAD_GRACE_SECS", default_value_t = 3600.0)]
     pub upload_grace_secs: f64,
 
+    /// Bytes of submit bodies the queue reads and processes at once (each costs up to about
+    /// three times its size in memory while it is). A submit whose body would pass it is
+    /// answered 503 `server_busy` with `Retry-After` (0 = no bound).
+    #[arg(long, env = "QUEUE_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = crate::state::DEFAULT_MAX_BODY_BYTES_IN_FLIGHT)]
+    pub max_body_bytes_in_flight: u64,
     /// Seconds between file sweeps (forgetting expired files, deleting unreferenced bytes).
     #[arg(long, env = "QUEUE_FILE_SWEEP_SECS", default_value_t = 600.0)]
     pub file_sweep_secs: f64,
@@ -176,6 +181,7 @@ impl Config {
             file_retention_ms: secs_setting(self.file_retention_secs, 604_800_000),
             upload_grace_ms: secs_setting(self.upload_grace_secs, 3_600_000),
             file_sweep_ms: secs_setting(self.file_sweep_secs, 600_000).max(1000),
+            max_body_bytes_in_flight: self.max_body_bytes_in_flight,
         }
     }
 
@@ -213,6 +219,7 @@ mod tests {
         assert_eq!(s.upload_grace_ms, 3_600_000);
         assert_eq!(c.files_dir(), PathBuf::from("./files"));
         assert_eq!(c.files_s3_bucket, None);
+        assert_eq!(s.max_body_bytes_in_flight, 256 << 20);
     }
 
     #[test]

@@ -33,7 +33,7 @@ use super::{
 };
 use crate::clock::Millis;
 use crate::lifecycle::{self, Expired, Failure, LeaseKind, LeaseState};
-use crate::model::{FileRecord, FileRole, Job, NewJob, Status, Upload, WorkerRecord};
+use crate::model::{FileRecord, FileRole, Job, NewJob, RawNewJob, Status, Upload, WorkerRecord};
 use crate::scheduler::WorkerInfo;
 
 /// The SQLite store.
@@ -98,6 +98,15 @@ impl Store for SqliteStore {
         limits: SubmitLimits,
         now: Millis,
     ) -> Result<Submitted, StoreError> {
+        self.submit_raw(new.into_raw()?, limits, now).await
+    }
+
+    async fn submit_raw(
+        &self,
+        new: RawNewJob,
+        limits: SubmitLimits,
+        now: Millis,
+    ) -> Result<Submitted, StoreError> {
         self.call(move |ctx| {
             let conn = &ctx.conn;
             if let Some(key) = &new.idempotency_key {
@@ -154,7 +163,8 @@ impl Store for SqliteStore {
                 }
             }
             let id = Uuid::new_v4();
-            let workflow = serde_json::to_string(&new.workflow)?;
+            // The workflow is stored as the text it was sent in.
+            let workflow = new.workflow.get();
             let metadata = serde_json::to_string(&new.metadata)?;
             conn.prepare_cached(
                 "INSERT INTO jobs(id, user_id, status, priority, created_at, workflow, metadata, \
