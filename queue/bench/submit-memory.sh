@@ -47,7 +47,7 @@ submit() {
 }
 
 measure() { # $1 = binary, $2 = label
-  echo "$2 build, body $(awk -v b="$body_bytes" 'BEGIN {printf "%.1f", b / 1048576}') MB"
+  echo "$2 build, body $(awk -v b="$body_bytes" 'BEGIN {printf "%.1f MiB (%.1f MB)", b / 1048576, b / 1e6}')"
   start_queue "$1"
   local code peak
   code="$(submit)"

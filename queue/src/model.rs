@@ -126,7 +126,28 @@ pub struct NewJob<W = Value> {
 
 /// A validated submit whose workflow is the JSON text as it was sent (checked: an object
 /// with at least one node, nested no deeper than [`MAX_WORKFLOW_DEPTH`]).
-pub type RawNewJob = NewJob<Box<RawValue>>;
+pub type RawNewJob = NewJob<WorkflowText>;
+
+/// A workflow as JSON text: the part of the submit body it came in, which it keeps (the
+/// body is not copied; the rest of it is a few hundred bytes of other fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowText {
+    text: String,
+    range: std::ops::Range<usize>,
+}
+
+impl WorkflowText {
+    /// The whole of `text`.
+    fn whole(text: String) -> Self {
+        let range = 0..text.len();
+        Self { text, range }
+    }
+
+    /// The workflow's JSON text.
+    pub fn get(&self) -> &str {
+        self.text.get(self.range.clone()).unwrap_or_default()
+    }
+}
 
 impl<W> NewJob<W> {
     fn with_workflow<V>(self, workflow: V) -> NewJob<V> {
@@ -145,7 +166,7 @@ impl<W> NewJob<W> {
 impl NewJob {
     /// The same submit with its workflow as JSON text.
     pub fn into_raw(self) -> Result<RawNewJob, serde_json::Error> {
-        let workflow = serde_json::value::to_raw_value(&self.workflow)?;
+        let workflow = WorkflowText::whole(serde_json::to_string(&self.workflow)?);
         Ok(self.with_workflow(workflow))
     }
 }
@@ -345,8 +366,8 @@ pub fn validate_workflow(w: Map<String, Value>) -> Result<Value, InputError> {
 pub const MAX_WORKFLOW_DEPTH: usize = 125;
 
 /// Validate a workflow kept as JSON text (already known to be an object): not empty, at
-/// most 10 MB as sent. Nothing is built of it; the text is copied once, out of the body.
-fn validate_raw_workflow(w: &RawValue) -> Result<Box<RawValue>, InputError> {
+/// most 10 MB as sent. Nothing is built of it, nothing copied.
+fn validate_raw_workflow(w: WorkflowText) -> Result<WorkflowText, InputError> {
     let text = w.get().trim();
     let inner = text
         .strip_prefix('{')
@@ -358,7 +379,7 @@ fn validate_raw_workflow(w: &RawValue) -> Result<Box<RawValue>, InputError> {
     if text.len() > MAX_WORKFLOW_BYTES {
         return Err(InputError::too_large("workflow", MAX_WORKFLOW_BYTES));
     }
-    Ok(w.to_owned())
+    Ok(w)
 }
 
 /// A workflow nested deeper than [`MAX_WORKFLOW_DEPTH`] is refused as a body that does not
@@ -571,30 +592,30 @@ pub fn validate_submit_owned(
 /// [`MAX_WORKFLOW_DEPTH`] deep) and copied once. Unknown fields are skipped unread. A body
 /// that is not JSON is [`Problem::Malformed`] (field `body`).
 pub fn validate_submit_raw(
-    body: &[u8],
+    body: String,
     idempotency_key: Option<String>,
 ) -> Result<RawNewJob, InputError> {
-    parse_submit(body)?.validate(idempotency_key)
+    parse_submit(&body)?.validate(body, idempotency_key)
 }
 
 /// A submit body read into its top-level fields ([`parse_submit`]): the small ones as
-/// values, the workflow as the raw JSON text inside the body.
+/// values, the workflow as where its JSON text is in the body.
 #[derive(Debug)]
-pub struct SubmitBody<'a> {
+pub struct SubmitBody {
     /// `user_id`, `priority`, `metadata`, `inputs` where present.
     fields: Map<String, Value>,
-    /// `None` when absent or null, `Err` when not an object.
-    workflow: Option<Result<&'a RawValue, ()>>,
+    /// `None` when absent or null, `Err` when not an object; else its bytes in the body.
+    workflow: Option<Result<std::ops::Range<usize>, ()>>,
 }
 
 /// The first half of [`validate_submit_raw`]: read the body (refusing what is not JSON or a
 /// workflow nested too deep), without checking any field yet.
-pub fn parse_submit(body: &[u8]) -> Result<SubmitBody<'_>, InputError> {
-    let mut top: HashMap<String, &RawValue> = match serde_json::from_slice(body) {
+pub fn parse_submit(body: &str) -> Result<SubmitBody, InputError> {
+    let mut top: HashMap<String, &RawValue> = match serde_json::from_str(body) {
         Ok(f) => f,
         // Valid JSON of another type (an array, a string), or not JSON at all?
         Err(e) if e.is_data() => {
-            return Err(match serde_json::from_slice::<&RawValue>(body) {
+            return Err(match serde_json::from_str::<&RawValue>(body) {
                 Ok(_) => not_an_object(),
                 Err(e) => malformed(&e),
             });
@@ -606,7 +627,9 @@ pub fn parse_submit(body: &[u8]) -> Result<SubmitBody<'_>, InputError> {
         Some(w) if w.get() == "null" => None,
         Some(w) if w.get().trim_start().starts_with('{') => {
             check_depth(w)?;
-            Some(Ok(w))
+            // The raw value is a slice of `body`: where it starts in it.
+            let start = (w.get().as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
+            Some(Ok(start..start + w.get().len()))
         }
         Some(_) => Some(Err(())),
     };
@@ -620,13 +643,21 @@ pub fn parse_submit(body: &[u8]) -> Result<SubmitBody<'_>, InputError> {
     Ok(SubmitBody { fields, workflow })
 }
 
-impl SubmitBody<'_> {
+impl SubmitBody {
     /// The second half of [`validate_submit_raw`]: the checks of [`validate_submit`], in
-    /// the same order; the workflow is copied once, out of the body.
-    pub fn validate(self, idempotency_key: Option<String>) -> Result<RawNewJob, InputError> {
+    /// the same order. `body` is the text [`parse_submit`] read; the job keeps it as its
+    /// workflow's text.
+    pub fn validate(
+        self,
+        body: String,
+        idempotency_key: Option<String>,
+    ) -> Result<RawNewJob, InputError> {
+        let workflow = self
+            .workflow
+            .map(|w| w.map(|range| WorkflowText { text: body, range }));
         validate_fields(
             self.fields,
-            self.workflow,
+            workflow,
             validate_raw_workflow,
             idempotency_key,
         )
@@ -963,9 +994,9 @@ mod tests {
             json!("text"),
         ];
         for body in bodies {
-            let text = serde_json::to_vec(&body).unwrap();
+            let text = serde_json::to_string(&body).unwrap();
             let parsed = validate_submit(&body, Some("k".into()));
-            let raw = validate_submit_raw(&text, Some("k".into()));
+            let raw = validate_submit_raw(text, Some("k".into()));
             match (parsed, raw) {
                 (Ok(p), Ok(r)) => {
                     let r = r.into_value().unwrap();
@@ -976,14 +1007,18 @@ mod tests {
             }
         }
         // Text the parsed path never sees: not JSON, and whitespace kept as sent.
-        let e = validate_submit_raw(b"{\"user_id\": ", None).unwrap_err();
+        let e = validate_submit_raw("{\"user_id\": ".into(), None).unwrap_err();
         assert_eq!((e.field.as_str(), e.problem), ("body", Problem::Malformed));
-        let e = validate_submit_raw(b"[1, }", None).unwrap_err();
+        let e = validate_submit_raw("[1, }".into(), None).unwrap_err();
         assert_eq!(e.problem, Problem::Malformed);
-        let e = validate_submit_raw(br#"{"user_id": "u", "workflow": { }}"#, None).unwrap_err();
+        let e =
+            validate_submit_raw(r#"{"user_id": "u", "workflow": { }}"#.into(), None).unwrap_err();
         assert_eq!(e.problem, Problem::Workflow);
-        let j =
-            validate_submit_raw(br#"{"user_id": "u", "workflow": {"1" : [ 1 ]}}"#, None).unwrap();
+        let j = validate_submit_raw(
+            r#"{"user_id": "u", "workflow": {"1" : [ 1 ]}}"#.into(),
+            None,
+        )
+        .unwrap();
         assert_eq!(j.workflow.get(), r#"{"1" : [ 1 ]}"#);
     }
 
@@ -996,8 +1031,8 @@ mod tests {
                 "]".repeat(levels - 1)
             )
         };
-        assert!(validate_submit_raw(nested(MAX_WORKFLOW_DEPTH).as_bytes(), None).is_ok());
-        let e = validate_submit_raw(nested(MAX_WORKFLOW_DEPTH + 1).as_bytes(), None).unwrap_err();
+        assert!(validate_submit_raw(nested(MAX_WORKFLOW_DEPTH), None).is_ok());
+        let e = validate_submit_raw(nested(MAX_WORKFLOW_DEPTH + 1), None).unwrap_err();
         assert_eq!(
             (e.field.as_str(), e.problem),
             ("workflow", Problem::Malformed)

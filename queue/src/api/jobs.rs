@@ -91,14 +91,20 @@ pub async fn submit(
     if !super::declares_json(&headers) {
         return Err(ApiError::unsupported_media_type());
     }
-    // The workflow stays the JSON text it came in as; only the small fields are read.
-    let parsed = model::parse_submit(&bytes)?;
+    // The workflow stays the JSON text it came in as (the body, kept by the job without a
+    // copy); only the small fields are read.
+    let text = String::from_utf8(bytes).map_err(|e| {
+        ApiError::malformed_json(format!(
+            "it is not UTF-8 (at byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    let parsed = model::parse_submit(&text)?;
     let key = match headers.get("idempotency-key") {
         Some(v) => Some(model::validate_idempotency_key(v.to_str().unwrap_or(""))?),
         None => None,
     };
-    let new = parsed.validate(key)?;
-    drop(bytes);
+    let new = parsed.validate(text, key)?;
     if let Some(user) = scope {
         if user != new.user_id {
             return Err(
