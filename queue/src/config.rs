@@ -125,6 +125,11 @@ pub struct Config {
     #[arg(long, env = "QUEUE_UPLOAD_GRACE_SECS", default_value_t = 3600.0)]
     pub upload_grace_secs: f64,
 
+    /// Bytes of submit bodies the queue reads and processes at once (each costs up to about
+    /// three times its size in memory while it is). A submit whose body would pass it is
+    /// answered 503 `server_busy` with `Retry-After` (0 = no bound).
+    #[arg(long, env = "QUEUE_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = crate::state::DEFAULT_MAX_BODY_BYTES_IN_FLIGHT)]
+    pub max_body_bytes_in_flight: u64,
     /// Seconds between file sweeps (forgetting expired files, deleting unreferenced bytes).
     #[arg(long, env = "QUEUE_FILE_SWEEP_SECS", default_value_t = 600.0)]
     pub file_sweep_secs: f64,
@@ -182,6 +187,7 @@ impl Config {
             upload_grace_ms: secs_setting(self.upload_grace_secs, 3_600_000),
             file_sweep_ms: secs_setting(self.file_sweep_secs, 600_000).max(1000),
             max_catalogue_bytes: self.max_catalogue_bytes,
+            max_body_bytes_in_flight: self.max_body_bytes_in_flight,
         }
     }
 
@@ -220,6 +226,7 @@ mod tests {
         assert_eq!(s.max_catalogue_bytes, 64 << 20);
         assert_eq!(c.files_dir(), PathBuf::from("./files"));
         assert_eq!(c.files_s3_bucket, None);
+        assert_eq!(s.max_body_bytes_in_flight, 256 << 20);
     }
 
     #[test]

@@ -187,6 +187,9 @@ error_codes! {
     /// The file store failed.
     FileStoreUnavailable = "file_store_unavailable", SERVICE_UNAVAILABLE,
         "the file store (local directory or S3) failed; nothing was recorded, retry the upload or download";
+    /// Too many bytes of submit bodies are being processed at once.
+    ServerBusy = "server_busy", SERVICE_UNAVAILABLE,
+        "a submit whose body would take the bytes of submit bodies being read and processed at once past `--max-body-bytes-in-flight` (256 MiB); refused before its body is read (or as soon as a body without `Content-Length` passes it), nothing is stored; the answer has `Retry-After: 1`";
 }
 
 impl ErrorCode {
@@ -334,6 +337,18 @@ impl ApiError {
 
     /// 503 for a submit: the job may have been stored (a lost Redis reply), so the answer
     /// says how to find out instead of inviting a blind retry.
+    /// The bytes of submit bodies in flight would pass `limit`.
+    pub fn server_busy(limit: u64) -> Self {
+        Self::new(
+            ErrorCode::ServerBusy,
+            format!(
+                "the queue is already processing as many bytes of submit bodies as it takes at \
+                 once ({limit}); nothing was stored, retry after `Retry-After` seconds"
+            ),
+        )
+        .with_field("body")
+    }
+
     pub fn submit_outcome_unknown() -> Self {
         Self::new(
             ErrorCode::StoreUnavailable,
@@ -361,6 +376,7 @@ impl From<InputError> for ApiError {
             Problem::IdempotencyKey => ErrorCode::InvalidIdempotencyKey,
             Problem::FileName => ErrorCode::InvalidFilename,
             Problem::Sha256 => ErrorCode::InvalidSha256,
+            Problem::Malformed => ErrorCode::MalformedJson,
         };
         Self::new(code, e.message).with_field(e.field)
     }
@@ -404,6 +420,10 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// `Retry-After` of a `server_busy` answer: bodies are read and stored in well under a
+/// second, so one second later there is room again unless the burst goes on.
+pub const RETRY_AFTER_SECS: &str = "1";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
@@ -414,7 +434,14 @@ impl IntoResponse for ApiError {
                 field: self.field,
             },
         };
-        (self.code.status(), axum::Json(body)).into_response()
+        let mut resp = (self.code.status(), axum::Json(body)).into_response();
+        if self.code == ErrorCode::ServerBusy {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        resp
     }
 }
 

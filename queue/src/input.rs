@@ -55,6 +55,8 @@ pub enum Problem {
     FileName,
     /// Not a SHA-256 (64 hex digits).
     Sha256,
+    /// The body is not JSON (or nested deeper than it can be read back).
+    Malformed,
 }
 
 impl InputError {

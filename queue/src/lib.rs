@@ -50,7 +50,10 @@ mod state;
 pub mod store;
 
 pub use reaper::{SweepError, SweepReport};
-pub use state::{AppState, DEFAULT_MAX_CATALOGUE_BYTES, DEFAULT_MAX_FILE_BYTES, Inner, Settings};
+pub use state::{
+    AppState, BodyBudget, BodyRoom, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT, DEFAULT_MAX_CATALOGUE_BYTES,
+    DEFAULT_MAX_FILE_BYTES, Inner, Settings,
+};
 
 /// Build the whole HTTP service. Tests drive it with `tower::ServiceExt::oneshot`; `main`
 /// serves it on a socket.

@@ -14,6 +14,12 @@ use comfy_queue::store::sqlite::SqliteStore;
 use comfy_queue::{AppState, app};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc, with its background threads purging freed pages: RSS comes back after bursts
+/// of large submits, where glibc's allocator kept more after each (`docs/benchmarks.md`).
+/// Only this binary; the library and its tests keep the system allocator.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

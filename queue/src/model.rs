@@ -1,7 +1,11 @@
 //! The job model: the stored job, its attempts, and validation of what clients send
 //! (the wire status enum comes from `comfy-queue-api`).
 
+use std::collections::HashMap;
+
+use serde::de::DeserializeSeed;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -99,13 +103,15 @@ pub struct Job {
     pub history: Vec<Attempt>,
 }
 
-/// A validated submit.
+/// A validated submit. The workflow is a [`Value`] by default; the HTTP submit keeps it as
+/// the JSON text the client sent ([`RawNewJob`]), so a 10 MB prompt is never built into a
+/// tree of values (which took about 16 times its size).
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewJob {
+pub struct NewJob<W = Value> {
     /// Owner.
     pub user_id: String,
-    /// API-format ComfyUI prompt.
-    pub workflow: Value,
+    /// API-format ComfyUI prompt (a non-empty object).
+    pub workflow: W,
     /// Priority 0–3.
     pub priority: u8,
     /// Free-form object.
@@ -116,6 +122,61 @@ pub struct NewJob {
     pub requirements: Requirements,
     /// Files the prompt reads, each uploaded by the user before (`inputs` of the submit).
     pub inputs: Vec<InputFile>,
+}
+
+/// A validated submit whose workflow is the JSON text as it was sent (checked: an object
+/// with at least one node, nested no deeper than [`MAX_WORKFLOW_DEPTH`]).
+pub type RawNewJob = NewJob<WorkflowText>;
+
+/// A workflow as JSON text: the part of the submit body it came in, which it keeps (the
+/// body is not copied; the rest of it is a few hundred bytes of other fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowText {
+    text: String,
+    range: std::ops::Range<usize>,
+}
+
+impl WorkflowText {
+    /// The whole of `text`.
+    fn whole(text: String) -> Self {
+        let range = 0..text.len();
+        Self { text, range }
+    }
+
+    /// The workflow's JSON text.
+    pub fn get(&self) -> &str {
+        self.text.get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+impl<W> NewJob<W> {
+    fn with_workflow<V>(self, workflow: V) -> NewJob<V> {
+        NewJob {
+            user_id: self.user_id,
+            workflow,
+            priority: self.priority,
+            metadata: self.metadata,
+            idempotency_key: self.idempotency_key,
+            requirements: self.requirements,
+            inputs: self.inputs,
+        }
+    }
+}
+
+impl NewJob {
+    /// The same submit with its workflow as JSON text.
+    pub fn into_raw(self) -> Result<RawNewJob, serde_json::Error> {
+        let workflow = WorkflowText::whole(serde_json::to_string(&self.workflow)?);
+        Ok(self.with_workflow(workflow))
+    }
+}
+
+impl RawNewJob {
+    /// The same submit with its workflow parsed (for stores that keep no text path).
+    pub fn into_value(self) -> Result<NewJob, serde_json::Error> {
+        let workflow = serde_json::from_str(self.workflow.get())?;
+        Ok(self.with_workflow(workflow))
+    }
 }
 
 /// What a stored file is to its job (defined in `comfy-queue-api`, shared with workers).
@@ -278,20 +339,121 @@ pub fn json_size(v: &Value) -> usize {
     c.0
 }
 
+fn empty_workflow() -> InputError {
+    InputError::new(
+        "workflow",
+        Problem::Workflow,
+        "`workflow` must be a non-empty object",
+    )
+}
+
 /// Validate `workflow`: a non-empty object of at most 10 MB serialized.
 pub fn validate_workflow(w: Map<String, Value>) -> Result<Value, InputError> {
     if w.is_empty() {
-        return Err(InputError::new(
-            "workflow",
-            Problem::Workflow,
-            "`workflow` must be a non-empty object",
-        ));
+        return Err(empty_workflow());
     }
     let w = Value::Object(w);
     if json_size(&w) > MAX_WORKFLOW_BYTES {
         return Err(InputError::too_large("workflow", MAX_WORKFLOW_BYTES));
     }
     Ok(w)
+}
+
+/// Deepest nesting of arrays and objects a workflow may have (the workflow object itself
+/// is one level): what a worker can still read back with serde_json, whose recursion limit
+/// is 127 levels, inside its next-job answer `{"job": {"workflow": …}}`; so nothing is
+/// stored that cannot be handed out.
+pub const MAX_WORKFLOW_DEPTH: usize = 125;
+
+/// Validate a workflow kept as JSON text (already known to be an object): not empty, at
+/// most 10 MB as sent. Nothing is built of it, nothing copied.
+fn validate_raw_workflow(w: WorkflowText) -> Result<WorkflowText, InputError> {
+    let text = w.get().trim();
+    let inner = text
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or(text);
+    if inner.bytes().all(|b| b.is_ascii_whitespace()) {
+        return Err(empty_workflow());
+    }
+    if text.len() > MAX_WORKFLOW_BYTES {
+        return Err(InputError::too_large("workflow", MAX_WORKFLOW_BYTES));
+    }
+    Ok(w)
+}
+
+/// A workflow nested deeper than [`MAX_WORKFLOW_DEPTH`] is refused as a body that does not
+/// parse was before (a tree of it was refused by serde_json's recursion limit). Nothing is
+/// built: the text is walked with the depth counted.
+fn check_depth(w: &RawValue) -> Result<(), InputError> {
+    let mut de = serde_json::Deserializer::from_str(w.get());
+    Depth(0).deserialize(&mut de).map_err(|e| {
+        InputError::new(
+            "workflow",
+            Problem::Malformed,
+            format!("the request body is not valid JSON: `workflow` {e}"),
+        )
+    })
+}
+
+/// Reads any JSON value and keeps nothing of it, counting how deep arrays and objects nest
+/// (`.0` levels are around it); past [`MAX_WORKFLOW_DEPTH`] it fails.
+struct Depth(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Depth {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Depth {
+    fn inner<E: serde::de::Error>(&self) -> Result<Depth, E> {
+        if self.0 >= MAX_WORKFLOW_DEPTH {
+            Err(E::custom(format!(
+                "is nested deeper than {MAX_WORKFLOW_DEPTH} levels"
+            )))
+        } else {
+            Ok(Depth(self.0 + 1))
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Depth {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self.inner()?)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+            map.next_value_seed(self.inner()?)?;
+        }
+        Ok(())
+    }
 }
 
 /// Validate `metadata`: an object of at most 1 MB serialized (absent means `{}`).
@@ -411,20 +573,128 @@ pub fn validate_submit_owned(
     idempotency_key: Option<String>,
 ) -> Result<NewJob, InputError> {
     let Value::Object(mut obj) = body else {
-        return Err(InputError::new(
-            "body",
-            Problem::Type,
-            "the request body must be a JSON object",
-        ));
+        return Err(not_an_object());
     };
-    input::require(&obj, "user_id", "`user_id` is required")?;
     // The workflow is taken out before the other fields are deserialized
-    // (deserializing copies), and type-checked where its field comes in
-    // the order of checks: after `user_id`, before `priority` and `metadata`.
-    let workflow = obj.remove("workflow");
+    // (deserializing copies).
+    let workflow = match obj.remove("workflow") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(Ok(m)),
+        Some(_) => Some(Err(())),
+    };
+    validate_fields(obj, workflow, validate_workflow, idempotency_key)
+}
+
+/// Validate a submit body given as bytes, keeping its workflow as the JSON text it is: the
+/// body is read once into its top-level fields, each kept as raw JSON; the small ones
+/// (`user_id`, `priority`, `metadata`, `inputs`) are then read as [`validate_submit`] reads
+/// them, the workflow is only checked (an object, not empty, at most 10 MB, nested at most
+/// [`MAX_WORKFLOW_DEPTH`] deep) and copied once. Unknown fields are skipped unread. A body
+/// that is not JSON is [`Problem::Malformed`] (field `body`).
+pub fn validate_submit_raw(
+    body: String,
+    idempotency_key: Option<String>,
+) -> Result<RawNewJob, InputError> {
+    parse_submit(&body)?.validate(body, idempotency_key)
+}
+
+/// A submit body read into its top-level fields ([`parse_submit`]): the small ones as
+/// values, the workflow as where its JSON text is in the body.
+#[derive(Debug)]
+pub struct SubmitBody {
+    /// `user_id`, `priority`, `metadata`, `inputs` where present.
+    fields: Map<String, Value>,
+    /// `None` when absent or null, `Err` when not an object; else its bytes in the body.
+    workflow: Option<Result<std::ops::Range<usize>, ()>>,
+}
+
+/// The first half of [`validate_submit_raw`]: read the body (refusing what is not JSON or a
+/// workflow nested too deep), without checking any field yet.
+pub fn parse_submit(body: &str) -> Result<SubmitBody, InputError> {
+    let mut top: HashMap<String, &RawValue> = match serde_json::from_str(body) {
+        Ok(f) => f,
+        // Valid JSON of another type (an array, a string), or not JSON at all?
+        Err(e) if e.is_data() => {
+            return Err(match serde_json::from_str::<&RawValue>(body) {
+                Ok(_) => not_an_object(),
+                Err(e) => malformed(&e),
+            });
+        }
+        Err(e) => return Err(malformed(&e)),
+    };
+    let workflow = match top.remove("workflow") {
+        None => None,
+        Some(w) if w.get() == "null" => None,
+        Some(w) if w.get().trim_start().starts_with('{') => {
+            check_depth(w)?;
+            // The raw value is a slice of `body`: where it starts in it.
+            let start = (w.get().as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
+            Some(Ok(start..start + w.get().len()))
+        }
+        Some(_) => Some(Err(())),
+    };
+    let mut fields = Map::new();
+    for name in SubmitRequest::FIELDS {
+        if let Some(raw) = top.get(name) {
+            let value: Value = serde_json::from_str(raw.get()).map_err(|e| malformed(&e))?;
+            fields.insert(name.to_owned(), value);
+        }
+    }
+    Ok(SubmitBody { fields, workflow })
+}
+
+impl SubmitBody {
+    /// The second half of [`validate_submit_raw`]: the checks of [`validate_submit`], in
+    /// the same order. `body` is the text [`parse_submit`] read; the job keeps it as its
+    /// workflow's text.
+    pub fn validate(
+        self,
+        body: String,
+        idempotency_key: Option<String>,
+    ) -> Result<RawNewJob, InputError> {
+        let workflow = self
+            .workflow
+            .map(|w| w.map(|range| WorkflowText { text: body, range }));
+        validate_fields(
+            self.fields,
+            workflow,
+            validate_raw_workflow,
+            idempotency_key,
+        )
+    }
+}
+
+fn not_an_object() -> InputError {
+    InputError::new(
+        "body",
+        Problem::Type,
+        "the request body must be a JSON object",
+    )
+}
+
+fn malformed(e: &serde_json::Error) -> InputError {
+    InputError::new(
+        "body",
+        Problem::Malformed,
+        format!("the request body is not valid JSON: {e}"),
+    )
+}
+
+/// The checks of a submit but the workflow's own (emptiness, size), in the documented
+/// order. `obj` holds the fields but the workflow; `workflow` is `None` when absent or
+/// null, `Err` when it is not an object.
+fn validate_fields<W, V>(
+    obj: Map<String, Value>,
+    workflow: Option<Result<W, ()>>,
+    check_workflow: impl FnOnce(W) -> Result<V, InputError>,
+    idempotency_key: Option<String>,
+) -> Result<NewJob<V>, InputError> {
+    input::require(&obj, "user_id", "`user_id` is required")?;
+    // The workflow is type-checked where its field comes in the order of checks: after
+    // `user_id`, before `priority` and `metadata`.
     let workflow_error = match &workflow {
-        None | Some(Value::Null | Value::Object(_)) => None,
-        Some(other) => Some(SubmitRequest::type_error("workflow", other)),
+        Some(Err(())) => Some(SubmitRequest::type_error("workflow", &Value::Null)),
+        _ => None,
     };
     let req: SubmitRequest =
         match input::from_object(obj, &SubmitRequest::FIELDS, SubmitRequest::type_error) {
@@ -435,20 +705,15 @@ pub fn validate_submit_owned(
     if let Some(e) = workflow_error {
         return Err(e);
     }
-    let workflow = match workflow {
-        Some(Value::Object(m)) => Some(m),
-        _ => None,
-    };
-    let req = SubmitRequest { workflow, ..req };
     let user_id = validate_user_id("user_id", &req.user_id)?;
-    let Some(workflow) = req.workflow else {
+    let Some(Ok(workflow)) = workflow else {
         return Err(InputError::new(
             "workflow",
             Problem::Missing,
             "`workflow` is required",
         ));
     };
-    let workflow = validate_workflow(workflow)?;
+    let workflow = check_workflow(workflow)?;
     let priority = match req.priority {
         Some(p) => validate_priority("priority", p)?,
         None => DEFAULT_PRIORITY,
@@ -705,6 +970,83 @@ mod tests {
         assert_eq!(e.field, "priority");
         let e = validate_submit(&json!({"workflow": {"a": 1}, "user_id": null}), None).unwrap_err();
         assert_eq!((e.field.as_str(), e.problem), ("user_id", Problem::Missing));
+    }
+
+    #[test]
+    fn the_raw_submit_answers_as_the_parsed_one() {
+        let bodies = [
+            json!({"user_id": "u1", "workflow": {"1": {"class_type": "X"}}}),
+            json!({"user_id": "u1", "workflow": {"1": {}}, "priority": 0, "metadata": {"a": [1]}}),
+            json!({"user_id": "u1", "workflow": {}}),
+            json!({"user_id": "u1", "workflow": {}, "priority": 9}),
+            json!({"user_id": "u1", "workflow": [1]}),
+            json!({"user_id": "u1", "workflow": "x", "priority": "high"}),
+            json!({"user_id": "u1", "workflow": null}),
+            json!({"user_id": "u1"}),
+            json!({"user_id": null, "workflow": {"a": 1}}),
+            json!({"user_id": 7, "workflow": {"a": 1}}),
+            json!({"user_id": "a b", "workflow": {"a": 1}}),
+            json!({"metadata": 1, "priority": "x", "workflow": {"a": 1}, "user_id": "u"}),
+            json!({"user_id": "u", "workflow": {"a": 1}, "metadata": {"requires": {"comfyui": "x"}}}),
+            json!({"user_id": "u", "workflow": {"a": 1}, "inputs": [{"sha256": "0", "filename": "a"}]}),
+            json!({"user_id": "u", "workflow": {"a": 1}, "unknown": {"deep": [[[]]]}}),
+            json!([1, 2]),
+            json!("text"),
+        ];
+        for body in bodies {
+            let text = serde_json::to_string(&body).unwrap();
+            let parsed = validate_submit(&body, Some("k".into()));
+            let raw = validate_submit_raw(text, Some("k".into()));
+            match (parsed, raw) {
+                (Ok(p), Ok(r)) => {
+                    let r = r.into_value().unwrap();
+                    assert_eq!(p, r, "{body}");
+                }
+                (Err(p), Err(r)) => assert_eq!(p, r, "{body}"),
+                (p, r) => panic!("{body}: parsed {p:?}, raw {r:?}"),
+            }
+        }
+        // Text the parsed path never sees: not JSON, and whitespace kept as sent.
+        let e = validate_submit_raw("{\"user_id\": ".into(), None).unwrap_err();
+        assert_eq!((e.field.as_str(), e.problem), ("body", Problem::Malformed));
+        let e = validate_submit_raw("[1, }".into(), None).unwrap_err();
+        assert_eq!(e.problem, Problem::Malformed);
+        let e =
+            validate_submit_raw(r#"{"user_id": "u", "workflow": { }}"#.into(), None).unwrap_err();
+        assert_eq!(e.problem, Problem::Workflow);
+        let j = validate_submit_raw(
+            r#"{"user_id": "u", "workflow": {"1" : [ 1 ]}}"#.into(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(j.workflow.get(), r#"{"1" : [ 1 ]}"#);
+    }
+
+    #[test]
+    fn a_workflow_is_refused_past_the_depth_a_worker_reads_back() {
+        let nested = |levels: usize| {
+            format!(
+                r#"{{"user_id": "u", "workflow": {{"1": {}{}}}}}"#,
+                "[".repeat(levels - 1),
+                "]".repeat(levels - 1)
+            )
+        };
+        assert!(validate_submit_raw(nested(MAX_WORKFLOW_DEPTH), None).is_ok());
+        let e = validate_submit_raw(nested(MAX_WORKFLOW_DEPTH + 1), None).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.problem),
+            ("workflow", Problem::Malformed)
+        );
+        assert!(
+            e.message.contains("nested deeper than 125 levels"),
+            "{}",
+            e.message
+        );
+        // What a worker parses: the workflow inside {"job": {"workflow": ...}}.
+        let ok = nested(MAX_WORKFLOW_DEPTH);
+        let w = &ok[ok.find("{\"1\"").unwrap()..ok.len() - 1];
+        let answer = format!(r#"{{"job": {{"workflow": {w}}}}}"#);
+        assert!(serde_json::from_str::<Value>(&answer).is_ok());
     }
 
     #[test]

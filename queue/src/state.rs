@@ -47,6 +47,9 @@ pub struct Settings {
     pub file_sweep_ms: Millis,
     /// Largest node catalogue a worker may upload, in bytes (`--max-catalogue-bytes`).
     pub max_catalogue_bytes: u64,
+    /// Bytes of submit bodies read and processed at once (`--max-body-bytes-in-flight`);
+    /// a submit beyond it is answered 503 `server_busy` (0 = no bound).
+    pub max_body_bytes_in_flight: u64,
 }
 
 /// Default `--max-file-bytes`: 1 GiB.
@@ -55,6 +58,8 @@ pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
 /// Default `--max-catalogue-bytes`: 64 MiB (a full `/object_info` is 1.4 MB with core
 /// nodes only, ten times that with custom node packs).
 pub const DEFAULT_MAX_CATALOGUE_BYTES: u64 = 64 << 20;
+/// Default `--max-body-bytes-in-flight`: 256 MiB, about 21 submits of the largest size.
+pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: u64 = 256 << 20;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -75,6 +80,7 @@ impl Default for Settings {
             upload_grace_ms: 3_600_000,
             file_sweep_ms: 600_000,
             max_catalogue_bytes: DEFAULT_MAX_CATALOGUE_BYTES,
+            max_body_bytes_in_flight: DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
         }
     }
 }
@@ -118,6 +124,8 @@ pub struct Inner {
     /// Leases of running jobs this process knows, with their live-event trackers (memory
     /// only; fences `POST /api/workers/events` without a store write).
     pub live: LiveJobs,
+    /// The bytes of submit bodies being read and processed now (`--max-body-bytes-in-flight`).
+    pub body_budget: BodyBudget,
     /// Turns true at [`AppState::begin_shutdown`]. Every `/ws` connection holds a receiver,
     /// so [`AppState::websockets_closed`] can wait for them to send their close frames.
     pub shutdown: tokio::sync::watch::Sender<bool>,
@@ -143,7 +151,6 @@ impl AppState {
             files,
             files_gate: tokio::sync::RwLock::new(()),
             clock,
-            settings,
             events: EventBus::default(),
             job_available: Notify::new(),
             cancel_requested: Notify::new(),
@@ -153,7 +160,9 @@ impl AppState {
             stopping: std::sync::atomic::AtomicBool::new(false),
             progress: progress::ProgressBoard::default(),
             live: LiveJobs::default(),
+            body_budget: BodyBudget::new(settings.max_body_bytes_in_flight),
             shutdown: tokio::sync::watch::Sender::new(false),
+            settings,
         }))
     }
 
@@ -182,5 +191,64 @@ impl AppState {
     /// Whether [`AppState::begin_shutdown`] was called.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A bound on the bytes of request bodies being read and processed at once: a semaphore
+/// with one permit per KiB. A body takes permits as it is read (all at once when its
+/// length is declared) and holds them until its request is answered.
+#[derive(Debug)]
+pub struct BodyBudget {
+    /// `None`: no bound.
+    permits: Option<tokio::sync::Semaphore>,
+    limit: u64,
+}
+
+/// The room one body holds in the [`BodyBudget`]; given back when dropped.
+#[derive(Debug, Default)]
+pub struct BodyRoom<'a> {
+    permit: Option<tokio::sync::SemaphorePermit<'a>>,
+    kib: u64,
+}
+
+impl BodyBudget {
+    /// A budget of `limit` bytes (0 = no bound).
+    pub fn new(limit: u64) -> Self {
+        let kib = usize::try_from(limit.div_ceil(1024))
+            .unwrap_or(usize::MAX)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        Self {
+            permits: (limit > 0).then(|| tokio::sync::Semaphore::new(kib)),
+            limit,
+        }
+    }
+
+    /// The bound in bytes (0 = none).
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Grow `room` to hold `bytes` in all; `false` (and `room` unchanged) when the budget
+    /// has not that much left. Never waits.
+    pub fn grow<'a>(&'a self, room: &mut BodyRoom<'a>, bytes: u64) -> bool {
+        let Some(sem) = &self.permits else {
+            return true;
+        };
+        let want = bytes.div_ceil(1024);
+        if want <= room.kib {
+            return true;
+        }
+        let Ok(more) = u32::try_from(want - room.kib) else {
+            return false;
+        };
+        let Ok(permit) = sem.try_acquire_many(more) else {
+            return false;
+        };
+        match &mut room.permit {
+            Some(held) => held.merge(permit),
+            None => room.permit = Some(permit),
+        }
+        room.kib = want;
+        true
     }
 }

@@ -1,14 +1,17 @@
 //! `/api/jobs`: submit, list, get, cancel, reprioritise.
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{JobResponse, QueryMap, SMALL_BODY_LIMIT, SUBMIT_BODY_LIMIT, job_response, json_body};
+use super::{
+    JobResponse, QueryMap, SMALL_BODY_LIMIT, SUBMIT_BODY_LIMIT, job_response, json_body,
+    read_budgeted,
+};
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
@@ -65,27 +68,43 @@ pub fn publish_with_files(
         (status = 413, description = "Too large", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
         (status = 429, description = "Queue full or user limit", body = ErrorBody),
+        (status = 503, description = "`server_busy`: too many bytes of submit bodies in flight (nothing stored; retry after `Retry-After` seconds), or `store_unavailable`", body = ErrorBody,
+            headers(("Retry-After" = Option<u32>, description = "Seconds to wait before a retry (on `server_busy`)"))),
     )
 )]
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let scope = caller.require_user()?;
-    let Some(body) = json_body(&headers, body, SUBMIT_BODY_LIMIT)? else {
+    // The room this body takes in the budget of bodies in flight is held until the answer.
+    let (bytes, _room) = read_budgeted(&state, &headers, body, SUBMIT_BODY_LIMIT).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::validation(
             "body",
             ErrorCode::MissingBody,
             "a JSON body is required",
         ));
-    };
+    }
+    if !super::declares_json(&headers) {
+        return Err(ApiError::unsupported_media_type());
+    }
+    // The workflow stays the JSON text it came in as (the body, kept by the job without a
+    // copy); only the small fields are read.
+    let text = String::from_utf8(bytes).map_err(|e| {
+        ApiError::malformed_json(format!(
+            "it is not UTF-8 (at byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    let parsed = model::parse_submit(&text)?;
     let key = match headers.get("idempotency-key") {
         Some(v) => Some(model::validate_idempotency_key(v.to_str().unwrap_or(""))?),
         None => None,
     };
-    let new = model::validate_submit_owned(body, key)?;
+    let new = parsed.validate(text, key)?;
     if let Some(user) = scope {
         if user != new.user_id {
             return Err(
@@ -108,7 +127,7 @@ pub async fn submit(
     // of them so the one that can run it gets the chance.
     let anyone = new.requirements.is_empty();
     let has_inputs = !new.inputs.is_empty();
-    let submitted = match state.store.submit(new, limits, state.now()).await {
+    let submitted = match state.store.submit_raw(new, limits, state.now()).await {
         Ok(s) => s,
         Err(StoreError::Backend(e)) => {
             tracing::error!(error = %Chain(&e), "store error on a submit; the job may be stored");

@@ -161,6 +161,54 @@ pub(crate) fn json_body(
         .map_err(ApiError::malformed_json)
 }
 
+/// Read a request body of at most `limit` bytes, taking room for it in the state's
+/// [`crate::state::BodyBudget`] as it is read: a declared length takes it all before a byte is
+/// read, a body without one as its chunks arrive. Over the budget: 503 `server_busy`
+/// (with `Retry-After`), the rest of the body unread; over `limit`: 413.
+pub(crate) async fn read_budgeted<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<(Vec<u8>, crate::state::BodyRoom<'a>), ApiError> {
+    use axum::body::HttpBody;
+    use futures_util::StreamExt;
+
+    let budget = &state.body_budget;
+    let declared = body.size_hint().exact().or_else(|| {
+        headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    });
+    let too_large = || ApiError::from(InputError::too_large("body", limit));
+    let mut room = crate::state::BodyRoom::default();
+    if let Some(n) = declared {
+        if n > limit as u64 {
+            return Err(too_large());
+        }
+        if !budget.grow(&mut room, n) {
+            return Err(ApiError::server_busy(budget.limit()));
+        }
+    }
+    let capacity = declared.map_or(0, |n| usize::try_from(n).unwrap_or(limit).min(limit));
+    let mut buf = Vec::with_capacity(capacity);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::malformed_json(format!("the body could not be read: {e}")))?;
+        let total = buf.len() + chunk.len();
+        if total > limit {
+            return Err(too_large());
+        }
+        if !budget.grow(&mut room, total as u64) {
+            return Err(ApiError::server_busy(budget.limit()));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((buf, room))
+}
+
 /// Parse a job id from the path. An id that is not a UUID names no job: 404.
 pub(crate) fn parse_job_id(s: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(s).map_err(|_| ApiError::job_not_found())

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::clock::Millis;
 use crate::lifecycle::{Failure, LeaseKind, LeaseState};
-use crate::model::{FileRecord, FileRole, Job, NewJob, Status, Upload, WorkerRecord};
+use crate::model::{FileRecord, FileRole, Job, NewJob, RawNewJob, Status, Upload, WorkerRecord};
 use crate::scheduler::WorkerInfo;
 
 mod error;
@@ -133,6 +133,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limits: SubmitLimits,
         now: Millis,
     ) -> Result<Submitted, StoreError>;
+
+    /// [`Store::submit`] of a job whose workflow is the JSON text the client sent (the HTTP
+    /// submit's path): stored as it is, never parsed into a tree. Both backends implement
+    /// it; this default (for wrappers and test doubles) parses it and calls `submit`.
+    async fn submit_raw(
+        &self,
+        job: RawNewJob,
+        limits: SubmitLimits,
+        now: Millis,
+    ) -> Result<Submitted, StoreError> {
+        let job = job.into_value().map_err(BackendError::from)?;
+        self.submit(job, limits, now).await
+    }
 
     /// One job.
     async fn get(&self, id: Uuid) -> Result<Option<Job>, StoreError>;

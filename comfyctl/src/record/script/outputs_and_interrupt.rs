@@ -1,4 +1,4 @@
-//! 081–088: every output kind in one prompt; a run interrupted while it
+//! 081–088: every output kind in one prompt; a run interrupted before it
 //! saves, traced on the WebSocket.
 
 use super::super::RecordError;
@@ -10,6 +10,10 @@ use super::{
     TracedRun, history, job, new_client_id, post_json, probe_with, submit, traced_run, wait_running,
 };
 use serde_json::json;
+
+/// The node of the slow prompt (ImageScale, the one before SaveImage) whose
+/// `executing` message sends the interrupt.
+pub(super) const INTERRUPT_DURING: &str = "2";
 
 pub(super) async fn run(s: &mut Session<'_>) -> Result<(), RecordError> {
     let mixed = traced_run(
@@ -59,11 +63,18 @@ pub(super) async fn run(s: &mut Session<'_>) -> Result<(), RecordError> {
         return Ok(());
     };
     let mut socket = socket.ok();
-    // Interrupt while the last node (SaveImage) runs, as the recordings did.
+    // Interrupt while an earlier node runs, not the last. ComfyUI reads its
+    // interrupt flag only between nodes and inside nodes that loop (samplers):
+    // an interrupt sent once SaveImage, the last node, has started is never
+    // seen and the prompt succeeds (real 0.9.2, 0.11.1 and 0.33.0 did). Sent
+    // while ImageScale runs, the flag stops the prompt as SaveImage starts:
+    // `execution_interrupted` at node 3, as every recorded set has it.
     match socket.as_mut() {
         Some(t) => {
-            t.until(s.job_timeout, |m| trace::is_executing(m, &id, "3"))
-                .await;
+            t.until(s.job_timeout, |m| {
+                trace::is_executing(m, &id, INTERRUPT_DURING)
+            })
+            .await;
         }
         None => wait_running(s, Some(&id)).await?,
     }

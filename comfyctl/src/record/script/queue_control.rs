@@ -5,6 +5,7 @@ use super::super::RecordError;
 use super::super::capture::Request;
 use super::super::session::Session;
 use super::super::session::prompt_id_of;
+use super::super::trace::{self, Trace};
 use super::prompts::slow_prompt;
 use super::{history, job, new_client_id, post_json, probe_with, submit, wait_idle, wait_running};
 use serde_json::json;
@@ -12,6 +13,8 @@ use serde_json::json;
 pub(super) async fn run(s: &mut Session<'_>) -> Result<(), RecordError> {
     wait_idle(s).await?;
     let client = new_client_id();
+    // The slow prompts' messages, to see slow-1 start (none if no socket).
+    let mut socket = Trace::open(&s.core, &client).await.ok();
     let mut slow = Vec::new();
     for (n, color) in [(1, 1), (2, 2), (3, 3)] {
         let resp = s
@@ -23,7 +26,21 @@ pub(super) async fn run(s: &mut Session<'_>) -> Result<(), RecordError> {
         slow.push(prompt_id_of(&resp));
     }
     let [first, second, third] = [slow[0].clone(), slow[1].clone(), slow[2].clone()];
-    wait_running(s, first.as_deref()).await?;
+    // The targeted interrupt must reach slow-1 before its last node (SaveImage)
+    // starts: ComfyUI reads the flag only between nodes, so one sent while
+    // SaveImage runs lets the prompt succeed. The probes below take
+    // milliseconds, so from the `executing` of slow-1's first node the
+    // interrupt arrives while node 1 or 2 runs, as the recordings have it
+    // (`execution_interrupted` at node 2, at node 3 in 0.9.2). Without a socket,
+    // the queue is polled until slow-1 runs.
+    match (socket.as_mut(), first.as_deref()) {
+        (Some(t), Some(id)) => {
+            t.until(s.job_timeout, |m| trace::is_executing(m, id, "1"))
+                .await;
+        }
+        _ => wait_running(s, first.as_deref()).await?,
+    }
+    drop(socket);
     s.probe("queue-busy", Request::get("/queue")).await?;
     s.probe("jobs-busy", Request::get("/api/jobs")).await?;
     s.probe(

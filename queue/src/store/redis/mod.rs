@@ -36,7 +36,7 @@ use super::{
 };
 use crate::clock::Millis;
 use crate::lifecycle::{Failure, LeaseKind, LeaseState};
-use crate::model::{FileRecord, FileRole, Job, NewJob, Status, Upload, WorkerRecord};
+use crate::model::{FileRecord, FileRole, Job, NewJob, RawNewJob, Status, Upload, WorkerRecord};
 use crate::scheduler::{Requirements, WorkerInfo};
 
 /// The Redis store.
@@ -124,8 +124,18 @@ impl Store for RedisStore {
         limits: SubmitLimits,
         now: Millis,
     ) -> Result<Submitted, StoreError> {
+        self.submit_raw(new.into_raw()?, limits, now).await
+    }
+
+    async fn submit_raw(
+        &self,
+        new: RawNewJob,
+        limits: SubmitLimits,
+        now: Millis,
+    ) -> Result<Submitted, StoreError> {
         let id = Uuid::new_v4().to_string();
-        let workflow = serde_json::to_string(&new.workflow)?;
+        // The workflow is stored as the text it was sent in.
+        let workflow = new.workflow.get();
         let metadata = serde_json::to_string(&new.metadata)?;
         let idem = new.idempotency_key.clone().unwrap_or_default();
         let inputs = serde_json::to_string(&new.inputs)?;
@@ -137,7 +147,7 @@ impl Store for RedisStore {
                     &new.user_id,
                     &new.priority.to_string(),
                     &now.to_string(),
-                    &workflow,
+                    workflow,
                     &metadata,
                     &limits.max_attempts.max(1).to_string(),
                     &new.requirements.class_key(),

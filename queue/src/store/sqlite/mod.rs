@@ -33,7 +33,7 @@ use super::{
 };
 use crate::clock::Millis;
 use crate::lifecycle::{self, Expired, Failure, LeaseKind, LeaseState};
-use crate::model::{FileRecord, FileRole, Job, NewJob, Status, Upload, WorkerRecord};
+use crate::model::{FileRecord, FileRole, Job, NewJob, RawNewJob, Status, Upload, WorkerRecord};
 use crate::scheduler::WorkerInfo;
 
 /// The SQLite store.
@@ -98,6 +98,15 @@ impl Store for SqliteStore {
         limits: SubmitLimits,
         now: Millis,
     ) -> Result<Submitted, StoreError> {
+        self.submit_raw(new.into_raw()?, limits, now).await
+    }
+
+    async fn submit_raw(
+        &self,
+        new: RawNewJob,
+        limits: SubmitLimits,
+        now: Millis,
+    ) -> Result<Submitted, StoreError> {
         self.call(move |ctx| {
             let conn = &ctx.conn;
             if let Some(key) = &new.idempotency_key {
@@ -154,25 +163,27 @@ impl Store for SqliteStore {
                 }
             }
             let id = Uuid::new_v4();
-            let workflow = serde_json::to_string(&new.workflow)?;
+            // The workflow is stored as the text it was sent in. SQLite copies a text when
+            // it is bound, so the body it is part of is dropped before the row is built:
+            // one submit holds two copies of it at a time, not three.
+            let workflow = new.workflow;
             let metadata = serde_json::to_string(&new.metadata)?;
-            conn.prepare_cached(
+            let mut insert = conn.prepare_cached(
                 "INSERT INTO jobs(id, user_id, status, priority, created_at, workflow, metadata, \
                  max_attempts, req_class, idem_key) VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )
-            ?
-            .execute(params![
-                id.to_string(),
-                new.user_id,
-                new.priority,
-                now,
-                workflow,
-                metadata,
-                limits.max_attempts.max(1),
-                new.requirements.class_key(),
-                new.idempotency_key,
-            ])
-            ?;
+            )?;
+            insert.raw_bind_parameter(1, id.to_string())?;
+            insert.raw_bind_parameter(2, &new.user_id)?;
+            insert.raw_bind_parameter(3, new.priority)?;
+            insert.raw_bind_parameter(4, now)?;
+            insert.raw_bind_parameter(5, workflow.get())?;
+            insert.raw_bind_parameter(6, metadata)?;
+            insert.raw_bind_parameter(7, limits.max_attempts.max(1))?;
+            insert.raw_bind_parameter(8, new.requirements.class_key())?;
+            insert.raw_bind_parameter(9, &new.idempotency_key)?;
+            drop(workflow);
+            insert.raw_execute()?;
+            drop(insert);
             for (input, upload) in new.inputs.iter().zip(&uploads) {
                 let file = FileRecord {
                     role: FileRole::Input,
