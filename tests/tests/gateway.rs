@@ -105,6 +105,14 @@ impl Platform {
     }
 }
 
+/// An HTTP client whose calls fail after a minute instead of hanging a test.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
 fn as_user(req: reqwest::RequestBuilder, user: &str) -> reqwest::RequestBuilder {
     req.header("X-Forwarded-User", user)
 }
@@ -220,7 +228,7 @@ fn tiny_prompt(prefix: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_in_the_users_frontend_runs_on_the_pool_and_comes_back_as_comfyui_answers() {
     let p = platform().await;
-    let http = reqwest::Client::new();
+    let http = client();
     let gw = &p.gateway;
 
     // The socket first, as the frontend opens it; its greeting is alice's own ComfyUI's.
@@ -391,7 +399,7 @@ async fn a_run_in_the_users_frontend_runs_on_the_pool_and_comes_back_as_comfyui_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_else_passes_through_to_the_users_own_comfyui_byte_exact() {
     let p = platform().await;
-    let http = reqwest::Client::new();
+    let http = client();
     let gw = &p.gateway;
     // Userdata with an encoded slash: ComfyUI answers 404 when it is decoded on the way.
     let post = as_user(
@@ -464,7 +472,7 @@ async fn everything_else_passes_through_to_the_users_own_comfyui_byte_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupt_cancels_only_the_users_own_running_job() {
     let p = platform().await;
-    let http = reqwest::Client::new();
+    let http = client();
     let gw = &p.gateway;
     // A prompt long enough to be interrupted (many nodes at 60 ms each).
     let prompt = chain_prompt(40, "long");
@@ -517,7 +525,7 @@ async fn interrupt_cancels_only_the_users_own_running_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_uploaded_to_the_users_comfyui_travels_with_the_job() {
     let p = platform().await;
-    let http = reqwest::Client::new();
+    let http = client();
     let gw = &p.gateway;
     // The frontend uploads into its own ComfyUI (passed through).
     let form = reqwest::multipart::Form::new()
@@ -570,7 +578,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_gateway_restart_the_queue_panel_shows_the_users_jobs_again() {
     let p = platform().await;
-    let http = reqwest::Client::new();
+    let http = client();
     // A prompt that runs a while.
     let prompt = chain_prompt(30, "restart");
     let accepted: Value = as_user(http.post(format!("{}/bob/api/prompt", p.gateway)), "bob")
@@ -648,7 +656,7 @@ async fn a_browser_socket_that_stops_answering_is_closed_and_a_live_one_is_kept(
     .await;
     assert!(ended.is_ok(), "the silent socket was never closed");
     // The live one still carries messages: a Run's status reaches it.
-    let http = reqwest::Client::new();
+    let http = client();
     let r = as_user(
         http.post(format!("{}/alice/api/prompt", p.gateway)),
         "alice",
@@ -665,7 +673,7 @@ async fn a_browser_socket_that_stops_answering_is_closed_and_a_live_one_is_kept(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn templates_are_provisioned_without_overwriting_what_the_user_changed() {
     let p = platform().await;
-    let http = reqwest::Client::new();
+    let http = client();
     // Alice changed her copy of one template before.
     let mine = r#"{"nodes": [], "note": "alice's version"}"#;
     let r = http
@@ -740,7 +748,7 @@ async fn catalogue_published(http: &reqwest::Client, queue: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prompt_the_pool_cannot_run_is_refused_as_comfyui_refuses_it_and_one_it_can_runs() {
     let p = platform().await;
-    let http = reqwest::Client::new();
+    let http = client();
     let gw = &p.gateway;
     catalogue_published(&http, &p.queue.url()).await;
     let submit = |user: &'static str, prompt: Value| {
@@ -815,7 +823,7 @@ async fn a_prompt_the_pool_cannot_run_is_refused_as_comfyui_refuses_it_and_one_i
 async fn comfy_account_secrets_reach_the_gpu_comfyui_and_are_never_in_the_queue_in_clear() {
     const SECRET: &str = "comfyui-0123456789abcdef-secret";
     let p = platform().await;
-    let http = reqwest::Client::new();
+    let http = client();
     let gw = &p.gateway;
     let body = json!({"client_id": "c", "prompt": tiny_prompt("signed_in"), "extra_data": {
         "api_key_comfy_org": SECRET,
