@@ -373,20 +373,8 @@ pub async fn get(
     if !named_by_a_worker(&state, &sha256).await? {
         return Err(not_found());
     }
-    let etag = format!("\"{sha256}\"");
-    let mut out = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        out.insert(header::ETAG, v);
-    }
-    out.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=31536000, immutable"),
-    );
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
+    let (mut out, unchanged) = super::files::content_addressed(&sha256, &headers);
+    if unchanged {
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
     }
     let blob = match state.files.get(&id, None).await {
