@@ -8,35 +8,15 @@ mod common;
 
 use axum::http::StatusCode;
 use comfy_queue::Settings;
-use comfy_queue::auth::AuthConfig;
 use comfy_queue::clock::{Clock, SystemClock};
-use common::{Resp, TestApp, test_app};
+use common::{ADMIN, ALICE, Resp, TestApp, WORKER, assert_error, authed_settings, test_app};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-const WORKER: (&str, &str) = ("authorization", "Bearer wtok");
-const ADMIN: (&str, &str) = ("authorization", "Bearer atok");
-const ALICE: (&str, &str) = ("x-forwarded-user", "alice");
 const BAD: (&str, &str) = ("authorization", "Bearer nope");
 
-fn settings() -> Settings {
-    Settings {
-        auth: AuthConfig {
-            worker_token: Some("wtok".into()),
-            admin_token: Some("atok".into()),
-            user_header: "X-Forwarded-User".into(),
-        },
-        ..Settings::default()
-    }
-}
-
 fn app() -> TestApp {
-    test_app(settings())
-}
-
-fn assert_error(r: &Resp, status: StatusCode, code: &str) {
-    assert_eq!(r.status, status, "{}", r.text);
-    assert_eq!(r.json["error"]["code"], code, "{}", r.text);
+    test_app(authed_settings())
 }
 
 fn sha(bytes: &[u8]) -> String {
@@ -260,7 +240,7 @@ async fn a_body_with_another_hash_is_422_and_nothing_is_kept() {
 async fn a_catalogue_over_the_limit_is_413() {
     let a = test_app(Settings {
         max_catalogue_bytes: 100,
-        ..settings()
+        ..authed_settings()
     });
     let bytes = catalogue("a-long-model-name-that-makes-this-catalogue-larger.safetensors");
     assert!(bytes.len() > 100);

@@ -7,34 +7,12 @@ mod common;
 
 use axum::http::StatusCode;
 use comfy_queue::Settings;
-use comfy_queue::auth::AuthConfig;
 use comfy_queue::clock::{Clock, SystemClock};
-use common::{Resp, TestApp, test_app};
+use common::{ADMIN, ALICE, BOB, Resp, TestApp, WORKER, assert_error, authed_settings, test_app};
 use serde_json::{Value, json};
 
-const WORKER: (&str, &str) = ("authorization", "Bearer wtok");
-const ADMIN: (&str, &str) = ("authorization", "Bearer atok");
-const ALICE: (&str, &str) = ("x-forwarded-user", "alice");
-const BOB: (&str, &str) = ("x-forwarded-user", "bob");
-
-fn settings() -> Settings {
-    Settings {
-        auth: AuthConfig {
-            worker_token: Some("wtok".into()),
-            admin_token: Some("atok".into()),
-            user_header: "X-Forwarded-User".into(),
-        },
-        ..Settings::default()
-    }
-}
-
 fn app() -> TestApp {
-    test_app(settings())
-}
-
-fn assert_error(r: &Resp, status: StatusCode, code: &str) {
-    assert_eq!(r.status, status, "{}", r.text);
-    assert_eq!(r.json["error"]["code"], code, "{}", r.text);
+    test_app(authed_settings())
 }
 
 /// Some bytes that are not valid UTF-8, so nothing reads them as text by accident.
@@ -387,7 +365,7 @@ async fn a_stale_lease_cannot_upload() {
     let a = test_app(Settings {
         lease_ms: 1000,
         legacy_lease_ms: 1000,
-        ..settings()
+        ..authed_settings()
     });
     a.submit_as(ADMIN, "alice").await;
     let (id, old, _) = lease(&a, "gpu-1").await;
@@ -575,7 +553,7 @@ async fn inputs_must_be_the_users_uploads() {
 async fn upload_names_users_and_limits() {
     let a = test_app(Settings {
         max_file_bytes: 1000,
-        ..settings()
+        ..authed_settings()
     });
     // Over the limit, with and without a declared length.
     let r = upload(&a, ALICE, "big.png", &png(2000, 1)).await;
@@ -883,7 +861,11 @@ async fn files_over_redis() {
     let store = comfy_queue::store::redis::RedisStore::connect(&server.url(), "files")
         .await
         .unwrap();
-    let a = common::test_app_with(std::sync::Arc::new(store), settings(), Box::new(server));
+    let a = common::test_app_with(
+        std::sync::Arc::new(store),
+        authed_settings(),
+        Box::new(server),
+    );
     let photo = png(700, 4);
     let r = upload(&a, ALICE, "photo.png", &photo).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);

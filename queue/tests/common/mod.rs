@@ -183,3 +183,31 @@ impl TestApp {
         r.json["id"].as_str().unwrap().to_owned()
     }
 }
+
+/// The worker token of [`authed_settings`], as a header.
+pub const WORKER: (&str, &str) = ("authorization", "Bearer wtok");
+/// The admin token of [`authed_settings`], as a header.
+pub const ADMIN: (&str, &str) = ("authorization", "Bearer atok");
+/// The user alice, named by the trusted header of [`authed_settings`].
+pub const ALICE: (&str, &str) = ("x-forwarded-user", "alice");
+/// The user bob.
+pub const BOB: (&str, &str) = ("x-forwarded-user", "bob");
+
+/// Settings with auth on: worker token `wtok`, admin token `atok`, users in
+/// `X-Forwarded-User`.
+pub fn authed_settings() -> Settings {
+    Settings {
+        auth: comfy_queue::auth::AuthConfig {
+            worker_token: Some("wtok".into()),
+            admin_token: Some("atok".into()),
+            user_header: "X-Forwarded-User".into(),
+        },
+        ..Settings::default()
+    }
+}
+
+/// Asserts the answer is `status` with the API's error `code`.
+pub fn assert_error(r: &Resp, status: axum::http::StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{}", r.text);
+    assert_eq!(r.json["error"]["code"], code, "{}", r.text);
+}
