@@ -672,6 +672,26 @@ fn content_disposition(filename: &str) -> String {
     format!("inline; filename=\"{ascii}\"; filename*=UTF-8''{exact}")
 }
 
+/// The caching headers of bytes named by their SHA-256 (`ETag` = the quoted
+/// hash; private, immutable for a year), and whether the request's
+/// `If-None-Match` already names them (then the answer is 304).
+pub(crate) fn content_addressed(sha256: &str, request: &HeaderMap) -> (HeaderMap, bool) {
+    let etag = format!("\"{sha256}\"");
+    let mut out = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        out.insert(header::ETAG, v);
+    }
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    let unchanged = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    (out, unchanged)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -743,24 +763,4 @@ mod tests {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("nonsense"));
         assert_eq!(content_type_for(&h, "a.png"), "image/png");
     }
-}
-
-/// The caching headers of bytes named by their SHA-256 (`ETag` = the quoted
-/// hash; private, immutable for a year), and whether the request's
-/// `If-None-Match` already names them (then the answer is 304).
-pub(crate) fn content_addressed(sha256: &str, request: &HeaderMap) -> (HeaderMap, bool) {
-    let etag = format!("\"{sha256}\"");
-    let mut out = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        out.insert(header::ETAG, v);
-    }
-    out.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=31536000, immutable"),
-    );
-    let unchanged = request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    (out, unchanged)
 }

@@ -211,3 +211,57 @@ pub fn assert_error(r: &Resp, status: axum::http::StatusCode, code: &str) {
     assert_eq!(r.status, status, "{}", r.text);
     assert_eq!(r.json["error"]["code"], code, "{}", r.text);
 }
+
+/// An API prompt of `nodes` nodes, as the submit-memory benchmark sends it.
+pub fn big_submit(nodes: usize) -> Vec<u8> {
+    let mut w = serde_json::Map::new();
+    for i in 0..nodes {
+        w.insert(
+            i.to_string(),
+            serde_json::json!({"class_type": "EmptyImage",
+                "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": i},
+                "_meta": {"title": format!("Empty Image number {i}")}}),
+        );
+    }
+    serde_json::to_vec(&serde_json::json!({"user_id": "u1", "workflow": w})).unwrap()
+}
+
+/// Submits one large body to `a` and asserts that the live bytes of the test
+/// binary (read from its counting allocator through `usage`, `reset_peak`
+/// and `peak`) peaked at most 3× the body over where they started.
+pub async fn one_large_submit_within_three_bodies(
+    a: &TestApp,
+    usage: impl Fn() -> usize,
+    reset_peak: impl Fn(),
+    peak: impl Fn() -> usize,
+) {
+    // The first submit allocates what every later one reuses (statements, caches).
+    a.submit("u1", 2).await;
+    let body = big_submit(25_000);
+    let len = body.len();
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/jobs")
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    let base = usage();
+    reset_peak();
+    let resp = a.app.clone().oneshot(req).await.unwrap();
+    let held = peak().saturating_sub(base);
+    let status = resp.status();
+    drop(resp);
+    println!(
+        "body {len} bytes, peak {held} bytes over the start: {:.2}x",
+        held as f64 / len as f64
+    );
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(
+        held <= 3 * len,
+        "one submit of {len} bytes held {held} bytes at its peak ({:.1}x the body; at most 3x)",
+        held as f64 / len as f64
+    );
+    // The job is stored and listed as any other.
+    let jobs = a.get("/api/jobs").await;
+    assert_eq!(jobs.json.as_array().map(Vec::len), Some(2), "{}", jobs.text);
+}

@@ -32,14 +32,30 @@ impl RedisStore {
         args: &[&str],
         retry: bool,
     ) -> Result<T, StoreError> {
-        let once = || async {
+        // One `EVALSHA` command built once and sent as often as needed: the
+        // arguments are copied into it once (a script invocation copies them
+        // twice more, which for a submit is its whole workflow).
+        let bytes = args.iter().map(|a| a.len()).sum::<usize>() + self.prefix.len() + 64;
+        let mut cmd = redis::Cmd::with_capacity(args.len() + 4, bytes);
+        cmd.arg("EVALSHA")
+            .arg(script.get_hash())
+            .arg(0)
+            .arg(&self.prefix);
+        for a in args {
+            cmd.arg(*a);
+        }
+        let cmd = &cmd;
+        let once = || async move {
             let mut conn = self.conn.clone();
-            let mut inv = script.prepare_invoke();
-            inv.arg(&self.prefix);
-            for a in args {
-                inv.arg(*a);
+            match cmd.query_async::<T>(&mut conn).await {
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    script.load_async(&mut conn).await?;
+                    cmd.query_async::<T>(&mut conn).await
+                }
+                other => other,
             }
-            inv.invoke_async::<T>(&mut conn).await
         };
         if !retry {
             return once().await.map_err(StoreError::from);
