@@ -182,3 +182,81 @@ async fn a_workflow_nested_past_what_can_be_handed_out_is_refused_before_it_is_s
     let jobs = a.get("/api/jobs").await;
     assert_eq!(jobs.json.as_array().map(Vec::len), Some(1), "{}", jobs.text);
 }
+
+#[tokio::test]
+async fn a_result_past_the_bytes_in_flight_is_refused_with_retry_after_and_taken_later() {
+    let config = Config::try_parse_from([
+        "comfy-queue",
+        "--max-pending",
+        "0",
+        "--max-body-bytes-in-flight",
+        &(3 * MIB).to_string(),
+    ])
+    .unwrap();
+    let a = common::test_app(config.settings());
+    let id = a.submit("u1", 2).await;
+    let leased = a.get("/api/workers/next-job?worker_id=w1").await;
+    assert_eq!(leased.json["job"]["id"], id.as_str(), "{}", leased.text);
+
+    // Three submits of 1 MiB are being sent and hold the whole budget.
+    let body = body_of(MIB);
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let (tx, req_body) = streamed();
+        let app = a.app.clone();
+        let answer =
+            tokio::spawn(async move { app.oneshot(submit_request(req_body, Some(MIB))).await });
+        tx.send(Bytes::copy_from_slice(&body[..1000]))
+            .await
+            .unwrap();
+        tx.send(Bytes::copy_from_slice(&body[1000..2000]))
+            .await
+            .unwrap();
+        open.push((tx, answer));
+    }
+
+    // A 1 MiB result does not fit: 503 with Retry-After, and the job still runs.
+    let result = {
+        let mut r = br#"{"result":{"pad":""#.to_vec();
+        r.resize(MIB - 3, b'x');
+        r.extend_from_slice(br#""}}"#);
+        r
+    };
+    let complete = |result: Vec<u8>| {
+        Request::builder()
+            .method("POST")
+            .uri(format!("/api/workers/complete-job?job_id={id}"))
+            .header("content-type", "application/json")
+            .header("content-length", result.len().to_string())
+            .body(Body::from(result))
+            .unwrap()
+    };
+    let resp = a
+        .app
+        .clone()
+        .oneshot(complete(result.clone()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().get("retry-after").is_some());
+    assert_eq!(json_of(resp).await["error"]["code"], "server_busy");
+    assert_eq!(
+        a.get(&format!("/api/jobs/{id}")).await.json["status"],
+        "running"
+    );
+
+    // Once the submits are in, the worker's retry is taken.
+    for (tx, answer) in open {
+        tx.send(Bytes::copy_from_slice(&body[2000..]))
+            .await
+            .unwrap();
+        drop(tx);
+        assert_eq!(answer.await.unwrap().unwrap().status(), StatusCode::CREATED);
+    }
+    let resp = a.app.clone().oneshot(complete(result)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        a.get(&format!("/api/jobs/{id}")).await.json["status"],
+        "completed"
+    );
+}

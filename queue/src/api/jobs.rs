@@ -68,7 +68,7 @@ pub fn publish_with_files(
         (status = 413, description = "Too large", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
         (status = 429, description = "Queue full or user limit", body = ErrorBody),
-        (status = 503, description = "`server_busy`: too many bytes of submit bodies in flight (nothing stored; retry after `Retry-After` seconds), or `store_unavailable`", body = ErrorBody,
+        (status = 503, description = "`server_busy`: too many bytes of bodies (submits and results) in flight (nothing stored; retry after `Retry-After` seconds), or `store_unavailable`", body = ErrorBody,
             headers(("Retry-After" = Option<u32>, description = "Seconds to wait before a retry (on `server_busy`)"))),
     )
 )]

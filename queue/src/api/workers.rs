@@ -335,6 +335,8 @@ fn outer_lease_token(q: &HashMap<String, String>, headers: &HeaderMap) -> Option
         (status = 413, body = ErrorBody),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 422, body = ErrorBody),
+        (status = 503, description = "`server_busy`: too many bytes of bodies in flight (nothing recorded; retry after `Retry-After` seconds), or `store_unavailable`", body = ErrorBody,
+            headers(("Retry-After" = Option<u32>, description = "Seconds to wait before a retry (on `server_busy`)"))),
     )
 )]
 pub async fn complete_job(
@@ -342,11 +344,17 @@ pub async fn complete_job(
     caller: Caller,
     headers: HeaderMap,
     query: QueryMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Json<WorkerAck>, ApiError> {
     caller.require_worker()?;
     let q = super::query_map(query)?;
-    let mut obj = body_object(json_body(&headers, body, RESULT_BODY_LIMIT)?)?;
+    // A result (up to 51 MB) counts against the bytes in flight as a submit does.
+    let (bytes, _room) = super::read_budgeted(&state, &headers, body, RESULT_BODY_LIMIT).await?;
+    let mut obj = body_object(json_body(
+        &headers,
+        Ok(Bytes::from(bytes)),
+        RESULT_BODY_LIMIT,
+    )?)?;
     let id = job_id(&q, &mut obj)?;
     let outer = outer_lease_token(&q, &headers);
     if outer.is_some() {
