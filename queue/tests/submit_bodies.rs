@@ -50,6 +50,48 @@ fn streamed() -> (mpsc::Sender<Bytes>, Body) {
     (tx, Body::from_stream(stream))
 }
 
+/// A submit being answered while its body is still being sent.
+type Open = (
+    mpsc::Sender<Bytes>,
+    tokio::task::JoinHandle<Result<axum::response::Response, Infallible>>,
+);
+
+/// Starts `n` submits of `body` (its length declared) and sends the first 2,000 bytes of
+/// each: the server has taken room for every one of them and waits for the rest.
+async fn hold_submits(a: &common::TestApp, body: &[u8], n: usize) -> Vec<Open> {
+    let mut open = Vec::new();
+    for _ in 0..n {
+        let (tx, req_body) = streamed();
+        let app = a.app.clone();
+        let len = body.len();
+        let answer =
+            tokio::spawn(async move { app.oneshot(submit_request(req_body, Some(len))).await });
+        // The first chunk is taken by the server once it reads the body, which it does
+        // after it took room for the declared length.
+        tx.send(Bytes::copy_from_slice(&body[..1000]))
+            .await
+            .unwrap();
+        tx.send(Bytes::copy_from_slice(&body[1000..2000]))
+            .await
+            .unwrap();
+        open.push((tx, answer));
+    }
+    open
+}
+
+/// Sends the rest of each held submit and checks it is accepted.
+async fn finish_submits(open: Vec<Open>, body: &[u8]) {
+    for (tx, answer) in open {
+        tx.send(Bytes::copy_from_slice(&body[2000..]))
+            .await
+            .unwrap();
+        drop(tx);
+        let resp = answer.await.unwrap().unwrap();
+        let status = resp.status();
+        assert_eq!(status, StatusCode::CREATED, "{}", json_of(resp).await);
+    }
+}
+
 async fn json_of(resp: axum::response::Response) -> serde_json::Value {
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await
@@ -71,22 +113,7 @@ async fn submits_past_the_bytes_in_flight_are_refused_with_retry_after_and_not_s
 
     // Three bodies of 1 MiB each are being sent: together they take the whole budget.
     let body = body_of(MIB);
-    let mut open = Vec::new();
-    for _ in 0..3 {
-        let (tx, req_body) = streamed();
-        let app = a.app.clone();
-        let answer =
-            tokio::spawn(async move { app.oneshot(submit_request(req_body, Some(MIB))).await });
-        // The first chunk is taken by the server once it reads the body, which it does
-        // after it took room for the declared length.
-        tx.send(Bytes::copy_from_slice(&body[..1000]))
-            .await
-            .unwrap();
-        tx.send(Bytes::copy_from_slice(&body[1000..2000]))
-            .await
-            .unwrap();
-        open.push((tx, answer));
-    }
+    let open = hold_submits(&a, &body, 3).await;
 
     // A fourth, declared: refused before its body is read.
     let resp = a
@@ -117,15 +144,7 @@ async fn submits_past_the_bytes_in_flight_are_refused_with_retry_after_and_not_s
     assert_eq!(json_of(resp).await["error"]["code"], "server_busy");
 
     // The three in flight finish and are accepted.
-    for (tx, answer) in open {
-        tx.send(Bytes::copy_from_slice(&body[2000..]))
-            .await
-            .unwrap();
-        drop(tx);
-        let resp = answer.await.unwrap().unwrap();
-        let status = resp.status();
-        assert_eq!(status, StatusCode::CREATED, "{}", json_of(resp).await);
-    }
+    finish_submits(open, &body).await;
     // Only they were stored.
     let jobs = a.get("/api/jobs").await;
     assert_eq!(jobs.json.as_array().map(Vec::len), Some(3), "{}", jobs.text);
@@ -200,20 +219,7 @@ async fn a_result_past_the_bytes_in_flight_is_refused_with_retry_after_and_taken
 
     // Three submits of 1 MiB are being sent and hold the whole budget.
     let body = body_of(MIB);
-    let mut open = Vec::new();
-    for _ in 0..3 {
-        let (tx, req_body) = streamed();
-        let app = a.app.clone();
-        let answer =
-            tokio::spawn(async move { app.oneshot(submit_request(req_body, Some(MIB))).await });
-        tx.send(Bytes::copy_from_slice(&body[..1000]))
-            .await
-            .unwrap();
-        tx.send(Bytes::copy_from_slice(&body[1000..2000]))
-            .await
-            .unwrap();
-        open.push((tx, answer));
-    }
+    let open = hold_submits(&a, &body, 3).await;
 
     // A 1 MiB result does not fit: 503 with Retry-After, and the job still runs.
     let result = {
@@ -246,13 +252,7 @@ async fn a_result_past_the_bytes_in_flight_is_refused_with_retry_after_and_taken
     );
 
     // Once the submits are in, the worker's retry is taken.
-    for (tx, answer) in open {
-        tx.send(Bytes::copy_from_slice(&body[2000..]))
-            .await
-            .unwrap();
-        drop(tx);
-        assert_eq!(answer.await.unwrap().unwrap().status(), StatusCode::CREATED);
-    }
+    finish_submits(open, &body).await;
     let resp = a.app.clone().oneshot(complete(result)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
