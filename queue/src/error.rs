@@ -187,9 +187,9 @@ error_codes! {
     /// The file store failed.
     FileStoreUnavailable = "file_store_unavailable", SERVICE_UNAVAILABLE,
         "the file store (local directory or S3) failed; nothing was recorded, retry the upload or download";
-    /// Too many bytes of submit bodies are being processed at once.
+    /// Too many bytes of bodies (submits, results) are being processed at once.
     ServerBusy = "server_busy", SERVICE_UNAVAILABLE,
-        "a submit whose body would take the bytes of submit bodies being read and processed at once past `--max-body-bytes-in-flight` (256 MiB); refused before its body is read (or as soon as a body without `Content-Length` passes it), nothing is stored; the answer has `Retry-After: 1`";
+        "a submit or complete-job whose body would take the bytes of bodies being read and processed at once past `--max-body-bytes-in-flight` (256 MiB); refused before its body is read (or as soon as a body without `Content-Length` passes it), nothing is stored; the answer has `Retry-After: 1`";
 }
 
 impl ErrorCode {
