@@ -62,25 +62,6 @@ async fn register(a: &TestApp, worker: &str, version: &str, catalogue: Option<&s
     .await
 }
 
-fn blob_count(a: &TestApp) -> usize {
-    fn walk(dir: &std::path::Path) -> usize {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return 0;
-        };
-        entries
-            .flatten()
-            .map(|e| {
-                if e.path().is_dir() {
-                    walk(&e.path())
-                } else {
-                    1
-                }
-            })
-            .sum()
-    }
-    walk(&a.files_dir.join("sha256"))
-}
-
 #[tokio::test]
 async fn a_worker_publishes_its_catalogue_and_every_caller_reads_it() {
     let a = app();
@@ -94,7 +75,7 @@ async fn a_worker_publishes_its_catalogue_and_every_caller_reads_it() {
     let r = put(&a, &[WORKER], &id, &bytes).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json, json!({"sha256": id, "size": bytes.len()}));
-    assert_eq!(blob_count(&a), 1);
+    assert_eq!(a.blob_count(), 1);
 
     // Not served before a registration names it.
     let r = a
@@ -165,7 +146,7 @@ async fn who_may_call_the_catalogue_routes() {
         StatusCode::FORBIDDEN,
         "forbidden",
     );
-    assert_eq!(blob_count(&a), 0);
+    assert_eq!(a.blob_count(), 0);
     assert_eq!(
         put(&a, &[ADMIN], &id, &bytes).await.status,
         StatusCode::CREATED
@@ -216,13 +197,13 @@ async fn a_body_with_another_hash_is_422_and_nothing_is_kept() {
     let r = put(&a, &[WORKER], &other, &bytes).await;
     assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch");
     assert_eq!(r.json["error"]["field"], "sha256");
-    assert_eq!(blob_count(&a), 0);
+    assert_eq!(a.blob_count(), 0);
     // Not 64 hex digits.
     for bad in ["abc", &"g".repeat(64), &"a".repeat(65)] {
         let r = put(&a, &[WORKER], bad, &bytes).await;
         assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_sha256");
     }
-    assert_eq!(blob_count(&a), 0);
+    assert_eq!(a.blob_count(), 0);
     // A registration naming bytes nobody stored is refused.
     let r = register(&a, "gpu-1", "0.11.1", Some(&other)).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "unknown_catalogue");
@@ -258,7 +239,7 @@ async fn a_catalogue_over_the_limit_is_413() {
             .unwrap()
             .contains("--max-catalogue-bytes")
     );
-    assert_eq!(blob_count(&a), 0);
+    assert_eq!(a.blob_count(), 0);
     // A small one passes.
     let small = br#"{"A": {"input": {}}}"#;
     assert_eq!(
@@ -277,7 +258,7 @@ async fn only_an_object_of_node_classes_is_a_catalogue() {
         let r = register(&a, "gpu-1", "0.11.1", Some(&sha(body))).await;
         assert_error(&r, StatusCode::BAD_REQUEST, "unknown_catalogue");
     }
-    assert_eq!(blob_count(&a), 0);
+    assert_eq!(a.blob_count(), 0);
     // Neither can a registration name another file of the store (a user's upload).
     let png = b"\x89PNG\r\n\x1a\n user bytes";
     let r = a
@@ -302,7 +283,7 @@ async fn only_an_object_of_node_classes_is_a_catalogue() {
         .await;
     assert_error(&r, StatusCode::NOT_FOUND, "catalogue_not_found");
     // Its upload is kept.
-    assert_eq!(blob_count(&a), 1);
+    assert_eq!(a.blob_count(), 1);
 }
 
 #[tokio::test]
@@ -429,13 +410,13 @@ async fn the_sweep_keeps_a_registered_catalogue_and_deletes_a_released_one() {
         );
     }
     register(&a, "gpu-1", "0.33.0", Some(&sha(&kept))).await;
-    assert_eq!(blob_count(&a), 2);
+    assert_eq!(a.blob_count(), 2);
 
     // Past the grace period: the catalogue nobody registered goes, the registered one stays.
     a.clock.set(start + grace + 60_000);
     let report = a.state.sweep_files_once().await.unwrap();
     assert_eq!(report.blobs_deleted, 1, "{report:?}");
-    assert_eq!(blob_count(&a), 1);
+    assert_eq!(a.blob_count(), 1);
     let r = a
         .req(
             "GET",
@@ -457,7 +438,7 @@ async fn the_sweep_keeps_a_registered_catalogue_and_deletes_a_released_one() {
     a.clock.set(start + 2 * grace + 120_000);
     let report = a.state.sweep_files_once().await.unwrap();
     assert_eq!(report.blobs_deleted, 1, "{report:?}");
-    assert_eq!(blob_count(&a), 1);
+    assert_eq!(a.blob_count(), 1);
     let r = a
         .req(
             "GET",

@@ -88,31 +88,6 @@ async fn put_output(
     .await
 }
 
-/// Blobs in the app's local file store.
-fn blob_count(a: &TestApp) -> usize {
-    walk(&a.files_dir.join("sha256"))
-}
-
-fn walk(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            if e.path().is_dir() {
-                walk(&e.path())
-            } else {
-                1
-            }
-        })
-        .sum()
-}
-
-fn temp_files(a: &TestApp) -> usize {
-    walk(&a.files_dir.join("tmp"))
-}
-
 #[tokio::test]
 async fn upload_submit_lease_download_and_outputs() {
     let a = app();
@@ -128,7 +103,7 @@ async fn upload_submit_lease_download_and_outputs() {
     let again = upload(&a, ALICE, "photo.png", &photo).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
     assert_eq!(again.json["sha256"], sha.as_str());
-    assert_eq!(blob_count(&a), 1);
+    assert_eq!(a.blob_count(), 1);
 
     let r = submit_with(
         &a,
@@ -357,7 +332,7 @@ async fn upload_submit_lease_download_and_outputs() {
         )
         .await;
     assert_error(&r, StatusCode::NOT_FOUND, "job_not_found");
-    assert_eq!(temp_files(&a), 0);
+    assert_eq!(a.temp_file_count(), 0);
 }
 
 #[tokio::test]
@@ -419,8 +394,8 @@ async fn a_hash_mismatch_stores_nothing() {
     )
     .await;
     assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch");
-    assert_eq!(blob_count(&a), 0);
-    assert_eq!(temp_files(&a), 0);
+    assert_eq!(a.blob_count(), 0);
+    assert_eq!(a.temp_file_count(), 0);
     let r = a
         .req("GET", &format!("/api/jobs/{id}"), &[ADMIN], None)
         .await;
@@ -446,7 +421,7 @@ async fn a_hash_mismatch_stores_nothing() {
         )
         .await;
     assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_sha256");
-    assert_eq!(blob_count(&a), 0);
+    assert_eq!(a.blob_count(), 0);
 }
 
 #[tokio::test]
@@ -568,8 +543,8 @@ async fn upload_names_users_and_limits() {
         )
         .await;
     assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
-    assert_eq!(blob_count(&a), 0);
-    assert_eq!(temp_files(&a), 0);
+    assert_eq!(a.blob_count(), 0);
+    assert_eq!(a.temp_file_count(), 0);
     a.submit_as(ADMIN, "alice").await;
     let (id, token, _) = lease(&a, "gpu-1").await;
     let r = put_output(&a, &id, &token, "filename=o.png", &[], &png(2000, 1)).await;
@@ -701,7 +676,7 @@ async fn the_same_bytes_of_two_jobs_are_one_blob() {
         let r = put_output(&a, id, token, "filename=same.png", &[], &bytes).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     }
-    assert_eq!(blob_count(&a), 1);
+    assert_eq!(a.blob_count(), 1);
     for id in [&j1, &j2] {
         let r = a
             .req(
@@ -751,7 +726,7 @@ async fn the_sweep_forgets_expired_files_and_deletes_their_blobs() {
     .await;
     assert_eq!(waiting.status, StatusCode::CREATED, "{}", waiting.text);
     let waiting = waiting.json["id"].as_str().unwrap().to_owned();
-    assert_eq!(blob_count(&a), 3);
+    assert_eq!(a.blob_count(), 3);
 
     // Nothing is due yet.
     let report = a.state.sweep_files_once().await.unwrap();
@@ -764,7 +739,7 @@ async fn the_sweep_forgets_expired_files_and_deletes_their_blobs() {
     assert_eq!(report.uploads, 2, "{report:?}");
     assert_eq!(report.jobs, 0);
     assert_eq!(report.blobs_deleted, 1, "{report:?}");
-    assert_eq!(blob_count(&a), 2);
+    assert_eq!(a.blob_count(), 2);
     let r = a
         .req(
             "GET",
@@ -789,7 +764,7 @@ async fn the_sweep_forgets_expired_files_and_deletes_their_blobs() {
     let report = a.state.sweep_files_once().await.unwrap();
     assert_eq!(report.jobs, 1, "{report:?}");
     assert_eq!(report.blobs_deleted, 1, "{report:?}");
-    assert_eq!(blob_count(&a), 1);
+    assert_eq!(a.blob_count(), 1);
     let r = a
         .req("GET", &format!("/api/jobs/{done}"), &[ADMIN], None)
         .await;

@@ -265,3 +265,32 @@ pub async fn one_large_submit_within_three_bodies(
     let jobs = a.get("/api/jobs").await;
     assert_eq!(jobs.json.as_array().map(Vec::len), Some(2), "{}", jobs.text);
 }
+
+/// Files below `dir`, counted through its subfolders (0 when it does not exist).
+pub fn file_count(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            if e.path().is_dir() {
+                file_count(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+impl TestApp {
+    /// Blobs in the app's local file store.
+    pub fn blob_count(&self) -> usize {
+        file_count(&self.files_dir.join("sha256"))
+    }
+
+    /// Temporary files the app's local file store holds (puts under way or broken off).
+    pub fn temp_file_count(&self) -> usize {
+        file_count(&self.files_dir.join("tmp"))
+    }
+}
