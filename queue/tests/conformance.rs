@@ -1595,7 +1595,7 @@ async fn sqlite_survives_reopen() {
     assert_eq!(job.status, Status::Running);
     store.heartbeat(id, &token, 60_000, 2).await.unwrap();
     let conn = rusqlite_version(&path);
-    assert_eq!(conn, 5);
+    assert_eq!(conn, comfy_queue::store::sqlite::SCHEMA_VERSION);
 }
 
 /// SQLite only: a v2 file (before `lease_fenced`) opens as v3, and a lease it holds keeps
@@ -1644,7 +1644,10 @@ async fn sqlite_v2_file_migrates_to_v3() {
     drop(conn);
     assert_eq!(rusqlite_version(&path), 2);
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(rusqlite_version(&path), 5);
+    assert_eq!(
+        rusqlite_version(&path),
+        comfy_queue::store::sqlite::SCHEMA_VERSION
+    );
     let job = store
         .complete(id, None, serde_json::json!({}), 2)
         .await
@@ -1750,7 +1753,10 @@ async fn sqlite_v3_file_migrates_to_v4() {
     drop(conn);
     assert_eq!(rusqlite_version(&path), 3);
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(rusqlite_version(&path), 5);
+    assert_eq!(
+        rusqlite_version(&path),
+        comfy_queue::store::sqlite::SCHEMA_VERSION
+    );
     assert!(store.get(id).await.unwrap().is_some());
     let sha = "ab".repeat(32);
     let upload = Upload {
@@ -1796,7 +1802,10 @@ async fn sqlite_v4_file_migrates_to_v5() {
     drop(conn);
     assert_eq!(rusqlite_version(&path), 4);
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(rusqlite_version(&path), 5);
+    assert_eq!(
+        rusqlite_version(&path),
+        comfy_queue::store::sqlite::SCHEMA_VERSION
+    );
     let rec = store.get_worker("gpu-1").await.unwrap().unwrap();
     assert_eq!(rec.info, info);
     assert_eq!(rec.registered_at, 5);

@@ -8,9 +8,12 @@
 //! - this file: [`SqliteStore`] and the [`Store`] operations, each one closure run by the
 //!   writer thread, applying [`crate::lifecycle`] to the rows.
 
+mod readers;
 mod rows;
 mod schema;
 mod writer;
+
+pub use self::schema::SCHEMA_VERSION;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -21,10 +24,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use uuid::Uuid;
 
+use self::readers::Readers;
 use self::rows::{
-    FILE_COLS, JOB_COLS, UPLOAD_COLS, count, finish_file, finish_worker, from_raw, job_files, load,
-    load_existing, load_seq, next_counter, position_of, read_file, read_raw, read_upload,
-    read_worker, save, upsert_file, upsert_worker_seen,
+    FILE_COLS, JOB_COLS, UPLOAD_COLS, active_count, finish_file, finish_worker, from_raw,
+    job_files, load, load_existing, load_seq, next_counter, position_of, read_file, read_raw,
+    read_upload, read_worker, save, status_count, upsert_file, upsert_worker_seen,
 };
 use self::writer::Writer;
 use super::{
@@ -40,6 +44,7 @@ use crate::scheduler::WorkerInfo;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: Writer,
+    readers: Readers,
     path: PathBuf,
 }
 
@@ -59,7 +64,12 @@ impl SqliteStore {
         let conn = Connection::open(&path)?;
         schema::setup(&conn)?;
         let writer = Writer::spawn(conn)?;
-        Ok(Self { writer, path })
+        let readers = Readers::new(path.clone());
+        Ok(Self {
+            writer,
+            readers,
+            path,
+        })
     }
 
     /// The database file.
@@ -74,6 +84,63 @@ impl SqliteStore {
     {
         self.writer.call(f).await
     }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.readers.read(f).await
+    }
+}
+
+/// The job the next claim of `worker` takes, by `seq`: the lowest priority that has pending
+/// jobs, inside it the user served longest ago (then by user id), that user's oldest job
+/// that is out of its retry backoff and that `worker` can run. It walks the (priority,
+/// user) pairs that have pending jobs (schema v6), not the pending jobs.
+fn pick(
+    ctx: &mut writer::Ctx,
+    worker: &WorkerInfo,
+    now: Millis,
+) -> Result<Option<i64>, StoreError> {
+    let pairs: Vec<(i64, String)> = {
+        let mut stmt = ctx.conn.prepare_cached(
+            "SELECT t.a, t.b FROM tallies t LEFT JOIN user_sched u ON u.user_id = t.b \
+             WHERE t.kind = 'pending' ORDER BY t.a, COALESCE(u.last_served, 0), t.b",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (priority, user) in pairs {
+        let candidates: Vec<(i64, String)> = {
+            let mut stmt = ctx.conn.prepare_cached(
+                "SELECT seq, req_class FROM jobs \
+                 WHERE user_id = ?1 AND status = 'pending' AND priority = ?2 \
+                 AND (not_before IS NULL OR not_before <= ?3) ORDER BY seq",
+            )?;
+            let rows =
+                stmt.query_map(params![user, priority, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let mut v = Vec::new();
+            for row in rows {
+                let (seq, class): (i64, String) = row?;
+                // Unconstrained jobs are the common case: stop at the first one.
+                let stop = class.is_empty();
+                v.push((seq, class));
+                if stop {
+                    break;
+                }
+            }
+            v
+        };
+        if let Some(seq) = candidates
+            .into_iter()
+            .find(|(_, class)| ctx.eligible(class, worker))
+            .map(|(seq, _)| seq)
+        {
+            return Ok(Some(seq));
+        }
+    }
+    Ok(None)
 }
 
 #[async_trait]
@@ -143,21 +210,13 @@ impl Store for SqliteStore {
                 }
             }
             if limits.max_pending > 0 {
-                let pending = count(
-                    conn,
-                    "SELECT COUNT(*) FROM jobs WHERE status = 'pending'",
-                    [],
-                )?;
+                let pending = status_count(conn, Status::Pending)?;
                 if pending >= limits.max_pending {
                     return Err(StoreError::QueueFull(limits.max_pending));
                 }
             }
             if limits.max_per_user > 0 {
-                let mine = count(
-                    conn,
-                    "SELECT COUNT(*) FROM jobs WHERE user_id = ?1 AND status IN ('pending', 'running')",
-                    params![new.user_id],
-                )?;
+                let mine = active_count(conn, &new.user_id)?;
                 if mine >= limits.max_per_user {
                     return Err(StoreError::UserLimit(limits.max_per_user));
                 }
@@ -216,18 +275,18 @@ impl Store for SqliteStore {
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
-        self.call(move |ctx| Ok(load(&ctx.conn, id)?.map(|s| s.job)))
+        self.read(move |conn| Ok(load(conn, id)?.map(|s| s.job)))
             .await
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Job>, StoreError> {
         let filter = filter.clone();
-        self.call(move |ctx| {
+        self.read(move |conn| {
             let sql = format!(
                 "SELECT {JOB_COLS} FROM jobs WHERE (?1 IS NULL OR status = ?1) \
                  AND (?2 IS NULL OR user_id = ?2) ORDER BY seq DESC LIMIT ?3 OFFSET ?4"
             );
-            let mut stmt = ctx.conn.prepare_cached(&sql)?;
+            let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(
                 params![
                     filter.status.map(Status::as_str),
@@ -247,8 +306,8 @@ impl Store for SqliteStore {
     }
 
     async fn position(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
-        self.call(move |ctx| match load(&ctx.conn, id)? {
-            Some(s) => position_of(&ctx.conn, &s.job),
+        self.read(move |conn| match load(conn, id)? {
+            Some(s) => position_of(conn, &s.job),
             None => Ok(None),
         })
         .await
@@ -284,32 +343,7 @@ impl Store for SqliteStore {
         let worker = worker.clone();
         self.call(move |ctx| {
             upsert_worker_seen(&ctx.conn, &worker.worker_id, now)?;
-            let candidates: Vec<(i64, String)> = {
-                let mut stmt = ctx.conn.prepare_cached(
-                    "SELECT j.seq, j.req_class FROM jobs j \
-                         LEFT JOIN user_sched u ON u.user_id = j.user_id \
-                         WHERE j.status = 'pending' \
-                         AND (j.not_before IS NULL OR j.not_before <= ?1) \
-                         ORDER BY j.priority, COALESCE(u.last_served, 0), j.user_id, j.seq",
-                )?;
-                let rows = stmt.query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                let mut v = Vec::new();
-                for row in rows {
-                    let (seq, class): (i64, String) = row?;
-                    // Unconstrained jobs are the common case: stop at the first one.
-                    let stop = class.is_empty();
-                    v.push((seq, class));
-                    if stop {
-                        break;
-                    }
-                }
-                v
-            };
-            let Some(seq) = candidates
-                .into_iter()
-                .find(|(_, class)| ctx.eligible(class, &worker))
-                .map(|(seq, _)| seq)
-            else {
+            let Some(seq) = pick(ctx, &worker, now)? else {
                 return Ok(None);
             };
             let conn = &ctx.conn;
@@ -428,14 +462,12 @@ impl Store for SqliteStore {
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
-        self.call(|ctx| {
+        self.read(|conn| {
             let mut counts = Counts::default();
             for st in Status::ALL {
                 counts.by_status.insert(st.as_str(), 0);
             }
-            let mut stmt = ctx
-                .conn
-                .prepare_cached("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
+            let mut stmt = conn.prepare_cached("SELECT a, n FROM tallies WHERE kind = 'status'")?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
             for row in rows {
                 let (status, n) = row?;
@@ -445,10 +477,8 @@ impl Store for SqliteStore {
                         .insert(st.as_str(), u64::try_from(n).unwrap_or(0));
                 }
             }
-            let mut stmt = ctx.conn.prepare_cached(
-                "SELECT user_id, status, COUNT(*) FROM jobs \
-                     WHERE status IN ('pending', 'running') GROUP BY user_id, status",
-            )?;
+            let mut stmt =
+                conn.prepare_cached("SELECT a, b, n FROM tallies WHERE kind = 'active'")?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
@@ -513,9 +543,8 @@ impl Store for SqliteStore {
 
     async fn get_worker(&self, worker_id: &str) -> Result<Option<WorkerRecord>, StoreError> {
         let worker_id = worker_id.to_owned();
-        self.call(move |ctx| {
-            let rec = ctx
-                .conn
+        self.read(move |conn| {
+            let rec = conn
                 .prepare_cached(
                     "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
                      last_seen, catalogue FROM workers WHERE worker_id = ?1",
@@ -528,8 +557,8 @@ impl Store for SqliteStore {
     }
 
     async fn list_workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
-        self.call(|ctx| {
-            let mut stmt = ctx.conn.prepare_cached(
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
                 "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
                      last_seen, catalogue FROM workers ORDER BY worker_id",
             )?;
@@ -575,14 +604,13 @@ impl Store for SqliteStore {
 
     async fn upload(&self, user_id: &str, sha256: &str) -> Result<Option<Upload>, StoreError> {
         let (user_id, sha256) = (user_id.to_owned(), sha256.to_owned());
-        self.call(move |ctx| {
-            ctx.conn
-                .prepare_cached(&format!(
-                    "SELECT {UPLOAD_COLS} FROM uploads WHERE user_id = ?1 AND sha256 = ?2"
-                ))?
-                .query_row(params![user_id, sha256], read_upload)
-                .optional()
-                .map_err(StoreError::from)
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {UPLOAD_COLS} FROM uploads WHERE user_id = ?1 AND sha256 = ?2"
+            ))?
+            .query_row(params![user_id, sha256], read_upload)
+            .optional()
+            .map_err(StoreError::from)
         })
         .await
     }
@@ -605,10 +633,10 @@ impl Store for SqliteStore {
 
     async fn files(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<FileRecord>>, StoreError> {
         let ids = ids.to_vec();
-        self.call(move |ctx| {
+        self.read(move |conn| {
             let mut out: HashMap<Uuid, Vec<FileRecord>> = HashMap::new();
             for id in ids {
-                let files = job_files(&ctx.conn, id)?;
+                let files = job_files(conn, id)?;
                 if !files.is_empty() {
                     out.insert(id, files);
                 }
@@ -626,9 +654,8 @@ impl Store for SqliteStore {
         filename: &str,
     ) -> Result<Option<FileRecord>, StoreError> {
         let (subfolder, filename) = (subfolder.to_owned(), filename.to_owned());
-        self.call(move |ctx| {
-            let row = ctx
-                .conn
+        self.read(move |conn| {
+            let row = conn
                 .prepare_cached(&format!(
                     "SELECT {FILE_COLS} FROM job_files WHERE job_id = ?1 AND role = ?2 \
                      AND subfolder = ?3 AND filename = ?4"
@@ -650,8 +677,8 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> Result<(), StoreError> {
         let token = lease_token.to_owned();
-        self.call(move |ctx| {
-            let s = load_existing(&ctx.conn, id)?;
+        self.read(move |conn| {
+            let s = load_existing(conn, id)?;
             lifecycle::fence(&s, Some(&token), now)?;
             Ok(())
         })

@@ -10,6 +10,8 @@ use crate::model::{FileRecord, FileRole, Job, Status, Upload, WorkerRecord};
 use crate::scheduler::WorkerInfo;
 use crate::store::{BackendError, StoreError};
 
+use super::schema::BUCKET_BITS;
+
 pub(super) const JOB_COLS: &str = "id, seq, user_id, status, priority, created_at, started_at, completed_at, \
     worker_id, metadata, result, error, attempts, max_attempts, cancel_requested, lease_token, \
     lease_until, history, not_before, lease_fenced";
@@ -185,18 +187,41 @@ pub(super) fn count(
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-/// 1-based place among pending jobs by (priority, seq); `None` unless pending.
+/// 1-based place among pending jobs by (priority, seq); `None` unless pending. Read from the
+/// bucket counters (schema v6): the pending jobs of higher priorities, those of earlier
+/// buckets of the job's own priority, and a count over at most one bucket of the index.
 pub(super) fn position_of(conn: &Connection, job: &Job) -> Result<Option<u64>, StoreError> {
     if job.status != Status::Pending {
         return Ok(None);
     }
+    let seq = i64::try_from(job.seq).unwrap_or(i64::MAX);
     let n = count(
         conn,
-        "SELECT COUNT(*) FROM jobs WHERE status = 'pending' \
-         AND (priority < ?1 OR (priority = ?1 AND seq <= ?2))",
-        params![job.priority, i64::try_from(job.seq).unwrap_or(i64::MAX)],
+        "SELECT (SELECT COALESCE(SUM(n), 0) FROM tallies WHERE kind = 'bucket' \
+                  AND (a < ?1 OR (a = ?1 AND b < (?2 >> ?3)))) \
+              + (SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND priority = ?1 \
+                  AND seq >= ((?2 >> ?3) << ?3) AND seq <= ?2)",
+        params![job.priority, seq, BUCKET_BITS],
     )?;
     Ok(Some(n))
+}
+
+/// How many jobs have `status` (schema v6 tally).
+pub(super) fn status_count(conn: &Connection, status: Status) -> Result<u64, StoreError> {
+    count(
+        conn,
+        "SELECT COALESCE((SELECT n FROM tallies WHERE kind = 'status' AND a = ?1 AND b = ''), 0)",
+        params![status.as_str()],
+    )
+}
+
+/// How many jobs of `user` are pending or running (schema v6 tally).
+pub(super) fn active_count(conn: &Connection, user: &str) -> Result<u64, StoreError> {
+    count(
+        conn,
+        "SELECT COALESCE(SUM(n), 0) FROM tallies WHERE kind = 'active' AND a = ?1",
+        params![user],
+    )
 }
 
 pub(super) fn next_counter(conn: &Connection, name: &str) -> Result<i64, StoreError> {

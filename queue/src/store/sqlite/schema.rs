@@ -5,7 +5,8 @@ use rusqlite::Connection;
 
 use crate::store::{BackendError, StoreError};
 
-const SCHEMA_VERSION: i64 = 5;
+/// The schema version this build writes (`PRAGMA user_version`); newer files are refused.
+pub const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS jobs (
@@ -84,8 +85,109 @@ CREATE INDEX IF NOT EXISTS uploads_by_time ON uploads(uploaded_at);
 CREATE INDEX IF NOT EXISTS uploads_by_sha ON uploads(sha256);
 "#;
 
+/// v6: what reads at any queue depth need, kept by triggers in the same transaction as the
+/// change, so no read scans the pending jobs. One small table, `tallies`, holds four kinds
+/// of count (one B-tree, so a change dirties one or two pages of it, not four tables'):
+///
+/// | `kind` | `a` | `b` | `n` counts | read by |
+/// |---|---|---|---|---|
+/// | `status` | status | `''` | jobs | queue status, `max_pending` |
+/// | `active` | user | `pending` / `running` | that user's jobs | `max_per_user`, per-user counts |
+/// | `pending` | priority | user | that user's pending jobs | the claim: it walks these pairs in round-robin order, then that user's jobs through `jobs_by_user_queue` |
+/// | `bucket` | priority | `seq >> BUCKET_BITS` | pending jobs | positions: the buckets before a job's, plus a count inside its own (at most 512 rows) |
+///
+/// A job leaves its old place and enters its new one whenever its status or priority
+/// changes (jobs keep their user and `seq`); rows that reach 0 are deleted, except the
+/// `status` ones. `a` and `b` have no type, so values keep theirs (a user id that looks like
+/// a number stays text).
+pub(super) const BUCKET_BITS: u32 = 9;
+
+const SCHEMA_V6: &str = r#"
+CREATE TABLE IF NOT EXISTS tallies (
+    kind TEXT NOT NULL,
+    a    NOT NULL,
+    b    NOT NULL,
+    n    INTEGER NOT NULL,
+    PRIMARY KEY (kind, a, b)
+) WITHOUT ROWID;
+DROP INDEX IF EXISTS jobs_by_user;
+CREATE INDEX IF NOT EXISTS jobs_by_user_queue ON jobs(user_id, status, priority, seq);
+DELETE FROM tallies;
+INSERT INTO tallies(kind, a, b, n)
+    SELECT 'status', status, '', COUNT(*) FROM jobs GROUP BY status;
+INSERT INTO tallies(kind, a, b, n)
+    SELECT 'active', user_id, status, COUNT(*) FROM jobs WHERE status IN ('pending', 'running')
+    GROUP BY user_id, status;
+INSERT INTO tallies(kind, a, b, n)
+    SELECT 'pending', priority, user_id, COUNT(*) FROM jobs WHERE status = 'pending'
+    GROUP BY priority, user_id;
+INSERT INTO tallies(kind, a, b, n)
+    SELECT 'bucket', priority, seq >> @BITS, COUNT(*) FROM jobs WHERE status = 'pending'
+    GROUP BY priority, seq >> @BITS;
+CREATE TRIGGER IF NOT EXISTS jobs_tally_insert AFTER INSERT ON jobs BEGIN
+    @ENTER(NEW)
+END;
+CREATE TRIGGER IF NOT EXISTS jobs_tally_delete AFTER DELETE ON jobs BEGIN
+    @LEAVE(OLD)
+END;
+CREATE TRIGGER IF NOT EXISTS jobs_tally_update AFTER UPDATE OF status, priority ON jobs
+WHEN OLD.status IS NOT NEW.status OR OLD.priority IS NOT NEW.priority BEGIN
+    @LEAVE(OLD)
+    @ENTER(NEW)
+END;
+"#;
+
+/// The statements by which job `x` (`NEW` or `OLD`) enters the tallies.
+fn enter(x: &str) -> String {
+    format!(
+        "INSERT INTO tallies(kind, a, b, n) VALUES ('status', {x}.status, '', 1) \
+             ON CONFLICT(kind, a, b) DO UPDATE SET n = n + 1;
+    INSERT INTO tallies(kind, a, b, n) SELECT 'active', {x}.user_id, {x}.status, 1 \
+             WHERE {x}.status IN ('pending', 'running') \
+             ON CONFLICT(kind, a, b) DO UPDATE SET n = n + 1;
+    INSERT INTO tallies(kind, a, b, n) SELECT 'pending', {x}.priority, {x}.user_id, 1 \
+             WHERE {x}.status = 'pending' \
+             ON CONFLICT(kind, a, b) DO UPDATE SET n = n + 1;
+    INSERT INTO tallies(kind, a, b, n) SELECT 'bucket', {x}.priority, {x}.seq >> @BITS, 1 \
+             WHERE {x}.status = 'pending' \
+             ON CONFLICT(kind, a, b) DO UPDATE SET n = n + 1;"
+    )
+}
+
+/// The statements by which job `x` leaves the tallies.
+fn leave(x: &str) -> String {
+    format!(
+        "UPDATE tallies SET n = n - 1 WHERE kind = 'status' AND a = {x}.status AND b = '';
+    DELETE FROM tallies WHERE {x}.status IN ('pending', 'running') AND kind = 'active' \
+             AND a = {x}.user_id AND b = {x}.status AND n <= 1;
+    UPDATE tallies SET n = n - 1 WHERE {x}.status IN ('pending', 'running') AND kind = 'active' \
+             AND a = {x}.user_id AND b = {x}.status;
+    DELETE FROM tallies WHERE {x}.status = 'pending' AND kind = 'pending' \
+             AND a = {x}.priority AND b = {x}.user_id AND n <= 1;
+    UPDATE tallies SET n = n - 1 WHERE {x}.status = 'pending' AND kind = 'pending' \
+             AND a = {x}.priority AND b = {x}.user_id;
+    DELETE FROM tallies WHERE {x}.status = 'pending' AND kind = 'bucket' \
+             AND a = {x}.priority AND b = {x}.seq >> @BITS AND n <= 1;
+    UPDATE tallies SET n = n - 1 WHERE {x}.status = 'pending' AND kind = 'bucket' \
+             AND a = {x}.priority AND b = {x}.seq >> @BITS;"
+    )
+}
+
+/// Schema v6 with its triggers written out.
+fn schema_v6() -> String {
+    SCHEMA_V6
+        .replace("@ENTER(NEW)", &enter("NEW"))
+        .replace("@LEAVE(OLD)", &leave("OLD"))
+        .replace("@BITS", &BUCKET_BITS.to_string())
+}
+
+/// Prepared statements a connection keeps (rusqlite's default, 16, is fewer than the
+/// statements the operations use, so they were parsed again and again).
+pub(super) const STATEMENT_CACHE: usize = 256;
+
 pub(super) fn setup(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(mode, "SQLite did not switch to WAL");
@@ -132,6 +234,12 @@ pub(super) fn setup(conn: &Connection) -> Result<(), StoreError> {
             "BEGIN; ALTER TABLE workers ADD COLUMN catalogue TEXT; \
              PRAGMA user_version = 5; COMMIT;",
         )?;
+    }
+    if version < 6 {
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 6; COMMIT;",
+            schema_v6()
+        ))?;
     }
     Ok(())
 }

@@ -113,7 +113,7 @@ fn writer_loop(ctx: &mut Ctx, rx: &mpsc::Receiver<Box<dyn Op>>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = ctx.conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = ctx.exec("BEGIN IMMEDIATE") {
             let err = StoreError::from(e);
             for op in batch {
                 op.finish(Err(err.clone()));
@@ -133,21 +133,22 @@ fn writer_loop(ctx: &mut Ctx, rx: &mpsc::Receiver<Box<dyn Op>>) {
             }
             let op = &mut batch[i];
             i += 1;
-            if let Err(e) = ctx.conn.execute_batch("SAVEPOINT op") {
+            if let Err(e) = ctx.exec("SAVEPOINT op") {
                 tracing::error!(error = %e, "savepoint failed");
                 continue;
             }
             let ok = op.run(ctx);
             let end = if ok {
-                "RELEASE op"
+                ctx.exec("RELEASE op")
             } else {
-                "ROLLBACK TO op; RELEASE op"
+                ctx.exec("ROLLBACK TO op")
+                    .and_then(|()| ctx.exec("RELEASE op"))
             };
-            if let Err(e) = ctx.conn.execute_batch(end) {
+            if let Err(e) = end {
                 tracing::error!(error = %e, "savepoint release failed");
             }
         }
-        let commit = ctx.conn.execute_batch("COMMIT").map_err(StoreError::from);
+        let commit = ctx.exec("COMMIT").map_err(StoreError::from);
         if commit.is_err() {
             let _ = ctx.conn.execute_batch("ROLLBACK");
         }
@@ -158,6 +159,12 @@ fn writer_loop(ctx: &mut Ctx, rx: &mpsc::Receiver<Box<dyn Op>>) {
 }
 
 impl Ctx {
+    /// Run one transaction-control statement, prepared once (parsing it again for every
+    /// operation of every batch cost more than running it).
+    fn exec(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.execute([]).map(drop)
+    }
+
     /// Whether a job of requirement class `class` may run on `worker` (classes are parsed
     /// once and remembered).
     pub(super) fn eligible(&mut self, class: &str, worker: &WorkerInfo) -> bool {
