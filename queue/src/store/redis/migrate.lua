@@ -2,8 +2,12 @@
 -- layout found. Layout 1 (no P:layout key): job hashes with an `id` field and every
 -- workflow inline, which layout 2 reads as they are, plus the P:status:pending and P:all
 -- ZSETs, which layout 2 does without (P:pending and the other status sets hold the same).
-local found = tonumber(redis.call('GET', P .. ':layout') or '1')
-if found >= 2 then return found end
+-- Writes nothing unless there is something to migrate: on a new Redis the first submit
+-- records the layout (a write at start would share Redis' next fsync with the first
+-- acknowledged submits; with appendfsync everysec a slow fsync postpones their write).
+local found = redis.call('GET', P .. ':layout')
+if found then return tonumber(found) end
+if redis.call('EXISTS', P .. ':status:pending', P .. ':all') == 0 then return 2 end
 redis.call('UNLINK', P .. ':status:pending', P .. ':all')
 redis.call('SET', P .. ':layout', 2)
-return found
+return 1

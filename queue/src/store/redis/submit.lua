@@ -32,6 +32,8 @@ if max_per_user > 0 then
   if n >= max_per_user then return fail_reply('USER_LIMIT', tostring(max_per_user)) end
 end
 local seq = redis.call('INCR', P .. ':seq')
+-- The first job of a new Redis records the layout (migrate.lua writes nothing there).
+if seq == 1 then redis.call('SET', P .. ':layout', 2) end
 local k = jkey(id)
 -- Defaults (attempts 0, cancel_requested 0, history [], metadata {}, req_class '') are
 -- left out: fewer bytes per pending job.
