@@ -69,6 +69,6 @@ if [ "${PERF:-0}" = 1 ]; then
   for p in queue redis; do
     echo "== perf top symbols: $p"
     perf report -i "$TMP/$p.perf" --no-children --sort symbol --stdio -g none 2>/dev/null \
-      | grep -E "^ +[0-9.]+%" | sed "s/  */ /g" | cut -c1-110 | head -15
+      | grep -E "^ +[0-9.]+%" | sed "s/  */ /g" | cut -c1-110 | head -15 || true
   done
 fi
