@@ -1,18 +1,33 @@
 -- Helpers shared by every script (prepended to each one when it is loaded).
--- ARGV[1] is always the key prefix P. Keys (all derived from P; single-instance Redis):
---   P:job:<id>             HASH  the job (FIELDS below, plus workflow, req_class, idem_key,
---                                 lease_fenced: '1' when complete/fail need the lease token);
---                                 not_before is set while a retried job waits out its backoff
+-- ARGV[1] is always the key prefix P. Keys (all derived from P; single-instance Redis),
+-- layout 2 (`P:layout`; `migrate.lua` brings a layout-1 Redis to it at start):
+--   P:job:<id>             HASH  the job: seq, user_id, status, priority, created_at,
+--                                 max_attempts, and when set: attempts (absent: 0),
+--                                 cancel_requested (absent: 0), metadata (absent: {}),
+--                                 history (absent: []), req_class (absent: ''), idem_key,
+--                                 workflow (only when at most INLINE bytes), started_at,
+--                                 worker_id, lease_token, lease_until, lease_fenced ('1' when
+--                                 complete/fail need the lease token), completed_at, result,
+--                                 error, not_before (while a retried job waits out its
+--                                 backoff). No `id` field: the id is in the key. Small values
+--                                 keep the hash in Redis' compact listpack encoding (values
+--                                 up to hash-max-listpack-value, 64 bytes by default).
+--   P:wf:<id>              STRING the workflow when longer than INLINE bytes
 --   P:seq, P:serve_seq     STRING counters (submission order, claim order)
---   P:pending              ZSET  id -> priority * 2^40 + seq     (queue position)
+--   P:pending              ZSET  id -> priority * 2^40 + seq     (queue position; also the
+--                                 pending status index: counts, lists)
 --   P:ready:<prio>:<user>  ZSET  id -> seq                       (FIFO within a user)
 --   P:users:<prio>         ZSET  user -> last_served             (round robin inside a priority)
 --   P:served               HASH  user -> last_served
 --   P:leases               ZSET  id -> lease_until ms            (reaper scans the head)
---   P:status:<status>      ZSET  id -> seq                       (lists, counts)
---   P:all, P:user:<user>   ZSET  id -> seq                       (lists)
+--   P:status:<status>      ZSET  id -> seq  for running, completed, failed, cancelled (lists,
+--                                 counts; pending jobs are in P:pending)
+--   P:user:<user>          ZSET  id -> seq                       (lists; a list of all jobs
+--                                 merges P:pending and the P:status:<status> sets)
 --   P:upending, P:urunning HASH  user -> count
 --   P:idem                 HASH  user NUL key -> id
+--   P:layout               STRING 2 (layout 1 had an `id` field in each job, every
+--                                 workflow inline, and P:status:pending and P:all ZSETs)
 --   P:worker:<id> HASH (worker_id, comfyui_version, line, capabilities, catalogue: the
 --                  SHA-256 of its node catalogue blob, registered_at, last_seen), P:workers SET
 --   P:files:<id>           HASH  role NUL subfolder NUL filename -> the file's JSON (FileRecord)
@@ -21,32 +36,48 @@
 --   P:upload:<user>        HASH  sha256 -> the upload's JSON (Upload; uploaded_at is the score below)
 --   P:uploads              ZSET  user NUL sha256 -> last upload or use (ms)
 --   P:blobrefs             HASH  sha256 -> how many files and uploads refer to the blob
--- Every redis.call costs several microseconds inside Lua, so each script reads the job once
+-- Every redis.call costs a few microseconds inside Lua, so each script reads the job once
 -- (HMGET), decides in Lua, and writes it back with one HSET.
 local P = ARGV[1]
 local FIELDS = {'id', 'seq', 'user_id', 'status', 'priority', 'created_at', 'started_at',
   'completed_at', 'worker_id', 'metadata', 'result', 'error', 'attempts', 'max_attempts',
   'cancel_requested', 'lease_token', 'lease_until', 'history', 'not_before'}
+-- What load() reads: FIELDS without `id` (the key has it; layout 1 also stored it).
+local STORED = {'seq', 'user_id', 'status', 'priority', 'created_at', 'started_at',
+  'completed_at', 'worker_id', 'metadata', 'result', 'error', 'attempts', 'max_attempts',
+  'cancel_requested', 'lease_token', 'lease_until', 'history', 'not_before'}
 local PRIO_SHIFT = 1099511627776 -- 2^40
+-- Longest workflow kept in the job hash; a longer one is the string P:wf:<id>, so the hash
+-- keeps its listpack encoding (Redis' default hash-max-listpack-value is 64).
+local INLINE = 64
 
 local function jkey(id) return P .. ':job:' .. id end
+local function wfkey(id) return P .. ':wf:' .. id end
 
--- The job as a table of strings (false for absent fields), or nil.
+-- The job as a table of strings (false for absent fields, defaults filled in), or nil.
 local function load(id, extra)
-  local names = FIELDS
+  local names = STORED
   if extra then
-    names = {unpack(FIELDS)}
+    names = {unpack(STORED)}
     for _, f in ipairs(extra) do names[#names + 1] = f end
   end
   local v = redis.call('HMGET', jkey(id), unpack(names))
   if not v[1] then return nil end
-  local j = {}
+  local j = {id = id}
   for i, f in ipairs(names) do j[f] = v[i] end
+  if not j.attempts then j.attempts = '0' end
+  if not j.cancel_requested then j.cancel_requested = '0' end
   return j
 end
 
-local function reply(code, j)
-  local out = {code}
+-- The job's workflow text (inline, or the P:wf:<id> string), false when missing.
+local function workflow(j)
+  if j.workflow then return j.workflow end
+  return redis.call('GET', wfkey(j.id))
+end
+
+-- The job's FIELDS after `first` (a reply code) in `out`.
+local function fields_into(out, j)
   for _, f in ipairs(FIELDS) do
     local x = j[f]
     if x == nil then x = false end
@@ -55,6 +86,8 @@ local function reply(code, j)
   return out
 end
 
+local function reply(code, j) return fields_into({code}, j) end
+
 local function fail_reply(code, msg) return {code, msg} end
 
 -- 1-based place among pending jobs by (priority, seq).
@@ -62,20 +95,22 @@ local function position(prio, seq)
   return redis.call('ZCOUNT', P .. ':pending', '-inf', prio * PRIO_SHIFT + seq)
 end
 
+-- A user's count stays in the hash at 0 (readers skip zeros): one call per change.
 local function count_user(status, user, delta)
   if status ~= 'pending' and status ~= 'running' then return end
   local h = P .. ':u' .. status
   local n = redis.call('HINCRBY', h, user, delta)
-  if n <= 0 then redis.call('HDEL', h, user) end
+  if n < 0 then redis.call('HDEL', h, user) end
 end
 
--- Index moves of a status change (the caller writes the `status` field itself).
+-- Index moves of a status change (the caller writes the `status` field itself). Pending
+-- jobs are indexed by P:pending alone (enter_ready / leave_ready).
 local function move_status(id, user, seq, from, to)
   if from then
-    redis.call('ZREM', P .. ':status:' .. from, id)
+    if from ~= 'pending' then redis.call('ZREM', P .. ':status:' .. from, id) end
     count_user(from, user, -1)
   end
-  redis.call('ZADD', P .. ':status:' .. to, seq, id)
+  if to ~= 'pending' then redis.call('ZADD', P .. ':status:' .. to, seq, id) end
   count_user(to, user, 1)
 end
 
@@ -86,11 +121,12 @@ local function enter_ready(id, user, prio, seq)
   redis.call('ZADD', P .. ':users:' .. prio, 'NX', served, user)
 end
 
-local function leave_ready(id, user, prio)
+-- `others`: the caller saw other jobs in the user's ready set (no need to look again).
+local function leave_ready(id, user, prio, others)
   redis.call('ZREM', P .. ':pending', id)
   local rk = P .. ':ready:' .. prio .. ':' .. user
   redis.call('ZREM', rk, id)
-  if redis.call('EXISTS', rk) == 0 then
+  if not others and redis.call('EXISTS', rk) == 0 then
     redis.call('ZREM', P .. ':users:' .. prio, user)
   end
 end

@@ -7,12 +7,12 @@ local err = fence(j, token, now)
 if err then return err end
 local k = jkey(id)
 move_status(id, j.user_id, tonumber(j.seq), 'running', 'completed')
-stop_lease(id, j)
+redis.call('ZREM', P .. ':leases', id)
 end_attempt(j, now, 'completed', nil)
-j.status, j.completed_at = 'completed', tostring(now)
+j.status, j.completed_at, j.lease_until = 'completed', tostring(now), false
 -- An earlier attempt's error stays in its history entry only.
 j.error = false
-redis.call('HDEL', k, 'error')
+redis.call('HDEL', k, 'lease_until', 'error')
 redis.call('HSET', k, 'status', 'completed', 'completed_at', now, 'result', ARGV[5],
   'history', j.history)
 return reply('OK', j)

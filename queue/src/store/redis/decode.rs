@@ -84,7 +84,11 @@ pub(super) fn parse_job(f: &[Option<String>]) -> Result<Job, StoreError> {
         metadata,
         result,
         error: f[11].clone(),
-        attempts: num(&f[12], "attempts")?,
+        // Left out of the hash while 0 (layout 2).
+        attempts: match &f[12] {
+            None => 0,
+            v => num(v, "attempts")?,
+        },
         max_attempts: num(&f[13], "max_attempts")?,
         cancel_requested: f[14].as_deref() == Some("1"),
         lease_expires_at: if status == Status::Running {

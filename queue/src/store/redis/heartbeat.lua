@@ -1,6 +1,6 @@
 -- ARGV: P, id, 't:' .. token, now, lease_ms
 local id, token, now, lease_ms = ARGV[2], parse_token(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local v = redis.call('HMGET', jkey(id), 'id', 'status', 'lease_token', 'lease_until',
+local v = redis.call('HMGET', jkey(id), 'seq', 'status', 'lease_token', 'lease_until',
   'worker_id', 'cancel_requested')
 local j = nil
 if v[1] then

@@ -39,6 +39,10 @@ use crate::lifecycle::{Failure, LeaseKind, LeaseState};
 use crate::model::{FileRecord, FileRole, Job, NewJob, RawNewJob, Status, Upload, WorkerRecord};
 use crate::scheduler::{Requirements, WorkerInfo};
 
+/// The key layout the scripts write (`P:layout`; see the top of `common.lua`).
+/// [`RedisStore::connect`] brings an older one up to it (`migrate.lua`).
+pub const LAYOUT: u32 = 2;
+
 /// The Redis store.
 pub struct RedisStore {
     conn: ConnectionManager,
@@ -78,6 +82,15 @@ impl RedisStore {
             .query_async(&mut c)
             .await
             .map_err(StoreError::from)?;
+        let found: u32 = store.eval(&store.scripts.migrate, &[], true).await?;
+        if found < LAYOUT {
+            tracing::info!(
+                prefix,
+                from = found,
+                to = LAYOUT,
+                "redis key layout migrated"
+            );
+        }
         Ok(store)
     }
 
@@ -187,8 +200,13 @@ impl Store for RedisStore {
                 }
             })
             .await?;
-        if v.first().is_none_or(Option::is_none) {
+        // No `id` field since layout 2: `seq` says the job is there, the key has its id.
+        let mut v = v;
+        if v.get(1).is_none_or(Option::is_none) {
             return Ok(None);
+        }
+        if let Some(first) = v.first_mut() {
+            *first = Some(id.to_string());
         }
         parse_job(&v).map(Some)
     }
@@ -411,9 +429,13 @@ impl Store for RedisStore {
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
+        // Pending jobs are counted in `P:pending` (there is no `P:status:pending`).
         let status_keys: Vec<String> = Status::ALL
             .iter()
-            .map(|s| self.key(&format!("status:{}", s.as_str())))
+            .map(|s| match s {
+                Status::Pending => self.key("pending"),
+                s => self.key(&format!("status:{}", s.as_str())),
+            })
             .collect();
         let upending = self.key("upending");
         let urunning = self.key("urunning");

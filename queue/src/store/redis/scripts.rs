@@ -22,6 +22,7 @@ pub(super) struct Scripts {
     pub(super) check_lease: Script,
     pub(super) expire_job_files: Script,
     pub(super) expire_uploads: Script,
+    pub(super) migrate: Script,
 }
 
 fn script(body: &str) -> Script {
@@ -46,6 +47,7 @@ impl Scripts {
             check_lease: script(include_str!("check_lease.lua")),
             expire_job_files: script(include_str!("expire_job_files.lua")),
             expire_uploads: script(include_str!("expire_uploads.lua")),
+            migrate: script(include_str!("migrate.lua")),
         }
     }
 }

@@ -23,7 +23,7 @@ for i, input in ipairs(inputs) do
   if not u then return fail_reply('UNKNOWN_FILE', tostring(i - 1)) end
   uploads[i] = cjson.decode(u)
 end
-if max_pending > 0 and redis.call('ZCARD', P .. ':status:pending') >= max_pending then
+if max_pending > 0 and redis.call('ZCARD', P .. ':pending') >= max_pending then
   return fail_reply('QUEUE_FULL', tostring(max_pending))
 end
 if max_per_user > 0 then
@@ -32,16 +32,26 @@ if max_per_user > 0 then
   if n >= max_per_user then return fail_reply('USER_LIMIT', tostring(max_per_user)) end
 end
 local seq = redis.call('INCR', P .. ':seq')
+-- The first job of a new Redis records the layout (migrate.lua writes nothing there).
+if seq == 1 then redis.call('SET', P .. ':layout', 2) end
 local k = jkey(id)
+-- Defaults (attempts 0, cancel_requested 0, history [], metadata {}, req_class '') are
+-- left out: fewer bytes per pending job.
+local f = {'seq', seq, 'user_id', user, 'status', 'pending', 'priority', prio,
+  'created_at', now, 'max_attempts', ARGV[8]}
+local wf = ARGV[6]
+if #wf <= INLINE then
+  f[#f + 1], f[#f + 2] = 'workflow', wf
+else
+  redis.call('SET', wfkey(id), wf)
+end
+if ARGV[7] ~= '{}' then f[#f + 1], f[#f + 2] = 'metadata', ARGV[7] end
+if ARGV[9] ~= '' then f[#f + 1], f[#f + 2] = 'req_class', ARGV[9] end
 if idem ~= '' then
-  redis.call('HSET', k, 'idem_key', idem)
+  f[#f + 1], f[#f + 2] = 'idem_key', idem
   redis.call('HSET', P .. ':idem', user .. '\0' .. idem, id)
 end
-redis.call('HSET', k, 'id', id, 'seq', seq, 'user_id', user, 'status', 'pending',
-  'priority', prio, 'created_at', now, 'workflow', ARGV[6], 'metadata', ARGV[7],
-  'attempts', 0, 'max_attempts', ARGV[8], 'cancel_requested', 0, 'req_class', ARGV[9],
-  'history', '[]')
-redis.call('ZADD', P .. ':all', seq, id)
+redis.call('HSET', k, unpack(f))
 redis.call('ZADD', P .. ':user:' .. user, seq, id)
 for i, input in ipairs(inputs) do
   local pos = redis.call('INCR', P .. ':fileseq')
