@@ -301,7 +301,11 @@ impl Follow<'_> {
                             tracing::debug!("an event of no prompt while another prompt runs; skipped");
                             continue;
                         }
-                        if let Some(tap) = self.tap {
+                        // Watchers get the prompt's events up to its end (the first
+                        // terminal event); what follows only times the status read.
+                        if let Some(tap) = self.tap
+                            && !ending.seen()
+                        {
                             tap.offer(&e);
                         }
                         if tracker.apply(&e) {
@@ -389,11 +393,18 @@ struct Ending {
     next: Option<Instant>,
     pause: Duration,
     tries: u32,
+    seen: bool,
 }
 
 impl Ending {
+    /// Whether the socket already said the prompt ended.
+    fn seen(&self) -> bool {
+        self.seen
+    }
+
     /// The prompt's terminal event `e`; true when its status is to be polled now.
     fn ended(&mut self, e: &Event) -> bool {
+        self.seen = true;
         if matches!(e, Event::Executing { node: None, .. }) {
             self.next = None;
             return true;
