@@ -6,13 +6,22 @@
 //!
 //! ```sh
 //! cargo run --release -p comfy-stack --example overhead -- 500
+//! cargo run --release -p comfy-stack --example overhead -- 500 --stages
 //! ```
+//!
+//! It also prints the queue's hand-off (`started_at − created_at`: submit to lease) and what
+//! the emulated ComfyUI served per job (requests, WebSocket opens). `--stages` turns on the
+//! worker's per-stage timing (debug events of target `comfy_worker::timing`) and prints
+//! each stage's p50/p90/p99 (it costs a few µs a job, so the headline figures are taken
+//! without it).
 
 use comfy_emulator::{Emulator, EmulatorConfig};
 use comfy_stack::{QueueOptions, UserApi, start_queue};
 use comfy_worker::Worker;
 use comfy_worker::config::Config;
 use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -20,6 +29,64 @@ use time::format_description::well_known::Rfc3339;
 fn ms(v: &serde_json::Value) -> Option<f64> {
     let t = OffsetDateTime::parse(v.as_str()?, &Rfc3339).ok()?;
     Some(t.unix_timestamp_nanos() as f64 / 1e6)
+}
+
+/// Collects the worker's per-stage times (`stages = "name=<µs>us ..."`), in ms by stage.
+#[derive(Clone, Default)]
+struct StageLog(Arc<Mutex<BTreeMap<String, Vec<f64>>>>);
+
+struct StagesField<'a>(&'a StageLog);
+
+impl tracing::field::Visit for StagesField<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.take(field, value);
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.take(field, &format!("{value:?}"));
+    }
+}
+
+impl StagesField<'_> {
+    fn take(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() != "stages" {
+            return;
+        }
+        let Ok(mut log) = self.0.0.lock() else {
+            return;
+        };
+        for pair in value.split_whitespace() {
+            let Some((name, us)) = pair.split_once('=') else {
+                continue;
+            };
+            if let Ok(us) = us.trim_end_matches("us").parse::<f64>() {
+                log.entry(name.to_owned()).or_default().push(us / 1000.0);
+            }
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StageLog {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        event.record(&mut StagesField(self));
+    }
+}
+
+/// A request path with its ids cut out (`/api/jobs/{id}`).
+fn route(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.len() >= 32 && seg.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+                "{id}"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -32,10 +99,17 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let jobs: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let jobs: usize = args.iter().find_map(|s| s.parse().ok()).unwrap_or(300);
+    let stage_log = StageLog::default();
+    if args.iter().any(|a| a == "--stages") {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::{Layer as _, filter::Targets};
+        let only_timing = Targets::new().with_target("comfy_worker::timing", tracing::Level::DEBUG);
+        let subscriber =
+            tracing_subscriber::registry().with(stage_log.clone().with_filter(only_timing));
+        tracing::subscriber::set_global_default(subscriber)?;
+    }
     let dir = tempfile::tempdir()?;
     let mut o = QueueOptions::sqlite(dir.path().join("bench.db"));
     o.settings.max_pending = 0;
@@ -61,9 +135,14 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     }
+    if let Ok(mut log) = stage_log.0.lock() {
+        log.clear();
+    }
+    let served_before = emu.served().len();
     let mut overhead = Vec::with_capacity(jobs);
     let mut total = Vec::with_capacity(jobs);
     let mut exec = Vec::with_capacity(jobs);
+    let mut handoff = Vec::with_capacity(jobs);
     for i in 0..jobs {
         let j = api
             .submit(
@@ -78,10 +157,14 @@ async fn main() -> anyhow::Result<()> {
                 j["status"] == "completed" || j["status"] == "failed"
             })
             .await?;
-        let (Some(created), Some(completed)) = (ms(&done["created_at"]), ms(&done["completed_at"]))
-        else {
+        let (Some(created), Some(started), Some(completed)) = (
+            ms(&done["created_at"]),
+            ms(&done["started_at"]),
+            ms(&done["completed_at"]),
+        ) else {
             anyhow::bail!("job {id} has no timestamps: {done}");
         };
+        handoff.push(started - created);
         let e = done["result"]["timings"]["comfy_execution_ms"]
             .as_f64()
             .unwrap_or(0.0);
@@ -89,9 +172,10 @@ async fn main() -> anyhow::Result<()> {
         exec.push(e);
         overhead.push(completed - created - e);
     }
+    let served: Vec<_> = emu.served().into_iter().skip(served_before).collect();
     let _ = stop.send(true);
     let _ = task.await;
-    for v in [&mut overhead, &mut total, &mut exec] {
+    for v in [&mut overhead, &mut total, &mut exec, &mut handoff] {
         v.sort_by(f64::total_cmp);
     }
     println!(
@@ -104,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
         ),
         ("submit→completed", &total),
         ("ComfyUI execution (as reported)", &exec),
+        ("queue hand-off (submit→leased)", &handoff),
     ] {
         println!(
             "{name}: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -112,6 +197,34 @@ async fn main() -> anyhow::Result<()> {
             pct(v, 0.99),
             pct(v, 1.0)
         );
+    }
+    let mut routes: BTreeMap<String, usize> = BTreeMap::new();
+    for s in &served {
+        *routes
+            .entry(format!("{} {} {}", s.method, route(&s.path), s.status))
+            .or_default() += 1;
+    }
+    println!("ComfyUI served per job (method path status: count / jobs):");
+    for (r, n) in &routes {
+        println!("  {r}: {:.2}", *n as f64 / jobs as f64);
+    }
+    if let Ok(mut log) = stage_log.0.lock()
+        && !log.is_empty()
+    {
+        println!(
+            "worker stages (ms, each from the end of the one before; the first from the lease):"
+        );
+        for (name, v) in log.iter_mut() {
+            v.sort_by(f64::total_cmp);
+            println!(
+                "  {name}: n {}, p50 {:.3}, p90 {:.3}, p99 {:.3}, max {:.3}",
+                v.len(),
+                pct(v, 0.5),
+                pct(v, 0.9),
+                pct(v, 0.99),
+                pct(v, 1.0)
+            );
+        }
     }
     emu.stop().await;
     queue.stop().await;

@@ -1,10 +1,14 @@
 //! Following one prompt to its end: WebSocket events for speed and
 //! progress, polling of the job status as the source of truth.
 //!
-//! A silent or dropped socket never hangs a job: the status is polled every
-//! `poll` whatever the socket does, a socket silent for `silence` is
-//! reopened (with back-off), and ComfyUI unreachable for `unreachable` ends
-//! the watch with a retryable error. A prompt ComfyUI no longer knows (it
+//! The events come from the worker's one socket ([`crate::socket`]), subscribed
+//! to before the prompt is submitted; they are this prompt's when they name it
+//! (events of an earlier prompt are skipped, and so are events that name no
+//! prompt while another one is known to run). A silent or dropped socket never
+//! hangs a job: the status is polled every `poll` whatever the socket does, the
+//! socket's task opens a closed socket again, an open socket silent for
+//! `silence` is replaced, and ComfyUI unreachable for `unreachable` ends the
+//! watch with a retryable error. A prompt ComfyUI no longer knows (it
 //! restarted) ends it the same way.
 //!
 //! A cancel does not end the watch: ComfyUI is asked to interrupt the
@@ -16,10 +20,10 @@
 
 use crate::classify::{ErrorClass, JobError};
 use crate::queue_client::Progress;
+use crate::socket::{Link, Subscription};
+use comfy_adapter::ComfyAdapter;
 use comfy_adapter::model::event::Event;
 use comfy_adapter::model::job::{JobState, JobStatus};
-use comfy_adapter::{ComfyAdapter, EventStream};
-use futures_util::StreamExt;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,10 +92,32 @@ fn finished(status: JobStatus, cancel_requested: bool) -> FollowEnd {
     }
 }
 
-async fn next_event(events: &mut Option<EventStream>) -> Option<comfy_adapter::Result<Event>> {
+async fn next_event(events: &mut Option<Subscription>) -> Option<Event> {
     match events {
         Some(s) => s.next().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Whether a prompt other than the one followed is running, as the events read so far say
+/// (an earlier prompt still ending after an interrupt that timed out). Events that name no
+/// prompt (`progress` and previews of old servers) are then not the followed prompt's.
+#[derive(Debug, Default)]
+struct Running {
+    other: bool,
+}
+
+impl Running {
+    /// Takes `e` into account; false when `e` names no prompt and another one is running.
+    fn ours(&mut self, e: &Event, prompt_id: &str) -> bool {
+        match e.prompt_id() {
+            Some(p) if p == prompt_id => self.other = false,
+            // Another prompt's end, or a sign that it runs.
+            Some(_) => self.other = !e.is_terminal(),
+            None if matches!(e, Event::Status { .. }) => {}
+            None => return !self.other,
+        }
+        true
     }
 }
 
@@ -177,8 +203,6 @@ impl ProgressTracker {
 pub struct Follow<'a> {
     /// The server.
     pub adapter: &'a Arc<dyn ComfyAdapter>,
-    /// The WebSocket client id (for reconnects).
-    pub client_id: &'a str,
     /// The prompt.
     pub prompt_id: &'a str,
     /// Timings.
@@ -211,26 +235,12 @@ impl Follow<'_> {
         }
     }
 
-    /// Polls right after the socket said the prompt ended (history may lag a
-    /// little behind the socket, as recorded).
-    async fn settle(&self) -> Option<JobStatus> {
-        let mut pause = Duration::from_millis(2);
-        for _ in 0..8 {
-            if let Ok(s) = self.adapter.job(self.prompt_id).await
-                && s.state.is_terminal()
-            {
-                return Some(s);
-            }
-            tokio::time::sleep(pause).await;
-            pause *= 2;
-        }
-        None
-    }
-
     /// Follows the prompt until it ends, a stop is requested, or it cannot be followed.
+    /// `events` are the worker socket's events from before the prompt was submitted
+    /// (`None`: polling only).
     pub async fn run(
         &self,
-        mut events: Option<EventStream>,
+        mut events: Option<Subscription>,
         tracker: &mut ProgressTracker,
         progress: &watch::Sender<Progress>,
         stop: &mut watch::Receiver<Option<Stop>>,
@@ -252,15 +262,16 @@ impl Follow<'_> {
         let started = Instant::now();
         let mut last_event = Instant::now();
         let mut last_reachable = Instant::now();
-        let mut reconnect_at = Instant::now() + opts.silence.min(Duration::from_secs(2));
-        let mut reconnect_pause = Duration::from_millis(500);
         let mut unknown_polls = 0u32;
         let mut stop_open = true;
+        let mut running = Running::default();
+        let mut ending = Ending::default();
         let mut tick = tokio::time::interval(opts.poll);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
             let mut check = false;
+            let mut check_end = false;
             tokio::select! {
                 biased;
                 changed = stop.changed(), if stop_open => {
@@ -284,29 +295,42 @@ impl Follow<'_> {
                     }
                 }
                 ev = next_event(&mut events) => match ev {
-                    Some(Ok(e)) => {
+                    Some(e) => {
                         last_event = Instant::now();
-                        if let Some(tap) = self.tap {
+                        if !running.ours(&e, self.prompt_id) {
+                            tracing::debug!("an event of no prompt while another prompt runs; skipped");
+                            continue;
+                        }
+                        // Watchers get the prompt's events up to its end (the first
+                        // terminal event); what follows only times the status read.
+                        if let Some(tap) = self.tap
+                            && !ending.seen()
+                        {
                             tap.offer(&e);
                         }
                         if tracker.apply(&e) {
                             progress.send_replace(tracker.progress());
                         }
-                        if e.prompt_id() == Some(self.prompt_id)
-                            && e.is_terminal()
-                            && let Some(s) = self.settle().await
-                        {
-                            return finished(s, cancel_requested);
+                        if e.prompt_id() == Some(self.prompt_id) && e.is_terminal() {
+                            check_end = ending.ended(&e);
                         }
                     }
-                    Some(Err(e)) => tracing::debug!(error = %e, "unreadable WebSocket frame"),
                     None => {
-                        tracing::warn!("WebSocket closed; polling until it is back");
+                        tracing::warn!("the worker's WebSocket is gone; following by polling");
                         events = None;
-                        reconnect_at = Instant::now() + reconnect_pause;
                     }
                 },
+                () = ending.next_poll() => check_end = true,
                 _ = tick.tick() => check = true,
+            }
+            if check_end {
+                // History may lag a little behind the socket's end of the prompt.
+                if let Ok(s) = self.adapter.job(self.prompt_id).await
+                    && s.state.is_terminal()
+                {
+                    return finished(s, cancel_requested);
+                }
+                ending.not_yet();
             }
             if check {
                 match self.adapter.job(self.prompt_id).await {
@@ -345,27 +369,137 @@ impl Follow<'_> {
                         format!("the prompt ran longer than {:?}", opts.timeout),
                     ));
                 }
-                let silent = events.is_none() || last_event.elapsed() >= opts.silence;
-                if silent && Instant::now() >= reconnect_at {
-                    match tokio::time::timeout(
-                        Duration::from_secs(5),
-                        self.adapter.events(self.client_id),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => {
-                            tracing::info!("WebSocket (re)opened");
-                            events = Some(s);
-                            last_event = Instant::now();
-                            reconnect_pause = Duration::from_millis(500);
-                        }
-                        _ => {
-                            reconnect_pause = (reconnect_pause * 2).min(Duration::from_secs(10));
-                        }
-                    }
-                    reconnect_at = Instant::now() + reconnect_pause;
+                // An open socket silent this long may be half dead: ask for a fresh one (a
+                // closed one is opened again by the socket's own task).
+                if let Some(sub) = &events
+                    && matches!(sub.link(), Link::Open { .. })
+                    && last_event.elapsed() >= opts.silence
+                {
+                    sub.reopen();
+                    last_event = Instant::now();
                 }
             }
         }
+    }
+}
+
+/// The socket said the prompt ended: when to look at its status. ComfyUI sends
+/// `execution_success` (`_error`, `_interrupted`) before it writes the prompt's history, and
+/// the last `executing` (no node) after it; so the first is polled after a short pause, the
+/// second at once, and a status that is not final yet again after a pause that doubles
+/// (2 ms to 256 ms); after that, the regular poll.
+#[derive(Debug, Default)]
+struct Ending {
+    next: Option<Instant>,
+    pause: Duration,
+    tries: u32,
+    seen: bool,
+}
+
+impl Ending {
+    /// Whether the socket already said the prompt ended.
+    fn seen(&self) -> bool {
+        self.seen
+    }
+
+    /// The prompt's terminal event `e`; true when its status is to be polled now.
+    fn ended(&mut self, e: &Event) -> bool {
+        self.seen = true;
+        if matches!(e, Event::Executing { node: None, .. }) {
+            self.next = None;
+            return true;
+        }
+        if self.next.is_none() && self.tries < 8 {
+            self.pause = Duration::from_millis(2);
+            self.next = Some(Instant::now() + self.pause);
+        }
+        false
+    }
+
+    /// The status polled was not final yet.
+    fn not_yet(&mut self) {
+        self.tries += 1;
+        if self.tries >= 8 {
+            // The regular poll takes over.
+            self.next = None;
+            return;
+        }
+        self.pause = (self.pause * 2).clamp(Duration::from_millis(2), Duration::from_millis(256));
+        self.next = Some(Instant::now() + self.pause);
+    }
+
+    /// Resolves when the status is due (never when none is).
+    async fn next_poll(&self) {
+        match self.next {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Ending, Running};
+    use comfy_adapter::model::event::Event;
+
+    fn start(p: &str) -> Event {
+        Event::ExecutionStart {
+            prompt_id: p.into(),
+            timestamp_ms: None,
+        }
+    }
+
+    fn success(p: &str) -> Event {
+        Event::ExecutionSuccess {
+            prompt_id: p.into(),
+            timestamp_ms: None,
+        }
+    }
+
+    fn anonymous_progress() -> Event {
+        Event::Progress {
+            prompt_id: None,
+            node: None,
+            value: 1.0,
+            max: 2.0,
+        }
+    }
+
+    #[test]
+    fn events_of_no_prompt_are_ours_unless_another_prompt_runs() {
+        let mut r = Running::default();
+        assert!(r.ours(&anonymous_progress(), "p2"), "nothing known: ours");
+        assert!(r.ours(&start("p1"), "p2"), "named events always pass");
+        assert!(
+            !r.ours(&anonymous_progress(), "p2"),
+            "p1 runs: not p2's progress"
+        );
+        assert!(r.ours(&success("p1"), "p2"));
+        assert!(r.ours(&anonymous_progress(), "p2"), "p1 ended");
+        assert!(r.ours(&start("p1"), "p2"));
+        assert!(r.ours(&start("p2"), "p2"));
+        assert!(r.ours(&anonymous_progress(), "p2"), "p2 runs: ours");
+    }
+
+    #[test]
+    fn the_last_executing_polls_at_once_and_execution_success_after_a_pause() {
+        let mut e = Ending::default();
+        assert!(
+            !e.ended(&success("p")),
+            "success: history may not be written"
+        );
+        assert!(e.next.is_some(), "a poll is due soon");
+        let last = Event::Executing {
+            prompt_id: Some("p".into()),
+            node: None,
+            display_node: None,
+        };
+        assert!(e.ended(&last), "written by the last executing");
+        for _ in 0..8 {
+            e.not_yet();
+        }
+        assert!(e.next.is_none(), "the regular poll takes over");
+        assert!(!e.ended(&success("p")));
+        assert!(e.ended(&last), "the last executing still polls");
     }
 }

@@ -17,11 +17,13 @@ pub mod health;
 pub mod queue_client;
 pub mod relay;
 pub mod runner;
+pub mod socket;
 
 use crate::config::{Config, secs};
 use crate::health::{Health, Outcome, Status};
 use crate::queue_client::{CatalogueUpload, FailRequest, QueueClient, RegisterRequest};
-use crate::runner::{JobEnd, RunContext, run_job};
+use crate::runner::{JobEnd, RunContext, TIMING_TARGET, run_job};
+use crate::socket::{ComfySocket, SocketOptions};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use comfy_adapter::model::catalogue::NodeCatalogue;
 use comfy_adapter::{ComfyAdapter, DetectOptions, Timeouts, detect};
@@ -266,6 +268,11 @@ impl Worker {
         next
     }
 
+    /// Opens the worker's socket to the server `d` detected (its task keeps it open).
+    fn open_socket(&self, d: &Detected) -> ComfySocket {
+        ComfySocket::open(d.adapter.clone(), &self.client_id, SocketOptions::default())
+    }
+
     /// Sleeps `d` unless shutdown comes first; false when shutting down.
     async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
         tokio::select! {
@@ -278,6 +285,12 @@ impl Worker {
     /// current job within the grace period.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut detected: Option<Detected> = None;
+        // The socket to the detected server: opened after each detection, dropped (closed)
+        // before the next one.
+        let mut socket: Option<ComfySocket> = None;
+        // The socket generation that was open when ComfyUI's version was last checked: while
+        // that socket stays open, ComfyUI has not restarted, so it cannot have changed.
+        let mut checked: Option<u64> = None;
         let mut backoff = self.backoff();
         let wait = secs(self.config.poll_wait_secs, 25.0);
         let grace = secs(self.config.shutdown_grace_secs, 20.0);
@@ -309,6 +322,7 @@ impl Worker {
                     Ok(d) => {
                         self.health.set_status(Status::Healthy, None);
                         backoff = self.backoff();
+                        socket = Some(self.open_socket(&d));
                         detected = Some(d.clone());
                         d
                     }
@@ -344,10 +358,26 @@ impl Worker {
             };
             self.health.set_status(Status::Healthy, None);
 
-            // Is ComfyUI still the server we detected? (restarted or upgraded in place)
-            let d = match d.adapter.server_info().await {
-                Ok(info) if info.version_string == d.version => d,
-                outcome => {
+            // Is ComfyUI still the server we detected? (restarted or upgraded in place) Not
+            // asked while the socket open at the last check is still open.
+            let check_started = Instant::now();
+            let generation = socket.as_ref().and_then(|s| s.handle().open_generation());
+            let still = if generation.is_some() && generation == checked {
+                Ok(())
+            } else {
+                match d.adapter.server_info().await {
+                    Ok(info) if info.version_string == d.version => {
+                        checked = generation;
+                        let stages = format!("check={}us", check_started.elapsed().as_micros());
+                        tracing::debug!(target: TIMING_TARGET, %stages, "version checked");
+                        Ok(())
+                    }
+                    outcome => Err(outcome),
+                }
+            };
+            let d = match still {
+                Ok(()) => d,
+                Err(outcome) => {
                     match &outcome {
                         Ok(info) => {
                             tracing::warn!(job_id = %job.id, was = ?d.version, now = ?info.version_string, "ComfyUI changed version; re-detecting");
@@ -356,9 +386,13 @@ impl Worker {
                             tracing::warn!(job_id = %job.id, error = %e, "ComfyUI unreachable; re-detecting");
                         }
                     }
+                    // The old server's socket is closed before the new one is opened.
+                    socket = None;
+                    checked = None;
                     detected = None;
                     match self.detect_and_register().await {
                         Ok(d) => {
+                            socket = Some(self.open_socket(&d));
                             detected = Some(d.clone());
                             d
                         }
@@ -402,6 +436,7 @@ impl Worker {
                 comfyui_version: d.version.clone(),
                 catalogue: d.catalogue.clone(),
                 client_id: self.client_id.clone(),
+                socket: socket.as_ref().map(ComfySocket::handle),
                 follow,
                 heartbeat: self.config.heartbeat_secs.map(|s| secs(s, 1.0)),
                 health: self.health.clone(),
@@ -438,6 +473,8 @@ impl Worker {
                 self.health
                     .set_status(Status::Unhealthy, Some(e.to_string()));
                 detected = None;
+                socket = None;
+                checked = None;
                 if !Self::pause(pause, &mut shutdown).await {
                     break;
                 }

@@ -10,7 +10,6 @@ use comfy_adapter::ComfyAdapter;
 use comfy_adapter::model::job::{JobState, JobStatus};
 use comfy_adapter::model::output::Output;
 use comfy_adapter::model::prompt::PromptRequest;
-use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +30,8 @@ pub struct RunContext {
     pub catalogue: Arc<crate::files::CatalogueCache>,
     /// This worker's WebSocket client id.
     pub client_id: String,
+    /// The worker's socket to ComfyUI (`None`: jobs are followed by polling only).
+    pub socket: Option<crate::socket::SocketHandle>,
     /// Watch timings.
     pub follow: FollowOptions,
     /// Heartbeat period override.
@@ -112,6 +113,48 @@ fn ms_since_epoch() -> i64 {
         .unwrap_or_default()
 }
 
+/// Where the per-stage times of each job are logged (at debug).
+pub const TIMING_TARGET: &str = "comfy_worker::timing";
+
+/// How long a job waits for the worker's socket while it is being opened.
+const GREETING_WAIT: Duration = Duration::from_secs(2);
+
+/// The time each stage of one job took, logged at debug (target [`TIMING_TARGET`], field
+/// `stages`: `name=<µs>us` pairs in order) when the job has been reported.
+#[derive(Debug)]
+struct Stages {
+    last: Instant,
+    spent: Vec<(&'static str, Duration)>,
+}
+
+impl Stages {
+    fn new() -> Self {
+        Stages {
+            last: Instant::now(),
+            spent: Vec::with_capacity(10),
+        }
+    }
+
+    /// `stage` ended now (it began where the previous one ended).
+    fn mark(&mut self, stage: &'static str) {
+        let now = Instant::now();
+        self.spent.push((stage, now - self.last));
+        self.last = now;
+    }
+
+    fn log(&self) {
+        if tracing::enabled!(target: TIMING_TARGET, tracing::Level::DEBUG) {
+            let stages = self
+                .spent
+                .iter()
+                .map(|(n, d)| format!("{n}={}us", d.as_micros()))
+                .collect::<Vec<_>>()
+                .join(" ");
+            tracing::debug!(target: TIMING_TARGET, %stages, "job stages");
+        }
+    }
+}
+
 /// Runs `job` to its end and reports it. `hand_back` turning true asks to
 /// interrupt the prompt and give the job back (shutdown past the grace period).
 pub async fn run_job(ctx: &RunContext, job: LeasedJob, hand_back: watch::Receiver<bool>) -> JobEnd {
@@ -131,6 +174,7 @@ async fn run_job_inner(
     mut hand_back: watch::Receiver<bool>,
 ) -> JobEnd {
     let leased_at = Instant::now();
+    let mut stages = Stages::new();
     let prompt_id = uuid::Uuid::new_v4().to_string();
     tracing::Span::current().record("prompt_id", prompt_id.as_str());
     tracing::info!("job leased; running");
@@ -216,10 +260,20 @@ async fn run_job_inner(
         )
     };
 
-    let end = execute(ctx, &job, &prompt_id, &mut stop_rx, &progress_tx).await;
+    let end = execute(
+        ctx,
+        &job,
+        &prompt_id,
+        &mut stop_rx,
+        &progress_tx,
+        &mut stages,
+    )
+    .await;
     heartbeat.abort();
     let total_ms = leased_at.elapsed().as_millis() as u64;
     let reported = report(ctx, &job, end, total_ms).await;
+    stages.mark("report");
+    stages.log();
     ctx.health.set_job(None);
     ctx.health.record(reported.outcome(), total_ms);
     reported
@@ -297,6 +351,7 @@ async fn execute(
     prompt_id: &str,
     stop: &mut watch::Receiver<Option<Stop>>,
     progress: &watch::Sender<Progress>,
+    stages: &mut Stages,
 ) -> Ran {
     let Some(body) = PromptBody::of(&job.workflow) else {
         return Ran::Failed(JobError::new(
@@ -331,6 +386,7 @@ async fn execute(
     {
         return files_failed(e);
     }
+    stages.mark("prepare");
     let classes = node_classes(&prompt);
     let mut request = PromptRequest::new(prompt)
         .with_client_id(&ctx.client_id)
@@ -338,24 +394,20 @@ async fn execute(
     request.extra_data = extra_data;
     request.partial_execution_targets = partial_execution_targets;
 
-    // Open the socket first so no event of this prompt is missed.
-    let events = match ctx.adapter.events(&ctx.client_id).await {
-        Ok(mut s) => {
-            // ComfyUI greets a socket once it is registered; events sent
-            // before that would be lost, so wait for the greeting.
-            match tokio::time::timeout(Duration::from_secs(2), s.next()).await {
-                Ok(Some(_)) => Some(s),
-                _ => {
-                    tracing::warn!("WebSocket opened but silent; following by polling");
-                    None
-                }
+    // Take the socket's events before submitting, so no event of this prompt is missed.
+    // The socket was greeted (registered by ComfyUI) when it opened; it is waited for only
+    // while it is being opened (the first job after detection, or after a reconnect).
+    let events = match &ctx.socket {
+        Some(socket) => {
+            let events = socket.subscribe();
+            if socket.wait_open(GREETING_WAIT).await.is_none() {
+                tracing::debug!(link = ?socket.link(), "WebSocket not open; following by polling until it is");
             }
+            Some(events)
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "WebSocket unavailable; following by polling only");
-            None
-        }
+        None => None,
     };
+    stages.mark("events");
     let submitted_ms = ms_since_epoch();
     let submitted = Instant::now();
     if let Err(e) = ctx.adapter.submit(&request).await {
@@ -364,26 +416,36 @@ async fn execute(
         return Ran::Failed(err);
     }
     tracing::info!("prompt submitted");
+    stages.mark("submit");
     let relay = ctx.relay.map(|o| {
         let token = job.lease_token.as_str();
         Relay::start(ctx.queue.clone(), job.id, token, job.attempt, prompt_id, o)
     });
     let follow = Follow {
         adapter: &ctx.adapter,
-        client_id: &ctx.client_id,
         prompt_id,
         options: ctx.follow,
         tap: relay.as_ref().and_then(Relay::tap),
     };
     let mut tracker = ProgressTracker::new(prompt_id, classes);
     let followed = follow.run(events, &mut tracker, progress, stop).await;
-    if let Some(r) = relay {
-        // The last events (execution_success) reach watchers before the job's report.
-        ctx.health.count_events(&r.finish().await);
-    }
-    match followed {
-        FollowEnd::Stopped(s) => Ran::Stopped(s),
-        FollowEnd::Failed(e) => Ran::Failed(e),
+    stages.mark("follow");
+    // The last events (execution_success) reach watchers before the job's report: the
+    // relay is flushed while the outputs are stored, and both end before the report.
+    let flushed = async {
+        if let Some(r) = relay {
+            ctx.health.count_events(&r.finish().await);
+        }
+    };
+    let ran = match followed {
+        FollowEnd::Stopped(s) => {
+            flushed.await;
+            return Ran::Stopped(s);
+        }
+        FollowEnd::Failed(e) => {
+            flushed.await;
+            return Ran::Failed(e);
+        }
         FollowEnd::Finished {
             status,
             cancel_requested,
@@ -393,9 +455,13 @@ async fn execute(
                 submitted,
                 cancel_requested,
             };
-            finished(ctx, job, *status, ended).await
+            let (ran, ()) = tokio::join!(finished(ctx, job, *status, ended, stages), flushed);
+            ran
         }
-    }
+    };
+    // Whatever the flush took beyond the outputs.
+    stages.mark("relay");
+    ran
 }
 
 /// A file step that ended the job.
@@ -420,7 +486,13 @@ struct Ended {
 /// What the job's result says about a cancel ComfyUI did not carry out.
 const CANCEL_TOO_LATE: &str = "the cancel came too late: ComfyUI was asked to interrupt the prompt, but it checks for interrupts only between nodes (and in nodes that report progress), and the prompt ran to its end and wrote its outputs";
 
-async fn finished(ctx: &RunContext, job: &LeasedJob, mut status: JobStatus, ended: Ended) -> Ran {
+async fn finished(
+    ctx: &RunContext,
+    job: &LeasedJob,
+    mut status: JobStatus,
+    ended: Ended,
+    stages: &mut Stages,
+) -> Ran {
     let Ended {
         submitted_ms,
         submitted,
@@ -446,6 +518,7 @@ async fn finished(ctx: &RunContext, job: &LeasedJob, mut status: JobStatus, ende
             Ok(o) => status.outputs = o,
             Err(e) => tracing::warn!(error = %e, "could not read the outputs"),
         }
+        stages.mark("outputs");
     }
     let observed_ms = submitted.elapsed().as_millis() as i64;
     let execution_ms = status.execution_ms();
@@ -463,6 +536,7 @@ async fn finished(ctx: &RunContext, job: &LeasedJob, mut status: JobStatus, ende
         Ok(stored) => crate::files::annotate_outputs(&mut outputs, &stored),
         Err(e) => return files_failed(e),
     }
+    stages.mark("store");
     tracing::info!(outputs = outputs.len(), ?execution_ms, "prompt succeeded");
     let mut result = json!({
         "prompt_id": status.prompt_id,
