@@ -221,7 +221,9 @@ impl Store for SqliteStore {
                     return Err(StoreError::UserLimit(limits.max_per_user));
                 }
             }
-            let id = Uuid::new_v4();
+            // Time-ordered (v7): new ids land at the end of the id index instead of on a random
+            // page of it, which kept the submit rate from falling as the table grew.
+            let id = Uuid::now_v7();
             // The workflow is stored as the text it was sent in. SQLite copies a text when
             // it is bound, so the body it is part of is dropped before the row is built:
             // one submit holds two copies of it at a time, not three.
