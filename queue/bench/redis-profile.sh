@@ -20,12 +20,7 @@ if [ -z "$BIN" ] || [ -z "$LOAD" ]; then
   BIN="${BIN:-target/release/comfy-queue}"
   LOAD="${LOAD:-target/release/queue-load}"
 fi
-TMP="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. queue/bench/lib.sh
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # utime + stime, clock ticks
 HZ="$(getconf CLK_TCK)"
 

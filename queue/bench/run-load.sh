@@ -7,14 +7,7 @@ cd "$(dirname "$0")/../.."
 SECS="${1:-5}"
 cargo build -p comfy-queue --release --bins
 BIN=target/release
-TMP="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 100); do curl -fs "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 0.1; done; echo "server on $1 did not start" >&2; exit 1; }
-
+. queue/bench/lib.sh
 echo "== SQLite backend"
 QP="$(free_port)"
 RUST_LOG=warn "$BIN/comfy-queue" --listen "127.0.0.1:$QP" --db "$TMP/bench.db" --max-pending 0 & PIDS+=($!)

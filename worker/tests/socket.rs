@@ -6,16 +6,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use comfy_emulator::{Breakpoint, Emulator, EmulatorConfig, EmulatorHandle};
-use comfy_worker::Worker;
 use comfy_worker::config::Config;
+use common::start;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -186,29 +187,6 @@ fn config(queue: &MockServer, comfy_url: &str) -> Config {
     c.backoff_min_secs = 0.05;
     c.backoff_max_secs = 0.2;
     c
-}
-
-struct Running {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-fn start(config: Config) -> Running {
-    let worker = Worker::new(config).unwrap();
-    let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(worker.run(rx));
-    Running { stop, task }
-}
-
-impl Running {
-    async fn stop(self) {
-        self.stop.send_replace(true);
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-    }
 }
 
 /// WebSocket upgrades ComfyUI answered so far.
