@@ -6,17 +6,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use comfy_emulator::{Breakpoint, Emulator, EmulatorConfig, EmulatorHandle};
+use comfy_worker::Worker;
 use comfy_worker::config::Config;
-use common::start;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -365,4 +364,29 @@ async fn a_socket_cut_mid_job_is_opened_again_and_the_next_job_gets_its_events()
     worker.stop().await;
     drop(proxy);
     emu.stop().await;
+}
+
+/// A worker running as a task, with its stop switch.
+struct Running {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+fn start(config: Config) -> Running {
+    let worker = Worker::new(config).unwrap();
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(worker.run(rx));
+    Running { stop, task }
+}
+
+impl Running {
+    /// Stop it and check it ended without an error.
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
 }
