@@ -51,25 +51,36 @@ fn user(i: usize) -> String {
     format!("user{:03}", i % 20 + 1)
 }
 
-/// Submit `n` jobs, `conc` at a time; their ids.
-async fn submit_many(client: &Arc<Client>, n: usize, conc: usize) -> anyhow::Result<Vec<String>> {
+/// Submits from `conc` tasks at once, task `t` going on while `more(t, submitted so far)`;
+/// the ids, in no particular order. Users go round robin over tasks and submits.
+async fn submit_from<F>(client: &Arc<Client>, conc: usize, more: F) -> anyhow::Result<Vec<String>>
+where
+    F: Fn(usize, usize) -> bool + Clone + Send + 'static,
+{
     let mut tasks = Vec::new();
     for t in 0..conc {
-        let client = client.clone();
-        let share = n / conc + usize::from(t < n % conc);
+        let (client, more) = (client.clone(), more.clone());
         tasks.push(tokio::spawn(async move {
-            let mut ids = Vec::with_capacity(share);
-            for i in 0..share {
-                ids.push(client.submit(&user(t + i * conc)).await?);
+            let mut ids = Vec::new();
+            while more(t, ids.len()) {
+                ids.push(client.submit(&user(t + ids.len() * conc)).await?);
             }
             anyhow::Ok(ids)
         }));
     }
-    let mut out = Vec::with_capacity(n);
+    let mut out = Vec::new();
     for t in tasks {
         out.extend(t.await??);
     }
     Ok(out)
+}
+
+/// Submit `n` jobs, `conc` at a time; their ids.
+async fn submit_many(client: &Arc<Client>, n: usize, conc: usize) -> anyhow::Result<Vec<String>> {
+    submit_from(client, conc, move |t, done| {
+        done < n / conc + usize::from(t < n % conc)
+    })
+    .await
 }
 
 /// Cancel `ids`, 8 at a time.
@@ -98,23 +109,7 @@ async fn cancel_all(client: &Arc<Client>, ids: Vec<String>) -> anyhow::Result<()
 async fn submit_rate(client: &Arc<Client>, seconds: f64) -> anyhow::Result<(f64, Vec<String>)> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for t in 0..8 {
-        let client = client.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut ids = Vec::new();
-            let mut i = 0;
-            while Instant::now() < deadline {
-                ids.push(client.submit(&user(t + i * 8)).await?);
-                i += 1;
-            }
-            anyhow::Ok(ids)
-        }));
-    }
-    let mut ids = Vec::new();
-    for t in tasks {
-        ids.extend(t.await??);
-    }
+    let ids = submit_from(client, 8, move |_, _| Instant::now() < deadline).await?;
     Ok((ids.len() as f64 / started.elapsed().as_secs_f64(), ids))
 }
 

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+use super::rows::exec_cached;
 use crate::store::{BackendError, StoreError};
 
 /// Idle read connections kept for reuse; more are opened while more reads run at once.
@@ -59,14 +60,11 @@ impl Inner {
             Some(c) => c,
             None => self.open()?,
         };
-        conn.prepare_cached("BEGIN")?.execute([])?;
+        exec_cached(&conn, "BEGIN")?;
         let out = f(&conn);
         // A read transaction has nothing to keep: ending it cannot lose anything. A
         // connection whose transaction would not end is dropped rather than reused.
-        if conn
-            .prepare_cached("COMMIT")
-            .and_then(|mut s| s.execute([]))
-            .is_ok()
+        if exec_cached(&conn, "COMMIT").is_ok()
             && let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE
         {

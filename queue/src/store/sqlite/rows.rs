@@ -178,6 +178,13 @@ pub(super) fn save(conn: &Connection, s: &StoredJob) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Run a statement without parameters or rows (transaction control: `BEGIN`, `SAVEPOINT`,
+/// `COMMIT`, ...), prepared once per connection: parsing it again for every operation cost
+/// more than running it.
+pub(super) fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 pub(super) fn count(
     conn: &Connection,
     sql: &str,

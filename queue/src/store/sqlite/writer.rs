@@ -10,6 +10,7 @@ use std::sync::{Arc, mpsc};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::rows::exec_cached;
 use crate::scheduler::{Requirements, WorkerInfo};
 use crate::store::{BackendError, StoreError};
 
@@ -159,10 +160,8 @@ fn writer_loop(ctx: &mut Ctx, rx: &mpsc::Receiver<Box<dyn Op>>) {
 }
 
 impl Ctx {
-    /// Run one transaction-control statement, prepared once (parsing it again for every
-    /// operation of every batch cost more than running it).
     fn exec(&self, sql: &str) -> rusqlite::Result<()> {
-        self.conn.prepare_cached(sql)?.execute([]).map(drop)
+        exec_cached(&self.conn, sql)
     }
 
     /// Whether a job of requirement class `class` may run on `worker` (classes are parsed
