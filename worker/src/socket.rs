@@ -20,6 +20,7 @@
 //! worker drops the old one before it opens the socket to the new server, so two sockets
 //! never share the client id).
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use comfy_adapter::model::event::Event;
 use comfy_adapter::{ComfyAdapter, ComfyError, EventStream};
 use futures_util::StreamExt;
@@ -44,6 +45,16 @@ pub enum Link {
     Down,
     /// Stopped for good (the [`ComfySocket`] was dropped).
     Stopped,
+}
+
+impl Link {
+    /// The generation of an open socket; `None` in any other state.
+    pub fn generation(self) -> Option<u64> {
+        match self {
+            Link::Open { generation } => Some(generation),
+            _ => None,
+        }
+    }
 }
 
 /// Timings of the socket.
@@ -177,10 +188,7 @@ impl SocketHandle {
 
     /// The generation of the socket if it is open now.
     pub fn open_generation(&self) -> Option<u64> {
-        match self.link() {
-            Link::Open { generation } => Some(generation),
-            _ => None,
-        }
+        self.link().generation()
     }
 
     /// Waits at most `within` while the socket is being opened; answers its generation
@@ -189,10 +197,7 @@ impl SocketHandle {
         let mut rx = self.shared.link.subscribe();
         let _ = tokio::time::timeout(within, rx.wait_for(|l| *l != Link::Opening)).await;
         let link = *rx.borrow();
-        match link {
-            Link::Open { generation } => Some(generation),
-            _ => None,
-        }
+        link.generation()
     }
 
     /// From now on, every event the socket reads goes to the answered subscription (a
@@ -240,7 +245,7 @@ impl Subscription {
     /// Asks for a fresh socket (this one is open but has said nothing for too long). The
     /// subscription stays.
     pub fn reopen(&self) {
-        if let Link::Open { generation } = self.link() {
+        if let Some(generation) = self.link().generation() {
             self.shared.reopen.send_replace(generation);
         }
     }
@@ -310,7 +315,14 @@ async fn keep_open(
     shared: Arc<Shared>,
     options: SocketOptions,
 ) {
-    let mut pause = options.backoff_min;
+    let pauses = || {
+        ExponentialBuilder::default()
+            .with_min_delay(options.backoff_min)
+            .with_max_delay(options.backoff_max)
+            .without_max_times()
+            .build()
+    };
+    let mut backoff = pauses();
     let mut generation = 0u64;
     let mut down_since: Option<Instant> = None;
     loop {
@@ -319,6 +331,7 @@ async fn keep_open(
             Ok(s) => s,
             Err(why) => {
                 shared.link.send_replace(Link::Down);
+                let pause = backoff.next().unwrap_or(options.backoff_max);
                 if down_since.is_none() {
                     down_since = Some(Instant::now());
                     tracing::warn!(%why, retry_in = ?pause, "ComfyUI WebSocket not open; jobs are followed by polling until it is");
@@ -326,7 +339,6 @@ async fn keep_open(
                     tracing::debug!(%why, retry_in = ?pause, "ComfyUI WebSocket still not open");
                 }
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(options.backoff_max);
                 continue;
             }
         };
@@ -343,7 +355,7 @@ async fn keep_open(
         drop(stream);
         shared.link.send_replace(Link::Down);
         if opened.elapsed() >= options.stable {
-            pause = options.backoff_min;
+            backoff = pauses();
         }
         down_since = Some(Instant::now());
         match closed {
@@ -351,9 +363,9 @@ async fn keep_open(
                 tracing::info!("ComfyUI WebSocket silent too long; opening a fresh one");
             }
             Closed::Ended => {
+                let pause = backoff.next().unwrap_or(options.backoff_max);
                 tracing::warn!(retry_in = ?pause, "ComfyUI WebSocket closed; opening it again");
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(options.backoff_max);
             }
         }
     }
