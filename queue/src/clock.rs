@@ -62,6 +62,60 @@ impl Clock for ManualClock {
     }
 }
 
+/// A clock set from another one, e.g. the Redis server's `TIME`, and moved on by this
+/// machine's monotonic clock in between: every replica of the queue reads the same time,
+/// whatever their own clocks say, so one replica's lease is not expired early by another.
+/// It never goes back: a new reference that is behind what was already answered is taken
+/// only once the monotonic clock has caught up.
+#[derive(Debug)]
+pub struct ReferenceClock {
+    started: std::time::Instant,
+    /// Reference time minus the monotonic time elapsed since `started`, at the last set.
+    offset: AtomicI64,
+    /// The latest time answered.
+    last: AtomicI64,
+}
+
+impl ReferenceClock {
+    /// A clock that reads `reference_ms` now.
+    pub fn new(reference_ms: Millis) -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            offset: AtomicI64::new(reference_ms),
+            last: AtomicI64::new(reference_ms),
+        }
+    }
+
+    fn elapsed_ms(&self) -> Millis {
+        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// The reference reads `reference_ms` now; returns how far this clock was off (ms,
+    /// positive: it was ahead).
+    pub fn set(&self, reference_ms: Millis) -> Millis {
+        let before = self
+            .offset
+            .load(Ordering::SeqCst)
+            .saturating_add(self.elapsed_ms());
+        self.offset.store(
+            reference_ms.saturating_sub(self.elapsed_ms()),
+            Ordering::SeqCst,
+        );
+        before.saturating_sub(reference_ms)
+    }
+}
+
+impl Clock for ReferenceClock {
+    fn now_ms(&self) -> Millis {
+        let now = self
+            .offset
+            .load(Ordering::SeqCst)
+            .saturating_add(self.elapsed_ms());
+        let last = self.last.fetch_max(now, Ordering::SeqCst);
+        now.max(last)
+    }
+}
+
 /// Format milliseconds since the epoch as RFC 3339 UTC (`2026-01-01T00:00:00.000Z`).
 pub fn to_rfc3339(ms: Millis) -> String {
     let nanos = i128::from(ms) * 1_000_000;
@@ -82,6 +136,21 @@ pub type SharedClock = Arc<dyn Clock>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reference_clock_follows_its_reference_and_never_goes_back() {
+        let c = ReferenceClock::new(1_000_000);
+        let t0 = c.now_ms();
+        assert!((1_000_000..1_000_000 + 1_000).contains(&t0), "{t0}");
+        // The reference is 10 s ahead: the clock jumps forward.
+        let off = c.set(t0 + 10_000);
+        assert!((-10_100..=-9_900).contains(&off), "{off}");
+        let t1 = c.now_ms();
+        assert!(t1 >= t0 + 10_000, "{t1}");
+        // The reference is behind what was answered: no answer goes back.
+        c.set(t0);
+        assert!(c.now_ms() >= t1);
+    }
 
     #[test]
     fn formats_epoch_millis() {

@@ -1,10 +1,10 @@
 //! Live events for `/ws`: `{"type": "job_created"|"job_updated"|"job_deleted"|"comfy_event", "data", "timestamp"}`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 /// One event, with the owner kept aside so per-user sockets can be filtered.
 #[derive(Debug, Clone, Serialize)]
@@ -26,27 +26,51 @@ pub struct Event {
 }
 
 /// Fan-out of events to every open socket. Slow sockets skip what they missed.
-#[derive(Debug, Clone)]
+///
+/// With several replicas (on Redis), [`EventBus::tap`] sends every event published here to
+/// the others as well, and [`EventBus::publish_local`] gives this process' sockets the
+/// events the others published.
+#[derive(Debug)]
 pub struct EventBus {
     tx: broadcast::Sender<Event>,
+    tap: OnceLock<mpsc::Sender<Event>>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
         let (tx, _) = broadcast::channel(1024);
-        Self { tx }
+        Self {
+            tx,
+            tap: OnceLock::new(),
+        }
     }
 }
 
 impl EventBus {
-    /// Send to whoever listens (no listener is fine).
+    /// Send to whoever listens, here and on the other replicas (no listener is fine).
     pub fn publish(&self, event: Event) {
+        if let Some(tap) = self.tap.get() {
+            // Full: the link to the other replicas is behind; events are lossy there as
+            // they are for a slow socket here.
+            let _ = tap.try_send(event.clone());
+        }
+        self.publish_local(event);
+    }
+
+    /// Send to this process' sockets only (an event another replica published).
+    pub fn publish_local(&self, event: Event) {
         let _ = self.tx.send(event);
     }
 
-    /// Whether any socket listens (events are not even built otherwise).
+    /// Whether any socket may listen (events are not even built otherwise): one here, or
+    /// any on another replica once the bus is tapped.
     pub fn has_listeners(&self) -> bool {
-        self.tx.receiver_count() > 0
+        self.tap.get().is_some() || self.tx.receiver_count() > 0
+    }
+
+    /// Send every later [`EventBus::publish`] to `tap` as well; `false` if set already.
+    pub fn tap(&self, tap: mpsc::Sender<Event>) -> bool {
+        self.tap.set(tap).is_ok()
     }
 
     /// A new receiver.

@@ -12,7 +12,7 @@
 //! fails on a use it lacks or on a cycle in it:
 //!
 //! ```text
-//! clock, input, events, auth            leaves
+//! clock, input, events, auth, wake      leaves
 //! scheduler  → input                     routing: Requirements, WorkerInfo, versions
 //! model      → clock, input, scheduler   jobs, attempts, input validation
 //! progress   → input                     heartbeat progress, the progress board
@@ -20,12 +20,13 @@
 //! lifecycle  → clock, model              the job state machine (pure functions)
 //! store      → clock, model, scheduler, lifecycle   Store trait, SQLite and Redis backends
 //! metrics    → store                     the counters behind /metrics
-//! state      → auth, clock, events, live, metrics, progress, scheduler, store
+//! state      → auth, clock, events, live, metrics, progress, scheduler, store, wake
 //! config     → auth, state               clap flags and env → Settings
 //! error      → input, auth, store        ErrorCode, ApiError: domain errors → HTTP
 //! api        → auth, clock, error, events, input, lifecycle, live, model, progress, scheduler,
-//!              state, store               routes, extractors, handlers, OpenAPI
+//!              state, store, wake         routes, extractors, handlers, OpenAPI
 //! reaper     → clock, state, store, api   lease expiry pass (publishes job events), file sweep
+//! replicas   → clock, events, progress, state, store, wake   several processes on one Redis
 //! ```
 //!
 //! Domain modules (scheduler, model, progress, lifecycle, store, auth) return their own
@@ -45,14 +46,16 @@ pub mod metrics;
 pub mod model;
 pub mod progress;
 mod reaper;
+pub mod replicas;
 pub mod scheduler;
 mod state;
 pub mod store;
+pub mod wake;
 
 pub use reaper::{SweepError, SweepReport};
 pub use state::{
     AppState, BodyBudget, BodyRoom, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT, DEFAULT_MAX_CATALOGUE_BYTES,
-    DEFAULT_MAX_FILE_BYTES, Inner, Settings,
+    DEFAULT_MAX_FILE_BYTES, Inner, Settings, WorkerCache,
 };
 
 /// Build the whole HTTP service. Tests drive it with `tower::ServiceExt::oneshot`; `main`

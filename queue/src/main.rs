@@ -6,10 +6,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use comfy_artifacts::{BlobStore, LocalStore, S3Config, S3Store};
-use comfy_queue::clock::SystemClock;
+use comfy_queue::clock::{SharedClock, SystemClock};
 use comfy_queue::config::Config;
+use comfy_queue::replicas;
 use comfy_queue::store::Store;
-use comfy_queue::store::redis::RedisStore;
+use comfy_queue::store::redis::{RedisBus, RedisStore};
 use comfy_queue::store::sqlite::SqliteStore;
 use comfy_queue::{AppState, app};
 use tracing_subscriber::EnvFilter;
@@ -30,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let settings = config.settings();
 
-    let store: Arc<dyn Store> = match &config.redis_url {
+    let (store, bus): (Arc<dyn Store>, Option<RedisBus>) = match &config.redis_url {
         Some(url) => {
             let store = RedisStore::connect(url, &config.redis_prefix)
                 .await
@@ -55,11 +56,17 @@ async fn main() -> anyhow::Result<()> {
                     ));
                 }
             }
-            Arc::new(store)
+            let bus = RedisBus::connect(url, &config.redis_prefix)
+                .await
+                .context("connecting to Redis for the replicas' channel")?;
+            (Arc::new(store), Some(bus))
         }
-        None => Arc::new(
-            SqliteStore::open(&config.db)
-                .with_context(|| format!("opening {}", config.db.display()))?,
+        None => (
+            Arc::new(
+                SqliteStore::open(&config.db)
+                    .with_context(|| format!("opening {}", config.db.display()))?,
+            ),
+            None,
         ),
     };
     let files = file_store(&config).await?;
@@ -72,7 +79,25 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(backend = store.name(), file_store = files.name(), listen = %config.listen, "starting comfy-queue");
 
-    let state = AppState::new(store, files, Arc::new(SystemClock), settings);
+    // On Redis every replica reads the server's clock; SQLite serves one process.
+    let (clock, _clock_task): (SharedClock, _) = match &bus {
+        Some(bus) => {
+            let (clock, task) = replicas::server_clock(bus)
+                .await
+                .context("reading Redis' TIME")?;
+            (clock, Some(task))
+        }
+        None => (Arc::new(SystemClock), None),
+    };
+    let state = AppState::new(store, files, clock, settings);
+    let _replica = match bus {
+        Some(bus) => Some(
+            replicas::join(&state, bus)
+                .await
+                .context("listening on the replicas' channel")?,
+        ),
+        None => None,
+    };
     let reap_every = Duration::from_secs_f64(config.reap_interval_secs.clamp(0.05, 3600.0));
     let _reaper = state.spawn_reaper(reap_every);
 

@@ -8,7 +8,9 @@
 //! and keeps it ([`ProgressBoard`]).
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{OnceLock, RwLock};
+
+use tokio::sync::mpsc;
 
 use serde_json::Value;
 use uuid::Uuid;
@@ -60,18 +62,58 @@ pub fn validate(mut p: Progress) -> Result<Progress, InputError> {
     Ok(p)
 }
 
+/// A change to the board: a job's latest progress, or `None` when it was cleared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressChange {
+    /// The job.
+    pub job: Uuid,
+    /// Its progress now; `None`: cleared (its attempt ended or a new one began).
+    pub progress: Option<Progress>,
+}
+
 /// Progress per running job.
+///
+/// With several replicas (on Redis), [`ProgressBoard::tap`] sends every change made here to
+/// the others, which take it with [`ProgressBoard::apply`]: a job's progress shows on
+/// every replica, whichever one its worker's heartbeats reach.
 #[derive(Debug, Default)]
 pub struct ProgressBoard {
     by_job: RwLock<HashMap<Uuid, Progress>>,
+    tap: OnceLock<mpsc::Sender<ProgressChange>>,
 }
 
 impl ProgressBoard {
     /// Records the latest progress of a job.
     pub fn set(&self, job: Uuid, p: Progress) {
+        self.send(ProgressChange {
+            job,
+            progress: Some(p.clone()),
+        });
         if let Ok(mut m) = self.by_job.write() {
             m.insert(job, p);
         }
+    }
+
+    fn send(&self, change: ProgressChange) {
+        if let Some(tap) = self.tap.get() {
+            // Full: the other replicas show older progress until the next heartbeat.
+            let _ = tap.try_send(change);
+        }
+    }
+
+    /// Takes a change another replica made (not sent on).
+    pub fn apply(&self, change: ProgressChange) {
+        if let Ok(mut m) = self.by_job.write() {
+            match change.progress {
+                Some(p) => m.insert(change.job, p),
+                None => m.remove(&change.job),
+            };
+        }
+    }
+
+    /// Send every later change to `tap` as well; `false` if set already.
+    pub fn tap(&self, tap: mpsc::Sender<ProgressChange>) -> bool {
+        self.tap.set(tap).is_ok()
     }
 
     /// The latest progress of a job, if its current attempt reported one.
@@ -81,6 +123,10 @@ impl ProgressBoard {
 
     /// Forgets a job's progress (its attempt ended or a new one began).
     pub fn clear(&self, job: Uuid) {
+        self.send(ProgressChange {
+            job,
+            progress: None,
+        });
         if let Ok(mut m) = self.by_job.write() {
             m.remove(&job);
         }

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use comfy_artifacts::BlobStore;
-use tokio::sync::Notify;
+use tokio::sync::mpsc;
 
 use crate::auth::AuthConfig;
 use crate::clock::{Millis, SharedClock};
@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::progress;
 use crate::scheduler::WorkerInfo;
 use crate::store::Store;
+use crate::wake::Wakeup;
 
 /// Tunables of the service.
 #[derive(Debug, Clone)]
@@ -107,14 +108,13 @@ pub struct Inner {
     /// `/ws` fan-out.
     pub events: EventBus,
     /// Wakes long-polling workers when a job may have become claimable.
-    pub job_available: Notify,
+    pub job_available: Wakeup,
     /// Wakes heartbeats that wait for a cancel request (`heartbeat?wait=`).
-    pub cancel_requested: Notify,
+    pub cancel_requested: Wakeup,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// Registrations seen by this process (a cache of the store's).
-    /// The flag is true for workers that registered (they heartbeat: normal lease).
-    pub workers: RwLock<HashMap<String, (WorkerInfo, bool)>>,
+    pub workers: WorkerCache,
     /// Process start.
     pub started: Instant,
     /// Set when the server is stopping: long-polls answer at once.
@@ -152,10 +152,10 @@ impl AppState {
             files_gate: tokio::sync::RwLock::new(()),
             clock,
             events: EventBus::default(),
-            job_available: Notify::new(),
-            cancel_requested: Notify::new(),
+            job_available: Wakeup::default(),
+            cancel_requested: Wakeup::default(),
             metrics: Metrics::default(),
-            workers: RwLock::new(HashMap::new()),
+            workers: WorkerCache::default(),
             started: Instant::now(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             progress: progress::ProgressBoard::default(),
@@ -191,6 +191,61 @@ impl AppState {
     /// Whether [`AppState::begin_shutdown`] was called.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The registrations this process has read from the store, by worker id. The flag is true
+/// for workers that registered (they heartbeat: normal lease).
+///
+/// With several replicas (on Redis), [`WorkerCache::tap`] sends the id of every worker whose
+/// registration changed here to the others, which [`WorkerCache::forget`] it and read it
+/// from the store again when next needed.
+#[derive(Debug, Default)]
+pub struct WorkerCache {
+    by_id: RwLock<HashMap<String, (WorkerInfo, bool)>>,
+    tap: std::sync::OnceLock<mpsc::Sender<String>>,
+}
+
+impl WorkerCache {
+    /// The cached registration of `worker_id`.
+    pub fn get(&self, worker_id: &str) -> Option<(WorkerInfo, bool)> {
+        self.by_id.read().ok()?.get(worker_id).cloned()
+    }
+
+    /// Caches what was read from the store (nothing changed: not sent on).
+    pub fn remember(&self, worker_id: &str, entry: (WorkerInfo, bool)) {
+        if let Ok(mut m) = self.by_id.write() {
+            m.insert(worker_id.to_owned(), entry);
+        }
+    }
+
+    /// Caches a registration that changed here; other replicas forget theirs.
+    pub fn changed(&self, worker_id: &str, entry: (WorkerInfo, bool)) {
+        if let Some(tap) = self.tap.get() {
+            // Full: another replica may offer that worker jobs by its old registration
+            // until it reads it again; the worker's own checks still hold.
+            let _ = tap.try_send(worker_id.to_owned());
+        }
+        self.remember(worker_id, entry);
+    }
+
+    /// Drops a worker's entry (another replica changed its registration).
+    pub fn forget(&self, worker_id: &str) {
+        if let Ok(mut m) = self.by_id.write() {
+            m.remove(worker_id);
+        }
+    }
+
+    /// Drops every entry (what other replicas changed may have been missed).
+    pub fn forget_all(&self) {
+        if let Ok(mut m) = self.by_id.write() {
+            m.clear();
+        }
+    }
+
+    /// Send the id of every later [`WorkerCache::changed`] to `tap`; `false` if set already.
+    pub fn tap(&self, tap: mpsc::Sender<String>) -> bool {
+        self.tap.set(tap).is_ok()
     }
 }
 

@@ -41,10 +41,8 @@ use comfy_queue_api::{
 };
 
 async fn worker_info(state: &AppState, worker_id: &str) -> Result<(WorkerInfo, bool), ApiError> {
-    if let Ok(cache) = state.workers.read()
-        && let Some(hit) = cache.get(worker_id)
-    {
-        return Ok(hit.clone());
+    if let Some(hit) = state.workers.get(worker_id) {
+        return Ok(hit);
     }
     let found = match state.store.get_worker(worker_id).await? {
         Some(rec)
@@ -62,9 +60,7 @@ async fn worker_info(state: &AppState, worker_id: &str) -> Result<(WorkerInfo, b
             false,
         ),
     };
-    if let Ok(mut cache) = state.workers.write() {
-        cache.insert(worker_id.to_owned(), found.clone());
-    }
+    state.workers.remember(worker_id, found.clone());
     Ok(found)
 }
 
@@ -140,7 +136,7 @@ fn parse_wait(state: &AppState, q: &HashMap<String, String>) -> Result<Duration,
 /// look and the wait still wakes it.
 async fn long_poll<T, F>(
     state: &AppState,
-    notify: &tokio::sync::Notify,
+    notify: &crate::wake::Wakeup,
     wait: Duration,
     mut look: impl FnMut() -> F,
 ) -> Result<Option<T>, ApiError>
@@ -732,9 +728,8 @@ pub async fn register(
             .register_worker(info.clone(), state.now())
             .await?
     };
-    if let Ok(mut cache) = state.workers.write() {
-        cache.insert(info.worker_id.clone(), (info, true));
-    }
+    let id = info.worker_id.clone();
+    state.workers.changed(&id, (info, true));
     // New capabilities may make waiting jobs runnable.
     state.job_available.notify_waiters();
     tracing::info!(worker_id = %rec.info.worker_id, version = ?rec.info.comfyui_version, catalogue = ?rec.info.catalogue, "worker registered");

@@ -95,6 +95,25 @@ pub enum BackendError {
     /// A worker written a moment ago is not there.
     #[error("worker vanished after registering")]
     WorkerVanished,
+    /// Another process has the SQLite file open: the embedded store serves one process.
+    #[error(
+        "{path} is open in another comfy-queue process; the SQLite store serves one process \
+         (stop the other one, or run several replicas on Redis with --redis-url)"
+    )]
+    FileInUse {
+        /// The database file.
+        path: String,
+    },
+    /// Redis runs as a Cluster and the key prefix has no hash tag: a script's keys would
+    /// fall in different slots.
+    #[error(
+        "Redis runs as a Cluster: the key prefix {prefix:?} must be a hash tag such as \
+         \"{{comfy-queue}}\" so that every key of the queue lies in one slot"
+    )]
+    ClusterPrefix {
+        /// The prefix given.
+        prefix: String,
+    },
 }
 
 impl PartialEq for BackendError {

@@ -1,21 +1,26 @@
 //! Redis backend. Every state change is ONE Lua script (`store/redis/*.lua`, loaded with
 //! `include_str!`) that checks the lease token itself, so a change is all-or-nothing and a
 //! fenced call repeated after a lost reply is harmless. Scripts take "now" from the caller's
-//! [`crate::clock::Clock`] (one queue process per Redis; see `docs/queue.md`).
+//! [`crate::clock::Clock`]; several queue processes on one Redis share one (the server's
+//! `TIME`, `crate::replicas::server_clock`) and tell each other what they hold in memory
+//! through `bus.rs` (`crate::replicas`).
 //!
 //! The `ConnectionManager` reconnects after Redis restarts and `Script` reloads itself on
 //! `NOSCRIPT`; calls that are safe to repeat are retried on connection errors. The parts:
 //!
 //! - `scripts.rs`: the Lua scripts and how their token argument is spelled;
 //! - `retry.rs`: which errors are transient and the retry policy (`backon`);
+//! - `bus.rs`: the replicas' pub/sub channel and the server's clock;
 //! - `decode.rs`: script and command replies into jobs, workers and store errors;
 //! - this file: [`RedisStore`], its connection, and the [`Store`] operations.
 
+mod bus;
 mod decode;
 mod persistence;
 mod retry;
 mod scripts;
 
+pub use bus::RedisBus;
 pub use persistence::{Persistence, VolatileRedis};
 
 use std::collections::{BTreeSet, HashMap};
@@ -47,6 +52,8 @@ pub const LAYOUT: u32 = 2;
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
+    /// `prefix:layout`, the one key each script declares.
+    route_key: String,
     scripts: Scripts,
     /// Requirement classes already parsed.
     classes: Mutex<HashMap<String, Option<Requirements>>>,
@@ -58,6 +65,15 @@ impl std::fmt::Debug for RedisStore {
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether `prefix` holds a Redis Cluster hash tag: a `{…}` with something inside, the
+/// first `{` of the key and the first `}` after it (every key then hashes by it alone).
+pub fn has_hash_tag(prefix: &str) -> bool {
+    prefix
+        .find('{')
+        .and_then(|open| prefix[open + 1..].find('}'))
+        .is_some_and(|len| len > 0)
 }
 
 impl RedisStore {
@@ -74,6 +90,7 @@ impl RedisStore {
         let store = Self {
             conn,
             prefix: prefix.to_owned(),
+            route_key: format!("{prefix}:layout"),
             scripts: Scripts::load(),
             classes: Mutex::new(HashMap::new()),
         };
@@ -82,6 +99,17 @@ impl RedisStore {
             .query_async(&mut c)
             .await
             .map_err(StoreError::from)?;
+        let info: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut c)
+            .await
+            .map_err(StoreError::from)?;
+        if info.lines().any(|l| l.trim() == "cluster_enabled:1") && !has_hash_tag(prefix) {
+            return Err(BackendError::ClusterPrefix {
+                prefix: prefix.to_owned(),
+            }
+            .into());
+        }
         let found: u32 = store.eval(&store.scripts.migrate, &[], true).await?;
         if found < LAYOUT {
             tracing::info!(
@@ -820,4 +848,18 @@ impl Store for RedisStore {
 /// A file's JSON as the scripts keep it.
 fn decode_file(json: &str) -> Result<FileRecord, StoreError> {
     serde_json::from_str(json).map_err(|e| corrupt(&format!("file record: {e}")))
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::has_hash_tag;
+
+    #[test]
+    fn a_prefix_is_a_hash_tag_only_with_something_between_the_braces() {
+        assert!(has_hash_tag("{comfy-queue}"));
+        assert!(has_hash_tag("site:{q}"));
+        assert!(!has_hash_tag("comfy-queue"));
+        assert!(!has_hash_tag("{}q"));
+        assert!(!has_hash_tag("q{"));
+    }
 }

@@ -37,9 +37,13 @@ impl RedisStore {
         // twice more, which for a submit is its whole workflow).
         let bytes = args.iter().map(|a| a.len()).sum::<usize>() + self.prefix.len() + 64;
         let mut cmd = redis::Cmd::with_capacity(args.len() + 4, bytes);
+        // One key declared (`P:layout`), so that a Cluster routes the script to the node
+        // of the prefix's slot; the scripts build their other keys from ARGV[1], the prefix,
+        // which on a Cluster must be a hash tag (checked at connect).
         cmd.arg("EVALSHA")
             .arg(script.get_hash())
-            .arg(0)
+            .arg(1)
+            .arg(&self.route_key)
             .arg(&self.prefix);
         for a in args {
             cmd.arg(*a);

@@ -46,11 +46,45 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
     path: PathBuf,
+    /// The database file, locked (`flock`, exclusive) while this store lives: a second
+    /// queue process on the same file is refused at start instead of serving a queue whose
+    /// wake-ups, events and caches it cannot see.
+    _lock: Arc<std::fs::File>,
+}
+
+/// Opens (creating) `path` and takes an exclusive advisory lock on it, which the OS drops
+/// when the process ends, however it ends. SQLite's own locks are POSIX record locks on
+/// other descriptors; this one does not meet them.
+fn lock_file(path: &Path) -> Result<std::fs::File, StoreError> {
+    let io = |what: String| {
+        move |e: std::io::Error| BackendError::Io {
+            what,
+            source: Arc::new(e),
+        }
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io(format!("open {}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(BackendError::FileInUse {
+            path: path.display().to_string(),
+        }
+        .into()),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(io(format!("lock {}", path.display()))(e).into())
+        }
+    }
 }
 
 impl SqliteStore {
     /// Open (creating it and its parent directory if needed) the database at `path` and
-    /// start the writer thread.
+    /// start the writer thread. Fails with [`BackendError::FileInUse`] while another store
+    /// (in this or another process) has the file open.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         if let Some(parent) = path.parent()
@@ -61,6 +95,7 @@ impl SqliteStore {
                 source: Arc::new(e),
             })?;
         }
+        let lock = lock_file(&path)?;
         let conn = Connection::open(&path)?;
         schema::setup(&conn)?;
         let writer = Writer::spawn(conn)?;
@@ -69,6 +104,7 @@ impl SqliteStore {
             writer,
             readers,
             path,
+            _lock: Arc::new(lock),
         })
     }
 
