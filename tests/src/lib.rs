@@ -3,6 +3,9 @@
 //! short leases and fast polls, so the suite stays quick. The private Redis,
 //! free ports and seeds come from `comfy-test-support`, re-exported here.
 
+pub mod balancer;
+pub mod timeline;
+
 pub use comfy_test_support::ports::free_port;
 pub use comfy_test_support::seed::seed;
 
@@ -222,4 +225,39 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// The `comfy-worker` binary as a child process on `queue_url` and `comfy_url`, with the
+/// suite's short timings (1 s long-polls, 0.3 s heartbeats, fast backoff); the caller picks
+/// where its output goes and spawns it.
+pub fn worker_command(queue_url: &str, comfy_url: &str, id: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(workspace_bin("comfy-worker"));
+    cmd.args([
+        "--queue-url",
+        queue_url,
+        "--comfy-url",
+        comfy_url,
+        "--worker-id",
+        id,
+    ])
+    .args([
+        "--health-listen",
+        "off",
+        "--poll-wait-secs",
+        "1",
+        "--status-poll-secs",
+        "0.1",
+    ])
+    .args([
+        "--heartbeat-secs",
+        "0.3",
+        "--unreachable-secs",
+        "1",
+        "--ws-silence-secs",
+        "1",
+    ])
+    .args(["--backoff-min-secs", "0.05", "--backoff-max-secs", "0.5"])
+    .args(["--shutdown-grace-secs", "0.5"])
+    .env("RUST_LOG", "warn");
+    cmd
 }

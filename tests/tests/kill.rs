@@ -48,34 +48,7 @@ async fn emulator(node_ms: u64) -> EmulatorHandle {
 
 /// A worker as a real child process.
 fn spawn_worker(queue_url: &str, comfy_url: &str, id: &str) -> Child {
-    Command::new(comfy_e2e::workspace_bin("comfy-worker"))
-        .args([
-            "--queue-url",
-            queue_url,
-            "--comfy-url",
-            comfy_url,
-            "--worker-id",
-            id,
-        ])
-        .args([
-            "--health-listen",
-            "off",
-            "--poll-wait-secs",
-            "1",
-            "--status-poll-secs",
-            "0.1",
-        ])
-        .args([
-            "--heartbeat-secs",
-            "0.3",
-            "--unreachable-secs",
-            "1",
-            "--ws-silence-secs",
-            "1",
-        ])
-        .args(["--backoff-min-secs", "0.05", "--backoff-max-secs", "0.5"])
-        .args(["--shutdown-grace-secs", "0.5"])
-        .env("RUST_LOG", "warn")
+    comfy_e2e::worker_command(queue_url, comfy_url, id)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

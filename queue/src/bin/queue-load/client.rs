@@ -62,10 +62,6 @@ impl Client {
         })
     }
 
-    pub(crate) fn url(&self) -> &str {
-        &self.url
-    }
-
     pub(crate) fn dialect(&self) -> Dialect {
         self.dialect
     }

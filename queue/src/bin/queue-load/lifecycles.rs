@@ -1,5 +1,7 @@
 //! Whole job lifecycles (submit → next-job → complete-job) at several concurrencies, and
-//! the hand-off to an idle long-polling worker.
+//! the hand-off to an idle long-polling worker. Given several replicas, task `t` submits
+//! through replica `t mod n` and claims and completes through the next one, and the
+//! hand-off's worker waits on one replica while the job is submitted on another.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,12 +33,17 @@ pub(crate) fn print_header() {
 }
 
 /// `n` tasks, each running lifecycles one after another until `seconds` have passed.
-pub(crate) async fn run_level(client: &Arc<Client>, n: usize, seconds: f64) -> anyhow::Result<f64> {
+pub(crate) async fn run_level(
+    clients: &[Arc<Client>],
+    n: usize,
+    seconds: f64,
+) -> anyhow::Result<f64> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..n {
-        let client = client.clone();
+        let client = clients[t % clients.len()].clone();
+        let worker_side = clients[(t + 1) % clients.len()].clone();
         tasks.push(tokio::spawn(async move {
             let mut s = Samples::default();
             let user = format!("user{:03}", t % 20 + 1);
@@ -46,9 +53,9 @@ pub(crate) async fn run_level(client: &Arc<Client>, n: usize, seconds: f64) -> a
                 let t0 = Instant::now();
                 client.submit(&user).await?;
                 let t1 = Instant::now();
-                let job = client.claim_one(&worker).await?;
+                let job = worker_side.claim_one(&worker).await?;
                 let t2 = Instant::now();
-                client.complete(&job).await?;
+                worker_side.complete(&job).await?;
                 let t3 = Instant::now();
                 s.lifecycle.push(t3 - t0);
                 s.submit.push(t1 - t0);
@@ -85,20 +92,21 @@ pub(crate) async fn run_level(client: &Arc<Client>, n: usize, seconds: f64) -> a
 }
 
 /// How fast a worker waiting in a long poll receives a job submitted while it waits.
-pub(crate) async fn handoff(client: &Arc<Client>, rounds: usize) -> anyhow::Result<()> {
+pub(crate) async fn handoff(clients: &[Arc<Client>], rounds: usize) -> anyhow::Result<()> {
+    let (worker_side, client) = (&clients[0], &clients[clients.len() - 1]);
     if client.dialect() == Dialect::Contract {
         println!("idle long-poll hand-off: skipped (the contract's next-job does not wait)");
         return Ok(());
     }
     // Drain anything left over.
-    while client.claim("handoff-drain", 0.0).await?.is_some() {}
+    while worker_side.claim("handoff-drain", 0.0).await?.is_some() {}
     let mut lat = Vec::with_capacity(rounds);
     let mut after_ack = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let poller = {
-            let client = client.clone();
+            let worker_side = worker_side.clone();
             tokio::spawn(async move {
-                let got = client.claim("handoff-w", 10.0).await?;
+                let got = worker_side.claim("handoff-w", 10.0).await?;
                 anyhow::Ok((got, Instant::now()))
             })
         };
@@ -111,10 +119,15 @@ pub(crate) async fn handoff(client: &Arc<Client>, rounds: usize) -> anyhow::Resu
         let job = got.context("the waiting worker got no job")?;
         lat.push(received.saturating_duration_since(sent));
         after_ack.push(received.saturating_duration_since(acked));
-        client.complete(&job).await?;
+        worker_side.complete(&job).await?;
     }
+    let across = if clients.len() > 1 {
+        " (worker and submit on different replicas)"
+    } else {
+        ""
+    };
     println!(
-        "idle long-poll hand-off over {rounds} jobs: submit sent -> worker has job p50 {:.2} ms, p99 {:.2} ms \
+        "idle long-poll hand-off{across} over {rounds} jobs: submit sent -> worker has job p50 {:.2} ms, p99 {:.2} ms \
          (after the submit's own 201: p50 {:.2} ms, p99 {:.2} ms)",
         pct(&mut lat, 0.5),
         pct(&mut lat, 0.99),

@@ -7,6 +7,7 @@
 //! queue-load --url http://127.0.0.1:3000 --concurrency 1,8,32 --seconds 5
 //! queue-load --url http://127.0.0.1:3000 --contract        # any server of the original API
 //! queue-load --url http://127.0.0.1:3000 --depth 0,10000,100000 --server-pid PID
+//! queue-load --url http://127.0.0.1:3001,http://127.0.0.1:3002 --concurrency 32   # replicas
 //! ```
 //! Only point it at a server on this machine that you started for the purpose: it leaves
 //! its jobs behind (completed or cancelled).
@@ -28,9 +29,10 @@ use crate::client::{Client, Dialect};
     about = "Drive job lifecycles against a running queue, or measure it at depth"
 )]
 struct Args {
-    /// Base URL of the queue.
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
-    url: String,
+    /// Base URL of the queue; several (comma-separated) for replicas of one queue: the
+    /// lifecycles and the hand-off then cross replicas (the depth benchmark uses the first).
+    #[arg(long, default_value = "http://127.0.0.1:3000", value_delimiter = ',')]
+    url: Vec<String>,
     /// Speak only the platform's original queue contract: no tokens, no long polls, no
     /// lease tokens (drives the original queue manager or any other implementation of it).
     #[arg(long)]
@@ -80,12 +82,21 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Dialect::Native
     };
-    let client = Arc::new(Client::new(
-        &args.url,
-        dialect,
-        args.admin_token.clone(),
-        args.worker_token.clone(),
-    )?);
+    let mut clients = Vec::new();
+    for url in &args.url {
+        clients.push(Arc::new(Client::new(
+            url,
+            dialect,
+            args.admin_token.clone(),
+            args.worker_token.clone(),
+        )?));
+    }
+    let Some(client) = clients.first().cloned() else {
+        anyhow::bail!("--url names no queue");
+    };
+    for other in &clients[1..] {
+        other.health().await?;
+    }
     let health = client.health().await?;
     let backend = health
         .get("backend")
@@ -93,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or("not said");
     println!(
         "target {} (backend {backend}, {} dialect)",
-        client.url(),
+        args.url.join(", "),
         if args.contract { "contract" } else { "native" },
     );
     if !args.depth.is_empty() {
@@ -110,10 +121,10 @@ async fn main() -> anyhow::Result<()> {
     println!("{} s per level", args.seconds);
     lifecycles::print_header();
     for n in &args.concurrency {
-        lifecycles::run_level(&client, (*n).max(1), args.seconds).await?;
+        lifecycles::run_level(&clients, (*n).max(1), args.seconds).await?;
     }
     if args.handoffs > 0 {
-        lifecycles::handoff(&client, args.handoffs).await?;
+        lifecycles::handoff(&clients, args.handoffs).await?;
     }
     Ok(())
 }
