@@ -27,7 +27,7 @@ use serde_json::Value;
 /// One side of the upgrade, loaded.
 #[derive(Debug, Clone)]
 pub struct Side {
-    /// How it was named on the command line (`0.9.2`, a folder, a URL).
+    /// How it was named on the command line (a version, a folder, a URL).
     pub source: String,
     /// Its recorded exchanges.
     pub set: FixtureSet,

@@ -17,8 +17,8 @@ use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub(crate) struct PlanArgs {
-    /// Before the upgrade: a recorded version (`0.9.2`: the set
-    /// <fixtures>/comfyui-0.9.2), a fixture set's folder, or the URL of a
+    /// Before the upgrade: a recorded version V (the set
+    /// <fixtures>/comfyui-V), a fixture set's folder, or the URL of a
     /// live ComfyUI (recorded first, see `comfyctl record`).
     #[arg(long, value_name = "VERSION_DIR_OR_URL")]
     from: String,
