@@ -472,3 +472,31 @@ pub fn build(
         steps,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::platform_uses;
+
+    #[test]
+    fn the_platform_endpoints_match_by_path_segment() {
+        for used in [
+            "POST /prompt",
+            "GET /api/jobs/*",
+            "POST /api/jobs/*/cancel",
+            "GET /history",
+            "GET /api/system_stats",
+            "WS /ws",
+            "GET /userdata/*",
+        ] {
+            assert!(platform_uses(used), "{used}");
+        }
+        for unused in [
+            "GET /embeddings",
+            "GET /extensions",
+            "GET /jobsx",
+            "GET /settings",
+        ] {
+            assert!(!platform_uses(unused), "{unused}");
+        }
+    }
+}
