@@ -267,3 +267,42 @@ fn bad_input_is_a_clear_error() {
     assert!(!ok);
     assert!(err.contains("holds no recorded probes"), "{err}");
 }
+
+#[test]
+fn a_release_the_table_lacks_with_breaking_changes_is_blocking() {
+    // The newest recorded set, relabelled as a release nobody recorded.
+    let newest = releases::newest();
+    let (version, frontend) = ("0.99.0", "1.99.0");
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(root().join("fixtures").join(newest.fixture_dir())).unwrap() {
+        let path = e.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text
+            .replace(
+                &format!("\"{}\"", newest.version),
+                &format!("\"{version}\""),
+            )
+            .replace(
+                &format!("\"{}\"", newest.frontend),
+                &format!("\"{frontend}\""),
+            );
+        std::fs::write(dir.path().join(path.file_name().unwrap()), text).unwrap();
+    }
+    let d = dir.path().display().to_string();
+    let p = plan_json(&["plan", "--from", "0.11.1", "--to", &d]);
+    assert_eq!(p["to"]["version"], version);
+    assert_eq!(p["to"]["recorded"], false);
+    assert_eq!(p["to"]["behaves_as"], newest.version);
+    // Its own /system_stats names the frontend it pins.
+    assert_eq!(p["to"]["frontend"], frontend);
+    assert!(p["api"]["breaking"].as_u64().unwrap() > 0);
+    assert_eq!(p["verdict"], "blocking");
+    assert!(
+        p["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("not a recorded release"),
+        "{}",
+        p["reasons"]
+    );
+}

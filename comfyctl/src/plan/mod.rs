@@ -79,7 +79,9 @@ pub struct SideInfo {
     pub line: Option<Line>,
     /// The releases of that line (`0.6-0.25`).
     pub line_range: Option<String>,
-    /// The frontend (`comfyui-frontend-package`) it pins.
+    /// The frontend (`comfyui-frontend-package`) it pins: the releases
+    /// table's, or for a release the table lacks, what its recorded
+    /// `/system_stats` says.
     pub frontend: Option<String>,
 }
 
@@ -95,9 +97,18 @@ impl SideInfo {
                 .map(|v| releases::nearest(v).version.to_owned()),
             line: version.as_ref().map(Line::for_version),
             line_range: version.as_ref().map(|v| Line::for_version(v).range()),
-            frontend: version
-                .as_ref()
-                .map(|v| releases::frontend_for(v).to_owned()),
+            // A recorded release pins what the table says (a test checks the
+            // table against the recordings); another says it in its
+            // /system_stats, else it is taken to pin what the recorded
+            // release before it pins.
+            frontend: releases::find(&side.set.label)
+                .map(|r| r.frontend.to_owned())
+                .or_else(|| pinned_frontend(&side.set))
+                .or_else(|| {
+                    version
+                        .as_ref()
+                        .map(|v| releases::frontend_for(v).to_owned())
+                }),
         }
     }
 
@@ -323,9 +334,25 @@ pub struct Plan {
     pub steps: Vec<String>,
 }
 
+/// The `required_frontend_version` a set's `GET /system_stats` answered.
+fn pinned_frontend(set: &FixtureSet) -> Option<String> {
+    set.probes
+        .iter()
+        .find(|(name, _)| name == "system_stats")
+        .and_then(|(_, v)| {
+            v.pointer("/response/body/system/required_frontend_version")?
+                .as_str()
+                .map(str::to_owned)
+        })
+}
+
 fn convert_options(info: &SideInfo) -> ConvertOptions {
     ConvertOptions {
-        frontend: info.semver().as_ref().map(Frontend::pinned_by),
+        frontend: info
+            .frontend
+            .as_deref()
+            .and_then(|f| Frontend::parse(f).ok())
+            .or_else(|| info.semver().as_ref().map(Frontend::pinned_by)),
         dedupe_subgraph_node_ids: false,
     }
 }
