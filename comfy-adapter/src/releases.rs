@@ -394,6 +394,55 @@ pub fn frontend_for(v: &Version) -> &'static str {
     nearest(v).frontend
 }
 
+/// Where a frontend's queue panel reads the user's jobs from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueuePanel {
+    /// `GET /api/queue` and `GET /api/history`.
+    QueueAndHistory,
+    /// `GET /api/jobs`.
+    Jobs,
+}
+
+impl QueuePanel {
+    /// The endpoints it calls, as the browser sends them.
+    pub fn endpoints(self) -> &'static [&'static str] {
+        match self {
+            QueuePanel::QueueAndHistory => &["/api/queue", "/api/history"],
+            QueuePanel::Jobs => &["/api/jobs"],
+        }
+    }
+}
+
+/// The frontends whose queue panel was watched in a browser
+/// (`tests/tests/gateway_browser.rs` asserts each), oldest first.
+pub const QUEUE_PANELS: &[(&str, QueuePanel)] = &[
+    ("1.36.14", QueuePanel::QueueAndHistory),
+    ("1.37.11", QueuePanel::QueueAndHistory),
+    ("1.48.7", QueuePanel::Jobs),
+    ("1.58.1", QueuePanel::Jobs),
+];
+
+/// Where frontend `v`'s queue panel reads from: the watched answer, or the
+/// one of the watched frontends on both sides of `v` when they agree (a
+/// frontend before the first watched one reads as it does, one after the
+/// last as the last). `None` between two watched frontends that differ
+/// (1.45.19, the one 0.26.0 pins, lies between 1.37.11 and 1.48.7).
+pub fn queue_panel(v: &Version) -> Option<QueuePanel> {
+    let key = (v.major, v.minor, v.patch);
+    let watched = |s: &str| {
+        let w = parse_known(s);
+        (w.major, w.minor, w.patch)
+    };
+    let before = QUEUE_PANELS.iter().rev().find(|(f, _)| watched(f) <= key);
+    let after = QUEUE_PANELS.iter().find(|(f, _)| watched(f) >= key);
+    match (before, after) {
+        (Some((_, a)), Some((_, b))) => (a == b).then_some(*a),
+        (Some((_, a)), None) | (None, Some((_, a))) => Some(*a),
+        (None, None) => None,
+    }
+}
+
 /// Parses a version string of this table (they are all valid semver; a
 /// test checks it, so the fallback is never taken).
 fn parse_known(s: &str) -> Version {
@@ -433,6 +482,20 @@ mod tests {
         assert_eq!(nearest(&Version::new(0, 1, 0)).version, "0.3.64");
         assert!(Difference::UserdataAttachment.applies_to(&v));
         assert!(!Difference::TextOutputsCounted.applies_to(&v));
+    }
+
+    #[test]
+    fn the_queue_panel_is_known_only_where_watched_frontends_agree() {
+        let panel = |s: &str| queue_panel(&Version::parse(s).unwrap());
+        assert_eq!(panel("1.37.11"), Some(QueuePanel::QueueAndHistory));
+        assert_eq!(panel("1.27.10"), Some(QueuePanel::QueueAndHistory));
+        assert_eq!(panel("1.37.12"), None);
+        assert_eq!(panel("1.45.19"), None);
+        assert_eq!(panel("1.50.0"), Some(QueuePanel::Jobs));
+        assert_eq!(panel("1.60.0"), Some(QueuePanel::Jobs));
+        for (f, _) in QUEUE_PANELS {
+            assert_eq!(Version::parse(f).unwrap().to_string(), *f);
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! - [`diff`]: two recorded sets (or live servers) reduced to what clients
 //!   depend on, changes classed breaking / additive / value-only / race;
 //! - [`convert`]: a UI workflow turned into the API prompt a frontend sends;
-//! - [`check`]: whether a prompt runs on a release's node catalogue.
+//! - [`check`]: whether a prompt runs on a release's node catalogue;
+//! - [`plan`]: one upgrade plan from A to B (API differences, workflows on
+//!   both, frontend and gateway, rolling-upgrade steps, a verdict).
 //!
 //! Built on `comfy-adapter` (the runtime library) and `comfy-emulator`
 //! (`comfyctl emulate`); no production service links this crate.
@@ -15,4 +17,5 @@
 pub mod check;
 pub mod convert;
 pub mod diff;
+pub mod plan;
 pub mod record;

@@ -1,7 +1,8 @@
 //! `comfyctl diff` over the recorded fixture sets: what it must say, and the
-//! generated upgrade reports in docs/upgrades/ kept fresh.
+//! generated upgrade reports and plans (`comfyctl plan`, run as a user runs
+//! it) in docs/upgrades/ kept fresh.
 //!
-//! Regenerate the reports with
+//! Regenerate the reports and plans with
 //! `UPDATE_UPGRADE_REPORTS=1 cargo test -p comfyctl --test upgrade_reports`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -45,6 +46,64 @@ fn upgrade_reports_are_fresh() {
     assert!(
         stale.is_empty(),
         "stale upgrade reports {stale:?}: run UPDATE_UPGRADE_REPORTS=1 cargo test -p comfyctl --test upgrade_reports"
+    );
+}
+
+/// Runs `comfyctl` in the workspace root: (success, stdout, stderr).
+fn comfyctl(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_comfyctl"))
+        .args(args)
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env_remove("COMFY_FIXTURES")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The arguments that generate the committed plan of `a` → `b` (the
+/// command its first lines name).
+fn plan_args<'a>(a: &'a str, b: &'a str) -> Vec<&'a str> {
+    vec![
+        "plan",
+        "--from",
+        a,
+        "--to",
+        b,
+        "--workflows",
+        "workflows",
+        "--models-elsewhere",
+    ]
+}
+
+#[test]
+fn upgrade_plans_are_fresh() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/upgrades");
+    let update = std::env::var_os("UPDATE_UPGRADE_REPORTS").is_some();
+    let mut stale = Vec::new();
+    let mut check = |path: PathBuf, text: String| {
+        if update {
+            std::fs::write(&path, &text).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(path.display().to_string());
+        }
+    };
+    for (a, b) in comfy_adapter::releases::neighbours().map(|(a, b)| (a.version, b.version)) {
+        let (ok, md, err) = comfyctl(&plan_args(a, b));
+        assert!(ok, "{a} → {b}: {err}");
+        check(dir.join(format!("{a}-to-{b}.plan.md")), md);
+    }
+    let mut args = plan_args("0.9.2", "0.11.1");
+    args.push("--json");
+    let (ok, js, err) = comfyctl(&args);
+    assert!(ok, "{err}");
+    check(dir.join("0.9.2-to-0.11.1.plan.json"), js);
+    assert!(
+        stale.is_empty(),
+        "stale upgrade plans {stale:?}: run UPDATE_UPGRADE_REPORTS=1 cargo test -p comfyctl --test upgrade_reports"
     );
 }
 

@@ -13,6 +13,7 @@
 mod report;
 mod shape;
 
+pub(crate) use report::{class_name, describe};
 pub use report::{markdown, text};
 pub use shape::{Shape, shape_of};
 

@@ -3,7 +3,7 @@
 use super::{Change, Class, Diff};
 use std::fmt::Write as _;
 
-fn class_name(c: Class) -> &'static str {
+pub(crate) fn class_name(c: Class) -> &'static str {
     match c {
         Class::Breaking => "breaking",
         Class::Additive => "additive",
@@ -12,7 +12,7 @@ fn class_name(c: Class) -> &'static str {
     }
 }
 
-fn describe(c: &Change) -> String {
+pub(crate) fn describe(c: &Change) -> String {
     let show = |v: &Option<String>| {
         v.as_deref()
             .map(|s| truncate(s, 80))

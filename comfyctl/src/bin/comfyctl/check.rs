@@ -31,7 +31,7 @@ pub(crate) struct CheckArgs {
 /// listed once however many links lead to it; a symbolic link to a folder
 /// is followed once (a loop ends there, as walkdir detects it), and entries
 /// that are not regular files are left out of a folder.
-fn workflow_files(
+pub(crate) fn workflow_files(
     path: &Path,
     seen: &mut HashSet<PathBuf>,
     out: &mut Vec<PathBuf>,

@@ -32,7 +32,7 @@ pub(crate) struct DiffArgs {
     server: ServerArgs,
 }
 
-fn is_url(s: &str) -> bool {
+pub(crate) fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
 

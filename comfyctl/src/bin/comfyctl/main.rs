@@ -7,6 +7,7 @@ mod convert;
 mod detect;
 mod diff;
 mod emulate;
+mod plan;
 mod progress;
 mod record;
 
@@ -15,7 +16,8 @@ use std::process::ExitCode;
 
 /// Tools for ComfyUI upgrades: detect a server's line and capabilities,
 /// record its API behaviour, diff two releases, emulate one, convert UI
-/// workflows to API prompts and check workflows against a release.
+/// workflows to API prompts, check workflows against a release and plan an
+/// upgrade.
 #[derive(Debug, Parser)]
 #[command(name = "comfyctl", version, about, long_about = None)]
 struct Cli {
@@ -45,6 +47,11 @@ enum Command {
     /// missing or renamed inputs, out-of-range and not-in-list values, bad
     /// links and model files. Exits with status 3 when an error is found.
     Check(check::CheckArgs),
+    /// One upgrade plan from A to B: the API differences that matter, every
+    /// workflow of a folder on both releases, what the frontends and the
+    /// gateway change, the steps of a rolling upgrade and a verdict
+    /// (Markdown, or JSON).
+    Plan(plan::PlanArgs),
 }
 
 #[tokio::main]
@@ -64,6 +71,7 @@ async fn main() -> ExitCode {
         Command::Emulate(args) => emulate::run(args).await,
         Command::Convert(args) => convert::run(args).await,
         Command::Check(args) => check::run(args).await,
+        Command::Plan(args) => plan::run(args).await,
     };
     match result {
         Ok(code) => code,
