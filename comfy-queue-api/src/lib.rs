@@ -173,12 +173,17 @@ pub struct LeasedJob {
     pub inputs: Vec<JobFile>,
 }
 
-/// `next-job` answer: `{"job": null}` or `{"job": {...}}`.
+/// `next-job` answer: `{"job": null}` or `{"job": {...}}`; `{"job": null, "drain": true}`
+/// for a worker asked to drain (older workers ignore the flag and simply get no job).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct NextJobResponse {
     /// The leased job, if any.
     pub job: Option<LeasedJob>,
+    /// The worker is asked to drain: it gets no job until it is put back
+    /// (`POST /api/workers/{id}/undrain`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drain: bool,
 }
 
 /// What a worker last said about a running job.

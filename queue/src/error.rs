@@ -91,6 +91,9 @@ error_codes! {
     /// No worker's registration names this catalogue.
     CatalogueNotFound = "catalogue_not_found", NOT_FOUND,
         "`GET /api/catalogues/{sha256}` of a catalogue no worker's registration names (also one that is not 64 hex digits)";
+    /// No such worker.
+    WorkerNotFound = "worker_not_found", NOT_FOUND,
+        "drain or undrain of a worker id the queue has never seen";
     /// No such route.
     RouteNotFound = "route_not_found", NOT_FOUND,
         "unknown path";

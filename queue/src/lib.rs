@@ -55,7 +55,7 @@ pub mod wake;
 pub use reaper::{SweepError, SweepReport};
 pub use state::{
     AppState, BodyBudget, BodyRoom, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT, DEFAULT_MAX_CATALOGUE_BYTES,
-    DEFAULT_MAX_FILE_BYTES, Inner, Settings, WorkerCache,
+    DEFAULT_MAX_FILE_BYTES, Inner, KnownWorker, Settings, WorkerCache,
 };
 
 /// Build the whole HTTP service. Tests drive it with `tower::ServiceExt::oneshot`; `main`

@@ -261,6 +261,11 @@ pub struct WorkerRecord {
     pub registered_at: Millis,
     /// Last claim, heartbeat or registration (ms).
     pub last_seen: Millis,
+    /// Asked to drain: it finishes its job and is offered no new one until undrained.
+    /// Kept across re-registrations (a drained worker whose ComfyUI was replaced stays
+    /// drained until someone puts it back).
+    #[serde(default)]
+    pub drain: bool,
 }
 
 fn user_id_is_valid(s: &str) -> bool {

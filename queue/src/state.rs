@@ -194,33 +194,43 @@ impl AppState {
     }
 }
 
-/// The registrations this process has read from the store, by worker id. The flag is true
-/// for workers that registered (they heartbeat: normal lease).
+/// What the handlers need to know of a worker, cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownWorker {
+    /// Its registration.
+    pub info: WorkerInfo,
+    /// True for workers that registered (they heartbeat: normal lease).
+    pub registered: bool,
+    /// Asked to drain: offered no job.
+    pub drain: bool,
+}
+
+/// The registrations this process has read from the store, by worker id.
 ///
 /// With several replicas (on Redis), [`WorkerCache::tap`] sends the id of every worker whose
 /// registration changed here to the others, which [`WorkerCache::forget`] it and read it
 /// from the store again when next needed.
 #[derive(Debug, Default)]
 pub struct WorkerCache {
-    by_id: RwLock<HashMap<String, (WorkerInfo, bool)>>,
+    by_id: RwLock<HashMap<String, KnownWorker>>,
     tap: std::sync::OnceLock<mpsc::Sender<String>>,
 }
 
 impl WorkerCache {
     /// The cached registration of `worker_id`.
-    pub fn get(&self, worker_id: &str) -> Option<(WorkerInfo, bool)> {
+    pub fn get(&self, worker_id: &str) -> Option<KnownWorker> {
         self.by_id.read().ok()?.get(worker_id).cloned()
     }
 
     /// Caches what was read from the store (nothing changed: not sent on).
-    pub fn remember(&self, worker_id: &str, entry: (WorkerInfo, bool)) {
+    pub fn remember(&self, worker_id: &str, entry: KnownWorker) {
         if let Ok(mut m) = self.by_id.write() {
             m.insert(worker_id.to_owned(), entry);
         }
     }
 
     /// Caches a registration that changed here; other replicas forget theirs.
-    pub fn changed(&self, worker_id: &str, entry: (WorkerInfo, bool)) {
+    pub fn changed(&self, worker_id: &str, entry: KnownWorker) {
         if let Some(tap) = self.tap.get() {
             // Full: another replica may offer that worker jobs by its old registration
             // until it reads it again; the worker's own checks still hold.

@@ -329,3 +329,59 @@ async fn dashboard_shows_live_progress_and_output_thumbnails() {
         .await;
     browser.close().await;
 }
+
+/// Drain from the page (issue 14): the workers table shows each worker's state and
+/// ComfyUI version, and its Drain button drains the worker; the page then shows it
+/// drained with an Undrain button, which puts it back.
+#[tokio::test]
+#[cfg_attr(not(has_chromium), ignore = "chromium or chromedriver not installed")]
+async fn dashboard_drains_and_undrains_a_worker_from_the_page() {
+    let (addr, _db) = serve_queue().await;
+    let http = Client::new(format!("http://{addr}"));
+    http.post(
+        "/api/workers/register",
+        &json!({"worker_id": "gpu-3", "comfyui_version": "0.9.2"}),
+    )
+    .await;
+    let browser = Browser::launch().await;
+    browser
+        .client()
+        .goto(&format!("http://{addr}/admin"))
+        .await
+        .unwrap();
+    let row =
+        "[...document.querySelectorAll('#workers tr')].find(r => r.innerText.includes('gpu-3'))";
+    browser
+        .wait_for(&format!(
+            "{row}?.innerText.includes('idle') && {row}.innerText.includes('0.9.2')"
+        ))
+        .await;
+    let click = |label: &str| {
+        format!(
+            "(() => {{ const b = [...({row})?.querySelectorAll('button') ?? []].find(b => b.textContent === '{label}'); if (b) b.click(); return !!b; }})()"
+        )
+    };
+    assert_eq!(
+        browser.eval(&click("Drain")).await,
+        json!(true),
+        "no Drain button"
+    );
+    browser
+        .wait_for(&format!(
+            "{row}?.innerText.includes('drained') && {row}.innerText.includes('Undrain')"
+        ))
+        .await;
+    let w = http.get("/api/workers").await.json;
+    assert_eq!(w[0]["state"], "drained", "{w}");
+    assert_eq!(
+        browser.eval(&click("Undrain")).await,
+        json!(true),
+        "no Undrain button"
+    );
+    browser
+        .wait_for(&format!("{row}?.innerText.includes('idle')"))
+        .await;
+    let w = http.get("/api/workers").await.json;
+    assert_eq!(w[0]["drain"], false, "{w}");
+    browser.close().await;
+}

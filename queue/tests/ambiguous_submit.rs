@@ -119,6 +119,13 @@ impl Store for LostReply {
     async fn touch_worker(&self, worker_id: &str, now: Millis) -> Result<(), StoreError> {
         self.inner.touch_worker(worker_id, now).await
     }
+    async fn set_drain(
+        &self,
+        worker_id: &str,
+        drain: bool,
+    ) -> Result<Option<WorkerRecord>, StoreError> {
+        self.inner.set_drain(worker_id, drain).await
+    }
     async fn get_worker(&self, worker_id: &str) -> Result<Option<WorkerRecord>, StoreError> {
         self.inner.get_worker(worker_id).await
     }

@@ -1638,7 +1638,7 @@ async fn sqlite_v2_file_migrates_to_v3() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "ALTER TABLE jobs DROP COLUMN lease_fenced; ALTER TABLE workers DROP COLUMN catalogue; \
-         PRAGMA user_version = 2;",
+         ALTER TABLE workers DROP COLUMN drain; PRAGMA user_version = 2;",
     )
     .unwrap();
     drop(conn);
@@ -1747,7 +1747,7 @@ async fn sqlite_v3_file_migrates_to_v4() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "DROP TABLE job_files; DROP TABLE uploads; ALTER TABLE workers DROP COLUMN catalogue; \
-         PRAGMA user_version = 3;",
+         ALTER TABLE workers DROP COLUMN drain; PRAGMA user_version = 3;",
     )
     .unwrap();
     drop(conn);
@@ -1797,8 +1797,11 @@ async fn sqlite_v4_file_migrates_to_v5() {
     }
     // Make it the file a v4 build wrote.
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("ALTER TABLE workers DROP COLUMN catalogue; PRAGMA user_version = 4;")
-        .unwrap();
+    conn.execute_batch(
+        "ALTER TABLE workers DROP COLUMN catalogue; ALTER TABLE workers DROP COLUMN drain; \
+         PRAGMA user_version = 4;",
+    )
+    .unwrap();
     drop(conn);
     assert_eq!(rusqlite_version(&path), 4);
     let store = SqliteStore::open(&path).unwrap();

@@ -281,7 +281,8 @@ async fn sqlite_v5_file_migrates_to_v6_with_its_counters() {
     conn.execute_batch(
         "DROP TRIGGER jobs_tally_insert; DROP TRIGGER jobs_tally_delete; \
          DROP TRIGGER jobs_tally_update; DROP TABLE tallies; DROP INDEX jobs_by_user_queue; \
-         CREATE INDEX jobs_by_user ON jobs(user_id, status); PRAGMA user_version = 5;",
+         CREATE INDEX jobs_by_user ON jobs(user_id, status); \
+         ALTER TABLE workers DROP COLUMN drain; PRAGMA user_version = 5;",
     )
     .unwrap();
     drop(conn);

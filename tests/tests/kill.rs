@@ -496,3 +496,57 @@ async fn a_worker_killed_during_an_output_upload_leaves_no_half_file_and_the_job
     emu.stop().await;
     q.stop().await;
 }
+
+fn signal(child: &Child, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name}");
+}
+
+/// SIGUSR1 drains a worker process (it finishes its job and takes no new one, and the
+/// queue shows it `drained`); SIGUSR2 puts it back and it runs the job that waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr1_drains_a_worker_and_sigusr2_puts_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, api) = queue(&dir, 3).await;
+    let emu = emulator(20).await;
+    let mut w = spawn_worker(&q.url(), &emu.url(), "gpu-sig");
+    wait_for_worker(&api, "gpu-sig", "idle").await;
+    signal(&w, "USR1");
+    wait_for_worker(&api, "gpu-sig", "drained").await;
+    let id = submit(&api, "user001", &prompt("sig")).await;
+    // Drained: the job waits (the worker polls about once a second meanwhile).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(api.job(&id).await.unwrap()["status"], "pending");
+    signal(&w, "USR2");
+    let job = api
+        .wait_terminal(&id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["worker_id"], "gpu-sig");
+    w.kill().unwrap();
+    w.wait().unwrap();
+    q.stop().await;
+}
+
+/// Polls `GET /api/workers` until worker `id` is in `state`.
+async fn wait_for_worker(api: &UserApi, id: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = api.workers().await.unwrap();
+        let w = all
+            .as_array()
+            .and_then(|ws| ws.iter().find(|w| w["worker_id"] == id))
+            .cloned()
+            .unwrap_or(Value::Null);
+        if w["state"] == state {
+            return;
+        }
+        assert!(Instant::now() < deadline, "worker {id} never {state}: {w}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -34,6 +34,11 @@ pub struct Config {
     #[arg(long, env = "COMFY_URL", default_value = "http://127.0.0.1:8188")]
     pub comfy_url: String,
 
+    /// Start drained: ask the queue to drain this worker once it has registered, so it
+    /// takes no job until an admin (or SIGUSR2) puts it back.
+    #[arg(long, env = "WORKER_DRAIN")]
+    pub drain: bool,
+
     /// Long-poll of next-job, in seconds (the queue caps it).
     #[arg(long, env = "WORKER_POLL_WAIT_SECS", default_value_t = 25.0)]
     pub poll_wait_secs: f64,

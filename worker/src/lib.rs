@@ -102,6 +102,11 @@ impl Worker {
         self.health.clone()
     }
 
+    /// Its client of the queue (e.g. to drain it on a signal).
+    pub fn queue(&self) -> QueueClient {
+        self.queue.clone()
+    }
+
     /// The worker id.
     pub fn worker_id(&self) -> &str {
         self.queue.worker_id()
@@ -292,6 +297,8 @@ impl Worker {
         // that socket stays open, ComfyUI has not restarted, so it cannot have changed.
         let mut checked: Option<u64> = None;
         let mut backoff = self.backoff();
+        // Whether the queue said this worker is drained, and whether `--drain` was sent.
+        let (mut drained, mut drain_asked) = (false, false);
         let wait = secs(self.config.poll_wait_secs, 25.0);
         let grace = secs(self.config.shutdown_grace_secs, 20.0);
         let follow = crate::follow::FollowOptions {
@@ -338,13 +345,55 @@ impl Worker {
                 },
             };
 
+            if self.config.drain && !drain_asked {
+                match self.queue.set_drain(true).await {
+                    Ok(()) => {
+                        tracing::info!("started drained (--drain): taking no job until undrained");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not ask the queue to drain this worker");
+                    }
+                }
+                drain_asked = true;
+            }
             let claimed = tokio::select! {
-                r = self.queue.next_job(wait) => r,
+                r = self.queue.next(wait) => r,
                 _ = stopped(&mut shutdown) => break,
             };
             let job = match claimed {
-                Ok(Some(job)) => job,
-                Ok(None) => continue,
+                Ok(answer) if answer.drain => {
+                    if !drained {
+                        tracing::info!("drained: finished, taking no new job until undrained");
+                        drained = true;
+                    }
+                    self.health.set_status(Status::Healthy, None);
+                    // Drained is when its ComfyUI gets replaced: notice it now, so the
+                    // queue (and whoever upgrades) sees the new version before undrain.
+                    let same = matches!(
+                        d.adapter.server_info().await,
+                        Ok(info) if info.version_string == d.version
+                    );
+                    if !same {
+                        tracing::warn!(was = ?d.version, "ComfyUI changed or went away while drained; re-detecting");
+                        socket = None;
+                        checked = None;
+                        detected = None;
+                    }
+                    if !Self::pause(wait.min(Duration::from_secs(5)), &mut shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(answer) => {
+                    if drained {
+                        tracing::info!("undrained: taking jobs again");
+                        drained = false;
+                    }
+                    match answer.job {
+                        Some(job) => job,
+                        None => continue,
+                    }
+                }
                 Err(e) => {
                     let pause = backoff.next().unwrap_or(Duration::from_secs(30));
                     tracing::warn!(error = %e, retry_in = ?pause, "queue unreachable; backing off");

@@ -29,6 +29,30 @@ async fn signalled() {
     }
 }
 
+/// SIGUSR1 asks the queue to drain this worker (it finishes its job and takes no new one:
+/// then it can be stopped and upgraded), SIGUSR2 puts it back.
+#[cfg(unix)]
+fn drain_on_signals(queue: comfy_worker::queue_client::QueueClient) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut usr1 = signal(SignalKind::user_defined1()).context("listening for SIGUSR1")?;
+    let mut usr2 = signal(SignalKind::user_defined2()).context("listening for SIGUSR2")?;
+    tokio::spawn(async move {
+        loop {
+            let drain = tokio::select! {
+                Some(()) = usr1.recv() => true,
+                Some(()) = usr2.recv() => false,
+                else => return,
+            };
+            let what = if drain { "drain" } else { "undrain" };
+            match queue.set_drain(drain).await {
+                Ok(()) => tracing::info!("signal: asked the queue to {what} this worker"),
+                Err(e) => tracing::warn!(error = %e, "signal: could not {what} this worker"),
+            }
+        }
+    });
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -45,6 +69,8 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("serving /health on {addr}"))?;
         tracing::info!(%bound, "health and metrics at http://{bound}/health and /metrics");
     }
+    #[cfg(unix)]
+    drain_on_signals(worker.queue())?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         signalled().await;

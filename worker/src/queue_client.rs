@@ -245,6 +245,11 @@ impl QueueClient {
 
     /// Leases the next job, waiting up to `wait` for one.
     pub async fn next_job(&self, wait: Duration) -> Result<Option<LeasedJob>, QueueError> {
+        Ok(self.next(wait).await?.job)
+    }
+
+    /// The whole `next-job` answer: a job, none, or none because this worker is drained.
+    pub async fn next(&self, wait: Duration) -> Result<NextJobResponse, QueueError> {
         let wait_s = format!("{:.3}", wait.as_secs_f64());
         let resp = self
             .request(
@@ -258,7 +263,18 @@ impl QueueClient {
             ])
             .send()
             .await?;
-        Ok(Self::read::<NextJobResponse>(resp).await?.job)
+        Self::read::<NextJobResponse>(resp).await
+    }
+
+    /// Asks the queue to drain this worker (`true`) or to put it back.
+    pub async fn set_drain(&self, drain: bool) -> Result<(), QueueError> {
+        let verb = if drain { "drain" } else { "undrain" };
+        let path = format!("/api/workers/{}/{verb}", self.worker_id);
+        let resp = self
+            .request(reqwest::Method::POST, &path, self.request_timeout)
+            .send()
+            .await?;
+        Self::read::<Value>(resp).await.map(|_| ())
     }
 
     /// Renews the lease; tells whether a cancel was requested.

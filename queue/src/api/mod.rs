@@ -63,6 +63,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/catalogues/{sha256}", get(catalogues::get))
         .route("/api/workers", get(workers::list_workers))
         .route("/api/workers/register", post(workers::register))
+        .route("/api/workers/{id}/drain", post(workers::drain))
+        .route("/api/workers/{id}/undrain", post(workers::undrain))
         .route("/api/workers/next-job", get(workers::next_job))
         .route(
             "/api/workers/complete-job",

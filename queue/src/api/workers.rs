@@ -33,35 +33,51 @@ use crate::live::{self, LeaseCheck, LiveProgress};
 use crate::model::{self, Status, WorkerRecord};
 use crate::progress;
 use crate::scheduler::WorkerInfo;
-use crate::state::AppState;
+use crate::state::{AppState, KnownWorker};
 use crate::store::Claimed;
 use comfy_queue_api::{
     CompleteRequest, EventBatch, FailRequest, HeartbeatRequest, HeartbeatResponse, LeasedJob,
     NextJobResponse, RegisterRequest, WorkerAck,
 };
 
-async fn worker_info(state: &AppState, worker_id: &str) -> Result<(WorkerInfo, bool), ApiError> {
+async fn worker_info(state: &AppState, worker_id: &str) -> Result<KnownWorker, ApiError> {
     if let Some(hit) = state.workers.get(worker_id) {
         return Ok(hit);
     }
     let found = match state.store.get_worker(worker_id).await? {
-        Some(rec)
-            if rec.info.comfyui_version.is_some()
+        Some(rec) => {
+            let registered = rec.info.comfyui_version.is_some()
                 || rec.info.line.is_some()
-                || !rec.info.capabilities.is_empty() =>
-        {
-            (rec.info, true)
+                || !rec.info.capabilities.is_empty();
+            known(rec, registered)
         }
-        _ => (
-            WorkerInfo {
+        None => KnownWorker {
+            info: WorkerInfo {
                 worker_id: worker_id.to_owned(),
                 ..WorkerInfo::default()
             },
-            false,
-        ),
+            registered: false,
+            drain: false,
+        },
     };
     state.workers.remember(worker_id, found.clone());
     Ok(found)
+}
+
+fn known(rec: WorkerRecord, registered: bool) -> KnownWorker {
+    let info = if registered {
+        rec.info
+    } else {
+        WorkerInfo {
+            worker_id: rec.info.worker_id,
+            ..WorkerInfo::default()
+        }
+    };
+    KnownWorker {
+        info,
+        registered,
+        drain: rec.drain,
+    }
 }
 
 /// Lease the next job this worker can run. With `wait=N` (seconds, capped by the server)
@@ -92,7 +108,20 @@ pub async fn next_job(
         }
     };
     let wait = parse_wait(&state, &q)?;
-    let (info, registered) = worker_info(&state, &worker_id).await?;
+    let KnownWorker {
+        info,
+        registered,
+        drain,
+    } = worker_info(&state, &worker_id).await?;
+    if drain {
+        // Drained: no job, at once; it stays seen (the dashboard shows it drained, not
+        // unhealthy) and asks again at its own pace.
+        state.store.touch_worker(&worker_id, state.now()).await?;
+        return Ok(Json(NextJobResponse {
+            job: None,
+            drain: true,
+        }));
+    }
     // A registered worker reads the token and reports with it, so its lease refuses
     // tokenless calls; one that never registered gets the long legacy lease without that.
     let (lease_ms, kind) = if registered {
@@ -102,14 +131,25 @@ pub async fn next_job(
     };
     let (st, info) = (&state, &info);
     let claimed = long_poll(&state, &state.job_available, wait, move || async move {
+        // Drained while it waited: answer now, with no job.
+        if st.workers.get(&info.worker_id).is_some_and(|w| w.drain) {
+            return Ok(Some(None));
+        }
         let started = Instant::now();
         let claimed = st.store.claim(info, lease_ms, kind, st.now()).await?;
         st.metrics.record_claim(started.elapsed());
-        Ok(claimed)
+        Ok(claimed.map(Some))
     })
     .await?;
-    Ok(Json(NextJobResponse {
-        job: claimed.map(|c| leased(&state, c, lease_ms)),
+    Ok(Json(match claimed {
+        Some(None) => NextJobResponse {
+            job: None,
+            drain: true,
+        },
+        other => NextJobResponse {
+            job: other.flatten().map(|c| leased(&state, c, lease_ms)),
+            drain: false,
+        },
     }))
 }
 
@@ -639,11 +679,50 @@ pub struct WorkerResponse {
     pub heartbeat_age_seconds: f64,
     /// Jobs it is running now.
     pub running_jobs: Vec<Uuid>,
+    /// Asked to drain (by an admin, or by itself): it finishes its job and is offered no
+    /// new one until undrained.
+    pub drain: bool,
+    /// `running`, `idle`, `draining` (asked to drain, still running a job), `drained`
+    /// (asked to drain, no job: it may be stopped and upgraded) or `unhealthy` (not
+    /// seen for two lease lengths while not drained: stopped, or cut off).
+    pub state: WorkerState,
+}
+
+/// What a worker is doing, as the dashboard shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    /// Polling for jobs, running none.
+    Idle,
+    /// Running a job.
+    Running,
+    /// Asked to drain and still running a job.
+    Draining,
+    /// Asked to drain and running nothing: safe to stop and upgrade.
+    Drained,
+    /// Not seen for two lease lengths (and not drained).
+    Unhealthy,
+}
+
+impl WorkerState {
+    /// The state of a worker with `drain`, running `running` jobs, last seen `age_ms` ago.
+    pub fn of(drain: bool, running: usize, age_ms: i64, lease_ms: i64) -> WorkerState {
+        match (drain, running > 0) {
+            (true, true) => WorkerState::Draining,
+            (true, false) => WorkerState::Drained,
+            (false, true) => WorkerState::Running,
+            (false, false) if age_ms > 2 * lease_ms => WorkerState::Unhealthy,
+            (false, false) => WorkerState::Idle,
+        }
+    }
 }
 
 fn worker_response(state: &AppState, rec: WorkerRecord, running: Vec<Uuid>) -> WorkerResponse {
+    let age_ms = (state.now() - rec.last_seen).max(0);
     WorkerResponse {
-        heartbeat_age_seconds: ((state.now() - rec.last_seen).max(0) as f64) / 1000.0,
+        state: WorkerState::of(rec.drain, running.len(), age_ms, state.settings.lease_ms),
+        drain: rec.drain,
+        heartbeat_age_seconds: (age_ms as f64) / 1000.0,
         registered_at: to_rfc3339(rec.registered_at),
         last_seen: to_rfc3339(rec.last_seen),
         worker_id: rec.info.worker_id,
@@ -729,11 +808,110 @@ pub async fn register(
             .await?
     };
     let id = info.worker_id.clone();
-    state.workers.changed(&id, (info, true));
+    state.workers.changed(
+        &id,
+        KnownWorker {
+            info,
+            registered: true,
+            drain: rec.drain,
+        },
+    );
     // New capabilities may make waiting jobs runnable.
     state.job_available.notify_waiters();
     tracing::info!(worker_id = %rec.info.worker_id, version = ?rec.info.comfyui_version, catalogue = ?rec.info.catalogue, "worker registered");
     Ok(Json(worker_response(&state, rec, Vec::new())))
+}
+
+/// Drain a worker: it finishes the job it runs and is offered no new one (`next-job`
+/// answers `{"job": null, "drain": true}` at once, also to a long-poll waiting now) until
+/// undrained. Kept across its re-registrations. Admins, or the worker itself (worker token).
+#[utoipa::path(
+    post, path = "/api/workers/{id}/drain", tag = "workers",
+    params(("id" = String, Path, description = "The worker")),
+    responses((status = 200, body = WorkerResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "A worker never seen (`worker_not_found`)", body = ErrorBody))
+)]
+pub async fn drain(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<WorkerResponse>, ApiError> {
+    set_drain(state, caller, id, true).await
+}
+
+/// Put a drained (or draining) worker back: it is offered jobs again.
+#[utoipa::path(
+    post, path = "/api/workers/{id}/undrain", tag = "workers",
+    params(("id" = String, Path, description = "The worker")),
+    responses((status = 200, body = WorkerResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "A worker never seen (`worker_not_found`)", body = ErrorBody))
+)]
+pub async fn undrain(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<WorkerResponse>, ApiError> {
+    set_drain(state, caller, id, false).await
+}
+
+async fn set_drain(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    drain: bool,
+) -> Result<Json<WorkerResponse>, ApiError> {
+    // Workers share one token, so a worker token may drain any worker; the dashboard
+    // (admin) and a worker draining itself (SIGUSR1) are the callers meant.
+    caller.require_worker()?;
+    let worker_id = model::validate_worker_id("id", &id)?;
+    let Some(rec) = state.store.set_drain(&worker_id, drain).await? else {
+        return Err(ApiError::new(
+            ErrorCode::WorkerNotFound,
+            format!("no worker {worker_id:?} was ever seen"),
+        ));
+    };
+    let registered = rec.info.comfyui_version.is_some()
+        || rec.info.line.is_some()
+        || !rec.info.capabilities.is_empty();
+    state
+        .workers
+        .changed(&worker_id, known(rec.clone(), registered));
+    // A long-poll of this worker waiting now answers at once (drain), or looks (undrain).
+    state.job_available.notify_waiters();
+    let running = running_of(&state, &worker_id).await?;
+    let answer = worker_response(&state, rec, running);
+    publish_worker(&state, &answer);
+    tracing::info!(worker_id = %worker_id, drain, "worker drain set");
+    Ok(Json(answer))
+}
+
+/// The jobs `worker_id` is running now.
+async fn running_of(state: &AppState, worker_id: &str) -> Result<Vec<Uuid>, ApiError> {
+    let running = state
+        .store
+        .list(&crate::store::ListFilter {
+            status: Some(Status::Running),
+            user_id: None,
+            limit: 1000,
+            offset: 0,
+        })
+        .await?;
+    Ok(running
+        .into_iter()
+        .filter(|j| j.worker_id.as_deref() == Some(worker_id))
+        .map(|j| j.id)
+        .collect())
+}
+
+/// A `worker_updated` event for `/ws` (admins only: it names no user).
+fn publish_worker(state: &AppState, worker: &WorkerResponse) {
+    if state.events.has_listeners() {
+        state.events.publish(crate::events::Event {
+            kind: "worker_updated",
+            data: serde_json::to_value(worker).unwrap_or(Value::Null),
+            timestamp: to_rfc3339(state.now()),
+            user_id: None,
+            preview: None,
+        });
+    }
 }
 
 /// All workers with their registration and heartbeat age.

@@ -219,6 +219,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Record that a worker is alive without changing its registration.
     async fn touch_worker(&self, worker_id: &str, now: Millis) -> Result<(), StoreError>;
 
+    /// Ask a worker to drain (`true`: finish its job, take no new one) or put it back;
+    /// the worker as it is now, `None` for a worker never seen. Registering again keeps
+    /// the flag.
+    async fn set_drain(
+        &self,
+        worker_id: &str,
+        drain: bool,
+    ) -> Result<Option<WorkerRecord>, StoreError>;
+
     /// One worker.
     async fn get_worker(&self, worker_id: &str) -> Result<Option<WorkerRecord>, StoreError>;
 

@@ -142,5 +142,6 @@ pub(super) fn worker_from_hash(
             .and_then(|s| s.parse().ok())
             .unwrap_or(0),
         last_seen: h.get("last_seen").and_then(|s| s.parse().ok()).unwrap_or(0),
+        drain: h.get("drain").is_some_and(|d| d == "1"),
     }))
 }

@@ -570,6 +570,27 @@ impl Store for RedisStore {
         Ok(())
     }
 
+    async fn set_drain(
+        &self,
+        worker_id: &str,
+        drain: bool,
+    ) -> Result<Option<WorkerRecord>, StoreError> {
+        let key = self.key(&format!("worker:{worker_id}"));
+        let mut c = self.conn.clone();
+        // Only a worker that exists: HSET on a missing key would create a bare one.
+        let known: bool = c.exists(&key).await.map_err(StoreError::from)?;
+        if !known {
+            return Ok(None);
+        }
+        let () = if drain {
+            c.hset(&key, "drain", "1").await
+        } else {
+            c.hdel(&key, "drain").await
+        }
+        .map_err(StoreError::from)?;
+        self.get_worker(worker_id).await
+    }
+
     async fn get_worker(&self, worker_id: &str) -> Result<Option<WorkerRecord>, StoreError> {
         let key = self.key(&format!("worker:{worker_id}"));
         let h: HashMap<String, String> = self

@@ -565,7 +565,7 @@ impl Store for SqliteStore {
                 .conn
                 .prepare_cached(
                     "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
-                     last_seen, catalogue FROM workers WHERE worker_id = ?1",
+                     last_seen, catalogue, drain FROM workers WHERE worker_id = ?1",
                 )?
                 .query_row(params![info.worker_id], read_worker)?;
             finish_worker(rec)
@@ -579,13 +579,36 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn set_drain(
+        &self,
+        worker_id: &str,
+        drain: bool,
+    ) -> Result<Option<WorkerRecord>, StoreError> {
+        let worker_id = worker_id.to_owned();
+        self.call(move |ctx| {
+            ctx.conn
+                .prepare_cached("UPDATE workers SET drain = ?2 WHERE worker_id = ?1")?
+                .execute(params![worker_id, i64::from(drain)])?;
+            let rec = ctx
+                .conn
+                .prepare_cached(
+                    "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
+                     last_seen, catalogue, drain FROM workers WHERE worker_id = ?1",
+                )?
+                .query_row(params![worker_id], read_worker)
+                .optional()?;
+            rec.map(finish_worker).transpose()
+        })
+        .await
+    }
+
     async fn get_worker(&self, worker_id: &str) -> Result<Option<WorkerRecord>, StoreError> {
         let worker_id = worker_id.to_owned();
         self.read(move |conn| {
             let rec = conn
                 .prepare_cached(
                     "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
-                     last_seen, catalogue FROM workers WHERE worker_id = ?1",
+                     last_seen, catalogue, drain FROM workers WHERE worker_id = ?1",
                 )?
                 .query_row(params![worker_id], read_worker)
                 .optional()?;
@@ -598,7 +621,7 @@ impl Store for SqliteStore {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
-                     last_seen, catalogue FROM workers ORDER BY worker_id",
+                     last_seen, catalogue, drain FROM workers ORDER BY worker_id",
             )?;
             let rows = stmt.query_map([], read_worker)?;
             let mut out = Vec::new();

@@ -265,6 +265,7 @@ pub(super) fn read_worker(r: &rusqlite::Row<'_>) -> rusqlite::Result<(WorkerReco
             },
             registered_at: r.get(4)?,
             last_seen: r.get(5)?,
+            drain: r.get::<_, i64>(7)? != 0,
         },
         r.get(3)?,
     ))

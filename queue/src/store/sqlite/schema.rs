@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use crate::store::{BackendError, StoreError};
 
 /// The schema version this build writes (`PRAGMA user_version`); newer files are refused.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS jobs (
@@ -240,6 +240,14 @@ pub(super) fn setup(conn: &Connection) -> Result<(), StoreError> {
             "BEGIN; {} PRAGMA user_version = 6; COMMIT;",
             schema_v6()
         ))?;
+    }
+    if version < 7 {
+        // v7: an admin's (or the worker's own) request that the worker drain: finish its
+        // job and take no new one. Workers registered before it read as not draining.
+        conn.execute_batch(
+            "BEGIN; ALTER TABLE workers ADD COLUMN drain INTEGER NOT NULL DEFAULT 0; \
+             PRAGMA user_version = 7; COMMIT;",
+        )?;
     }
     Ok(())
 }
