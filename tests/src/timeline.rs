@@ -42,11 +42,12 @@ pub struct Plot {
 const W: f64 = 1100.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 180.0;
-const TOP_Y: f64 = 190.0;
+const TOP_Y: f64 = 110.0;
 const TOP_H: f64 = 230.0;
-const LOW_Y: f64 = 470.0;
+const LOW_Y: f64 = 390.0;
 const LOW_H: f64 = 150.0;
-const H: f64 = 680.0;
+/// Height above the step list (which grows with the number of steps).
+const H: f64 = 690.0;
 const COLOURS: [&str; 6] = [
     "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2",
 ];
@@ -103,7 +104,7 @@ impl Plot {
             .max()
             .unwrap_or(1)
             .max(1) as f64;
-        let top_step = tick_step(top_max, 5.0);
+        let top_step = tick_step(top_max, 5.0).max(1.0);
         let top_max = (top_max / top_step).ceil() * top_step;
         let low_max = self
             .samples
@@ -112,16 +113,17 @@ impl Plot {
             .max()
             .unwrap_or(1)
             .max(1) as f64;
-        let low_step = tick_step(low_max, 4.0);
+        let low_step = tick_step(low_max, 4.0).max(1.0);
         let low_max = (low_max / low_step).ceil() * low_step;
         let time_step = tick_step(end, 12.0);
 
         let mut o = String::new();
+        let h = H - 90.0 + self.steps.len().div_ceil(3) as f64 * 15.0;
         let _ = writeln!(
             o,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="12">"#
         );
-        let _ = writeln!(o, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
+        let _ = writeln!(o, r#"<rect width="{W}" height="{h}" fill="white"/>"#);
         let _ = writeln!(
             o,
             r#"<text x="{LEFT}" y="24" font-size="15" font-weight="bold">{}</text>"#,
@@ -206,21 +208,34 @@ impl Plot {
                 points.join(" ")
             );
         }
-        // Steps: dashed lines through both panels, labels above the top one.
+        // Steps: dashed lines through both panels, numbered above the top one (numbers of
+        // steps close together stand in three rows), and listed under the time axis.
         for (n, s) in self.steps.iter().enumerate() {
             let sx = x(s.at);
             let _ = writeln!(
                 o,
                 r##"<line x1="{sx:.1}" x2="{sx:.1}" y1="{}" y2="{}" stroke="#888" stroke-dasharray="3,3"/>"##,
-                TOP_Y - 2.0,
+                TOP_Y - 14.0 - (n % 3) as f64 * 12.0,
                 LOW_Y + LOW_H
             );
             let _ = writeln!(
                 o,
-                r##"<text transform="translate({:.1},{}) rotate(-50)" font-size="10" fill="#444">{}. {}</text>"##,
-                sx + 3.0,
-                TOP_Y - 4.0,
+                r##"<text x="{sx:.1}" y="{}" font-size="10" text-anchor="middle" fill="#444">{}</text>"##,
+                TOP_Y - 16.0 - (n % 3) as f64 * 12.0,
+                n + 1
+            );
+        }
+        let per_column = self.steps.len().div_ceil(3).max(1);
+        for (n, s) in self.steps.iter().enumerate() {
+            let col = (n / per_column) as f64;
+            let row = (n % per_column) as f64;
+            let _ = writeln!(
+                o,
+                r##"<text x="{:.1}" y="{:.1}" font-size="11" fill="#333">{}. {:.1} s  {}</text>"##,
+                LEFT + col * (plot_w + RIGHT - 20.0) / 3.0,
+                LOW_Y + LOW_H + 62.0 + row * 15.0,
                 n + 1,
+                s.at,
                 esc(&s.label)
             );
         }
@@ -294,7 +309,7 @@ mod tests {
         let svg = plot.svg();
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert!(svg.contains("0.9.2 (2 jobs)") && svg.contains("0.11.1 (1 jobs)"));
-        assert!(svg.contains("1. drain gpu-1"));
+        assert!(svg.contains("1. 2.0 s  drain gpu-1"));
         assert!(svg.contains("a &lt;run&gt;"), "text is escaped");
         assert_eq!(svg.matches("<polyline").count(), 2);
     }
