@@ -4,43 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use comfy_adapter::releases;
+use common::{comfyctl, plan_args, root};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Runs `comfyctl` in the workspace root: (success, stdout, stderr).
-fn comfyctl(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_comfyctl"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("COMFY_FIXTURES")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// The arguments that generate the committed plan of `a` → `b`.
-fn plan_args<'a>(a: &'a str, b: &'a str) -> Vec<&'a str> {
-    vec![
-        "plan",
-        "--from",
-        a,
-        "--to",
-        b,
-        "--workflows",
-        "workflows",
-        "--models-elsewhere",
-    ]
-}
+use std::path::Path;
 
 fn plan_json(args: &[&str]) -> Value {
     let mut args = args.to_vec();

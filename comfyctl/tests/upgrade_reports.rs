@@ -7,7 +7,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use comfy_test_support::replay as support;
+use common::{comfyctl, plan_args};
 
 use comfyctl::diff::{self, Change, Class, Diff, FixtureSet};
 use std::collections::BTreeSet;
@@ -47,36 +50,6 @@ fn upgrade_reports_are_fresh() {
         stale.is_empty(),
         "stale upgrade reports {stale:?}: run UPDATE_UPGRADE_REPORTS=1 cargo test -p comfyctl --test upgrade_reports"
     );
-}
-
-/// Runs `comfyctl` in the workspace root: (success, stdout, stderr).
-fn comfyctl(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_comfyctl"))
-        .args(args)
-        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .env_remove("COMFY_FIXTURES")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// The arguments that generate the committed plan of `a` → `b` (the
-/// command its first lines name).
-fn plan_args<'a>(a: &'a str, b: &'a str) -> Vec<&'a str> {
-    vec![
-        "plan",
-        "--from",
-        a,
-        "--to",
-        b,
-        "--workflows",
-        "workflows",
-        "--models-elsewhere",
-    ]
 }
 
 #[test]

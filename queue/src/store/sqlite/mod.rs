@@ -52,6 +52,18 @@ pub struct SqliteStore {
     _lock: Arc<std::fs::File>,
 }
 
+/// One worker's row.
+fn worker_by_id(conn: &Connection, worker_id: &str) -> Result<Option<WorkerRecord>, StoreError> {
+    let rec = conn
+        .prepare_cached(
+            "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
+             last_seen, catalogue, drain FROM workers WHERE worker_id = ?1",
+        )?
+        .query_row(params![worker_id], read_worker)
+        .optional()?;
+    rec.map(finish_worker).transpose()
+}
+
 /// Opens (creating) `path` and takes an exclusive advisory lock on it, which the OS drops
 /// when the process ends, however it ends. SQLite's own locks are POSIX record locks on
 /// other descriptors; this one does not meet them.
@@ -561,14 +573,8 @@ impl Store for SqliteStore {
                     now,
                     info.catalogue
                 ])?;
-            let rec = ctx
-                .conn
-                .prepare_cached(
-                    "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
-                     last_seen, catalogue, drain FROM workers WHERE worker_id = ?1",
-                )?
-                .query_row(params![info.worker_id], read_worker)?;
-            finish_worker(rec)
+            worker_by_id(&ctx.conn, &info.worker_id)?
+                .ok_or_else(|| BackendError::WorkerVanished.into())
         })
         .await
     }
@@ -589,31 +595,14 @@ impl Store for SqliteStore {
             ctx.conn
                 .prepare_cached("UPDATE workers SET drain = ?2 WHERE worker_id = ?1")?
                 .execute(params![worker_id, i64::from(drain)])?;
-            let rec = ctx
-                .conn
-                .prepare_cached(
-                    "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
-                     last_seen, catalogue, drain FROM workers WHERE worker_id = ?1",
-                )?
-                .query_row(params![worker_id], read_worker)
-                .optional()?;
-            rec.map(finish_worker).transpose()
+            worker_by_id(&ctx.conn, &worker_id)
         })
         .await
     }
 
     async fn get_worker(&self, worker_id: &str) -> Result<Option<WorkerRecord>, StoreError> {
         let worker_id = worker_id.to_owned();
-        self.read(move |conn| {
-            let rec = conn
-                .prepare_cached(
-                    "SELECT worker_id, comfyui_version, line, capabilities, registered_at, \
-                     last_seen, catalogue, drain FROM workers WHERE worker_id = ?1",
-                )?
-                .query_row(params![worker_id], read_worker)
-                .optional()?;
-            rec.map(finish_worker).transpose()
-        })
+        self.read(move |conn| worker_by_id(conn, &worker_id))
         .await
     }
 
