@@ -827,8 +827,8 @@ pub async fn register(
 /// undrained. Kept across its re-registrations. Admins, or the worker itself (worker token).
 #[utoipa::path(
     post, path = "/api/workers/{id}/drain", tag = "workers",
-    params(("id" = String, Path, description = "The worker")),
-    responses((status = 200, body = WorkerResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "A worker never seen (`worker_not_found`)", body = ErrorBody))
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,100}$", description = "The worker")),
+    responses((status = 200, body = WorkerResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "A worker never seen (`worker_not_found`)", body = ErrorBody), (status = 422, description = "An id that is not a worker id (`invalid_worker_id`)", body = ErrorBody))
 )]
 pub async fn drain(
     State(state): State<AppState>,
@@ -841,8 +841,8 @@ pub async fn drain(
 /// Put a drained (or draining) worker back: it is offered jobs again.
 #[utoipa::path(
     post, path = "/api/workers/{id}/undrain", tag = "workers",
-    params(("id" = String, Path, description = "The worker")),
-    responses((status = 200, body = WorkerResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "A worker never seen (`worker_not_found`)", body = ErrorBody))
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,100}$", description = "The worker")),
+    responses((status = 200, body = WorkerResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "A worker never seen (`worker_not_found`)", body = ErrorBody), (status = 422, description = "An id that is not a worker id (`invalid_worker_id`)", body = ErrorBody))
 )]
 pub async fn undrain(
     State(state): State<AppState>,

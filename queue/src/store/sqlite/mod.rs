@@ -602,8 +602,7 @@ impl Store for SqliteStore {
 
     async fn get_worker(&self, worker_id: &str) -> Result<Option<WorkerRecord>, StoreError> {
         let worker_id = worker_id.to_owned();
-        self.read(move |conn| worker_by_id(conn, &worker_id))
-        .await
+        self.read(move |conn| worker_by_id(conn, &worker_id)).await
     }
 
     async fn list_workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
