@@ -260,6 +260,25 @@ pub struct FailRequest {
     pub cancelled: Option<bool>,
     /// Token from next-job.
     pub lease_token: Option<String>,
+    /// The job was not run: the worker's ComfyUI cannot run it. The job goes back to
+    /// pending at once and the attempt is not counted (`retry` and `cancelled` are not
+    /// read); needs the lease token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unfit: Option<Unfit>,
+}
+
+/// Why a worker gives a job back unrun.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Unfit {
+    /// `metadata.requires` does not match the ComfyUI the worker has now (it changed since
+    /// the worker registered; the worker registers again before it says so).
+    Requires,
+    /// The prompt uses node classes or list values (models, samplers) the worker's ComfyUI
+    /// does not have: the job will not be offered to a worker with that node catalogue
+    /// again.
+    Catalogue,
 }
 
 /// What a stored file is to its job.

@@ -237,6 +237,47 @@ pub fn fail(
     Ok(true)
 }
 
+/// Give a job back unrun (the worker's ComfyUI cannot run it): pending again at once, the
+/// attempt not counted (a cancel asked for meanwhile cancels it). Only with the lease
+/// token. Returns false for a harmless replay.
+pub fn hand_back(
+    s: &mut StoredJob,
+    token: &str,
+    reason: String,
+    now: Millis,
+) -> Result<bool, TransitionError> {
+    if is_replay(s, Some(token), &[AttemptOutcome::HandedBack]) {
+        return Ok(false);
+    }
+    fence(s, Some(token), now)?;
+    let job = &mut s.job;
+    job.lease_expires_at = None;
+    end_attempt(job, now, AttemptOutcome::HandedBack, Some(reason));
+    job.attempts = job.attempts.saturating_sub(1);
+    job.not_before = None;
+    if job.cancel_requested {
+        job.status = Status::Cancelled;
+        job.completed_at = Some(now);
+    } else {
+        job.status = Status::Pending;
+    }
+    Ok(true)
+}
+
+/// Fail a pending job that no worker can run. Returns false (nothing changed) for a job
+/// that is not pending any more.
+pub fn fail_pending(s: &mut StoredJob, error: String, now: Millis) -> bool {
+    let job = &mut s.job;
+    if job.status != Status::Pending {
+        return false;
+    }
+    job.status = Status::Failed;
+    job.completed_at = Some(now);
+    job.not_before = None;
+    job.error = Some(error);
+    true
+}
+
 /// Delay before attempt `attempts + 1`: `base × 2^(attempts-1)`, at most `base × 32`.
 pub fn retry_delay(base: Millis, attempts: u32) -> Millis {
     let exp = attempts.saturating_sub(1).min(5);

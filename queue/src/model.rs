@@ -43,6 +43,9 @@ pub enum AttemptOutcome {
     LeaseExpired,
     /// The worker stopped the job after a cancel request.
     Cancelled,
+    /// The worker gave the job back unrun: its ComfyUI could not run it (the attempt is
+    /// not counted).
+    HandedBack,
 }
 
 /// One lease of a job to a worker.
@@ -724,7 +727,7 @@ fn validate_fields<W, V>(
         None => DEFAULT_PRIORITY,
     };
     let metadata = validate_metadata(req.metadata)?;
-    let requirements = Requirements::from_metadata(&metadata)?;
+    let requirements = crate::scheduler::requirements_of(&metadata)?;
     let inputs = validate_inputs(req.inputs.unwrap_or_default())?;
     Ok(NewJob {
         user_id,

@@ -19,8 +19,8 @@ use comfy_queue::model::{FileRecord, FileRole, Job, NewJob, Upload, WorkerRecord
 use comfy_queue::scheduler::WorkerInfo;
 use comfy_queue::store::sqlite::SqliteStore;
 use comfy_queue::store::{
-    BackendError, Claimed, Counts, FileExpiry, ListFilter, ReapReport, Store, StoreError,
-    SubmitLimits, Submitted,
+    BackendError, Claimed, Counts, FileExpiry, ListFilter, PendingJob, ReapReport, Store,
+    StoreError, SubmitLimits, Submitted,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -102,6 +102,32 @@ impl Store for LostReply {
         now: Millis,
     ) -> Result<Job, StoreError> {
         self.inner.fail(id, lease_token, failure, now).await
+    }
+    async fn hand_back(
+        &self,
+        id: Uuid,
+        lease_token: &str,
+        reason: String,
+        not_on: Option<String>,
+        now: Millis,
+    ) -> Result<Job, StoreError> {
+        self.inner
+            .hand_back(id, lease_token, reason, not_on, now)
+            .await
+    }
+    async fn fail_pending(
+        &self,
+        id: Uuid,
+        error: String,
+        now: Millis,
+    ) -> Result<Option<Job>, StoreError> {
+        self.inner.fail_pending(id, error, now).await
+    }
+    async fn pending_front(&self, limit: u32) -> Result<Vec<PendingJob>, StoreError> {
+        self.inner.pending_front(limit).await
+    }
+    async fn workflow_text(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        self.inner.workflow_text(id).await
     }
     async fn reap(&self, now: Millis) -> Result<ReapReport, StoreError> {
         self.inner.reap(now).await

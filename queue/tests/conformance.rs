@@ -1492,6 +1492,207 @@ mod suite {
         // The job itself is kept.
         assert!(h.store.get(done).await.unwrap().is_some());
     }
+
+    /// A worker gives a job back unrun: pending again at once, the attempt not counted,
+    /// the history saying so; with its catalogue named, the job is not offered to a worker
+    /// with that catalogue again, but still to others. A repeat answers the same; a stale
+    /// token is refused.
+    pub(crate) async fn hand_back_gives_the_attempt_back_and_refuses_the_catalogue(h: Harness) {
+        let id = submit(&h, "alice", 1).await;
+        let a = WorkerInfo {
+            catalogue: Some("a".repeat(64)),
+            ..worker("wa")
+        };
+        let b = WorkerInfo {
+            catalogue: Some("b".repeat(64)),
+            ..worker("wb")
+        };
+        let now = h.clock.now_ms();
+        let c = h
+            .store
+            .claim(&a, LEASE, FENCED, now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.job.attempts, 1);
+        let err = h
+            .store
+            .hand_back(id, "stale", "x".into(), None, now)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::LeaseConflict(_)), "{err:?}");
+        let back = h
+            .store
+            .hand_back(
+                id,
+                &c.lease_token,
+                "no node class Foo".into(),
+                a.catalogue.clone(),
+                now + 1,
+            )
+            .await
+            .unwrap();
+        assert_eq!(back.status, Status::Pending);
+        assert_eq!(back.attempts, 0);
+        assert_eq!(back.not_before, None);
+        assert_eq!(back.history.len(), 1);
+        assert_eq!(back.history[0].outcome, AttemptOutcome::HandedBack);
+        assert_eq!(back.history[0].error.as_deref(), Some("no node class Foo"));
+        let again = h
+            .store
+            .hand_back(
+                id,
+                &c.lease_token,
+                "again".into(),
+                a.catalogue.clone(),
+                now + 2,
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, back, "a repeat changes nothing");
+        assert_eq!(h.store.position(id).await.unwrap(), Some(1));
+        let front = h.store.pending_front(10).await.unwrap();
+        assert_eq!(front.len(), 1);
+        let class = Requirements::from_class_key(&front[0].class).unwrap();
+        assert_eq!(class.not_on, ["a".repeat(64)]);
+        // Not to a worker with the refused catalogue; to another one.
+        assert!(
+            h.store
+                .claim(&a, LEASE, FENCED, now + 3)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let c = h
+            .store
+            .claim(&b, LEASE, FENCED, now + 4)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.job.id, id);
+        assert_eq!(c.job.attempts, 1);
+        // Handed back by the second for its requirements only: its catalogue is not refused.
+        let back = h
+            .store
+            .hand_back(id, &c.lease_token, "needs <0.10".into(), None, now + 5)
+            .await
+            .unwrap();
+        assert_eq!(
+            (back.status, back.attempts, back.history.len()),
+            (Status::Pending, 0, 2)
+        );
+        assert!(
+            h.store
+                .claim(&b, LEASE, FENCED, now + 6)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    /// A cancel asked for while a job runs wins over its hand-back.
+    pub(crate) async fn a_handed_back_job_with_a_cancel_request_is_cancelled(h: Harness) {
+        let id = submit(&h, "alice", 1).await;
+        let now = h.clock.now_ms();
+        let c = h
+            .store
+            .claim(&worker("w"), LEASE, FENCED, now)
+            .await
+            .unwrap()
+            .unwrap();
+        h.store.cancel(id, now).await.unwrap();
+        let back = h
+            .store
+            .hand_back(id, &c.lease_token, "unfit".into(), None, now + 1)
+            .await
+            .unwrap();
+        assert_eq!(back.status, Status::Cancelled);
+        assert_eq!(h.store.counts().await.unwrap().get(Status::Running), 0);
+    }
+
+    /// Only a pending job is failed for having no capable worker; a repeat, a running job
+    /// and an unknown id change nothing.
+    pub(crate) async fn fail_pending_fails_only_pending_jobs(h: Harness) {
+        let waiting = submit(&h, "alice", 1).await;
+        let running = submit(&h, "bob", 1).await;
+        let now = h.clock.now_ms();
+        let c = h
+            .store
+            .claim(&worker("w"), LEASE, FENCED, now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.job.id, waiting, "alice's is first");
+        let (waiting, running) = (running, waiting);
+        let failed = h
+            .store
+            .fail_pending(waiting, "no_capable_worker: none".into(), now + 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(failed.status, Status::Failed);
+        assert_eq!(failed.error.as_deref(), Some("no_capable_worker: none"));
+        assert_eq!(failed.completed_at, Some(now + 1));
+        assert_eq!(h.store.position(waiting).await.unwrap(), None);
+        for id in [waiting, running, Uuid::new_v4()] {
+            let again = h
+                .store
+                .fail_pending(id, "again".into(), now + 2)
+                .await
+                .unwrap();
+            assert_eq!(again, None);
+        }
+        let counts = h.store.counts().await.unwrap();
+        assert_eq!(
+            (
+                counts.get(Status::Pending),
+                counts.get(Status::Running),
+                counts.get(Status::Failed)
+            ),
+            (0, 1, 1)
+        );
+        assert!(h.store.pending_front(10).await.unwrap().is_empty());
+        assert!(
+            h.store
+                .claim(&worker("w2"), LEASE, FENCED, now + 3)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    /// The front of the queue in queue order (priority, then submission), with classes and
+    /// workflows as stored.
+    pub(crate) async fn pending_front_is_in_queue_order(h: Harness) {
+        let low = submit(&h, "alice", 2).await;
+        let first = submit(&h, "bob", 1).await;
+        let mut needs = new_job("carol", 1);
+        needs.metadata = json!({"requires": {"comfyui": "<0.10"}});
+        needs.requirements = Requirements::from_metadata(&needs.metadata).unwrap();
+        let big = json!({"1": {"class_type": "SaveImage", "inputs": {"filename_prefix": "x".repeat(200)}}});
+        needs.workflow = big.clone();
+        let pinned = h
+            .store
+            .submit(needs, limits(), h.clock.now_ms())
+            .await
+            .unwrap()
+            .job
+            .id;
+        let front = h.store.pending_front(10).await.unwrap();
+        let ids: Vec<Uuid> = front.iter().map(|p| p.job.id).collect();
+        assert_eq!(ids, [first, pinned, low]);
+        assert_eq!(front[0].class, "");
+        assert_eq!(front[1].class, r#"{"comfyui":"<0.10"}"#);
+        assert_eq!(h.store.pending_front(1).await.unwrap().len(), 1);
+        let text = h.store.workflow_text(pinned).await.unwrap().unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), big);
+        let small = h.store.workflow_text(first).await.unwrap().unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&small).unwrap()["3"]["class_type"],
+            "KSampler"
+        );
+        assert_eq!(h.store.workflow_text(Uuid::new_v4()).await.unwrap(), None);
+    }
 }
 
 macro_rules! conformance {
@@ -1553,6 +1754,10 @@ all_backends!(
     claim_gives_inputs_and_outputs_are_fenced,
     a_new_attempt_drops_the_earlier_outputs,
     expiry_forgets_old_files_and_references_follow,
+    hand_back_gives_the_attempt_back_and_refuses_the_catalogue,
+    a_handed_back_job_with_a_cancel_request_is_cancelled,
+    fail_pending_fails_only_pending_jobs,
+    pending_front_is_in_queue_order,
 );
 
 /// SQLite only: what was acknowledged is on disk, the schema version is recorded, and a

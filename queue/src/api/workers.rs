@@ -37,7 +37,7 @@ use crate::state::{AppState, KnownWorker};
 use crate::store::Claimed;
 use comfy_queue_api::{
     CompleteRequest, EventBatch, FailRequest, HeartbeatRequest, HeartbeatResponse, LeasedJob,
-    NextJobResponse, RegisterRequest, WorkerAck,
+    NextJobResponse, RegisterRequest, Unfit, WorkerAck,
 };
 
 async fn worker_info(state: &AppState, worker_id: &str) -> Result<KnownWorker, ApiError> {
@@ -444,6 +444,57 @@ pub async fn complete_job(
     }))
 }
 
+/// A fail report with `unfit`: the job goes back unrun.
+async fn hand_back(
+    state: &AppState,
+    id: Uuid,
+    token: Option<String>,
+    reason: String,
+    unfit: Unfit,
+) -> Result<Json<WorkerAck>, ApiError> {
+    let Some(token) = token else {
+        return Err(InputError::new(
+            "lease_token",
+            Problem::Missing,
+            "a job is handed back (`unfit`) only with its lease token",
+        )
+        .into());
+    };
+    let not_on = match unfit {
+        Unfit::Requires => None,
+        Unfit::Catalogue => {
+            let worker = match state.store.get(id).await? {
+                Some(job) => job.worker_id,
+                None => None,
+            };
+            match worker {
+                Some(w) => state
+                    .store
+                    .get_worker(&w)
+                    .await?
+                    .and_then(|w| w.info.catalogue),
+                None => None,
+            }
+        }
+    };
+    let job = state
+        .store
+        .hand_back(id, &token, reason, not_on, state.now())
+        .await?;
+    state.progress.clear(job.id);
+    state.live.forget(job.id);
+    if job.status == Status::Pending {
+        state.job_available.notify_waiters();
+    }
+    publish(state, "job_updated", &job, None);
+    tracing::info!(job_id = %job.id, status = job.status.as_str(), unfit = ?unfit, "job handed back unrun");
+    Ok(Json(WorkerAck {
+        status: "success".into(),
+        job_id: job.id,
+        job_status: job.status,
+    }))
+}
+
 /// Report failure: `{"error": "...", "retry": false, "cancelled": false}`, or `?error=`
 /// in the query (as the original worker sends it). `retry=true` puts the job back while it
 /// has attempts left; `cancelled=true` ends it as `cancelled` (the answer to a cancel
@@ -495,11 +546,14 @@ pub async fn fail_job(
     input::require(&obj, "error", "`error` is required")?;
     let req: FailRequest = input::from_object(
         obj,
-        &["lease_token", "error", "retry", "cancelled"],
+        &["lease_token", "error", "retry", "cancelled", "unfit"],
         type_error,
     )?;
     let token = outer.or(req.lease_token);
     let error = model::validate_error_text(&req.error)?;
+    if let Some(unfit) = req.unfit {
+        return hand_back(&state, id, token, error, unfit).await;
+    }
     let retry = match q.get("retry") {
         Some(s) => parse_flag("retry", s)?,
         None => req.retry.unwrap_or(false),

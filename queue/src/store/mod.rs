@@ -58,6 +58,16 @@ pub struct Claimed {
     pub inputs: Vec<FileRecord>,
 }
 
+/// A pending job as routing sees it: [`Store::pending_front`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingJob {
+    /// The job.
+    pub job: Job,
+    /// Its requirement class ([`crate::scheduler::Requirements::class_key`]): what claims
+    /// route on, with the catalogues that handed it back.
+    pub class: String,
+}
+
 /// What [`Store::expire_files`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FileExpiry {
@@ -201,6 +211,36 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         failure: Failure,
         now: Millis,
     ) -> Result<Job, StoreError>;
+
+    /// Give a running job back unrun because the worker's ComfyUI cannot run it (fenced by
+    /// the lease token, like [`Store::fail`]): pending again at once with the attempt not
+    /// counted, or cancelled if a cancel was asked for. `not_on`: the SHA-256 of the
+    /// worker's node catalogue, which the job refuses from now on (its class changes).
+    /// Repeating a hand-back that took effect answers the job as it is.
+    async fn hand_back(
+        &self,
+        id: Uuid,
+        lease_token: &str,
+        reason: String,
+        not_on: Option<String>,
+        now: Millis,
+    ) -> Result<Job, StoreError>;
+
+    /// Fail a pending job that no worker can run, with `error`; `None` (nothing changed)
+    /// when it is not pending (any more), or gone. Safe to repeat, and from any replica.
+    async fn fail_pending(
+        &self,
+        id: Uuid,
+        error: String,
+        now: Millis,
+    ) -> Result<Option<Job>, StoreError>;
+
+    /// The first `limit` pending jobs in queue order (priority, then submission), with
+    /// their requirement classes.
+    async fn pending_front(&self, limit: u32) -> Result<Vec<PendingJob>, StoreError>;
+
+    /// A job's workflow, as the JSON text it is stored as.
+    async fn workflow_text(&self, id: Uuid) -> Result<Option<String>, StoreError>;
 
     /// Take back every job whose lease expired before `now`: requeue it if it has attempts
     /// left, else fail it (dead letter); a job with a cancel request becomes cancelled.

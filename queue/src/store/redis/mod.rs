@@ -36,8 +36,8 @@ use uuid::Uuid;
 use self::decode::{FIELD_COUNT, FIELDS, corrupt, job_reply, opt_num, parse_job, worker_from_hash};
 use self::scripts::{Scripts, token_arg};
 use super::{
-    BackendError, Claimed, Counts, FileExpiry, ListFilter, ReapReport, Store, StoreError,
-    SubmitLimits, Submitted, UserCounts, sort_files,
+    BackendError, Claimed, Counts, FileExpiry, ListFilter, PendingJob, ReapReport, Store,
+    StoreError, SubmitLimits, Submitted, UserCounts, sort_files,
 };
 use crate::clock::Millis;
 use crate::lifecycle::{Failure, LeaseKind, LeaseState};
@@ -131,7 +131,10 @@ impl RedisStore {
         let mut no = Vec::new();
         if let Ok(classes) = self.classes.lock() {
             for (class, req) in classes.iter() {
-                if req.as_ref().is_some_and(|r| r.satisfied_by(worker)) {
+                if req
+                    .as_ref()
+                    .is_some_and(|r| r.satisfied_by(&worker.server()))
+                {
                     ok.push(class.clone());
                 } else {
                     no.push(class.clone());
@@ -435,6 +438,98 @@ impl Store for RedisStore {
             )
             .await?;
         job_reply(&v).map(|(_, j)| j)
+    }
+
+    async fn hand_back(
+        &self,
+        id: Uuid,
+        lease_token: &str,
+        reason: String,
+        not_on: Option<String>,
+        now: Millis,
+    ) -> Result<Job, StoreError> {
+        let token = token_arg(Some(lease_token));
+        for _ in 0..8 {
+            // The new class is made from the one read here; the script refuses the change
+            // if the job's class moved on meanwhile, and the whole step is tried again.
+            let (was, class) = match &not_on {
+                None => (String::new(), String::new()),
+                Some(sha) => {
+                    let mut c = self.conn.clone();
+                    let was: Option<String> = redis::cmd("HGET")
+                        .arg(self.key(&format!("job:{id}")))
+                        .arg("req_class")
+                        .query_async(&mut c)
+                        .await
+                        .map_err(StoreError::from)?;
+                    let was = was.unwrap_or_default();
+                    match Requirements::from_class_key(&was) {
+                        Some(req) => {
+                            let class = req.not_on(sha).class_key();
+                            (was, class)
+                        }
+                        None => (String::new(), String::new()),
+                    }
+                }
+            };
+            let v: Vec<Option<String>> = self
+                .eval(
+                    &self.scripts.hand_back,
+                    &[
+                        &id.to_string(),
+                        &token,
+                        &now.to_string(),
+                        &reason,
+                        &was,
+                        &class,
+                    ],
+                    true,
+                )
+                .await?;
+            if v.first().cloned().flatten().as_deref() == Some("RETRY") {
+                continue;
+            }
+            return job_reply(&v).map(|(_, j)| j);
+        }
+        Err(BackendError::UnexpectedReply("the job's class kept changing".into()).into())
+    }
+
+    async fn fail_pending(
+        &self,
+        id: Uuid,
+        error: String,
+        now: Millis,
+    ) -> Result<Option<Job>, StoreError> {
+        let v: Vec<Option<String>> = self
+            .eval(
+                &self.scripts.fail_pending,
+                &[&id.to_string(), &now.to_string(), &error],
+                true,
+            )
+            .await?;
+        if v.first().cloned().flatten().as_deref() == Some("SKIP") {
+            return Ok(None);
+        }
+        job_reply(&v).map(|(_, j)| Some(j))
+    }
+
+    async fn pending_front(&self, limit: u32) -> Result<Vec<PendingJob>, StoreError> {
+        let rows: Vec<Vec<Option<String>>> = self
+            .eval(&self.scripts.pending_front, &[&limit.to_string()], true)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingJob {
+                    job: parse_job(r)?,
+                    class: r.get(FIELD_COUNT).cloned().flatten().unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn workflow_text(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        self.eval(&self.scripts.workflow, &[&id.to_string()], true)
+            .await
     }
 
     async fn reap(&self, now: Millis) -> Result<ReapReport, StoreError> {

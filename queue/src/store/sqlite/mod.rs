@@ -26,19 +26,19 @@ use uuid::Uuid;
 
 use self::readers::Readers;
 use self::rows::{
-    FILE_COLS, JOB_COLS, UPLOAD_COLS, active_count, finish_file, finish_worker, from_raw,
-    job_files, load, load_existing, load_seq, next_counter, position_of, read_file, read_raw,
-    read_upload, read_worker, save, status_count, upsert_file, upsert_worker_seen,
+    FILE_COLS, JOB_COLS, JOB_COLUMNS, UPLOAD_COLS, active_count, finish_file, finish_worker,
+    from_raw, job_files, load, load_existing, load_seq, next_counter, position_of, read_file,
+    read_raw, read_upload, read_worker, save, status_count, upsert_file, upsert_worker_seen,
 };
 use self::writer::Writer;
 use super::{
-    BackendError, Claimed, Counts, FileExpiry, ListFilter, ReapReport, Store, StoreError,
-    SubmitLimits, Submitted, UserCounts,
+    BackendError, Claimed, Counts, FileExpiry, ListFilter, PendingJob, ReapReport, Store,
+    StoreError, SubmitLimits, Submitted, UserCounts,
 };
 use crate::clock::Millis;
 use crate::lifecycle::{self, Expired, Failure, LeaseKind, LeaseState};
 use crate::model::{FileRecord, FileRole, Job, NewJob, RawNewJob, Status, Upload, WorkerRecord};
-use crate::scheduler::WorkerInfo;
+use crate::scheduler::{Requirements, WorkerInfo};
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -477,6 +477,89 @@ impl Store for SqliteStore {
                 save(&ctx.conn, &s)?;
             }
             Ok(s.job)
+        })
+        .await
+    }
+
+    async fn hand_back(
+        &self,
+        id: Uuid,
+        lease_token: &str,
+        reason: String,
+        not_on: Option<String>,
+        now: Millis,
+    ) -> Result<Job, StoreError> {
+        let token = lease_token.to_owned();
+        self.call(move |ctx| {
+            let mut s = load_existing(&ctx.conn, id)?;
+            if lifecycle::hand_back(&mut s, &token, reason, now)? {
+                save(&ctx.conn, &s)?;
+                if let Some(sha) = not_on {
+                    let class: String = ctx
+                        .conn
+                        .prepare_cached("SELECT req_class FROM jobs WHERE id = ?1")?
+                        .query_row(params![id.to_string()], |r| r.get(0))?;
+                    // A class that does not parse runs nowhere already; it is left as it is.
+                    if let Some(req) = Requirements::from_class_key(&class) {
+                        ctx.conn
+                            .prepare_cached("UPDATE jobs SET req_class = ?1 WHERE id = ?2")?
+                            .execute(params![req.not_on(&sha).class_key(), id.to_string()])?;
+                    }
+                }
+            }
+            Ok(s.job)
+        })
+        .await
+    }
+
+    async fn fail_pending(
+        &self,
+        id: Uuid,
+        error: String,
+        now: Millis,
+    ) -> Result<Option<Job>, StoreError> {
+        self.call(move |ctx| {
+            let Some(mut s) = load(&ctx.conn, id)? else {
+                return Ok(None);
+            };
+            if !lifecycle::fail_pending(&mut s, error, now) {
+                return Ok(None);
+            }
+            save(&ctx.conn, &s)?;
+            Ok(Some(s.job))
+        })
+        .await
+    }
+
+    async fn pending_front(&self, limit: u32) -> Result<Vec<PendingJob>, StoreError> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {JOB_COLS}, req_class FROM jobs WHERE status = 'pending' \
+                 ORDER BY priority, seq LIMIT ?1"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![limit], |r| {
+                Ok((read_raw(r)?, r.get::<_, String>(JOB_COLUMNS)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (raw, class) = row?;
+                out.push(PendingJob {
+                    job: from_raw(raw)?.job,
+                    class,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn workflow_text(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT workflow FROM jobs WHERE id = ?1")?
+                .query_row(params![id.to_string()], |r| r.get(0))
+                .optional()?)
         })
         .await
     }

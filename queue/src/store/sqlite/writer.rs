@@ -174,6 +174,6 @@ impl Ctx {
             .entry(class.to_owned())
             .or_insert_with(|| Requirements::from_class_key(class))
             .as_ref()
-            .is_some_and(|r| r.satisfied_by(worker))
+            .is_some_and(|r| r.satisfied_by(&worker.server()))
     }
 }
