@@ -138,6 +138,18 @@ pub struct Config {
     /// are answered 413). Default 64 MiB.
     #[arg(long, env = "QUEUE_MAX_CATALOGUE_BYTES", default_value_t = crate::state::DEFAULT_MAX_CATALOGUE_BYTES)]
     pub max_catalogue_bytes: u64,
+
+    /// Seconds a pending job may wait while no live worker can run it (no registration
+    /// satisfies its `metadata.requires`, or no published node catalogue has its nodes and
+    /// list values) before it fails with `no_capable_worker`; 0 = it waits for ever. While
+    /// no worker at all is live (an outage) the wait does not count.
+    #[arg(long, env = "QUEUE_NO_CAPABLE_WORKER_SECS", default_value_t = 600.0)]
+    pub no_capable_worker_secs: f64,
+
+    /// Milliseconds between looks at the front of the queue for jobs no live worker can
+    /// run (at least 100).
+    #[arg(long, env = "QUEUE_ROUTE_CHECK_MS", default_value_t = 2000)]
+    pub route_check_ms: u64,
 }
 
 /// Seconds as milliseconds for a duration setting: non-negative, at most ~100 years;
@@ -188,6 +200,8 @@ impl Config {
             file_sweep_ms: secs_setting(self.file_sweep_secs, 600_000).max(1000),
             max_catalogue_bytes: self.max_catalogue_bytes,
             max_body_bytes_in_flight: self.max_body_bytes_in_flight,
+            no_capable_worker_ms: secs_setting(self.no_capable_worker_secs, 600_000),
+            route_check_ms: i64::try_from(self.route_check_ms.max(100)).unwrap_or(2_000),
         }
     }
 

@@ -20,13 +20,15 @@
 //! lifecycle  → clock, model              the job state machine (pure functions)
 //! store      → clock, model, scheduler, lifecycle   Store trait, SQLite and Redis backends
 //! metrics    → store                     the counters behind /metrics
-//! state      → auth, clock, events, live, metrics, progress, scheduler, store, wake
+//! routing    → clock, model              jobs no live worker can run: judged, remembered
+//! state      → auth, clock, events, live, metrics, progress, routing, scheduler, store, wake
 //! config     → auth, state               clap flags and env → Settings
 //! error      → input, auth, store        ErrorCode, ApiError: domain errors → HTTP
-//! api        → auth, clock, error, events, input, lifecycle, live, model, progress, scheduler,
-//!              state, store, wake         routes, extractors, handlers, OpenAPI
+//! api        → auth, clock, error, events, input, lifecycle, live, model, progress, routing,
+//!              scheduler, state, store, wake   routes, extractors, handlers, OpenAPI
 //! reaper     → clock, state, store, api   lease expiry pass (publishes job events), file sweep
 //! replicas   → clock, events, progress, state, store, wake   several processes on one Redis
+//! stranded   → api, routing, state, store   the look for stranded jobs (fails them in time)
 //! ```
 //!
 //! Domain modules (scheduler, model, progress, lifecycle, store, auth) return their own
@@ -47,9 +49,11 @@ pub mod model;
 pub mod progress;
 mod reaper;
 pub mod replicas;
+pub mod routing;
 pub mod scheduler;
 mod state;
 pub mod store;
+pub mod stranded;
 pub mod wake;
 
 pub use reaper::{SweepError, SweepReport};

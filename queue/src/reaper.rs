@@ -124,9 +124,9 @@ impl AppState {
         Ok(report)
     }
 
-    /// Run [`AppState::reap_once`] every `every`, and [`AppState::sweep_files_once`] every
-    /// `file_sweep_ms` (the first a minute after the start), until the process ends or the
-    /// task is aborted. The two loops share the task but not their waits: a long sweep does
+    /// Run [`AppState::reap_once`] every `every`, [`AppState::sweep_files_once`] every
+    /// `file_sweep_ms` (the first a minute after the start) and the look for stranded jobs
+    /// every `route_check_ms`, until the process ends or the task is aborted. The two loops share the task but not their waits: a long sweep does
     /// not hold up the reaper.
     pub fn spawn_reaper(&self, every: Duration) -> tokio::task::JoinHandle<()> {
         let state = self.clone();
@@ -157,7 +157,7 @@ impl AppState {
                     }
                 }
             };
-            tokio::join!(reap, sweep);
+            tokio::join!(reap, sweep, state.route_forever());
         })
     }
 }

@@ -51,6 +51,11 @@ pub struct Settings {
     /// Bytes of submit bodies read and processed at once (`--max-body-bytes-in-flight`);
     /// a submit beyond it is answered 503 `server_busy` (0 = no bound).
     pub max_body_bytes_in_flight: u64,
+    /// A pending job no live worker can run fails with `no_capable_worker` after waiting
+    /// this long (`--no-capable-worker-secs`; 0 = never).
+    pub no_capable_worker_ms: Millis,
+    /// Period of the look for jobs no live worker can run (`--route-check-ms`).
+    pub route_check_ms: Millis,
 }
 
 /// Default `--max-file-bytes`: 1 GiB.
@@ -82,6 +87,8 @@ impl Default for Settings {
             file_sweep_ms: 600_000,
             max_catalogue_bytes: DEFAULT_MAX_CATALOGUE_BYTES,
             max_body_bytes_in_flight: DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
+            no_capable_worker_ms: 600_000,
+            route_check_ms: 2_000,
         }
     }
 }
@@ -126,6 +133,8 @@ pub struct Inner {
     pub live: LiveJobs,
     /// The bytes of submit bodies being read and processed now (`--max-body-bytes-in-flight`).
     pub body_budget: BodyBudget,
+    /// Jobs no live worker can run, as this process last saw them.
+    pub router: crate::routing::Router,
     /// Turns true at [`AppState::begin_shutdown`]. Every `/ws` connection holds a receiver,
     /// so [`AppState::websockets_closed`] can wait for them to send their close frames.
     pub shutdown: tokio::sync::watch::Sender<bool>,
@@ -161,6 +170,7 @@ impl AppState {
             progress: progress::ProgressBoard::default(),
             live: LiveJobs::default(),
             body_budget: BodyBudget::new(settings.max_body_bytes_in_flight),
+            router: crate::routing::Router::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
             settings,
         }))

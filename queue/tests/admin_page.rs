@@ -22,6 +22,12 @@ use serde_json::json;
 /// A queue on a free local port, backed by a temporary SQLite file (kept
 /// alive by the returned guard).
 async fn serve_queue() -> (std::net::SocketAddr, tempfile::TempDir) {
+    let (addr, dir, _) = serve_queue_state().await;
+    (addr, dir)
+}
+
+/// A served queue and its state (to step its background passes by hand).
+async fn serve_queue_state() -> (std::net::SocketAddr, tempfile::TempDir, AppState) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
     let state = AppState::new(
@@ -32,8 +38,9 @@ async fn serve_queue() -> (std::net::SocketAddr, tempfile::TempDir) {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app(state)).await });
-    (addr, dir)
+    let served = state.clone();
+    tokio::spawn(async move { axum::serve(listener, app(served)).await });
+    (addr, dir, state)
 }
 
 #[tokio::test]
@@ -383,5 +390,47 @@ async fn dashboard_drains_and_undrains_a_worker_from_the_page() {
         .await;
     let w = http.get("/api/workers").await.json;
     assert_eq!(w[0]["drain"], false, "{w}");
+    browser.close().await;
+}
+
+/// A pending job no live worker can run shows why in its row, from the `/ws` event the
+/// look for stranded jobs sends when it starts to wait.
+#[tokio::test]
+#[cfg_attr(not(has_chromium), ignore = "chromium or chromedriver not installed")]
+async fn dashboard_shows_why_a_job_waits() {
+    let (addr, _db, state) = serve_queue_state().await;
+    let http = Client::new(format!("http://{addr}"));
+    http.post(
+        "/api/workers/register",
+        &json!({"worker_id": "gpu-9", "comfyui_version": "0.11.1"}),
+    )
+    .await;
+    let r = http
+        .post(
+            "/api/jobs",
+            &json!({"user_id": "student044", "workflow": {"1": {}},
+                    "metadata": {"requires": {"comfyui": "<0.10"}}}),
+        )
+        .await;
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    let browser = Browser::launch().await;
+    browser
+        .client()
+        .goto(&format!("http://{addr}/admin"))
+        .await
+        .unwrap();
+    let row = format!(
+        "[...document.querySelectorAll('#jobs tr')].find(r => r.innerText.includes('{}'))",
+        &id[..8]
+    );
+    browser
+        .wait_for(&format!("{row}?.innerText.includes('pending')"))
+        .await;
+    state.route_once().await.unwrap();
+    browser
+        .wait_for(&format!(
+            "{row}?.innerText.includes('waiting: requires') && {row}.innerText.includes('needs ComfyUI <0.10, not 0.11.1')"
+        ))
+        .await;
     browser.close().await;
 }

@@ -42,7 +42,8 @@ pub fn publish_with_files(
         position,
         state.metrics.mean_run_secs(),
         state.progress.get(job.id),
-    );
+    )
+    .with_waiting(state.router.waiting(job.id));
     if let Some(files) = files {
         resp = resp.with_files(files);
     }

@@ -319,6 +319,10 @@ pub struct JobResponse {
     /// What the worker last reported about the running attempt (percent,
     /// node); null unless running and reported.
     pub progress: Option<crate::progress::Progress>,
+    /// Present while the job is pending and no live worker can run it: why, and since when
+    /// (after `--no-capable-worker-secs` of it the job fails with `no_capable_worker`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<crate::routing::Waiting>,
     /// The job's files: inputs, then outputs and temp files in upload order (each with the
     /// `url` that serves it). Always present in HTTP answers; `/ws` events carry it only
     /// where the event knows them (the submit's, the completion's).
@@ -355,8 +359,15 @@ impl JobResponse {
             retry_at: job.not_before.map(to_rfc3339),
             history: job.history.iter().map(AttemptResponse::from).collect(),
             progress: progress.filter(|_| job.status == Status::Running),
+            waiting: None,
             files: None,
         }
+    }
+
+    /// The same response with why the job waits (ignored unless it is pending).
+    pub fn with_waiting(self, waiting: Option<crate::routing::Waiting>) -> Self {
+        let waiting = waiting.filter(|_| self.status == Status::Pending);
+        Self { waiting, ..self }
     }
 
     /// The same response with the job's files.
@@ -392,5 +403,6 @@ pub(crate) async fn job_response_with(
         state.metrics.mean_run_secs(),
         state.progress.get(job.id),
     )
+    .with_waiting(state.router.waiting(job.id))
     .with_files(files))
 }
