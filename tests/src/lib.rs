@@ -10,6 +10,7 @@ pub use comfy_test_support::ports::free_port;
 pub use comfy_test_support::seed::seed;
 
 use comfy_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use comfy_queue::Settings;
 use comfy_stack::{Backend, QueueOptions, RunningQueue, UserApi, start_queue};
 use comfy_test_support::redis::RedisServer;
 use comfy_worker::Worker;
@@ -124,8 +125,14 @@ fn options(backend: Backend, max_attempts: u32) -> QueueOptions {
 
 /// A queue on a fresh SQLite file.
 pub async fn sqlite_queue(max_attempts: u32) -> TestQueue {
+    sqlite_queue_with(max_attempts, |_| {}).await
+}
+
+/// A queue on a fresh SQLite file, its settings changed by `tune` first.
+pub async fn sqlite_queue_with(max_attempts: u32, tune: impl FnOnce(&mut Settings)) -> TestQueue {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let mut o = options(Backend::Sqlite(dir.path().join("queue.db")), max_attempts);
+    tune(&mut o.settings);
     o.files_dir = dir.path().join("files");
     let queue = start_queue(o)
         .await

@@ -92,44 +92,25 @@ async fn validation_and_execution_errors_are_classified_and_not_retried() {
         let emu = emulator(v, 5).await;
         let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-errors"));
 
-        let bad = json!({"1": {"class_type": "DoesNotExist", "inputs": {}}});
-        let id = q.submit("user002", &bad).await;
+        // ComfyUI's own validation (what the worker's check before the submit leaves to
+        // it: everything but missing nodes and list values).
+        let mut huge = image_prompt("e2e");
+        huge["1"]["inputs"]["width"] = json!(1_000_000);
+        let id = q.submit("user002", &huge).await;
         let job = q.api.wait_terminal(&id, T).await.unwrap();
         assert_eq!(job["status"], "failed", "{v}: {job}");
         assert_eq!(attempts(&job), 1, "{v}: not retried");
         let e = reported_error(&job);
         assert_eq!(e["class"], "validation_error", "{v}: {e}");
         assert_eq!(e["retryable"], false);
-        assert_eq!(e["detail"]["kind"], "unknown_node_type");
-
-        // A frontend-made prompt whose models are not installed (recorded as a 400).
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../workflows/api-ground-truth/1.37.11/image_flux2_klein_text_to_image.api.json"
-        );
-        let flux: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        let id = q.submit("user002", &flux).await;
-        let job = q.api.wait_terminal(&id, T).await.unwrap();
-        assert_eq!(job["status"], "failed", "{v}: {job}");
-        assert_eq!(attempts(&job), 1, "{v}: not retried");
-        let e = reported_error(&job);
-        assert_eq!(e["class"], "validation_error", "{v}: {e}");
-        if v == "0.3.64" {
-            // Its catalogue predates the Flux.2 nodes.
-            assert_eq!(e["detail"]["kind"], "unknown_node_type", "{e}");
-        } else {
-            let kinds: Vec<&str> = e["detail"]["node_errors"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .flat_map(|n| n["errors"].as_array().unwrap())
-                .map(|x| x["type"].as_str().unwrap())
-                .collect();
-            assert!(
-                !kinds.is_empty() && kinds.iter().all(|k| *k == "value_not_in_list"),
-                "{v}: {kinds:?}"
-            );
-        }
+        let kinds: Vec<&str> = e["detail"]["node_errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|n| n["errors"].as_array().unwrap())
+            .map(|x| x["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["value_bigger_than_max"], "{v}: {e}");
 
         let outside = image_prompt("../../outside");
         let id = q.submit("user002", &outside).await;
@@ -152,6 +133,167 @@ async fn validation_and_execution_errors_are_classified_and_not_retried() {
         worker.stop().await;
         emu.stop().await;
     }
+}
+
+/// A prompt the worker's ComfyUI lacks nodes or models for is handed back unrun, not
+/// failed by ComfyUI: with no other worker to run it, it waits for a capable worker (the
+/// job says why) and fails with `no_capable_worker` once `no_capable_worker_ms` passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_no_worker_can_run_is_handed_back_and_fails_as_no_capable_worker() {
+    let q = sqlite_queue_with(3, |s| {
+        s.no_capable_worker_ms = 1_500;
+        s.route_check_ms = 100;
+    })
+    .await;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../workflows/api-ground-truth/1.37.11/image_flux2_klein_text_to_image.api.json"
+    );
+    let flux: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    for v in ["0.3.64", "0.33.0"] {
+        let emu = emulator(v, 5).await;
+        let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-unfit"));
+        let bad = json!({"1": {"class_type": "DoesNotExist", "inputs": {}}});
+        for (prompt, lacks) in [
+            (&bad, "no node class DoesNotExist".to_owned()),
+            // A frontend-made prompt whose models are not installed (0.11.1 refused it
+            // with `value_not_in_list`, recorded); 0.3.64 predates the Flux.2 nodes.
+            (
+                &flux,
+                if v == "0.3.64" {
+                    "no node class ".to_owned()
+                } else {
+                    "not offered: CLIPLoader.clip_name = \"qwen_3_4b.safetensors\"".to_owned()
+                },
+            ),
+        ] {
+            let id = q.submit("user002", prompt).await;
+            let job = q.api.wait_terminal(&id, T).await.unwrap();
+            assert_eq!(job["status"], "failed", "{v}: {job}");
+            assert_eq!(attempts(&job), 0, "{v}: no attempt counted: {job}");
+            assert_eq!(job["history"][0]["outcome"], "handed_back", "{v}: {job}");
+            let handed = job["history"][0]["error"].as_str().unwrap();
+            assert!(
+                handed.starts_with(&format!(
+                    "handed back unrun: this worker's ComfyUI {v} has {lacks}"
+                )),
+                "{v}: {handed}"
+            );
+            let error = job["error"].as_str().unwrap();
+            assert!(
+                error.starts_with("no_capable_worker: no live worker can run it: w-unfit")
+                    && error.contains(&lacks),
+                "{v}: {error}"
+            );
+        }
+        assert_eq!(
+            worker.health.count(comfy_worker::health::Outcome::Unfit),
+            2,
+            "{v}"
+        );
+        assert_eq!(
+            worker.health.count(comfy_worker::health::Outcome::Failed),
+            0,
+            "{v}: nothing reached ComfyUI"
+        );
+        worker.stop().await;
+        emu.stop().await;
+    }
+}
+
+/// Issue 14 item 3: a worker's ComfyUI replaced (0.9.2 → 0.11.1 on the same address) while
+/// it waits for work, without a drain. The queue still routes on the old registration and
+/// leases it a job that requires `<0.10`; the worker notices the new version, registers it,
+/// and hands the job back unrun instead of running it on 0.11.1. The job waits, saying why,
+/// until a 0.9.2 worker comes, and completes there with one attempt counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_comfyui_was_swapped_hands_back_a_job_that_no_longer_fits() {
+    use comfy_worker::health::Outcome;
+
+    let q = sqlite_queue_with(3, |s| s.route_check_ms = 100).await;
+    let emu = emulator("0.9.2", 5).await;
+    let addr = emu.addr();
+    let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-swapped"));
+    let registered = |version: &'static str| {
+        let api = &q.api;
+        async move {
+            let deadline = tokio::time::Instant::now() + T;
+            loop {
+                let ws = api.workers().await.unwrap();
+                let list = ws.as_array().or_else(|| ws["workers"].as_array()).cloned();
+                if list
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|w| w["worker_id"] == "w-swapped" && w["comfyui_version"] == version)
+                {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never registered {version}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    registered("0.9.2").await;
+    emu.stop().await;
+    let swapped = Emulator::start(
+        EmulatorConfig::new("0.11.1")
+            .addr(addr)
+            .node_time(Duration::from_millis(5)),
+    )
+    .await
+    .unwrap();
+    let pinned = q
+        .api
+        .submit(
+            "user007",
+            &image_prompt("pinned"),
+            json!({"requires": {"comfyui": "<0.10"}}),
+        )
+        .await
+        .unwrap();
+    let id = pinned["id"].as_str().unwrap().to_owned();
+    let job = q
+        .api
+        .wait_for(&id, T, |j| {
+            j.get("waiting").is_some_and(|w| w["reason"] == "requires")
+        })
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "pending", "{job}");
+    assert_eq!(
+        attempts(&job),
+        0,
+        "the hand-back gave the attempt back: {job}"
+    );
+    assert_eq!(job["history"][0]["outcome"], "handed_back", "{job}");
+    assert_eq!(job["history"][0]["worker_id"], "w-swapped", "{job}");
+    assert!(
+        job["waiting"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("w-swapped (ComfyUI 0.11.1): needs ComfyUI <0.10, not 0.11.1"),
+        "{job}"
+    );
+    registered("0.11.1").await;
+    assert_eq!(worker.health.count(Outcome::Unfit), 1);
+    assert_eq!(swapped.submitted(), 0, "nothing was sent to 0.11.1");
+
+    // A 0.9.2 worker comes: the job runs there.
+    let old = emulator("0.9.2", 5).await;
+    let other = TestWorker::start(worker_config(&q.url(), &old.url(), "w-old"));
+    let done = q.api.wait_terminal(&id, T).await.unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(attempts(&done), 1, "{done}");
+    assert_eq!(done["worker_id"], "w-old");
+    assert_eq!(done["result"]["comfyui"]["version"], "0.9.2");
+    assert!(done.get("waiting").is_none(), "{done}");
+    other.stop().await;
+    worker.stop().await;
+    old.stop().await;
+    swapped.stop().await;
 }
 
 /// Three `ImageInvert`s in a circle feeding a `SaveImage`: ComfyUI refuses

@@ -67,10 +67,19 @@ fn crates_depend_only_as_the_architecture_allows() {
         ("comfy-artifacts", &[][..]),
         ("comfy-frontend", &[][..]),
         ("comfy-sealed", &[][..]),
-        ("comfy-queue", &["comfy-artifacts", "comfy-queue-api"][..]),
+        ("comfy-routing", &[][..]),
+        (
+            "comfy-queue",
+            &["comfy-artifacts", "comfy-queue-api", "comfy-routing"][..],
+        ),
         (
             "comfy-worker",
-            &["comfy-adapter", "comfy-queue-api", "comfy-sealed"][..],
+            &[
+                "comfy-adapter",
+                "comfy-queue-api",
+                "comfy-routing",
+                "comfy-sealed",
+            ][..],
         ),
         (
             "comfy-gateway",

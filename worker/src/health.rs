@@ -70,6 +70,8 @@ pub enum Outcome {
     Cancelled,
     /// Handed back on shutdown.
     HandedBack,
+    /// Handed back unrun: its ComfyUI cannot run it.
+    Unfit,
     /// Lease lost; nothing reported.
     LeaseLost,
 }
@@ -82,15 +84,17 @@ impl Outcome {
             Outcome::Retried => "retried",
             Outcome::Cancelled => "cancelled",
             Outcome::HandedBack => "handed_back",
+            Outcome::Unfit => "unfit",
             Outcome::LeaseLost => "lease_lost",
         }
     }
-    const ALL: [Outcome; 6] = [
+    const ALL: [Outcome; 7] = [
         Outcome::Completed,
         Outcome::Failed,
         Outcome::Retried,
         Outcome::Cancelled,
         Outcome::HandedBack,
+        Outcome::Unfit,
         Outcome::LeaseLost,
     ];
 }

@@ -12,6 +12,7 @@
 pub mod classify;
 pub mod config;
 pub mod files;
+pub mod fit;
 pub mod follow;
 pub mod health;
 pub mod queue_client;
@@ -44,6 +45,9 @@ struct Detected {
     registration: RegisterRequest,
     /// When the catalogue was last read from ComfyUI.
     catalogue_read: Instant,
+    /// The catalogue the queue has (the registration's), parsed for the check before each
+    /// submit ([`fit`]).
+    fit: Option<Arc<comfy_routing::Catalogue>>,
 }
 
 /// The node catalogue as read from ComfyUI, and whether the queue has it.
@@ -53,6 +57,8 @@ struct Published {
     sha256: String,
     /// The queue stored it (false: an older queue, or the upload failed).
     stored: bool,
+    /// It, parsed for [`fit`] (`None` if that failed).
+    fit: Option<Arc<comfy_routing::Catalogue>>,
 }
 
 /// Resolves once `rx` says true (or its sender is gone).
@@ -159,6 +165,10 @@ impl Worker {
         self.health
             .detected(version.clone(), d.line.name().to_owned());
         tracing::info!(version = ?version, line = %d.line, catalogue = ?reg.catalogue, "ComfyUI detected; registered with the queue");
+        let fit = published
+            .as_ref()
+            .filter(|p| reg.catalogue.as_deref() == Some(p.sha256.as_str()))
+            .and_then(|p| p.fit.clone());
         let catalogue = match published {
             Some(p) => files::CatalogueCache::holding(p.catalogue),
             None => files::CatalogueCache::new(),
@@ -169,6 +179,7 @@ impl Worker {
             catalogue: Arc::new(catalogue),
             registration: reg,
             catalogue_read,
+            fit,
         })
     }
 
@@ -218,6 +229,13 @@ impl Worker {
         };
         let sha256 = files::sha256_hex(&bytes);
         let size = bytes.len();
+        let fit = match comfy_routing::Catalogue::from_slice(&bytes) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the node catalogue for the checks before submits; prompts are left to ComfyUI");
+                None
+            }
+        };
         let stored = match self.queue.put_catalogue(&sha256, bytes.into()).await {
             Ok(CatalogueUpload::Stored(_)) => {
                 tracing::info!(sha256 = %sha256, size, classes = catalogue.len(), "node catalogue published");
@@ -240,6 +258,7 @@ impl Worker {
             catalogue,
             sha256,
             stored,
+            fit,
         })
     }
 
@@ -257,13 +276,15 @@ impl Worker {
         if sha.is_none() || sha == d.registration.catalogue {
             return next;
         }
+        let fit = published.fit.clone();
         let reg = RegisterRequest {
-            catalogue: sha,
+            catalogue: sha.clone(),
             ..d.registration.clone()
         };
         match self.register(reg, d.adapter.as_ref()).await {
             Ok(reg) => {
                 tracing::info!(was = ?d.registration.catalogue, now = ?reg.catalogue, "node catalogue changed; re-registered");
+                next.fit = fit.filter(|_| reg.catalogue == sha);
                 next.registration = reg;
             }
             Err(e) => {
@@ -299,6 +320,8 @@ impl Worker {
         let mut backoff = self.backoff();
         // Whether the queue said this worker is drained, and whether `--drain` was sent.
         let (mut drained, mut drain_asked) = (false, false);
+        // The job last handed back unrun.
+        let mut handed_back: Option<uuid::Uuid> = None;
         let wait = secs(self.config.poll_wait_secs, 25.0);
         let grace = secs(self.config.shutdown_grace_secs, 20.0);
         let follow = crate::follow::FollowOptions {
@@ -455,6 +478,7 @@ impl Worker {
                                 retry: Some(true),
                                 cancelled: Some(false),
                                 lease_token: Some(job.lease_token.clone()),
+                                unfit: None,
                             };
                             // The job ends here for this worker, before its prompt was
                             // sent: it counts like every other end (/health, /metrics).
@@ -478,6 +502,39 @@ impl Worker {
                     }
                 }
             };
+
+            // The job against the ComfyUI this worker has now; once per job (a job the
+            // queue hands out again right after its hand-back is left to ComfyUI).
+            let capabilities = d.registration.capabilities.clone().unwrap_or_default();
+            let here = fit::Here {
+                version: d.version.as_deref(),
+                capabilities: &capabilities,
+                catalogue: d.fit.as_deref(),
+            };
+            if handed_back != Some(job.id)
+                && let Some((unfit, why)) = fit::unfit(&job, here)
+            {
+                handed_back = Some(job.id);
+                let r = FailRequest {
+                    error: why.clone(),
+                    retry: None,
+                    cancelled: None,
+                    lease_token: Some(job.lease_token.clone()),
+                    unfit: Some(unfit),
+                };
+                match self.queue.fail(job.id, &r).await {
+                    Ok(()) => {
+                        tracing::warn!(job_id = %job.id, %why, "the job does not fit this worker's ComfyUI; handed it back unrun");
+                        self.health.count_end(Outcome::Unfit);
+                    }
+                    Err(e) => {
+                        tracing::warn!(job_id = %job.id, error = %e, "could not hand the unfit job back; its lease will expire");
+                        self.health.count_end(Outcome::LeaseLost);
+                    }
+                }
+                continue;
+            }
+            handed_back = None;
 
             let ctx = RunContext {
                 queue: self.queue.clone(),

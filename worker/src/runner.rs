@@ -602,6 +602,7 @@ async fn report(ctx: &RunContext, job: &LeasedJob, ran: Ran, total_ms: u64) -> J
         retry: Some(retry),
         cancelled: Some(cancelled),
         lease_token: Some(token.to_owned()),
+        unfit: None,
     };
     reported(ctx.queue.fail(job.id, &r).await, end, total_ms)
 }
