@@ -125,7 +125,7 @@ pub(super) fn rolling_upgrade(
         }
     ));
     steps.push(format!(
-        "Watch the per-version share of workers in `GET /api/workers` (or the dashboard) and the jobs the {b} worker completes; a job it fails with `node_errors` names a workflow to pin or fix (`comfyctl check --version {b} FILE`)."
+        "Watch the per-version share of workers in `GET /api/workers` (or the dashboard) and the jobs the {b} worker completes. A job whose prompt its ComfyUI cannot run (a node class or a model it lacks) is handed back unrun and goes to the {a} workers; one that no live worker can run shows `waiting` with the reason (`GET /api/jobs/{{id}}`, the dashboard) and fails as `no_capable_worker` after `--no-capable-worker-secs` (600 s). Each such reason, and any job {b} fails with `node_errors`, names a workflow to pin or fix (`comfyctl check --version {b} FILE`)."
     ));
     steps.push(format!(
         "Repeat drain, replace, undrain and watch for each remaining worker{}.",
@@ -133,7 +133,7 @@ pub(super) fn rolling_upgrade(
             String::new()
         } else {
             format!(
-                ", keeping enough {a} workers for the pinned workflows until they are fixed for {b}; then drop the pin and upgrade the last {a} workers"
+                ", keeping enough {a} workers for the pinned workflows until they are fixed for {b}; then drop the pin and upgrade the last {a} workers. While every {a} worker is drained, pinned jobs wait (reason `drained`) and fail as `no_capable_worker` once `--no-capable-worker-secs` has passed: raise it before a long drain"
             )
         }
     ));
