@@ -533,6 +533,42 @@ async fn sigusr1_drains_a_worker_and_sigusr2_puts_it_back() {
     q.stop().await;
 }
 
+/// `--drain` starts a worker drained: it registers (the queue shows its version) but takes
+/// no job until it is undrained, then runs the one that waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_with_drain_takes_no_job_until_undrained() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, api) = queue(&dir, 3).await;
+    let emu = emulator(20).await;
+    let id = submit(&api, "user001", &prompt("drain-flag")).await;
+    let mut w = comfy_e2e::worker_command(&q.url(), &emu.url(), "gpu-flag")
+        .arg("--drain")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_worker(&api, "gpu-flag", "drained").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let job = api.job(&id).await.unwrap();
+    assert_eq!(job["status"], "pending", "{job}");
+    assert!(job["history"].as_array().unwrap().is_empty(), "{job}");
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/workers/gpu-flag/undrain", q.url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let job = api
+        .wait_terminal(&id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["worker_id"], "gpu-flag");
+    w.kill().unwrap();
+    w.wait().unwrap();
+    q.stop().await;
+}
+
 /// Polls `GET /api/workers` until worker `id` is in `state`.
 async fn wait_for_worker(api: &UserApi, id: &str, state: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
