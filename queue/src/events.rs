@@ -4,7 +4,9 @@ use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
+
+use crate::tap::Tap;
 
 /// One event, with the owner kept aside so per-user sockets can be filtered.
 #[derive(Debug, Clone, Serialize)]
@@ -33,7 +35,7 @@ pub struct Event {
 #[derive(Debug)]
 pub struct EventBus {
     tx: broadcast::Sender<Event>,
-    tap: OnceLock<mpsc::Sender<Event>>,
+    tap: OnceLock<Tap<Event>>,
 }
 
 impl Default for EventBus {
@@ -49,10 +51,10 @@ impl Default for EventBus {
 impl EventBus {
     /// Send to whoever listens, here and on the other replicas (no listener is fine).
     pub fn publish(&self, event: Event) {
-        if let Some(tap) = self.tap.get() {
-            // Full: the link to the other replicas is behind; events are lossy there as
-            // they are for a slow socket here.
-            let _ = tap.try_send(event.clone());
+        if let Some(tap) = self.tap.get()
+            && tap.open()
+        {
+            tap.send(event.clone());
         }
         self.publish_local(event);
     }
@@ -63,13 +65,13 @@ impl EventBus {
     }
 
     /// Whether any socket may listen (events are not even built otherwise): one here, or
-    /// any on another replica once the bus is tapped.
+    /// any on another replica while the bus's tap is open.
     pub fn has_listeners(&self) -> bool {
-        self.tap.get().is_some() || self.tx.receiver_count() > 0
+        self.tap.get().is_some_and(Tap::open) || self.tx.receiver_count() > 0
     }
 
     /// Send every later [`EventBus::publish`] to `tap` as well; `false` if set already.
-    pub fn tap(&self, tap: mpsc::Sender<Event>) -> bool {
+    pub fn tap(&self, tap: Tap<Event>) -> bool {
         self.tap.set(tap).is_ok()
     }
 

@@ -12,22 +12,25 @@
 //! fails on a use it lacks or on a cycle in it:
 //!
 //! ```text
-//! clock, input, events, auth, wake      leaves
+//! clock, input, auth, tap               leaves
+//! events     → tap                       /ws fan-out
+//! wake       → tap                       long-poll and cancel wake-ups
 //! scheduler  → input                     routing: Requirements, WorkerInfo, versions
 //! model      → clock, input, scheduler   jobs, attempts, input validation
-//! progress   → input                     heartbeat progress, the progress board
+//! progress   → input, tap                heartbeat progress, the progress board
 //! live       → clock, input              live ComfyUI events: batch limits, known leases, progress
 //! lifecycle  → clock, model              the job state machine (pure functions)
 //! store      → clock, model, scheduler, lifecycle   Store trait, SQLite and Redis backends
 //! metrics    → store                     the counters behind /metrics
 //! routing    → clock, model              jobs no live worker can run: judged, remembered
-//! state      → auth, clock, events, live, metrics, progress, routing, scheduler, store, wake
+//! state      → auth, clock, events, live, metrics, progress, routing, scheduler, store, tap,
+//!              wake
 //! config     → auth, state               clap flags and env → Settings
 //! error      → input, auth, store        ErrorCode, ApiError: domain errors → HTTP
 //! api        → auth, clock, error, events, input, lifecycle, live, model, progress, routing,
 //!              scheduler, state, store, wake   routes, extractors, handlers, OpenAPI
 //! reaper     → clock, state, store, api   lease expiry pass (publishes job events), file sweep
-//! replicas   → clock, events, progress, state, store, wake   several processes on one Redis
+//! replicas   → clock, events, progress, state, store, tap, wake   several processes on one Redis
 //! stranded   → api, routing, state, store   the look for stranded jobs (fails them in time)
 //! ```
 //!
@@ -54,6 +57,7 @@ pub mod scheduler;
 mod state;
 pub mod store;
 pub mod stranded;
+pub mod tap;
 pub mod wake;
 
 pub use reaper::{SweepError, SweepReport};

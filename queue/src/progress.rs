@@ -10,12 +10,11 @@
 use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
 
-use tokio::sync::mpsc;
-
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::input::{InputError, Problem};
+use crate::tap::Tap;
 
 /// The `progress` of a heartbeat (the wire type, shared with workers).
 pub use comfy_queue_api::Progress;
@@ -79,7 +78,7 @@ pub struct ProgressChange {
 #[derive(Debug, Default)]
 pub struct ProgressBoard {
     by_job: RwLock<HashMap<Uuid, Progress>>,
-    tap: OnceLock<mpsc::Sender<ProgressChange>>,
+    tap: OnceLock<Tap<ProgressChange>>,
 }
 
 impl ProgressBoard {
@@ -97,7 +96,7 @@ impl ProgressBoard {
     fn send(&self, change: ProgressChange) {
         if let Some(tap) = self.tap.get() {
             // Full: the other replicas show older progress until the next heartbeat.
-            let _ = tap.try_send(change);
+            tap.send(change);
         }
     }
 
@@ -112,7 +111,7 @@ impl ProgressBoard {
     }
 
     /// Send every later change to `tap` as well; `false` if set already.
-    pub fn tap(&self, tap: mpsc::Sender<ProgressChange>) -> bool {
+    pub fn tap(&self, tap: Tap<ProgressChange>) -> bool {
         self.tap.set(tap).is_ok()
     }
 

@@ -13,7 +13,13 @@
 //! | a job's progress set or cleared        | their board shows it; a clear also drops their cached lease of it |
 //!
 //! Each replica sends what it has in batches (one `PUBLISH` of a JSON array) from one task,
-//! so the others see its messages in its order. Pub/sub keeps nothing: a replica that lost
+//! so the others see its messages in its order. It sends only while another replica
+//! listens ([`Tap`]): a queue alone on its Redis builds no events for nobody, sends no
+//! `PUBLISH` and reads nothing back. It learns that another listens from `PUBSUB NUMSUB`
+//! (at its join, then every [`PEERS_EVERY`]) and from any batch another sends; a replica
+//! that joins sends an empty batch at once, so the others open their taps within a round
+//! trip. What they send in that round trip is lost, which costs at most a wake-up (the
+//! reaper wakes every long-poll each pass). Pub/sub keeps nothing: a replica that lost
 //! its listening connection wakes all its waiters and drops its cached registrations when
 //! it is back, since it cannot know what it missed. Lost events are lost, as they are for
 //! a slow socket.
@@ -22,6 +28,7 @@
 //! replica stamps leases with the same clock.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -36,6 +43,7 @@ use crate::events::Event;
 use crate::progress::{Progress, ProgressChange};
 use crate::state::AppState;
 use crate::store::redis::RedisBus;
+use crate::tap::Tap;
 use crate::wake::Wake;
 
 /// Messages waiting to be sent before new ones are dropped (per kind).
@@ -44,6 +52,8 @@ const OUTBOX: usize = 8192;
 const BATCH: usize = 256;
 /// How often the clock is set from Redis' again.
 const CLOCK_EVERY: Duration = Duration::from_secs(10);
+/// How often a replica counts the listeners on the bus again.
+pub const PEERS_EVERY: Duration = Duration::from_secs(1);
 
 /// The event kinds that cross replicas (an event's `kind` is a `&'static str`).
 const EVENT_KINDS: [&str; 5] = [
@@ -94,6 +104,7 @@ enum Message {
 #[derive(Debug)]
 pub struct Replica {
     id: Uuid,
+    peers: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -101,6 +112,11 @@ impl Replica {
     /// This replica's id on the bus (random per process).
     pub fn id(&self) -> Uuid {
         self.id
+    }
+
+    /// Whether it knows another replica listens (and so sends what it learns).
+    pub fn has_peers(&self) -> bool {
+        self.peers.load(Ordering::Relaxed)
     }
 }
 
@@ -117,21 +133,27 @@ impl Drop for Replica {
 /// after this returns is missed. Call it once per `state`.
 pub async fn join(state: &AppState, bus: RedisBus) -> Result<Replica, crate::store::StoreError> {
     let id = Uuid::new_v4();
+    let peers = Arc::new(AtomicBool::new(false));
     let (job_tx, job_rx) = mpsc::channel(OUTBOX);
     let (cancel_tx, cancel_rx) = mpsc::channel(OUTBOX);
     let (event_tx, event_rx) = mpsc::channel(OUTBOX);
     let (progress_tx, progress_rx) = mpsc::channel(OUTBOX);
     let (worker_tx, worker_rx) = mpsc::channel(OUTBOX);
-    let tapped = state.job_available.tap(job_tx)
-        & state.cancel_requested.tap(cancel_tx)
-        & state.events.tap(event_tx)
-        & state.progress.tap(progress_tx)
-        & state.workers.tap(worker_tx);
+    let tap = |tx| Tap::new(tx, peers.clone());
+    let tapped = state.job_available.tap(tap(job_tx))
+        & state.cancel_requested.tap(tap(cancel_tx))
+        & state.events.tap(Tap::new(event_tx, peers.clone()))
+        & state.progress.tap(Tap::new(progress_tx, peers.clone()))
+        & state.workers.tap(Tap::new(worker_tx, peers.clone()));
     if !tapped {
         tracing::warn!("replicas::join called twice on one state; the second link only listens");
     }
     let first = bus.listen().await?;
-    let listener = tokio::spawn(listen(state.clone(), bus.clone(), id, first));
+    // Others listening already: send from now on, and tell them to send too.
+    peers.store(bus.listeners().await? > 1, Ordering::Relaxed);
+    bus.publish(&hello(id)).await?;
+    let listener = tokio::spawn(listen(state.clone(), bus.clone(), id, first, peers.clone()));
+    let counter = tokio::spawn(count_peers(bus.clone(), peers.clone()));
     let outboxes = Outboxes {
         job: job_rx,
         cancel: cancel_rx,
@@ -140,11 +162,49 @@ pub async fn join(state: &AppState, bus: RedisBus) -> Result<Replica, crate::sto
         worker: worker_rx,
     };
     let sender = tokio::spawn(send(bus, id, outboxes));
-    tracing::info!(replica = %id, "joined the other queue replicas on Redis");
+    tracing::info!(replica = %id, others = peers.load(Ordering::Relaxed), "joined the other queue replicas on Redis");
     Ok(Replica {
         id,
-        tasks: vec![listener, sender],
+        peers,
+        tasks: vec![listener, sender, counter],
     })
+}
+
+/// The empty batch a replica sends when it joins: the others open their taps.
+fn hello(id: Uuid) -> Vec<u8> {
+    serde_json::to_vec(&Batch {
+        from: id,
+        m: Vec::new(),
+    })
+    .unwrap_or_default()
+}
+
+/// Counts the bus's listeners every [`PEERS_EVERY`]: the taps stay open while another
+/// replica listens, and close when the last other one has gone.
+async fn count_peers(bus: RedisBus, peers: Arc<AtomicBool>) {
+    let mut every = tokio::time::interval(PEERS_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match bus.listeners().await {
+            Ok(n) => {
+                let others = n > 1;
+                if peers.swap(others, Ordering::Relaxed) != others {
+                    tracing::info!(
+                        others,
+                        "other queue replicas {}",
+                        if others {
+                            "listen: sending to them"
+                        } else {
+                            "gone: sending nothing"
+                        }
+                    );
+                }
+            }
+            // Cannot tell: keep sending (a lost message costs more than a spare one).
+            Err(_) => peers.store(true, Ordering::Relaxed),
+        }
+    }
 }
 
 /// A clock that reads the Redis server's `TIME` and is set from it again every 10 s, and
@@ -266,16 +326,24 @@ async fn listen(
     bus: RedisBus,
     me: Uuid,
     first: impl futures_util::Stream<Item = Vec<u8>> + Send + 'static,
+    peers: Arc<AtomicBool>,
 ) {
     type Listening = std::pin::Pin<Box<dyn futures_util::Stream<Item = Vec<u8>> + Send>>;
     let mut stream: Listening = Box::pin(first);
     let mut pause = Duration::from_millis(100);
+    let mine = own_prefix(me);
     loop {
         while let Some(bytes) = stream.next().await {
             pause = Duration::from_millis(100);
+            // Its own batches come back too: told apart by their first bytes, not parsed.
+            if bytes.starts_with(&mine) {
+                continue;
+            }
             match serde_json::from_slice::<Batch>(&bytes) {
                 Ok(batch) if batch.from == me => {}
                 Ok(batch) => {
+                    // Another replica speaks (a hello, at least): it listens.
+                    peers.store(true, Ordering::Relaxed);
                     for m in batch.m {
                         apply(&state, m);
                     }
@@ -299,12 +367,19 @@ async fn listen(
                 }
             }
         };
+        // Until the next count, assume the others are there.
+        peers.store(true, Ordering::Relaxed);
         // What was sent meanwhile is gone: look again at everything it could have said.
         state.job_available.wake_local(Wake::All);
         state.cancel_requested.wake_local(Wake::All);
         state.workers.forget_all();
         tracing::info!("listening to the other replicas again");
     }
+}
+
+/// How every batch `me` sends begins (`from` is the batch's first field).
+fn own_prefix(me: Uuid) -> Vec<u8> {
+    format!("{{\"from\":\"{me}\"").into_bytes()
 }
 
 /// Takes one message from another replica into this one's memory (never sent on).
@@ -379,5 +454,18 @@ mod tests {
             panic!("{}", String::from_utf8_lossy(&bytes));
         };
         assert_eq!(back.m, batch.m);
+        // A replica knows its own batches by their first bytes, and only its own.
+        let me = Uuid::new_v4();
+        let mine = serde_json::to_vec(&Batch {
+            from: me,
+            m: vec![],
+        })
+        .unwrap_or_default();
+        assert!(
+            mine.starts_with(&own_prefix(me)),
+            "{}",
+            String::from_utf8_lossy(&mine)
+        );
+        assert!(!bytes.starts_with(&own_prefix(me)));
     }
 }

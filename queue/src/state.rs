@@ -6,7 +6,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use comfy_artifacts::BlobStore;
-use tokio::sync::mpsc;
 
 use crate::auth::AuthConfig;
 use crate::clock::{Millis, SharedClock};
@@ -223,7 +222,7 @@ pub struct KnownWorker {
 #[derive(Debug, Default)]
 pub struct WorkerCache {
     by_id: RwLock<HashMap<String, KnownWorker>>,
-    tap: std::sync::OnceLock<mpsc::Sender<String>>,
+    tap: std::sync::OnceLock<crate::tap::Tap<String>>,
 }
 
 impl WorkerCache {
@@ -244,7 +243,7 @@ impl WorkerCache {
         if let Some(tap) = self.tap.get() {
             // Full: another replica may offer that worker jobs by its old registration
             // until it reads it again; the worker's own checks still hold.
-            let _ = tap.try_send(worker_id.to_owned());
+            tap.send(worker_id.to_owned());
         }
         self.remember(worker_id, entry);
     }
@@ -264,7 +263,7 @@ impl WorkerCache {
     }
 
     /// Send the id of every later [`WorkerCache::changed`] to `tap`; `false` if set already.
-    pub fn tap(&self, tap: mpsc::Sender<String>) -> bool {
+    pub fn tap(&self, tap: crate::tap::Tap<String>) -> bool {
         self.tap.set(tap).is_ok()
     }
 }

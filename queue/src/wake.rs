@@ -9,7 +9,9 @@
 
 use std::sync::OnceLock;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
+
+use crate::tap::Tap;
 
 /// Which waiters a wake-up is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +26,7 @@ pub enum Wake {
 #[derive(Debug, Default)]
 pub struct Wakeup {
     notify: Notify,
-    tap: OnceLock<mpsc::Sender<Wake>>,
+    tap: OnceLock<Tap<Wake>>,
 }
 
 impl Wakeup {
@@ -42,7 +44,7 @@ impl Wakeup {
         self.wake_local(wake);
         if let Some(tap) = self.tap.get() {
             // Full: the other replicas are behind already; their waiters time out and look.
-            let _ = tap.try_send(wake);
+            tap.send(wake);
         }
     }
 
@@ -60,7 +62,7 @@ impl Wakeup {
     }
 
     /// Send every later wake-up to `tap` as well; `false` if a tap was set already.
-    pub fn tap(&self, tap: mpsc::Sender<Wake>) -> bool {
+    pub fn tap(&self, tap: Tap<Wake>) -> bool {
         self.tap.set(tap).is_ok()
     }
 }
@@ -72,9 +74,9 @@ mod tests {
     #[tokio::test]
     async fn a_tapped_wakeup_wakes_here_and_is_sent_once() {
         let w = Wakeup::default();
-        let (tx, mut rx) = mpsc::channel(4);
-        assert!(w.tap(tx.clone()));
-        assert!(!w.tap(tx), "a second tap is refused");
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        assert!(w.tap(Tap::always(tx.clone())));
+        assert!(!w.tap(Tap::always(tx)), "a second tap is refused");
         let waiter = w.notified();
         tokio::pin!(waiter);
         waiter.as_mut().enable();

@@ -60,12 +60,50 @@ async fn two(settings: Settings) -> Replicated {
     let files = tempfile::tempdir().unwrap();
     let a = node(&redis.url(), files.path(), settings.clone()).await;
     let b = node(&redis.url(), files.path(), settings).await;
+    // `b` knew `a` listened when it joined; `a` opens its taps on `b`'s hello.
+    until(
+        || a._replica.has_peers() && b._replica.has_peers(),
+        "the replicas see each other",
+    )
+    .await;
     Replicated {
         a,
         b,
         _files: files,
         _redis: redis,
     }
+}
+
+/// Waits (at most 10 s) until `done`.
+async fn until(done: impl Fn() -> bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A replica alone on its Redis sends nothing to replicas that are not there: its taps open
+/// when a second joins and close once it has gone.
+#[tokio::test]
+#[cfg_attr(not(has_redis), ignore = "redis-server not installed")]
+async fn a_replica_sends_only_while_another_listens() {
+    let redis = RedisServer::start();
+    let files = tempfile::tempdir().unwrap();
+    let a = node(&redis.url(), files.path(), Settings::default()).await;
+    assert!(!a._replica.has_peers(), "alone");
+    assert!(
+        !a.state.events.has_listeners(),
+        "no event is built for nobody"
+    );
+    let b = node(&redis.url(), files.path(), Settings::default()).await;
+    assert!(b._replica.has_peers(), "a listened when b joined");
+    until(|| a._replica.has_peers(), "a hears b's hello").await;
+    assert!(a.state.events.has_listeners());
+    drop(b);
+    // b's listening connection closes with its task; a's next count sees it gone.
+    until(|| !a._replica.has_peers(), "a notices b has gone").await;
+    assert!(!a.state.events.has_listeners());
 }
 
 async fn submit(n: &Node, user: &str, metadata: Value) -> String {

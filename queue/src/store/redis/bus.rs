@@ -72,6 +72,18 @@ impl RedisBus {
             .map(|msg| msg.get_payload_bytes().to_vec()))
     }
 
+    /// How many connections listen on the channel now (`PUBSUB NUMSUB`; this replica's own
+    /// included once it listens).
+    pub async fn listeners(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let (_, n): (String, u64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&self.channel)
+            .query_async(&mut conn)
+            .await?;
+        Ok(n)
+    }
+
     /// The Redis server's clock (`TIME`), in ms since the epoch.
     pub async fn server_time(&self) -> Result<Millis, StoreError> {
         let mut conn = self.conn.clone();
