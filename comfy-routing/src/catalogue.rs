@@ -21,16 +21,21 @@ const BODY_KEYS: [&str; 6] = [
     "prompt_id",
 ];
 
+/// Whether a job's workflow is a whole `POST /prompt` body (an object `prompt` plus only
+/// the body's other keys: `extra_data`, `partial_execution_targets`, ...) rather than a
+/// prompt.
+pub fn is_prompt_body(workflow: &Map<String, Value>) -> bool {
+    workflow.get("prompt").is_some_and(Value::is_object)
+        && workflow
+            .keys()
+            .all(|k| k == "prompt" || BODY_KEYS.contains(&k.as_str()))
+}
+
 /// The prompt of a job's workflow: the workflow itself, or its `prompt` when it is a whole
-/// `POST /prompt` body (`prompt` plus only the body's other keys). `None` when the
-/// workflow is not an object.
+/// `POST /prompt` body ([`is_prompt_body`]). `None` when the workflow is not an object.
 pub fn prompt_of(workflow: &Value) -> Option<&Map<String, Value>> {
     let map = workflow.as_object()?;
-    let is_body = map.get("prompt").is_some_and(Value::is_object)
-        && map
-            .keys()
-            .all(|k| k == "prompt" || BODY_KEYS.contains(&k.as_str()));
-    if is_body {
+    if is_prompt_body(map) {
         map.get("prompt")?.as_object()
     } else {
         Some(map)

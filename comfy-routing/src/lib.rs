@@ -13,5 +13,5 @@
 mod catalogue;
 mod requires;
 
-pub use catalogue::{Catalogue, Misfit, Needs, PickedValue, prompt_of};
+pub use catalogue::{Catalogue, Misfit, Needs, PickedValue, is_prompt_body, prompt_of};
 pub use requires::{Requirements, RequiresError, RequiresProblem, Server, parse_version};

@@ -301,25 +301,11 @@ pub struct PromptBody {
     pub partial_execution_targets: Option<Vec<String>>,
 }
 
-/// Keys of ComfyUI's `POST /prompt` body besides `prompt`.
-const BODY_KEYS: [&str; 6] = [
-    "extra_data",
-    "partial_execution_targets",
-    "client_id",
-    "number",
-    "front",
-    "prompt_id",
-];
-
 impl PromptBody {
     /// Reads a job's workflow; `None` when it is not a JSON object.
     pub fn of(workflow: &Value) -> Option<PromptBody> {
         let map = workflow.as_object()?;
-        let is_body = map.get("prompt").is_some_and(Value::is_object)
-            && map
-                .keys()
-                .all(|k| k == "prompt" || BODY_KEYS.contains(&k.as_str()));
-        if !is_body {
+        if !comfy_routing::is_prompt_body(map) {
             return Some(PromptBody {
                 prompt: map.clone(),
                 extra_data: Map::new(),
