@@ -85,6 +85,7 @@ impl AppState {
             pool.push(Candidate { record, catalogue });
         }
         let print = fingerprint(&pool);
+        // Ids and classes only: prompts are read below, and only for verdicts not made yet.
         let front: Vec<PendingJob> = self.store.pending_front(FRONT).await?;
         let mut report = RouteReport {
             judged: front.len(),
@@ -92,7 +93,7 @@ impl AppState {
         };
         let mut verdicts = Vec::with_capacity(front.len());
         for p in &front {
-            let id = p.job.id;
+            let id = p.id;
             let verdict = match self.router.known(id, print, &p.class) {
                 Some(v) => v,
                 // The prompt is read only when some registration fits and has a catalogue

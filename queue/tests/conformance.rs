@@ -1679,7 +1679,7 @@ mod suite {
             .job
             .id;
         let front = h.store.pending_front(10).await.unwrap();
-        let ids: Vec<Uuid> = front.iter().map(|p| p.job.id).collect();
+        let ids: Vec<Uuid> = front.iter().map(|p| p.id).collect();
         assert_eq!(ids, [first, pinned, low]);
         assert_eq!(front[0].class, "");
         assert_eq!(front[1].class, r#"{"comfyui":"<0.10"}"#);

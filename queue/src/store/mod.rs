@@ -59,10 +59,10 @@ pub struct Claimed {
 }
 
 /// A pending job as routing sees it: [`Store::pending_front`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingJob {
-    /// The job.
-    pub job: Job,
+    /// The job's id.
+    pub id: Uuid,
     /// Its requirement class ([`crate::scheduler::Requirements::class_key`]): what claims
     /// route on, with the catalogues that handed it back.
     pub class: String,
@@ -235,8 +235,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         now: Millis,
     ) -> Result<Option<Job>, StoreError>;
 
-    /// The first `limit` pending jobs in queue order (priority, then submission), with
-    /// their requirement classes.
+    /// The ids of the first `limit` pending jobs in queue order (priority, then
+    /// submission), with their requirement classes (nothing else is read: the look for
+    /// stranded jobs asks every couple of seconds).
     async fn pending_front(&self, limit: u32) -> Result<Vec<PendingJob>, StoreError>;
 
     /// A job's workflow, as the JSON text it is stored as.

@@ -514,14 +514,17 @@ impl Store for RedisStore {
     }
 
     async fn pending_front(&self, limit: u32) -> Result<Vec<PendingJob>, StoreError> {
-        let rows: Vec<Vec<Option<String>>> = self
+        let flat: Vec<String> = self
             .eval(&self.scripts.pending_front, &[&limit.to_string()], true)
             .await?;
-        rows.iter()
-            .map(|r| {
+        flat.chunks(2)
+            .map(|pair| {
+                let [id, class] = pair else {
+                    return Err(corrupt("pending front"));
+                };
                 Ok(PendingJob {
-                    job: parse_job(r)?,
-                    class: r.get(FIELD_COUNT).cloned().flatten().unwrap_or_default(),
+                    id: Uuid::parse_str(id).map_err(|_| corrupt("job id"))?,
+                    class: class.clone(),
                 })
             })
             .collect()

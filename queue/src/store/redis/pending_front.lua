@@ -1,12 +1,8 @@
 -- ARGV: P, limit
--- The first `limit` pending jobs in queue order: each a job's fields, then its req_class.
+-- The first `limit` pending jobs in queue order: id, req_class, id, req_class, ...
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', P .. ':pending', 0, tonumber(ARGV[2]) - 1)) do
-  local j = load(id, {'req_class'})
-  if j then
-    local row = fields_into({}, j)
-    row[#row + 1] = j.req_class or ''
-    out[#out + 1] = row
-  end
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', jkey(id), 'req_class') or ''
 end
 return out

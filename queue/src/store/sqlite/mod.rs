@@ -26,9 +26,9 @@ use uuid::Uuid;
 
 use self::readers::Readers;
 use self::rows::{
-    FILE_COLS, JOB_COLS, JOB_COLUMNS, UPLOAD_COLS, active_count, finish_file, finish_worker,
-    from_raw, job_files, load, load_existing, load_seq, next_counter, position_of, read_file,
-    read_raw, read_upload, read_worker, save, status_count, upsert_file, upsert_worker_seen,
+    FILE_COLS, JOB_COLS, UPLOAD_COLS, active_count, finish_file, finish_worker, from_raw,
+    job_files, load, load_existing, load_seq, next_counter, position_of, read_file, read_raw,
+    read_upload, read_worker, save, status_count, upsert_file, upsert_worker_seen,
 };
 use self::writer::Writer;
 use super::{
@@ -533,21 +533,19 @@ impl Store for SqliteStore {
 
     async fn pending_front(&self, limit: u32) -> Result<Vec<PendingJob>, StoreError> {
         self.read(move |conn| {
-            let sql = format!(
-                "SELECT {JOB_COLS}, req_class FROM jobs WHERE status = 'pending' \
-                 ORDER BY priority, seq LIMIT ?1"
-            );
-            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, req_class FROM jobs WHERE status = 'pending' \
+                 ORDER BY priority, seq LIMIT ?1",
+            )?;
             let rows = stmt.query_map(params![limit], |r| {
-                Ok((read_raw(r)?, r.get::<_, String>(JOB_COLUMNS)?))
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (raw, class) = row?;
-                out.push(PendingJob {
-                    job: from_raw(raw)?.job,
-                    class,
-                });
+                let (id, class) = row?;
+                let id =
+                    Uuid::parse_str(&id).map_err(|_| BackendError::Corrupt("job id".into()))?;
+                out.push(PendingJob { id, class });
             }
             Ok(out)
         })

@@ -16,9 +16,6 @@ pub(super) const JOB_COLS: &str = "id, seq, user_id, status, priority, created_a
     worker_id, metadata, result, error, attempts, max_attempts, cancel_requested, lease_token, \
     lease_until, history, not_before, lease_fenced";
 
-/// How many columns [`JOB_COLS`] names.
-pub(super) const JOB_COLUMNS: usize = 20;
-
 /// A `jobs` row in [`JOB_COLS`] order.
 pub(super) type RawJob = (
     String,
