@@ -98,6 +98,19 @@ impl fmt::Debug for Blob {
     }
 }
 
+impl Blob {
+    /// The whole body in memory (for small blobs the caller has checked the size of).
+    pub async fn into_bytes(self) -> Result<Vec<u8>, ArtifactError> {
+        use futures_util::StreamExt;
+        let mut bytes = Vec::with_capacity(usize::try_from(self.size).unwrap_or(0));
+        let mut body = self.body;
+        while let Some(chunk) = body.next().await {
+            bytes.extend_from_slice(&chunk.map_err(ArtifactError::Body)?);
+        }
+        Ok(bytes)
+    }
+}
+
 /// One entry of [`BlobStore::list`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listed {

@@ -124,12 +124,7 @@ async fn check_shape(state: &AppState, id: &FileId, limit: u64) -> Result<(), Ap
     if blob.size > limit {
         return Err(too_large(limit));
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(blob.size).unwrap_or(0));
-    let mut body = blob.body;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| store_failed(&ArtifactError::Body(e)))?;
-        bytes.extend_from_slice(&chunk);
-    }
+    let bytes = blob.into_bytes().await.map_err(|e| store_failed(&e))?;
     serde_json::from_slice::<CatalogueShape>(&bytes).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidCatalogue,
