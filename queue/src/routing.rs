@@ -219,27 +219,14 @@ pub enum Judged {
 /// registration (version, capabilities), then its catalogue against the prompt, then
 /// whether it handed the job back.
 pub fn judge(class: &str, pool: &[Candidate], needs: Option<&Needs>) -> Judged {
-    Judged::Done(match judge_pool(class, pool, needs) {
-        Ok(v) => v,
-        Err(NeedsPrompt) => return Judged::NeedsPrompt,
-    })
-}
-
-struct NeedsPrompt;
-
-fn judge_pool(
-    class: &str,
-    pool: &[Candidate],
-    needs: Option<&Needs>,
-) -> Result<Verdict, NeedsPrompt> {
     if pool.is_empty() {
-        return Ok(Some((
+        return Judged::Done(Some((
             WaitReason::NoLiveWorker,
             "no worker is live: none was seen within two lease lengths".into(),
         )));
     }
     let Some(req) = Requirements::from_class_key(class) else {
-        return Ok(Some((
+        return Judged::Done(Some((
             WaitReason::Requires,
             "its requirements cannot be read: no worker can run it".into(),
         )));
@@ -258,7 +245,7 @@ fn judge_pool(
         }
         if let Some(cat) = &c.catalogue {
             let Some(needs) = needs else {
-                return Err(NeedsPrompt);
+                return Judged::NeedsPrompt;
             };
             if let Some(m) = cat.misfit(needs) {
                 why.push((WaitReason::Catalogue, format!("{}: {m}", c.label())));
@@ -270,12 +257,12 @@ fn judge_pool(
             continue;
         }
         if !c.record.drain {
-            return Ok(None);
+            return Judged::Done(None);
         }
         drained_fit.push(c.label());
     }
     if !drained_fit.is_empty() {
-        return Ok(Some((
+        return Judged::Done(Some((
             WaitReason::Drained,
             format!(
                 "the workers that could run it are drained: {}",
@@ -297,7 +284,7 @@ fn judge_pool(
     if why.len() > NAMED {
         parts.push(format!("and {} more", why.len() - NAMED));
     }
-    Ok(Some((
+    Judged::Done(Some((
         reason,
         format!("no live worker can run it: {}", parts.join("; ")),
     )))
