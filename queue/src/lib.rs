@@ -31,7 +31,7 @@
 //!              scheduler, state, store, wake   routes, extractors, handlers, OpenAPI
 //! reaper     → clock, state, store, api   lease expiry pass (publishes job events), file sweep
 //! replicas   → clock, events, progress, state, store, tap, wake   several processes on one Redis
-//! stranded   → api, routing, state, store   the look for stranded jobs (fails them in time)
+//! stranded   → api, model, routing, state, store   the look for stranded jobs (fails them in time)
 //! ```
 //!
 //! Domain modules (scheduler, model, progress, lifecycle, store, auth) return their own

@@ -271,6 +271,12 @@ pub struct WorkerRecord {
     pub drain: bool,
 }
 
+/// Whether a worker last seen `age_ms` ago is live: seen within two lease lengths. One not
+/// live shows `unhealthy` (unless drained), and routing does not count on it.
+pub fn is_live(age_ms: Millis, lease_ms: Millis) -> bool {
+    age_ms <= 2 * lease_ms
+}
+
 fn user_id_is_valid(s: &str) -> bool {
     (1..=100).contains(&s.len())
         && s.bytes()

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use comfy_artifacts::FileId;
 use comfy_routing::{Catalogue, Needs};
-use futures_util::StreamExt;
 use uuid::Uuid;
 
+use crate::model::is_live;
 use crate::routing::{Candidate, FRONT, Judged, fingerprint, judge};
 use crate::state::AppState;
 use crate::store::{self, PendingJob, StoreError};
@@ -44,11 +44,7 @@ impl AppState {
         if blob.size > self.settings.max_catalogue_bytes {
             return None;
         }
-        let mut bytes = Vec::with_capacity(usize::try_from(blob.size).unwrap_or(0));
-        let mut body = blob.body;
-        while let Some(chunk) = body.next().await {
-            bytes.extend_from_slice(&chunk.ok()?);
-        }
+        let bytes = blob.into_bytes().await.ok()?;
         // Megabytes of JSON: parsed off the async threads.
         tokio::task::spawn_blocking(move || Catalogue::from_slice(&bytes).ok())
             .await
@@ -72,10 +68,9 @@ impl AppState {
     /// One look at the front of the queue (see the module docs).
     pub async fn route_once(&self) -> Result<RouteReport, StoreError> {
         let now = self.now();
-        let live_after = now.saturating_sub(2 * self.settings.lease_ms);
         let mut pool = Vec::new();
         for record in self.store.list_workers().await? {
-            if record.last_seen < live_after {
+            if !is_live(now.saturating_sub(record.last_seen), self.settings.lease_ms) {
                 continue;
             }
             let catalogue = match &record.info.catalogue {

@@ -765,7 +765,7 @@ impl WorkerState {
             (true, true) => WorkerState::Draining,
             (true, false) => WorkerState::Drained,
             (false, true) => WorkerState::Running,
-            (false, false) if age_ms > 2 * lease_ms => WorkerState::Unhealthy,
+            (false, false) if !model::is_live(age_ms, lease_ms) => WorkerState::Unhealthy,
             (false, false) => WorkerState::Idle,
         }
     }
