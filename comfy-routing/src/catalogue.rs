@@ -215,19 +215,25 @@ impl Needs {
     /// Reads a job's workflow (a prompt, or a whole `POST /prompt` body with
     /// `partial_execution_targets`); nodes without a `class_type` are left to ComfyUI.
     pub fn of_workflow(workflow: &Value) -> Needs {
-        let targets = workflow
+        let Some(map) = workflow.as_object() else {
+            return Needs::default();
+        };
+        if !is_prompt_body(map) {
+            return Needs::of_prompt(map);
+        }
+        let mut needs = map
+            .get("prompt")
+            .and_then(Value::as_object)
+            .map(Needs::of_prompt)
+            .unwrap_or_default();
+        needs.targets = map
             .get("partial_execution_targets")
             .and_then(Value::as_array)
-            .filter(|_| workflow.get("prompt").is_some_and(Value::is_object))
             .map(|t| {
                 t.iter()
                     .filter_map(|v| v.as_str().map(str::to_owned))
                     .collect()
             });
-        let mut needs = prompt_of(workflow)
-            .map(Needs::of_prompt)
-            .unwrap_or_default();
-        needs.targets = targets;
         needs
     }
 

@@ -505,10 +505,9 @@ impl Worker {
 
             // The job against the ComfyUI this worker has now; once per job (a job the
             // queue hands out again right after its hand-back is left to ComfyUI).
-            let capabilities = d.registration.capabilities.clone().unwrap_or_default();
             let here = fit::Here {
                 version: d.version.as_deref(),
-                capabilities: &capabilities,
+                capabilities: d.registration.capabilities.as_deref().unwrap_or_default(),
                 catalogue: d.fit.as_deref(),
             };
             if handed_back != Some(job.id)
