@@ -5,7 +5,13 @@
 //! implementation of the contract can be driven by the same client.
 
 use anyhow::{Context, bail};
+use bytes::Bytes;
+use hyper::Method;
+use hyper::header::HeaderValue;
+use serde::Deserialize;
 use serde_json::{Value, json};
+
+use crate::conn::{Answer, Pool, bearer};
 
 /// Which API the target speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,22 +30,61 @@ pub(crate) struct Leased {
 }
 
 /// The client of one target.
+#[derive(Debug)]
 pub(crate) struct Client {
-    http: reqwest::Client,
-    url: String,
+    pool: Pool,
     dialect: Dialect,
-    admin: Option<String>,
-    worker: Option<String>,
+    admin: Option<HeaderValue>,
+    worker: Option<HeaderValue>,
+    complete_body: Bytes,
 }
 
 /// The submit body, as the platform's frontend extension sends it.
-fn submit_body(user: &str) -> Value {
-    json!({
+fn submit_body(user: &str) -> Bytes {
+    let v = json!({
         "user_id": user,
         "workflow": {"3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 20}}},
         "priority": 2,
         "metadata": {"batch_index": 0, "batch_total": 1},
-    })
+    });
+    Bytes::from(v.to_string())
+}
+
+/// Of an answer naming a job, only its id is read (borrowed, no tree built).
+#[derive(Deserialize)]
+struct Named<'a> {
+    #[serde(borrow)]
+    id: &'a str,
+}
+
+/// A job handed out by `next-job`.
+#[derive(Deserialize)]
+struct Handed<'a> {
+    #[serde(borrow)]
+    id: &'a str,
+    #[serde(borrow, default)]
+    lease_token: Option<&'a str>,
+}
+
+/// The `next-job` answer: a job or `null`.
+#[derive(Deserialize)]
+struct NextJob<'a> {
+    #[serde(borrow, default)]
+    job: Option<Handed<'a>>,
+}
+
+/// Percent-encodes a query value (ids and tokens are URL-safe already; this keeps the tool
+/// correct for any other).
+fn q(v: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).into()
+}
+
+fn failed(what: &str, a: &Answer) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} answered {}: {}",
+        a.status,
+        String::from_utf8_lossy(&a.body)
+    )
 }
 
 impl Client {
@@ -49,16 +94,15 @@ impl Client {
         admin: Option<String>,
         worker: Option<String>,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .timeout(std::time::Duration::from_secs(30))
-            .build()?;
+        let complete_body = Bytes::from(
+            json!({"result": {"images": ["out.png"], "execution_time": 0.0}}).to_string(),
+        );
         Ok(Self {
-            http,
-            url: url.trim_end_matches('/').to_owned(),
+            pool: Pool::new(url)?,
             dialect,
-            admin,
-            worker,
+            admin: admin.as_deref().map(bearer).transpose()?,
+            worker: worker.as_deref().map(bearer).transpose()?,
+            complete_body,
         })
     }
 
@@ -66,73 +110,81 @@ impl Client {
         self.dialect
     }
 
-    fn with(&self, rb: reqwest::RequestBuilder, token: Option<&String>) -> reqwest::RequestBuilder {
-        match (self.dialect, token) {
-            (Dialect::Native, Some(t)) => rb.bearer_auth(t),
-            _ => rb,
+    /// The token to send: none in the contract's dialect.
+    fn token<'a>(&self, t: &'a Option<HeaderValue>) -> Option<&'a HeaderValue> {
+        match self.dialect {
+            Dialect::Native => t.as_ref(),
+            Dialect::Contract => None,
         }
+    }
+
+    async fn get_json(
+        &self,
+        path: &str,
+        what: &str,
+        token: Option<&HeaderValue>,
+    ) -> anyhow::Result<Value> {
+        let a = self.pool.call(Method::GET, path, None, token).await?;
+        if !a.status.is_success() {
+            return Err(failed(what, &a));
+        }
+        serde_json::from_slice(&a.body).with_context(|| format!("{what}: not JSON"))
     }
 
     /// `GET /health`.
     pub(crate) async fn health(&self) -> anyhow::Result<Value> {
-        let r = self
-            .http
-            .get(format!("{}/health", self.url))
-            .send()
-            .await
-            .context("is the queue running?")?;
-        Ok(r.json().await?)
+        self.get_json("/health", "health", None).await
     }
 
     /// `POST /api/jobs`: the new job's id.
     pub(crate) async fn submit(&self, user: &str) -> anyhow::Result<String> {
-        let rb = self
-            .http
-            .post(format!("{}/api/jobs", self.url))
-            .json(&submit_body(user));
-        let r = self.with(rb, self.admin.as_ref()).send().await?;
+        let a = self
+            .pool
+            .call(
+                Method::POST,
+                "/api/jobs",
+                Some(submit_body(user)),
+                self.token(&self.admin),
+            )
+            .await?;
         // The contract says 201; accept any success from another implementation.
-        if !r.status().is_success() {
-            bail!(
-                "submit answered {}: {}",
-                r.status(),
-                r.text().await.unwrap_or_default()
-            );
+        if !a.status.is_success() {
+            return Err(failed("submit", &a));
         }
-        let v: Value = r.json().await?;
-        v["id"].as_str().map(str::to_owned).context("submit: no id")
+        let job: Named<'_> = serde_json::from_slice(&a.body).context("submit: no id")?;
+        Ok(job.id.to_owned())
     }
 
     /// `GET /api/workers/next-job`: a job or none. `wait` (seconds) is sent in the native
     /// dialect only: the contract's route answers at once.
     pub(crate) async fn claim(&self, worker: &str, wait: f64) -> anyhow::Result<Option<Leased>> {
-        let mut rb = self
-            .http
-            .get(format!("{}/api/workers/next-job", self.url))
-            .query(&[("worker_id", worker)]);
+        let mut path = format!("/api/workers/next-job?worker_id={}", q(worker));
         if self.dialect == Dialect::Native {
-            rb = rb.query(&[("wait", wait.to_string())]);
+            path.push_str(&format!("&wait={wait}"));
         }
-        let r = self.with(rb, self.worker.as_ref()).send().await?;
-        if !r.status().is_success() {
-            bail!("next-job answered {}", r.status());
+        let a = self
+            .pool
+            .call(Method::GET, &path, None, self.token(&self.worker))
+            .await?;
+        if !a.status.is_success() {
+            return Err(failed("next-job", &a));
         }
-        let v: Value = r.json().await?;
-        let job = &v["job"];
-        if job.is_null() {
+        let next: NextJob<'_> = serde_json::from_slice(&a.body).context("next-job: not a job")?;
+        let Some(job) = next.job else {
             return Ok(None);
-        }
-        let id = job["id"].as_str().context("next-job: no id")?.to_owned();
+        };
         let lease_token = match self.dialect {
             Dialect::Native => Some(
-                job["lease_token"]
-                    .as_str()
+                job.lease_token
                     .context("next-job: no lease token")?
                     .to_owned(),
             ),
             Dialect::Contract => None,
         };
-        Ok(Some(Leased { id, lease_token }))
+        Ok(Some(Leased {
+            id: job.id.to_owned(),
+            lease_token,
+        }))
     }
 
     /// Claim until a job comes: long polls in the native dialect, a tight loop of polls in
@@ -151,47 +203,54 @@ impl Client {
 
     /// `POST /api/workers/complete-job`.
     pub(crate) async fn complete(&self, job: &Leased) -> anyhow::Result<()> {
-        let mut rb = self
-            .http
-            .post(format!("{}/api/workers/complete-job", self.url))
-            .query(&[("job_id", job.id.as_str())]);
+        let mut path = format!("/api/workers/complete-job?job_id={}", q(&job.id));
         if let Some(t) = &job.lease_token {
-            rb = rb.query(&[("lease_token", t.as_str())]);
+            path.push_str(&format!("&lease_token={}", q(t)));
         }
-        let rb = rb.json(&json!({"result": {"images": ["out.png"], "execution_time": 0.0}}));
-        let r = self.with(rb, self.worker.as_ref()).send().await?;
-        if !r.status().is_success() {
-            bail!("complete-job answered {}", r.status());
+        let a = self
+            .pool
+            .call(
+                Method::POST,
+                &path,
+                Some(self.complete_body.clone()),
+                self.token(&self.worker),
+            )
+            .await?;
+        if !a.status.is_success() {
+            return Err(failed("complete-job", &a));
         }
         Ok(())
     }
 
     /// `GET /api/queue/status`.
     pub(crate) async fn status(&self) -> anyhow::Result<Value> {
-        let rb = self.http.get(format!("{}/api/queue/status", self.url));
-        let r = self.with(rb, self.admin.as_ref()).send().await?;
-        if !r.status().is_success() {
-            bail!("queue status answered {}", r.status());
-        }
-        Ok(r.json().await?)
+        self.get_json("/api/queue/status", "queue status", self.token(&self.admin))
+            .await
     }
 
     /// `GET /api/jobs/{id}`.
     pub(crate) async fn job(&self, id: &str) -> anyhow::Result<Value> {
-        let rb = self.http.get(format!("{}/api/jobs/{id}", self.url));
-        let r = self.with(rb, self.admin.as_ref()).send().await?;
-        if !r.status().is_success() {
-            bail!("job read answered {}", r.status());
-        }
-        Ok(r.json().await?)
+        self.get_json(
+            &format!("/api/jobs/{}", q(id)),
+            "job read",
+            self.token(&self.admin),
+        )
+        .await
     }
 
     /// `DELETE /api/jobs/{id}` (cancel).
     pub(crate) async fn cancel(&self, id: &str) -> anyhow::Result<()> {
-        let rb = self.http.delete(format!("{}/api/jobs/{id}", self.url));
-        let r = self.with(rb, self.admin.as_ref()).send().await?;
-        if !r.status().is_success() {
-            bail!("cancel answered {}", r.status());
+        let a = self
+            .pool
+            .call(
+                Method::DELETE,
+                &format!("/api/jobs/{}", q(id)),
+                None,
+                self.token(&self.admin),
+            )
+            .await?;
+        if !a.status.is_success() {
+            return Err(failed("cancel", &a));
         }
         Ok(())
     }

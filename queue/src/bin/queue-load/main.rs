@@ -13,6 +13,7 @@
 //! its jobs behind (completed or cancelled).
 
 mod client;
+mod conn;
 mod depth;
 mod lifecycles;
 mod stats;
@@ -74,7 +75,9 @@ struct Args {
     worker_token: Option<String>,
 }
 
-#[tokio::main]
+// One thread: the tool then takes at most one of the machine's cores and leaves the rest to
+// the servers it measures, and no request hops between threads on its way.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dialect = if args.contract {

@@ -1,0 +1,199 @@
+//! The benchmark's client, `queue-load`, against the real `comfy-queue` process: in this
+//! queue's dialect with tokens on, in the original contract's, and in its depth mode. The
+//! figures it prints are only worth something if they count real work, so each run is
+//! checked against what the queue says it completed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const ADMIN: &str = "load-admin-token";
+const WORKER: &str = "load-worker-token";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A queue on a fresh SQLite file, with tokens when `auth`.
+async fn start(dir: &std::path::Path, auth: bool) -> (Proc, String) {
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_comfy-queue"));
+    cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--db")
+        .arg(dir.join("load.db"))
+        .args(["--max-pending", "0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if auth {
+        cmd.args(["--admin-token", ADMIN, "--worker-token", WORKER]);
+    }
+    let proc = Proc(cmd.spawn().unwrap());
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reqwest::get(format!("{url}/health")).await.is_err() {
+        assert!(Instant::now() < deadline, "the queue did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (proc, url)
+}
+
+fn load(url: &str, args: &[&str], tokens: bool) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_queue-load"));
+    cmd.args(["--url", url]).args(args);
+    if tokens {
+        cmd.env("QUEUE_ADMIN_TOKEN", ADMIN)
+            .env("QUEUE_WORKER_TOKEN", WORKER);
+    } else {
+        cmd.env_remove("QUEUE_ADMIN_TOKEN")
+            .env_remove("QUEUE_WORKER_TOKEN");
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().unwrap();
+    let out = String::from_utf8_lossy(&stdout).into_owned();
+    assert!(
+        status.success(),
+        "queue-load {args:?} failed:\n{out}\n{}",
+        String::from_utf8_lossy(&stderr)
+    );
+    out
+}
+
+/// The lifecycles of each concurrency row (`concurrency lifecycles ...`).
+fn lifecycles(out: &str, levels: &[u64]) -> Vec<u64> {
+    levels
+        .iter()
+        .map(|c| {
+            out.lines()
+                .filter_map(|l| {
+                    let mut w = l.split_whitespace();
+                    let level: u64 = w.next()?.parse().ok()?;
+                    let n: u64 = w.next()?.parse().ok()?;
+                    (level == *c).then_some(n)
+                })
+                .next()
+                .unwrap_or_else(|| panic!("no row for concurrency {c} in:\n{out}"))
+        })
+        .collect()
+}
+
+async fn completed(url: &str) -> u64 {
+    let status: Value = reqwest::Client::new()
+        .get(format!("{url}/api/queue/status"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    status["completed_jobs"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no completed count in {status}"))
+}
+
+#[tokio::test]
+async fn native_lifecycles_with_tokens_are_the_jobs_the_queue_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_queue, url) = start(dir.path(), true).await;
+    let out = load(
+        &url,
+        &[
+            "--concurrency",
+            "1,4",
+            "--seconds",
+            "0.5",
+            "--handoffs",
+            "5",
+        ],
+        true,
+    );
+    let n = lifecycles(&out, &[1, 4]);
+    assert!(
+        n.iter().all(|&x| x > 0),
+        "every level ran lifecycles: {out}"
+    );
+    assert!(out.contains("idle long-poll hand-off over 5 jobs"), "{out}");
+    // Every lifecycle and every hand-off completed one job, and nothing else did.
+    assert_eq!(completed(&url).await, n.iter().sum::<u64>() + 5, "{out}");
+}
+
+#[tokio::test]
+async fn the_contract_dialect_sends_no_token_and_completes_by_job_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_queue, url) = start(dir.path(), false).await;
+    let out = load(
+        &url,
+        &["--contract", "--concurrency", "2", "--seconds", "0.5"],
+        false,
+    );
+    let n = lifecycles(&out, &[2]);
+    assert!(n[0] > 0, "{out}");
+    assert!(out.contains("contract dialect"), "{out}");
+    assert_eq!(completed(&url).await, n[0], "{out}");
+}
+
+#[tokio::test]
+async fn the_depth_mode_holds_each_depth_and_cancels_what_it_added_on_top() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_queue, url) = start(dir.path(), false).await;
+    let out = load(
+        &url,
+        &[
+            "--depth",
+            "0,40",
+            "--samples",
+            "10",
+            "--rate-seconds",
+            "0.2",
+        ],
+        false,
+    );
+    assert!(
+        out.lines().any(|l| l.trim_start().starts_with("40 ")),
+        "a row at 40 pending: {out}"
+    );
+    let status: Value = reqwest::get(format!("{url}/api/queue/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The fill stays (it is the next level's start): 40 pending, less the 10 the claim
+    // figure took from the front; the submits timed on top of it were cancelled.
+    assert_eq!(status["pending_jobs"], 30, "{status}\n{out}");
+    assert_eq!(
+        status["completed_jobs"], 20,
+        "two levels of 10 claims: {status}"
+    );
+}
+
+#[test]
+fn a_url_the_tool_cannot_use_is_refused_with_a_reason() {
+    let out = Command::new(env!("CARGO_BIN_EXE_queue-load"))
+        .args(["--url", "https://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only http://"), "{err}");
+}
