@@ -75,8 +75,7 @@ impl Inner {
 
     fn open(&self) -> Result<Connection, StoreError> {
         let conn = Connection::open(&self.path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.set_prepared_statement_cache_capacity(super::schema::STATEMENT_CACHE);
+        super::schema::tune(&conn)?;
         conn.execute_batch("PRAGMA query_only = 1;")?;
         Ok(conn)
     }

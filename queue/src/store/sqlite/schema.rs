@@ -185,9 +185,25 @@ fn schema_v6() -> String {
 /// statements the operations use, so they were parsed again and again).
 pub(super) const STATEMENT_CACHE: usize = 256;
 
-pub(super) fn setup(conn: &Connection) -> Result<(), StoreError> {
+/// What every connection (the writer's and the readers') is opened with: a busy timeout,
+/// a statement cache big enough for every statement, and the query planner's stability
+/// guarantee (QPSG). Without it SQLite plans a statement with the values bound to it — a
+/// `user_id = ?1` is compared against the partial index `jobs_by_idem`'s condition — and
+/// prepares the cached statement again whenever a bound value changes: that was a quarter of
+/// the writer thread's time at concurrency 32 (docs/benchmarks.md). Plans made without the
+/// values are the ones the schema's indexes were designed for.
+pub(super) fn tune(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
+}
+
+pub(super) fn setup(conn: &Connection) -> Result<(), StoreError> {
+    tune(conn)?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(mode, "SQLite did not switch to WAL");
@@ -250,4 +266,60 @@ pub(super) fn setup(conn: &Connection) -> Result<(), StoreError> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan SQLite picks for `sql` (its `EXPLAIN QUERY PLAN` details, one per line).
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("the statement prepares");
+        // Unbound parameters read as NULL; with the guarantee on, the plan cannot depend on them.
+        let mut rows = stmt.raw_query();
+        let mut details = Vec::new();
+        while let Some(row) = rows.next().expect("the plan is read") {
+            details.push(row.get::<_, String>(3).expect("a plan row"));
+        }
+        details.join("\n")
+    }
+
+    /// With the planner's stability guarantee on, plans are made without the bound values:
+    /// the statements on the hot paths must still find their indexes that way.
+    #[test]
+    fn hot_statements_use_their_indexes_without_the_bound_values() {
+        let conn = Connection::open_in_memory().expect("an in-memory database");
+        setup(&conn).expect("the schema is created");
+        let qpsg = conn
+            .db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG)
+            .expect("the setting is read");
+        assert!(qpsg, "the query planner stability guarantee is on");
+        for (sql, index) in [
+            (
+                "SELECT id FROM jobs WHERE user_id = ?1 AND idem_key = ?2",
+                "jobs_by_idem",
+            ),
+            (
+                "SELECT seq, req_class FROM jobs WHERE user_id = ?1 AND status = 'pending' \
+                 AND priority = ?2 AND (not_before IS NULL OR not_before <= ?3) ORDER BY seq",
+                "jobs_by_user_queue",
+            ),
+            (
+                "SELECT seq FROM jobs WHERE id = ?1",
+                "sqlite_autoindex_jobs_1",
+            ),
+            (
+                "SELECT seq FROM job_files WHERE job_id = ?1 ORDER BY seq",
+                "sqlite_autoindex_job_files_1",
+            ),
+        ] {
+            let p = plan(&conn, sql);
+            assert!(
+                p.contains(index),
+                "{sql}\nplanned as:\n{p}\nnot through {index}"
+            );
+        }
+    }
 }
