@@ -7,6 +7,7 @@
 //! - [`s3`]: a private S3-compatible server (`moto_server`) on a free port,
 //!   stopped on drop.
 //! - [`ports`]: free local ports.
+//! - [`process`]: programs a test starts, killed on drop.
 //! - [`http`]: requests to a running queue as a user, a worker or an admin.
 //! - [`chromium`] (feature `chromium`): headless Chromium over WebDriver.
 //! - [`seed`]: printed, rerunnable seeds for randomised tests.
@@ -23,6 +24,7 @@ pub mod http;
 pub mod logs;
 pub mod ports;
 pub mod probe;
+pub mod process;
 pub mod redis;
 pub mod replay;
 pub mod s3;

@@ -4,31 +4,17 @@
 //! checked against what the queue says it completed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use comfy_test_support::http::Client;
+use comfy_test_support::ports::free_port;
 use serde_json::Value;
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use comfy_test_support::process::KillOnDrop as Proc;
 
 const ADMIN: &str = "load-admin-token";
 const WORKER: &str = "load-worker-token";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A queue on a fresh SQLite file, with tokens when `auth`.
 async fn start(dir: &std::path::Path, auth: bool) -> (Proc, String) {
@@ -96,16 +82,18 @@ fn lifecycles(out: &str, levels: &[u64]) -> Vec<u64> {
         .collect()
 }
 
+/// `GET /api/queue/status`, as the admin.
+async fn status(url: &str) -> Value {
+    let r = Client::new(url)
+        .as_admin(ADMIN)
+        .get("/api/queue/status")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json
+}
+
 async fn completed(url: &str) -> u64 {
-    let status: Value = reqwest::Client::new()
-        .get(format!("{url}/api/queue/status"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = status(url).await;
     status["completed_jobs"]
         .as_u64()
         .unwrap_or_else(|| panic!("no completed count in {status}"))
@@ -172,12 +160,7 @@ async fn the_depth_mode_holds_each_depth_and_cancels_what_it_added_on_top() {
         out.lines().any(|l| l.trim_start().starts_with("40 ")),
         "a row at 40 pending: {out}"
     );
-    let status: Value = reqwest::get(format!("{url}/api/queue/status"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = status(&url).await;
     // The fill stays (it is the next level's start): 40 pending, less the 10 the claim
     // figure took from the front; the submits timed on top of it were cancelled.
     assert_eq!(status["pending_jobs"], 30, "{status}\n{out}");

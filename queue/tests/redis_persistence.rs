@@ -4,7 +4,7 @@
 //! without `appendonly yes`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use comfy_queue::scheduler::Requirements;
@@ -73,14 +73,7 @@ async fn an_acknowledged_job_survives_a_redis_kill_only_with_appendonly() {
     }
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use comfy_test_support::process::KillOnDrop as Proc;
 
 fn queue(redis: &RedisServer, port: u16, extra: &[&str]) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_comfy-queue"))
