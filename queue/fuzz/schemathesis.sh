@@ -26,9 +26,10 @@ bin="$PWD/target/debug/comfy-queue"
 
 work="$(mktemp -d)"
 cd "$work"  # schemathesis keeps its cache in the working directory
-pids=()
+# start_queue runs in a command substitution (a subshell), so the servers' pids are kept
+# in files: an array filled there would be empty here and the servers would outlive the run.
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for f in "$work"/*.pid; do [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -42,7 +43,7 @@ start_queue() { # name, extra args...
   local port; port="$(free_port)"
   "$bin" --listen "127.0.0.1:$port" --db "$work/$name.db" --max-pending 0 \
     --max-wait-secs 1 "$@" >"$work/$name.log" 2>&1 &
-  pids+=("$!")
+  echo "$!" >"$work/$name.pid"
   for _ in $(seq 1 100); do
     if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/health')" 2>/dev/null; then
       echo "$port"; return 0
