@@ -188,3 +188,17 @@ impl Client {
         self.send(Method::DELETE, path, None).await
     }
 }
+
+/// Waits until a server just started at `base` answers `GET /health` (any answer counts),
+/// polling every 20 ms; panics naming `what` when it has not within `within`.
+pub async fn wait_until_up(base: &str, within: std::time::Duration, what: &str) {
+    let deadline = std::time::Instant::now() + within;
+    let url = format!("{}/health", base.trim_end_matches('/'));
+    while reqwest::get(&url).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not answer {url} within {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use comfy_test_support::http::wait_until_up;
 use comfy_test_support::process::KillOnDrop as Proc;
 
 async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> T {
@@ -34,17 +35,13 @@ async fn start(db: &std::path::Path, port: u16) -> Proc {
         .spawn()
         .unwrap();
     let proc = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if reqwest::get(format!("http://127.0.0.1:{port}/health"))
-            .await
-            .is_ok()
-        {
-            return proc;
-        }
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_up(
+        &format!("http://127.0.0.1:{port}"),
+        Duration::from_secs(10),
+        "the queue",
+    )
+    .await;
+    proc
 }
 
 #[tokio::test]

@@ -5,9 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use comfy_test_support::http::Client;
+use comfy_test_support::http::{Client, wait_until_up};
 use comfy_test_support::ports::free_port;
 use serde_json::Value;
 
@@ -16,8 +16,15 @@ use comfy_test_support::process::KillOnDrop as Proc;
 const ADMIN: &str = "load-admin-token";
 const WORKER: &str = "load-worker-token";
 
+/// A running queue: its process, its URL and whether it asks for tokens.
+struct Queue {
+    _proc: Proc,
+    url: String,
+    auth: bool,
+}
+
 /// A queue on a fresh SQLite file, with tokens when `auth`.
-async fn start(dir: &std::path::Path, auth: bool) -> (Proc, String) {
+async fn start(dir: &std::path::Path, auth: bool) -> Queue {
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_comfy-queue"));
     cmd.args(["--listen", &format!("127.0.0.1:{port}")])
@@ -32,18 +39,19 @@ async fn start(dir: &std::path::Path, auth: bool) -> (Proc, String) {
     }
     let proc = Proc(cmd.spawn().unwrap());
     let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while reqwest::get(format!("{url}/health")).await.is_err() {
-        assert!(Instant::now() < deadline, "the queue did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    wait_until_up(&url, Duration::from_secs(10), "the queue").await;
+    Queue {
+        _proc: proc,
+        url,
+        auth,
     }
-    (proc, url)
 }
 
-fn load(url: &str, args: &[&str], tokens: bool) -> String {
+/// Runs `queue-load` on `q` (with the queue's tokens when it asks for them).
+fn load(q: &Queue, args: &[&str]) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_queue-load"));
-    cmd.args(["--url", url]).args(args);
-    if tokens {
+    cmd.args(["--url", &q.url]).args(args);
+    if q.auth {
         cmd.env("QUEUE_ADMIN_TOKEN", ADMIN)
             .env("QUEUE_WORKER_TOKEN", WORKER);
     } else {
@@ -102,9 +110,9 @@ async fn completed(url: &str) -> u64 {
 #[tokio::test]
 async fn native_lifecycles_with_tokens_are_the_jobs_the_queue_completed() {
     let dir = tempfile::tempdir().unwrap();
-    let (_queue, url) = start(dir.path(), true).await;
+    let q = start(dir.path(), true).await;
     let out = load(
-        &url,
+        &q,
         &[
             "--concurrency",
             "1,4",
@@ -113,7 +121,6 @@ async fn native_lifecycles_with_tokens_are_the_jobs_the_queue_completed() {
             "--handoffs",
             "5",
         ],
-        true,
     );
     let n = lifecycles(&out, &[1, 4]);
     assert!(
@@ -122,30 +129,29 @@ async fn native_lifecycles_with_tokens_are_the_jobs_the_queue_completed() {
     );
     assert!(out.contains("idle long-poll hand-off over 5 jobs"), "{out}");
     // Every lifecycle and every hand-off completed one job, and nothing else did.
-    assert_eq!(completed(&url).await, n.iter().sum::<u64>() + 5, "{out}");
+    assert_eq!(completed(&q.url).await, n.iter().sum::<u64>() + 5, "{out}");
 }
 
 #[tokio::test]
 async fn the_contract_dialect_sends_no_token_and_completes_by_job_id() {
     let dir = tempfile::tempdir().unwrap();
-    let (_queue, url) = start(dir.path(), false).await;
+    let q = start(dir.path(), false).await;
     let out = load(
-        &url,
+        &q,
         &["--contract", "--concurrency", "2", "--seconds", "0.5"],
-        false,
     );
     let n = lifecycles(&out, &[2]);
     assert!(n[0] > 0, "{out}");
     assert!(out.contains("contract dialect"), "{out}");
-    assert_eq!(completed(&url).await, n[0], "{out}");
+    assert_eq!(completed(&q.url).await, n[0], "{out}");
 }
 
 #[tokio::test]
 async fn the_depth_mode_holds_each_depth_and_cancels_what_it_added_on_top() {
     let dir = tempfile::tempdir().unwrap();
-    let (_queue, url) = start(dir.path(), false).await;
+    let q = start(dir.path(), false).await;
     let out = load(
-        &url,
+        &q,
         &[
             "--depth",
             "0,40",
@@ -154,13 +160,12 @@ async fn the_depth_mode_holds_each_depth_and_cancels_what_it_added_on_top() {
             "--rate-seconds",
             "0.2",
         ],
-        false,
     );
     assert!(
         out.lines().any(|l| l.trim_start().starts_with("40 ")),
         "a row at 40 pending: {out}"
     );
-    let status = status(&url).await;
+    let status = status(&q.url).await;
     // The fill stays (it is the next level's start): 40 pending, less the 10 the claim
     // figure took from the front; the submits timed on top of it were cancelled.
     assert_eq!(status["pending_jobs"], 30, "{status}\n{out}");

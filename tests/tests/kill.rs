@@ -271,11 +271,7 @@ fn spawn_stack(port: u16, db: &std::path::Path) -> Child {
 }
 
 async fn wait_up(api: &UserApi, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while reqwest::get(format!("{base}/health")).await.is_err() {
-        assert!(Instant::now() < deadline, "stack did not come up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    comfy_test_support::http::wait_until_up(base, Duration::from_secs(20), "the stack").await;
     let _ = api;
 }
 
