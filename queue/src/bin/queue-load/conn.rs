@@ -1,6 +1,5 @@
 //! The load tool's HTTP/1.1 transport: keep-alive connections driven by hyper directly,
-//! kept in a small pool per target, with request paths and bodies built once where they
-//! can be. The tool shares the machine's cores with the server it measures, so the CPU it
+//! kept in a small pool per target. The tool shares the machine's cores with the server it measures, so the CPU it
 //! spends per call is taken from that server (docs/benchmarks.md has what this saved).
 
 use std::sync::Mutex;
