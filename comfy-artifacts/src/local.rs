@@ -5,7 +5,9 @@
 //! - `tmp/<uuid>`: bodies being received. A put writes here, fsyncs, then renames the file
 //!   into `sha256/` (same file system, so the rename is atomic): a blob's file is always
 //!   complete. Temp files a crash left behind are removed by [`LocalStore::open`], so a root
-//!   belongs to one process at a time.
+//!   belongs to one process at a time. A body under 1 MiB is held in memory until it is all
+//!   in, then written, synced and renamed in one step; a body whose blob is stored already
+//!   is not written again.
 //!
 //! Paths are built from the [`FileId`] alone (its hex form), never from anything a caller
 //! names.
@@ -16,12 +18,15 @@ use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+use std::io::Write as _;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::task::JoinHandle;
 use tokio_util::io::ReaderStream;
 
 use crate::{ArtifactError, Blob, BlobStore, ByteStream, FileId, Listed, PutOptions, Stored};
 
-/// Size of the write buffer in front of a temp file, and of the chunks `get` reads.
+/// How much of a body is held in memory before it is written to its temp file (a body
+/// under this is written, synced and renamed in one blocking step).
 const WRITE_BUFFER: usize = 1 << 20;
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -85,23 +90,19 @@ impl LocalStore {
         self.shard_dir(id).join(id.to_string())
     }
 
-    /// Writes `body` to the temp file at `path`, returning its hash and size. The caller
-    /// removes the file when this fails.
+    /// Takes in `body`, hashing it: in memory while it is under [`WRITE_BUFFER`], in the temp
+    /// file at `path` once it is not (one blocking write per full buffer, the next buffer
+    /// filling while the last is written). The caller removes that file when this fails.
     async fn receive(
         &self,
         path: &Path,
         mut body: ByteStream,
         options: PutOptions,
-    ) -> Result<(FileId, u64), ArtifactError> {
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .await
-            .map_err(|e| io_failure("creating", path, e))?;
-        let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+    ) -> Result<Received, ArtifactError> {
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
+        let mut tail: Vec<u8> = Vec::new();
+        let mut writing: Option<JoinHandle<Result<std::fs::File, ArtifactError>>> = None;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(ArtifactError::Body)?;
             size = size.saturating_add(chunk.len() as u64);
@@ -111,18 +112,27 @@ impl LocalStore {
                 });
             }
             hasher.update(&chunk);
-            out.write_all(&chunk)
-                .await
-                .map_err(|e| io_failure("writing", path, e))?;
+            tail.extend_from_slice(&chunk);
+            if tail.len() >= WRITE_BUFFER {
+                let file = match writing.take() {
+                    Some(last) => joined(last).await?,
+                    None => {
+                        let at = path.to_owned();
+                        blocking(move || create_temp(&at)).await?
+                    }
+                };
+                // A body this large goes on: the next buffer is made full-sized at once.
+                let full = std::mem::replace(&mut tail, Vec::with_capacity(WRITE_BUFFER));
+                let at = path.to_owned();
+                writing = Some(tokio::task::spawn_blocking(move || {
+                    write_temp(&at, file, &full)
+                }));
+            }
         }
-        out.flush()
-            .await
-            .map_err(|e| io_failure("writing", path, e))?;
-        let file = out.into_inner();
-        file.sync_all()
-            .await
-            .map_err(|e| io_failure("syncing", path, e))?;
-        drop(file);
+        let file = match writing {
+            Some(last) => Some(joined(last).await?),
+            None => None,
+        };
         let id = FileId::from_digest(hasher.finalize().into());
         if let Some(expected) = options.expected
             && expected != id
@@ -132,8 +142,109 @@ impl LocalStore {
                 actual: id,
             });
         }
-        Ok((id, size))
+        Ok(Received {
+            id,
+            size,
+            file,
+            tail,
+        })
     }
+}
+
+/// A body taken in whole: its hash and size, the temp file holding its first part (`None`
+/// while it fit in memory), and the bytes not written yet.
+struct Received {
+    id: FileId,
+    size: u64,
+    file: Option<std::fs::File>,
+    tail: Vec<u8>,
+}
+
+/// Runs file-system work on tokio's blocking pool: a put's disk steps go there together,
+/// one hop instead of one per call.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ArtifactError> + Send + 'static,
+) -> Result<T, ArtifactError> {
+    joined(tokio::task::spawn_blocking(work)).await
+}
+
+/// The result of blocking file-system work.
+async fn joined<T>(task: JoinHandle<Result<T, ArtifactError>>) -> Result<T, ArtifactError> {
+    task.await
+        .map_err(|e| ArtifactError::Backend(format!("a file-system task failed: {e}")))?
+}
+
+/// Creates the temp file at `path` (it must not exist).
+fn create_temp(path: &Path) -> Result<std::fs::File, ArtifactError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| io_failure("creating", path, e))
+}
+
+/// Appends `bytes` to `file`, the temp file at `path`.
+fn write_temp(
+    path: &Path,
+    mut file: std::fs::File,
+    bytes: &[u8],
+) -> Result<std::fs::File, ArtifactError> {
+    file.write_all(bytes)
+        .map_err(|e| io_failure("writing", path, e))?;
+    Ok(file)
+}
+
+/// Syncs directory `dir`, which makes the entries created or renamed in it durable. A
+/// failure is logged, not returned: the blob's bytes are synced already.
+fn sync_dir(dir: &Path) {
+    match std::fs::File::open(dir) {
+        Ok(d) => {
+            if let Err(e) = d.sync_all() {
+                tracing::warn!(path = %dir.display(), error = %e, "could not sync a directory");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(path = %dir.display(), error = %e, "could not open a directory to sync it");
+        }
+    }
+}
+
+/// The disk steps of a put once its body is in (on the blocking pool): when the blob is
+/// stored already, only its directory is synced (a put of the same bytes that renamed it
+/// there may not have synced it yet) and the temp file is left to its guard; otherwise the
+/// rest of the body is written, the temp file synced and renamed into place, and the
+/// directory synced. True when this put created the blob. `temp` removes the temp file
+/// unless it was renamed.
+fn settle(
+    mut temp: TempFile,
+    received: Received,
+    shard: &Path,
+    target: &Path,
+) -> Result<bool, ArtifactError> {
+    std::fs::create_dir_all(shard).map_err(|e| io_failure("creating", shard, e))?;
+    match std::fs::metadata(target) {
+        Ok(_) => {
+            sync_dir(shard);
+            return Ok(false);
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(io_failure("reading", target, e)),
+    }
+    let file = match received.file {
+        Some(f) => f,
+        None => create_temp(&temp.path)?,
+    };
+    let file = write_temp(&temp.path, file, &received.tail)?;
+    file.sync_all()
+        .map_err(|e| io_failure("syncing", &temp.path, e))?;
+    drop(file);
+    // Two puts of the same bytes may both get here: each renames a complete file with the
+    // same content over the other, so readers see one or the other, never a part.
+    std::fs::rename(&temp.path, target).map_err(|e| io_failure("renaming into", target, e))?;
+    temp.armed = false;
+    // The rename is durable once the directory is synced.
+    sync_dir(shard);
+    Ok(true)
 }
 
 /// Removes a temp file when dropped, unless disarmed: covers errors and a put future that
@@ -178,49 +289,18 @@ impl BlobStore for LocalStore {
     }
 
     async fn put(&self, body: ByteStream, options: PutOptions) -> Result<Stored, ArtifactError> {
-        let mut temp = TempFile {
+        let temp = TempFile {
             path: self.tmp_dir().join(uuid::Uuid::new_v4().to_string()),
             armed: true,
         };
-        let (id, size) = self.receive(&temp.path, body, options).await?;
+        let received = self.receive(&temp.path, body, options).await?;
+        let (id, size) = (received.id, received.size);
         let shard = self.shard_dir(&id);
-        tokio::fs::create_dir_all(&shard)
-            .await
-            .map_err(|e| io_failure("creating", &shard, e))?;
         let target = self.blob_path(&id);
-        match tokio::fs::metadata(&target).await {
-            Ok(_) => {
-                return Ok(Stored {
-                    id,
-                    size,
-                    created: false,
-                });
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(io_failure("reading", &target, e)),
-        }
-        // Two puts of the same bytes may both get here: each renames a complete file with
-        // the same content over the other, so readers see one or the other, never a part.
-        tokio::fs::rename(&temp.path, &target)
-            .await
-            .map_err(|e| io_failure("renaming into", &target, e))?;
-        temp.armed = false;
-        // The rename is durable once the directory is synced.
-        match tokio::fs::File::open(&shard).await {
-            Ok(dir) => {
-                if let Err(e) = dir.sync_all().await {
-                    tracing::warn!(path = %shard.display(), error = %e, "could not sync a directory");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(path = %shard.display(), error = %e, "could not open a directory to sync it");
-            }
-        }
-        Ok(Stored {
-            id,
-            size,
-            created: true,
-        })
+        // The guard goes with the blocking step, which runs to its end even when this
+        // future is dropped: the temp file is removed unless it was renamed.
+        let created = blocking(move || settle(temp, received, &shard, &target)).await?;
+        Ok(Stored { id, size, created })
     }
 
     async fn head(&self, id: &FileId) -> Result<Option<u64>, ArtifactError> {
