@@ -68,8 +68,17 @@ async fn serve(
                     if m.to.as_deref().is_some_and(|to| to != sid) {
                         continue;
                     }
-                    if app.engine.lock().faults.silent_ws {
+                    let (silent, delay) = {
+                        let faults = &app.engine.lock().faults;
+                        (faults.silent_ws, faults.ws_delay)
+                    };
+                    if silent {
                         continue;
+                    }
+                    if let Some(d) = delay {
+                        // From when the server sent it: messages queued behind a late one
+                        // are not delayed again.
+                        tokio::time::sleep_until(tokio::time::Instant::from_std(m.at + d)).await;
                     }
                     if socket.send(Message::Text(m.text.to_string().into())).await.is_err() {
                         break;

@@ -1,4 +1,4 @@
-//! Faults a test switches on: a stall, a silent socket, a node class that
+//! Faults a test switches on: a stall, a silent or late socket, a node class that
 //! raises or crashes the server. (A node class that ignores the interrupt
 //! flag is set apart, with `EmulatorHandle::set_uninterruptible_class`:
 //! `comfyctl emulate` builds this struct field by field.)
@@ -10,6 +10,10 @@ pub struct Faults {
     pub stall: bool,
     /// The WebSocket sends nothing after its greeting (a silent socket).
     pub silent_ws: bool,
+    /// The WebSocket sends every message this long after the server did (a loaded server,
+    /// or a client that reads its socket late): the prompt's history is written before
+    /// its last events reach the client.
+    pub ws_delay: Option<std::time::Duration>,
     /// Nodes of this class raise `torch.OutOfMemoryError`.
     pub oom_class: Option<String>,
     /// Nodes of this class raise a plain `Exception`.

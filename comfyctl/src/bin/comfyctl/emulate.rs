@@ -49,6 +49,10 @@ pub(crate) struct EmulateArgs {
     /// The WebSocket sends nothing after its greeting.
     #[arg(long)]
     silent_ws: bool,
+    /// The WebSocket sends every message this many milliseconds after the
+    /// server did (a loaded server, or a client that reads late).
+    #[arg(long, value_name = "MS")]
+    ws_delay_ms: Option<u64>,
     /// Nodes of this class ignore the interrupt flag and run to their end
     /// (as a long real node without a progress hook does).
     #[arg(long, value_name = "CLASS")]
@@ -84,6 +88,7 @@ pub(crate) async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
     config.faults = Faults {
         stall: args.stall,
         silent_ws: args.silent_ws,
+        ws_delay: args.ws_delay_ms.map(Duration::from_millis),
         oom_class: args.oom_class,
         error_class: args.error_class,
         crash_class: args.crash_class,
