@@ -9,7 +9,10 @@
 //! socket's task opens a closed socket again, an open socket silent for
 //! `silence` is replaced, and ComfyUI unreachable for `unreachable` ends the
 //! watch with a retryable error. A prompt ComfyUI no longer knows (it
-//! restarted) ends it the same way.
+//! restarted) ends it the same way. When a poll finds the prompt ended before
+//! the open socket said so (its reader is behind), the socket is read up to
+//! `catch_up` longer for the prompt's last events, so that watchers get its
+//! outputs before the job is reported.
 //!
 //! A cancel does not end the watch: ComfyUI is asked to interrupt the
 //! prompt and the watch goes on until ComfyUI says how the prompt ended,
@@ -41,6 +44,9 @@ pub struct FollowOptions {
     pub unreachable: Duration,
     /// Give up (interrupting the prompt) after this long.
     pub timeout: Duration,
+    /// When the status says the prompt ended before the open socket did, read the socket
+    /// at most this long for the prompt's last events (see [`Follow::run`]).
+    pub catch_up: Duration,
 }
 
 impl Default for FollowOptions {
@@ -50,9 +56,13 @@ impl Default for FollowOptions {
             silence: Duration::from_secs(15),
             unreachable: Duration::from_secs(10),
             timeout: Duration::from_secs(3600),
+            catch_up: CATCH_UP,
         }
     }
 }
+
+/// The default [`FollowOptions::catch_up`].
+pub const CATCH_UP: Duration = Duration::from_secs(1);
 
 /// Why the watch was asked to stop early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +129,14 @@ impl Running {
         }
         true
     }
+}
+
+/// What the watch made of the socket's events so far.
+struct Seen<'a> {
+    running: Running,
+    ending: Ending,
+    tracker: &'a mut ProgressTracker,
+    progress: &'a watch::Sender<Progress>,
 }
 
 /// Turns events into heartbeat progress.
@@ -235,6 +253,54 @@ impl Follow<'_> {
         }
     }
 
+    /// Takes one socket event: relays it (up to the prompt's end) and moves the progress.
+    /// True when it is the prompt's end and the status is to be read now.
+    fn take(&self, e: &Event, seen: &mut Seen<'_>) -> bool {
+        if !seen.running.ours(e, self.prompt_id) {
+            tracing::debug!("an event of no prompt while another prompt runs; skipped");
+            return false;
+        }
+        // Watchers get the prompt's events up to its end (the first terminal event); what
+        // follows only times the status read.
+        if let Some(tap) = self.tap
+            && !seen.ending.seen()
+        {
+            tap.offer(e);
+        }
+        if seen.tracker.apply(e) {
+            seen.progress.send_replace(seen.tracker.progress());
+        }
+        e.prompt_id() == Some(self.prompt_id) && e.is_terminal() && seen.ending.ended(e)
+    }
+
+    /// The status says the prompt ended, but the open socket has not said so yet: its
+    /// reader is behind (a loaded machine), and the prompt's last events (the final
+    /// progress, `executed` with the outputs, `execution_success`) are still on their way.
+    /// They are read, for at most `catch_up`, so watchers see them before the job is
+    /// reported. A socket that is not open is not waited for.
+    async fn catch_up(&self, events: &mut Option<Subscription>, seen: &mut Seen<'_>) {
+        let Some(sub) = events.as_mut() else {
+            return;
+        };
+        if seen.ending.seen() || !matches!(sub.link(), Link::Open { .. }) {
+            return;
+        }
+        let deadline = Instant::now() + self.options.catch_up;
+        while !seen.ending.seen() {
+            match tokio::time::timeout_at(deadline, sub.next()).await {
+                Ok(Some(e)) => {
+                    self.take(&e, seen);
+                }
+                Ok(None) | Err(_) => {
+                    tracing::debug!(
+                        "the socket did not say the prompt ended; its last events are not relayed"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
     /// Follows the prompt until it ends, a stop is requested, or it cannot be followed.
     /// `events` are the worker socket's events from before the prompt was submitted
     /// (`None`: polling only).
@@ -264,8 +330,12 @@ impl Follow<'_> {
         let mut last_reachable = Instant::now();
         let mut unknown_polls = 0u32;
         let mut stop_open = true;
-        let mut running = Running::default();
-        let mut ending = Ending::default();
+        let mut seen = Seen {
+            running: Running::default(),
+            ending: Ending::default(),
+            tracker,
+            progress,
+        };
         let mut tick = tokio::time::interval(opts.poll);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tick.tick().await;
@@ -297,30 +367,14 @@ impl Follow<'_> {
                 ev = next_event(&mut events) => match ev {
                     Some(e) => {
                         last_event = Instant::now();
-                        if !running.ours(&e, self.prompt_id) {
-                            tracing::debug!("an event of no prompt while another prompt runs; skipped");
-                            continue;
-                        }
-                        // Watchers get the prompt's events up to its end (the first
-                        // terminal event); what follows only times the status read.
-                        if let Some(tap) = self.tap
-                            && !ending.seen()
-                        {
-                            tap.offer(&e);
-                        }
-                        if tracker.apply(&e) {
-                            progress.send_replace(tracker.progress());
-                        }
-                        if e.prompt_id() == Some(self.prompt_id) && e.is_terminal() {
-                            check_end = ending.ended(&e);
-                        }
+                        check_end = self.take(&e, &mut seen);
                     }
                     None => {
                         tracing::warn!("the worker's WebSocket is gone; following by polling");
                         events = None;
                     }
                 },
-                () = ending.next_poll() => check_end = true,
+                () = seen.ending.next_poll() => check_end = true,
                 _ = tick.tick() => check = true,
             }
             if check_end {
@@ -330,13 +384,14 @@ impl Follow<'_> {
                 {
                     return finished(s, cancel_requested);
                 }
-                ending.not_yet();
+                seen.ending.not_yet();
             }
             if check {
                 match self.adapter.job(self.prompt_id).await {
                     Ok(s) => {
                         last_reachable = Instant::now();
                         if s.state.is_terminal() {
+                            self.catch_up(&mut events, &mut seen).await;
                             return finished(s, cancel_requested);
                         }
                         if s.state == JobState::Unknown {
