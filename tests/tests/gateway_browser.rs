@@ -122,7 +122,10 @@ async fn wait_until(browser: &Browser, expression: &str, within: Duration, what:
             let text = browser
                 .eval("document.body ? document.body.innerText.slice(0, 2000) : ''")
                 .await;
-            panic!("{what}: not within {within:?}; the page shows:\n{text}");
+            let story = browser.eval(OUTPUT_STORY).await;
+            panic!(
+                "{what}: not within {within:?}; the page shows:\n{text}\nnode 3 and the events:\n{story:#}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -330,7 +333,10 @@ async fn wait_value(browser: &Browser, expression: &str, within: Duration, what:
             let text = browser
                 .eval("document.body ? document.body.innerText.slice(0, 2000) : ''")
                 .await;
-            panic!("{what}: not within {within:?}; the page shows:\n{text}");
+            let story = browser.eval(OUTPUT_STORY).await;
+            panic!(
+                "{what}: not within {within:?}; the page shows:\n{text}\nnode 3 and the events:\n{story:#}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -386,10 +392,25 @@ fn progress_sampler() -> String {
         "(() => {{ window.__gwbSamples = []; clearInterval(window.__gwbSampler); \
          window.__gwbSampler = setInterval(() => {{ const e = {}; if (!e) return; \
          const p = e.executingNodeProgress ?? e._executingNodeProgress ?? null; \
-         window.__gwbSamples.push({{node: e.executingNodeId ?? null, progress: typeof p === 'number' ? p : (p && p.max ? p.value / p.max : null)}}); }}, 50); return true; }})()",
+         window.__gwbSamples.push({{node: e.executingNodeId ?? null, progress: typeof p === 'number' ? p : (p && p.max ? p.value / p.max : null)}}); }}, 50); \
+         {EVENT_LOG} return true; }})()",
         store("execution")
     )
 }
+
+/// JS: records the socket events the frontend's api dispatched (type and a
+/// prefix of the data) in `window.__gwbEvents`, to tell a failure's story.
+const EVENT_LOG: &str = "if (!window.__gwbEvents) { window.__gwbEvents = []; \
+    const a = (window.app && window.app.api) || (window.comfyAPI && window.comfyAPI.api && window.comfyAPI.api.api); \
+    if (a) for (const t of ['status', 'execution_start', 'execution_cached', 'executing', 'progress', 'progress_state', 'executed', 'execution_success', 'execution_error', 'execution_interrupted']) \
+    a.addEventListener(t, e => window.__gwbEvents.push(Math.round(performance.now()) + ' ' + t + ' ' + JSON.stringify(e.detail).slice(0, 300))); }";
+
+/// JS: what the page knows of node 3's output: its image elements and the
+/// socket events it received.
+const OUTPUT_STORY: &str = "(() => { try { const n = window.app.graph.getNodeById(3); \
+    return {imgs: n && n.imgs ? n.imgs.map(i => ({src: i.src, complete: i.complete, width: i.naturalWidth})) : null, \
+    outputs: window.app.nodeOutputs ? window.app.nodeOutputs['3'] ?? null : 'no app.nodeOutputs', \
+    events: window.__gwbEvents ?? null}; } catch (e) { return String(e); } })()";
 
 /// JS: the button that opens and closes the job queue panel (all four
 /// versions label it "Expand job queue"; 1.36.14 and 1.37.11 show "N job(s)
