@@ -9,10 +9,30 @@ use std::path::{Path, PathBuf};
 pub(crate) const PNG: &[u8] = &[
     0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
     0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
-    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00, 0x01, 0x00, 0x00,
+    0x89, 0x00, 0x00, 0x00, 0x0a, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00, 0x01, 0x00, 0x00,
     0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae,
     0x42, 0x60, 0x82,
 ];
+
+/// [`PNG`] with a `tEXt` chunk per `(keyword, text)` after its header, where
+/// PIL puts the text ComfyUI's SaveImage adds.
+pub(crate) fn png_with_text(text: &[(String, String)]) -> Vec<u8> {
+    // Signature (8 bytes) and the IHDR chunk (4 + 4 + 13 + 4).
+    let (head, rest) = PNG.split_at(33);
+    let mut out = head.to_vec();
+    for (keyword, value) in text {
+        let mut chunk = b"tEXt".to_vec();
+        chunk.extend_from_slice(keyword.as_bytes());
+        chunk.push(0);
+        chunk.extend_from_slice(value.as_bytes());
+        let len = u32::try_from(chunk.len() - 4).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&chunk);
+        out.extend_from_slice(&crc32fast::hash(&chunk).to_be_bytes());
+    }
+    out.extend_from_slice(rest);
+    out
+}
 
 /// The folders of one emulated server. Dropping it removes them.
 #[derive(Debug)]
@@ -69,7 +89,7 @@ impl Files {
 
     /// Writes the files a node's UI output names (`{"images": [{filename,
     /// subfolder, type}]}`), so `/view` serves them.
-    pub(crate) fn store_outputs(&self, ui: &serde_json::Value) {
+    pub(crate) fn store_outputs(&self, ui: &serde_json::Value, png_text: &[(String, String)]) {
         let Some(media) = ui.as_object() else {
             return;
         };
@@ -91,13 +111,13 @@ impl Files {
             let Some(path) = inside(&folder, name) else {
                 continue;
             };
-            let bytes: &[u8] = if name.ends_with(".png") {
-                PNG
+            let bytes = if name.ends_with(".png") {
+                png_with_text(png_text)
             } else {
-                b"emulated output"
+                b"emulated output".to_vec()
             };
             if let Err(e) =
-                std::fs::create_dir_all(&folder).and_then(|()| std::fs::write(&path, bytes))
+                std::fs::create_dir_all(&folder).and_then(|()| std::fs::write(&path, &bytes))
             {
                 tracing::warn!(file = %path.display(), error = %e, "emulated output not written");
             }
@@ -222,6 +242,39 @@ pub(crate) fn multipart(content_type: &str, body: &[u8]) -> Option<Vec<Part>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The chunks of a PNG as (type, data), each CRC checked.
+    fn chunks(png: &[u8]) -> Vec<(String, Vec<u8>)> {
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let mut at = 8;
+        let mut out = Vec::new();
+        while at < png.len() {
+            let len = u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as usize;
+            let body = &png[at + 4..at + 8 + len];
+            let crc = u32::from_be_bytes(png[at + 8 + len..at + 12 + len].try_into().unwrap());
+            assert_eq!(crc, crc32fast::hash(body), "the CRC of {:?}", &body[..4]);
+            out.push((
+                String::from_utf8_lossy(&body[..4]).into_owned(),
+                body[4..].to_vec(),
+            ));
+            at += 12 + len;
+        }
+        out
+    }
+
+    #[test]
+    fn images_carry_their_prompt_in_text_chunks_after_the_header() {
+        assert_eq!(png_with_text(&[]), PNG);
+        let text = [
+            ("prompt".to_owned(), r#"{"1":{}}"#.to_owned()),
+            ("workflow".to_owned(), "{}".to_owned()),
+        ];
+        let png = png_with_text(&text);
+        let kinds: Vec<String> = chunks(&png).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(kinds, ["IHDR", "tEXt", "tEXt", "IDAT", "IEND"]);
+        assert_eq!(chunks(&png)[1].1, b"prompt\0{\"1\":{}}");
+        assert_ne!(png_with_text(&text[..1]), png);
+    }
 
     #[test]
     fn inside_resolves_dots_and_refuses_escapes() {

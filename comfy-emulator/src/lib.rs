@@ -129,6 +129,11 @@ pub struct EmulatorConfig {
     /// models, as the recorded servers. [`template_models`] builds one from
     /// UI workflows.
     pub models: ModelFiles,
+    /// Images carry the prompt (and each `extra_pnginfo` entry, such as the UI
+    /// workflow) in PNG text chunks, as ComfyUI's SaveImage writes them unless it
+    /// runs with `--disable-metadata`: every image's bytes differ. Off (the
+    /// default): every image is the same 1×1 PNG.
+    pub metadata: bool,
 }
 
 impl EmulatorConfig {
@@ -144,6 +149,7 @@ impl EmulatorConfig {
             progress_steps: 0,
             frontend_dir: None,
             models: ModelFiles::new(),
+            metadata: false,
         }
     }
 
@@ -164,6 +170,12 @@ impl EmulatorConfig {
     /// [`EmulatorConfig::progress_steps`]).
     pub fn progress_steps(mut self, n: u32) -> Self {
         self.progress_steps = n;
+        self
+    }
+
+    /// Images carry their prompt in PNG text chunks (see [`EmulatorConfig::metadata`]).
+    pub fn metadata(mut self, on: bool) -> Self {
+        self.metadata = on;
         self
     }
 
@@ -264,7 +276,8 @@ impl Emulator {
                 files,
             )
             .with_work_unit(config.work_unit_megapixels)
-            .with_progress_steps(config.progress_steps),
+            .with_progress_steps(config.progress_steps)
+            .with_metadata(config.metadata),
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let served = served::Log::default();

@@ -7,7 +7,14 @@
 //! ```sh
 //! cargo run --release -p comfy-stack --example overhead -- 500
 //! cargo run --release -p comfy-stack --example overhead -- 500 --stages
+//! cargo run --release -p comfy-stack --example overhead -- 500 --same-outputs
 //! ```
+//!
+//! Every job's output image has bytes of its own, as on a real ComfyUI (the
+//! emulator writes the prompt into the PNG, as SaveImage does, and each job's
+//! `EmptyImage` has another color), so the queue stores a new file per job.
+//! `--same-outputs` sends one prompt and writes no metadata: every output is
+//! the same 1×1 PNG, which the queue's file store finds stored already.
 //!
 //! It also prints the queue's hand-off (`started_at − created_at`: submit to lease) and what
 //! the emulated ComfyUI served per job (requests, WebSocket opens). `--stages` turns on the
@@ -110,11 +117,17 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::registry().with(stage_log.clone().with_filter(only_timing));
         tracing::subscriber::set_global_default(subscriber)?;
     }
+    let same_outputs = args.iter().any(|a| a == "--same-outputs");
     let dir = tempfile::tempdir()?;
     let mut o = QueueOptions::sqlite(dir.path().join("bench.db"));
     o.settings.max_pending = 0;
     let queue = start_queue(o).await?;
-    let emu = Emulator::start(EmulatorConfig::new("0.11.1").node_time(Duration::ZERO)).await?;
+    let emu = Emulator::start(
+        EmulatorConfig::new("0.11.1")
+            .node_time(Duration::ZERO)
+            .metadata(!same_outputs),
+    )
+    .await?;
     let mut cfg = Config::for_urls(&queue.url(), &emu.url());
     cfg.worker_id = Some("bench".into());
     cfg.health_listen = "off".into();
@@ -122,13 +135,16 @@ async fn main() -> anyhow::Result<()> {
     let (stop, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(worker.run(rx));
     let api = UserApi::new(&queue.url());
-    let workflow = json!({
-        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
-        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench"}},
-    });
+    let workflow = |color: usize| {
+        let color = if same_outputs { 0 } else { color };
+        json!({
+            "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": color}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench"}},
+        })
+    };
     // Warm-up: detection, registration, connections.
-    for _ in 0..10 {
-        let j = api.submit("bench", &workflow, json!({})).await?;
+    for i in 0..10 {
+        let j = api.submit("bench", &workflow(jobs + i), json!({})).await?;
         api.wait_terminal(
             j["id"].as_str().unwrap_or_default(),
             Duration::from_secs(30),
@@ -147,7 +163,7 @@ async fn main() -> anyhow::Result<()> {
         let j = api
             .submit(
                 "bench",
-                &workflow,
+                &workflow(i),
                 json!({"batch_index": i, "batch_total": jobs}),
             )
             .await?;
@@ -179,7 +195,12 @@ async fn main() -> anyhow::Result<()> {
         v.sort_by(f64::total_cmp);
     }
     println!(
-        "jobs: {jobs} (sequential; queue SQLite, worker and emulated ComfyUI 0.11.1 with zero node time, one process)"
+        "jobs: {jobs} (sequential; queue SQLite, worker and emulated ComfyUI 0.11.1 with zero node time, one process; {})",
+        if same_outputs {
+            "every output the same bytes"
+        } else {
+            "every output new bytes"
+        }
     );
     for (name, v) in [
         (

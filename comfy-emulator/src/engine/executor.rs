@@ -157,6 +157,26 @@ impl Engine {
         }
     }
 
+    /// The PNG text chunks of `entry`'s images: `prompt` and each `extra_pnginfo` entry,
+    /// as JSON, when the emulator writes metadata; none otherwise.
+    fn png_text(&self, entry: &Entry) -> Vec<(String, String)> {
+        if !self.metadata {
+            return Vec::new();
+        }
+        let mut text = vec![(
+            "prompt".to_owned(),
+            Value::Object(entry.prompt.clone()).to_string(),
+        )];
+        if let Some(info) = entry
+            .extra_data
+            .get("extra_pnginfo")
+            .and_then(Value::as_object)
+        {
+            text.extend(info.iter().map(|(k, v)| (k.clone(), v.to_string())));
+        }
+        text
+    }
+
     /// `throw_exception_if_processing_interrupted`: reads and clears the flag.
     fn take_interrupt(&self) -> bool {
         std::mem::take(&mut self.lock().interrupt)
@@ -389,7 +409,7 @@ impl Engine {
         }
         let ui = self.ui_output(&entry.prompt, node_id, &class, &prefix);
         if let Some(ui) = &ui {
-            self.files.store_outputs(ui);
+            self.files.store_outputs(ui, &self.png_text(entry));
             self.send(
                 run.to,
                 "executed",

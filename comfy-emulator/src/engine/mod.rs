@@ -70,6 +70,8 @@ pub(crate) struct Engine {
     pub(crate) work_unit_megapixels: f64,
     /// `progress` messages a looping node sends while it runs.
     pub(crate) progress_steps: u32,
+    /// Images carry their prompt in PNG text chunks.
+    pub(crate) metadata: bool,
     /// Input, output, temp and user folders.
     pub(crate) files: Files,
     state: Mutex<State>,
@@ -107,6 +109,7 @@ impl Engine {
             node_time,
             work_unit_megapixels: DEFAULT_WORK_UNIT_MEGAPIXELS,
             progress_steps: 0,
+            metadata: false,
             files,
             state: Mutex::new(State {
                 faults,
@@ -128,6 +131,12 @@ impl Engine {
     /// Looping nodes send `n` `progress` messages while they run.
     pub(crate) fn with_progress_steps(mut self, n: u32) -> Self {
         self.progress_steps = n;
+        self
+    }
+
+    /// Images carry their prompt in PNG text chunks.
+    pub(crate) fn with_metadata(mut self, on: bool) -> Self {
+        self.metadata = on;
         self
     }
 
