@@ -375,7 +375,10 @@ impl Engine {
         let held = self.breakpoints.hit(at(Step::InNode));
         let uninterruptible = uninterruptible_class.as_deref() == Some(class.as_str());
         if (nodes::atomic(&class) || uninterruptible) && !stall {
-            tokio::time::sleep(d).await;
+            // A zero node time is no sleep at all: tokio would wait for its next 1 ms tick.
+            if !d.is_zero() {
+                tokio::time::sleep(d).await;
+            }
             if let Some(mut held) = held {
                 held.wait().await;
             }
