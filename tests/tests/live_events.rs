@@ -7,6 +7,7 @@
 use comfy_e2e::*;
 use comfy_emulator::{Emulator, EmulatorConfig, Faults};
 use comfy_stack::start_queue;
+use comfy_test_support::http::Client;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -83,17 +84,12 @@ impl Live {
             "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
             "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "live"}},
         });
-        let job: Value = reqwest::Client::new()
-            .post(format!("{}/api/jobs", self.base))
-            .header("x-forwarded-user", user)
-            .json(&json!({"user_id": user, "workflow": prompt}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        job["id"].as_str().unwrap().to_owned()
+        let job = Client::new(&self.base)
+            .as_user(user)
+            .post("/api/jobs", &json!({"user_id": user, "workflow": prompt}))
+            .await;
+        assert_eq!(job.status, 201, "{}", job.text);
+        job.json["id"].as_str().unwrap().to_owned()
     }
 
     async fn stop(self) {
