@@ -87,3 +87,32 @@ async fn a_dropped_put_leaves_no_temp_file() {
     );
     assert!(store.list().await.unwrap().is_empty());
 }
+
+/// A body over the 1 MiB held in memory is written to its temp file as it arrives: put
+/// again, it is found stored, and neither put leaves a temp file.
+#[tokio::test]
+async fn a_large_body_stored_already_leaves_no_temp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).await.unwrap();
+    let bytes: Vec<u8> = (0..(5 << 20) / 4)
+        .flat_map(|i: u32| i.to_le_bytes())
+        .collect();
+    let chunked = || {
+        let chunks: Vec<Result<Bytes, std::io::Error>> = bytes
+            .chunks(64 * 1024)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        stream::iter(chunks).boxed()
+    };
+    let first = store.put(chunked(), UNLIMITED).await.unwrap();
+    let again = store.put(chunked(), UNLIMITED).await.unwrap();
+    assert!(first.created && !again.created);
+    assert_eq!((first.id, first.size), (again.id, bytes.len() as u64));
+    let hex = first.id.to_string();
+    let path = dir.path().join("sha256").join(&hex[..2]).join(&hex);
+    assert!(std::fs::read(path).unwrap() == bytes);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+}
