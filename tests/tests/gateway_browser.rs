@@ -112,6 +112,18 @@ async fn platform(fe: &str, server: &str) -> Platform {
     }
 }
 
+/// Fails a wait for `what`: says what the page shows, node 3's output and the
+/// socket events the page received.
+async fn give_up(browser: &Browser, what: &str, within: Duration) -> ! {
+    let text = browser
+        .eval("document.body ? document.body.innerText.slice(0, 2000) : ''")
+        .await;
+    let story = browser.eval(OUTPUT_STORY).await;
+    panic!(
+        "{what}: not within {within:?}; the page shows:\n{text}\nnode 3 and the events:\n{story:#}"
+    );
+}
+
 async fn wait_until(browser: &Browser, expression: &str, within: Duration, what: &str) {
     let deadline = Instant::now() + within;
     loop {
@@ -119,13 +131,7 @@ async fn wait_until(browser: &Browser, expression: &str, within: Duration, what:
             return;
         }
         if Instant::now() > deadline {
-            let text = browser
-                .eval("document.body ? document.body.innerText.slice(0, 2000) : ''")
-                .await;
-            let story = browser.eval(OUTPUT_STORY).await;
-            panic!(
-                "{what}: not within {within:?}; the page shows:\n{text}\nnode 3 and the events:\n{story:#}"
-            );
+            give_up(browser, what, within).await;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -330,13 +336,7 @@ async fn wait_value(browser: &Browser, expression: &str, within: Duration, what:
             return v;
         }
         if Instant::now() > deadline {
-            let text = browser
-                .eval("document.body ? document.body.innerText.slice(0, 2000) : ''")
-                .await;
-            let story = browser.eval(OUTPUT_STORY).await;
-            panic!(
-                "{what}: not within {within:?}; the page shows:\n{text}\nnode 3 and the events:\n{story:#}"
-            );
+            give_up(browser, what, within).await;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
