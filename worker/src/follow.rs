@@ -45,7 +45,7 @@ pub struct FollowOptions {
     /// Give up (interrupting the prompt) after this long.
     pub timeout: Duration,
     /// When the status says the prompt ended before the open socket did, read the socket
-    /// at most this long for the prompt's last events (see [`Follow::run`]).
+    /// at most this long for the prompt's last events (see the module docs).
     pub catch_up: Duration,
 }
 
@@ -56,13 +56,10 @@ impl Default for FollowOptions {
             silence: Duration::from_secs(15),
             unreachable: Duration::from_secs(10),
             timeout: Duration::from_secs(3600),
-            catch_up: CATCH_UP,
+            catch_up: Duration::from_secs(1),
         }
     }
 }
-
-/// The default [`FollowOptions::catch_up`].
-pub const CATCH_UP: Duration = Duration::from_secs(1);
 
 /// Why the watch was asked to stop early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -329,7 +329,7 @@ impl Worker {
             silence: secs(self.config.ws_silence_secs, 15.0),
             unreachable: secs(self.config.unreachable_secs, 10.0),
             timeout: secs(self.config.job_timeout_secs, 3600.0),
-            catch_up: crate::follow::CATCH_UP,
+            ..crate::follow::FollowOptions::default()
         };
         tracing::info!(worker_id = self.worker_id(), queue = %self.config.queue_url, comfy = %self.config.comfy_url, "worker starting");
         loop {
