@@ -165,7 +165,7 @@ impl Engine {
         }
         let mut text = vec![(
             "prompt".to_owned(),
-            Value::Object(entry.prompt.clone()).to_string(),
+            serde_json::to_string(&entry.prompt).unwrap_or_default(),
         )];
         if let Some(info) = entry
             .extra_data
