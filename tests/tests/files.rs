@@ -166,6 +166,77 @@ async fn a_prompt_naming_a_file_nobody_gave_fails_as_missing_input_at_once() {
     emu.stop().await;
 }
 
+/// An early node's output is in the queue while later nodes still run: the worker stores
+/// each output when ComfyUI announces it (`executed`), not only once the prompt has ended.
+/// So the user's frontend, which asks for an output the moment it is announced, gets it
+/// while the job runs, and the job's final result names the same file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_output_is_in_the_queue_while_later_nodes_still_run() {
+    let q = sqlite_queue(1).await;
+    // Five nodes of 300 ms each: the first SaveImage runs second, the last one fifth.
+    let emu = emulator("0.33.0", 300).await;
+    let worker = TestWorker::start(worker_config(&q.url(), &emu.url(), "w-early"));
+    let scale = |from: &str| json!({"class_type": "ImageScaleBy", "inputs": {"image": [from, 0], "upscale_method": "nearest-exact", "scale_by": 1.0}});
+    let prompt = json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "early"}},
+        "3": scale("1"),
+        "4": scale("3"),
+        "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "late"}},
+    });
+    let id = q.submit("user001", &prompt).await;
+    let names = |job: &Value| -> Vec<String> {
+        job["files"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .filter_map(|f| f["filename"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = tokio::time::Instant::now() + T;
+    let seen_running = loop {
+        let job = q.api.job(&id).await.unwrap();
+        let files = names(&job);
+        if job["status"] == "running" && files.iter().any(|f| f.starts_with("early")) {
+            break files;
+        }
+        assert!(
+            job["status"] == "pending" || job["status"] == "running",
+            "the job ended before its early output was seen in the queue while it ran: {job}"
+        );
+        assert!(tokio::time::Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        !seen_running.iter().any(|f| f.starts_with("late")),
+        "the late output cannot be stored before its node ran: {seen_running:?}"
+    );
+    // Stored early, not in the last milliseconds before the report: two nodes of 300 ms
+    // are still to run.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let later = q.api.job(&id).await.unwrap();
+    assert_eq!(later["status"], "running", "{later}");
+    assert!(
+        !names(&later).iter().any(|f| f.starts_with("late")),
+        "{later}"
+    );
+    let done = q.api.wait_terminal(&id, T).await.unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    let outputs = done["result"]["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2, "{done}");
+    for o in outputs {
+        assert!(o["url"].is_string(), "every output stored: {o}");
+    }
+    assert_eq!(names(&done).len(), 2, "each file stored once: {done}");
+    // One `/view` per file: the early upload is not repeated at the end.
+    let views = emu.served().iter().filter(|s| s.path == "/view").count();
+    assert_eq!(views, 2);
+    worker.stop().await;
+    emu.stop().await;
+}
+
 /// The recorded mixed-outputs prompt (animated WebP, temp previews, MP4 video, FLAC audio,
 /// text) run through the queue: every file output, temp previews included, is stored in the
 /// queue and served with ComfyUI's bytes and a content type matching its kind; the text stays

@@ -11,16 +11,18 @@
 //! different names, the same bytes the same name.
 
 use crate::classify::{ErrorClass, JobError};
-use crate::queue_client::{FileRole, JobFile, LeasedJob, OutputUpload, QueueClient, QueueError};
-use backon::Retryable;
+use crate::queue_client::{JobFile, LeasedJob, QueueClient, QueueError};
 use comfy_adapter::model::catalogue::{FileInput, NodeCatalogue};
-use comfy_adapter::model::output::{FileRef, FolderType, Output, OutputKind};
+use comfy_adapter::model::output::FolderType;
 use comfy_adapter::{ComfyAdapter, ComfyError, UploadOptions};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
+
+mod outputs;
+pub use outputs::{OutputUploads, annotate_outputs, store_outputs};
 
 /// The subfolder of ComfyUI's input folder that holds the queue's inputs.
 pub const INPUT_SUBFOLDER: &str = "comfy-queue";
@@ -280,127 +282,6 @@ async fn on_server(adapter: &dyn ComfyAdapter, found: &FileInput) -> bool {
             tracing::warn!(error = %e, file = %found.value, "could not tell whether ComfyUI has the file");
             true
         }
-    }
-}
-
-/// The queue role of an output in `folder`; `None` for files outside the
-/// output and temp folders (an input shown back), which stay on ComfyUI.
-fn role_of(folder: &FolderType) -> Option<FileRole> {
-    match folder {
-        FolderType::Output => Some(FileRole::Output),
-        FolderType::Temp => Some(FileRole::Temp),
-        FolderType::Input | FolderType::Other(_) => None,
-    }
-}
-
-/// The wire name of an output kind.
-fn kind_name(kind: OutputKind) -> String {
-    serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
-/// Fetches every file output (cached ones too) from ComfyUI and stores it
-/// in the queue, repeating transient failures with backoff. The answer has
-/// one entry per output: the queue's record of its file, or `None` for text
-/// outputs and files outside the output and temp folders. A file that
-/// cannot be fetched or stored fails the job retryable (a re-run writes it
-/// again); a lost lease stops. A queue without the files API (404 or 405 on
-/// the upload route) stores nothing: every entry is then `None`, or those
-/// after the files stored before it answered so.
-pub async fn store_outputs(
-    queue: &QueueClient,
-    adapter: &dyn ComfyAdapter,
-    job: &LeasedJob,
-    outputs: &[Output],
-) -> Result<Vec<Option<JobFile>>, FilesError> {
-    let mut done: HashMap<&FileRef, JobFile> = HashMap::new();
-    let mut out = Vec::with_capacity(outputs.len());
-    for o in outputs {
-        let Some(file) = &o.file else {
-            out.push(None);
-            continue;
-        };
-        let Some(role) = role_of(&file.folder) else {
-            out.push(None);
-            continue;
-        };
-        if let Some(stored) = done.get(file) {
-            out.push(Some(stored.clone()));
-            continue;
-        }
-        let detail = || json!({"node_id": o.node_id, "filename": file.filename, "subfolder": file.subfolder, "type": file.folder.as_str()});
-        let bytes = (|| adapter.view(file))
-            .retry(QueueClient::retry_policy())
-            .when(ComfyError::is_retryable)
-            .notify(|e, d| tracing::warn!(error = %e, retry_in = ?d, file = %file.filename, "output fetch failed; retrying"))
-            .await
-            .map_err(|e| {
-                transfer(
-                    format!("output {} of node {} could not be read from ComfyUI: {e}", file.filename, o.node_id),
-                    detail(),
-                )
-            })?;
-        let sha256 = sha256_hex(&bytes);
-        let kind = kind_name(o.kind);
-        let meta = OutputUpload {
-            role,
-            filename: &file.filename,
-            subfolder: &file.subfolder,
-            node_id: &o.node_id,
-            kind: &kind,
-            sha256: &sha256,
-        };
-        let size = bytes.len();
-        let stored = (|| queue.upload_file(job.id, &job.lease_token, &meta, bytes.clone()))
-            .retry(QueueClient::retry_policy())
-            .when(QueueError::is_transient)
-            .notify(|e, d| tracing::warn!(error = %e, retry_in = ?d, file = %file.filename, "output upload failed; retrying"))
-            .await;
-        let stored = match stored {
-            Ok(s) => s,
-            Err(QueueError::LeaseLost(why)) => return Err(FilesError::LeaseLost(why)),
-            Err(QueueError::Status {
-                status: 404 | 405, ..
-            }) => {
-                // A queue from before the files API: the outputs stay on
-                // ComfyUI (`view_url`), as they always did.
-                tracing::warn!(
-                    "the queue does not store files (no files API); outputs stay on ComfyUI"
-                );
-                out.resize(outputs.len(), None);
-                return Ok(out);
-            }
-            Err(e) => {
-                return Err(transfer(
-                    format!(
-                        "output {} of node {} could not be stored in the queue: {e}",
-                        file.filename, o.node_id
-                    ),
-                    detail(),
-                )
-                .into());
-            }
-        };
-        tracing::info!(file = %file.filename, size, url = %stored.url, "output stored in the queue");
-        done.insert(file, stored.clone());
-        out.push(Some(stored));
-    }
-    Ok(out)
-}
-
-/// Adds what the queue stored to the result's output entries: `size`,
-/// `content_type`, `sha256` and `url` (the queue's path of the file).
-pub fn annotate_outputs(entries: &mut [Value], stored: &[Option<JobFile>]) {
-    for (entry, stored) in entries.iter_mut().zip(stored) {
-        let (Some(obj), Some(f)) = (entry.as_object_mut(), stored) else {
-            continue;
-        };
-        obj.insert("size".into(), json!(f.size));
-        obj.insert("content_type".into(), json!(f.content_type));
-        obj.insert("sha256".into(), json!(f.sha256));
-        obj.insert("url".into(), json!(f.url));
     }
 }
 

@@ -224,6 +224,9 @@ pub struct Follow<'a> {
     pub options: FollowOptions,
     /// Where this prompt's events are forwarded to the queue (`None`: not forwarded).
     pub tap: Option<&'a crate::relay::EventTap>,
+    /// Where the outputs each `executed` event announces go, to be stored in the queue
+    /// while the prompt goes on (`None`: stored once it has ended).
+    pub uploads: Option<&'a crate::files::OutputUploads>,
 }
 
 impl Follow<'_> {
@@ -263,6 +266,16 @@ impl Follow<'_> {
             && !seen.ending.seen()
         {
             tap.offer(e);
+        }
+        if let (
+            Some(uploads),
+            Event::Executed {
+                prompt_id, outputs, ..
+            },
+        ) = (self.uploads, e)
+            && prompt_id == self.prompt_id
+        {
+            uploads.offer(outputs);
         }
         if seen.tracker.apply(e) {
             seen.progress.send_replace(seen.tracker.progress());

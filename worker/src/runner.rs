@@ -2,6 +2,7 @@
 //! lease with progress, report outputs or a classified error.
 
 use crate::classify::{ErrorClass, JobError};
+use crate::files::OutputUploads;
 use crate::follow::{Follow, FollowEnd, FollowOptions, ProgressTracker, Stop};
 use crate::health::{CurrentJob, Health, Outcome};
 use crate::queue_client::{FailRequest, LeasedJob, Progress, QueueClient, QueueError};
@@ -407,11 +408,14 @@ async fn execute(
         let token = job.lease_token.as_str();
         Relay::start(ctx.queue.clone(), job.id, token, job.attempt, prompt_id, o)
     });
+    // Each output is stored in the queue the moment ComfyUI announces it.
+    let uploads = OutputUploads::start(ctx.queue.clone(), ctx.adapter.clone(), job);
     let follow = Follow {
         adapter: &ctx.adapter,
         prompt_id,
         options: ctx.follow,
         tap: relay.as_ref().and_then(Relay::tap),
+        uploads: Some(&uploads),
     };
     let mut tracker = ProgressTracker::new(prompt_id, classes);
     let followed = follow.run(events, &mut tracker, progress, stop).await;
@@ -440,6 +444,7 @@ async fn execute(
                 submitted_ms,
                 submitted,
                 cancel_requested,
+                uploads,
             };
             let (ran, ()) = tokio::join!(finished(ctx, job, *status, ended, stages), flushed);
             ran
@@ -467,6 +472,8 @@ struct Ended {
     submitted_ms: i64,
     submitted: Instant,
     cancel_requested: bool,
+    /// The outputs stored (or being stored) so far.
+    uploads: OutputUploads,
 }
 
 /// What the job's result says about a cancel ComfyUI did not carry out.
@@ -483,6 +490,7 @@ async fn finished(
         submitted_ms,
         submitted,
         cancel_requested,
+        uploads,
     } = ended;
     match status.state {
         JobState::Succeeded => {}
@@ -517,8 +525,7 @@ async fn finished(
         .iter()
         .map(|o| output_json(ctx.adapter.as_ref(), o))
         .collect();
-    match crate::files::store_outputs(&ctx.queue, ctx.adapter.as_ref(), job, &status.outputs).await
-    {
+    match uploads.finish(&status.outputs).await {
         Ok(stored) => crate::files::annotate_outputs(&mut outputs, &stored),
         Err(e) => return files_failed(e),
     }

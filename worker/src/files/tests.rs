@@ -1,7 +1,8 @@
 //! The file steps against a queue and a ComfyUI played by wiremock.
 
 use super::*;
-use comfy_adapter::model::output::OutputKind;
+use crate::queue_client::FileRole;
+use comfy_adapter::model::output::{FileRef, Output, OutputKind};
 use comfy_adapter::{Capabilities, Line, Timeouts, connect};
 use std::time::Duration;
 use uuid::Uuid;
@@ -421,7 +422,7 @@ async fn outputs_are_stored_in_the_queue_after_a_503_and_texts_are_left_alone() 
     ];
     let got = store_outputs(
         &rig.client,
-        rig.adapter.as_ref(),
+        &rig.adapter,
         &job_without_inputs_id(id),
         &outputs,
     )
@@ -476,7 +477,7 @@ async fn a_lost_lease_while_storing_outputs_stops_at_once() {
     ];
     let r = store_outputs(
         &rig.client,
-        rig.adapter.as_ref(),
+        &rig.adapter,
         &job_without_inputs_id(id),
         &outputs,
     )
@@ -502,7 +503,7 @@ async fn an_output_the_queue_cannot_store_fails_the_job_retryable() {
     let e = job_error(
         store_outputs(
             &rig.client,
-            rig.adapter.as_ref(),
+            &rig.adapter,
             &job_without_inputs_id(id),
             &outputs,
         )
@@ -537,7 +538,7 @@ async fn a_queue_without_the_files_api_leaves_outputs_on_comfyui() {
     ];
     let got = store_outputs(
         &rig.client,
-        rig.adapter.as_ref(),
+        &rig.adapter,
         &job_without_inputs_id(id),
         &outputs,
     )
