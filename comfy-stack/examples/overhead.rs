@@ -2,7 +2,10 @@
 //! worker and a zero-time emulated ComfyUI 0.11.1, all in this process.
 //! Jobs are submitted one after another; for each, the overhead is the
 //! queue's own `completed_at − created_at` minus ComfyUI's execution time
-//! as the worker reported it.
+//! as the worker reported it. The queue's timestamps have 1 ms resolution, so
+//! the same job is also timed by this client, in µs: from just before its
+//! submit to the `job_updated` event of its completion on the queue's `/ws`
+//! (which is how it waits for each job).
 //!
 //! ```sh
 //! cargo run --release -p comfy-stack --example overhead -- 500
@@ -26,6 +29,7 @@ use comfy_emulator::{Emulator, EmulatorConfig};
 use comfy_stack::{QueueOptions, UserApi, start_queue};
 use comfy_worker::Worker;
 use comfy_worker::config::Config;
+use futures_util::StreamExt as _;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -96,6 +100,58 @@ fn route(path: &str) -> String {
         .join("/")
 }
 
+/// A job's end as the queue's `/ws` told it: id, status and when it arrived.
+type Told = (String, String, std::time::Instant);
+
+/// Reads the queue's `/ws` and sends each `job_updated` event's id and status, timed
+/// when it arrived.
+async fn watch_jobs(queue: &str) -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<Told>> {
+    let url = format!("{}/ws", queue.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = ws.next().await {
+            let at = std::time::Instant::now();
+            let tokio_tungstenite::tungstenite::Message::Text(text) = msg else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
+            if v["type"] != "job_updated" {
+                continue;
+            }
+            let (Some(id), Some(status)) = (v["data"]["id"].as_str(), v["data"]["status"].as_str())
+            else {
+                continue;
+            };
+            if tx.send((id.to_owned(), status.to_owned(), at)).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Waits until `/ws` says job `id` ended; when it said so.
+async fn told_end(
+    told: &mut tokio::sync::mpsc::UnboundedReceiver<Told>,
+    id: &str,
+) -> anyhow::Result<std::time::Instant> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, told.recv()).await {
+            Ok(Some((job, status, at))) => {
+                if job == id && matches!(status.as_str(), "completed" | "failed" | "cancelled") {
+                    return Ok(at);
+                }
+            }
+            Ok(None) => anyhow::bail!("the queue's /ws closed"),
+            Err(_) => anyhow::bail!("job {id} did not end within 30 s"),
+        }
+    }
+}
+
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -135,6 +191,7 @@ async fn main() -> anyhow::Result<()> {
     let (stop, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(worker.run(rx));
     let api = UserApi::new(&queue.url());
+    let mut told = watch_jobs(&queue.url()).await?;
     let workflow = |color: usize| {
         let color = if same_outputs { 0 } else { color };
         json!({
@@ -145,11 +202,7 @@ async fn main() -> anyhow::Result<()> {
     // Warm-up: detection, registration, connections.
     for i in 0..10 {
         let j = api.submit("bench", &workflow(jobs + i), json!({})).await?;
-        api.wait_terminal(
-            j["id"].as_str().unwrap_or_default(),
-            Duration::from_secs(30),
-        )
-        .await?;
+        told_end(&mut told, j["id"].as_str().unwrap_or_default()).await?;
     }
     if let Ok(mut log) = stage_log.0.lock() {
         log.clear();
@@ -159,7 +212,10 @@ async fn main() -> anyhow::Result<()> {
     let mut total = Vec::with_capacity(jobs);
     let mut exec = Vec::with_capacity(jobs);
     let mut handoff = Vec::with_capacity(jobs);
+    let mut client = Vec::with_capacity(jobs);
+    let mut client_total = Vec::with_capacity(jobs);
     for i in 0..jobs {
+        let sent = std::time::Instant::now();
         let j = api
             .submit(
                 "bench",
@@ -168,11 +224,11 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
         let id = j["id"].as_str().unwrap_or_default().to_owned();
-        let done = api
-            .wait_for(&id, Duration::from_secs(30), |j| {
-                j["status"] == "completed" || j["status"] == "failed"
-            })
-            .await?;
+        let ended = told_end(&mut told, &id).await?;
+        let done = api.job(&id).await?;
+        if done["status"] != "completed" {
+            anyhow::bail!("job {id} did not complete: {done}");
+        }
         let (Some(created), Some(started), Some(completed)) = (
             ms(&done["created_at"]),
             ms(&done["started_at"]),
@@ -187,11 +243,21 @@ async fn main() -> anyhow::Result<()> {
         total.push(completed - created);
         exec.push(e);
         overhead.push(completed - created - e);
+        let wall = (ended - sent).as_secs_f64() * 1000.0;
+        client_total.push(wall);
+        client.push(wall - e);
     }
     let served: Vec<_> = emu.served().into_iter().skip(served_before).collect();
     let _ = stop.send(true);
     let _ = task.await;
-    for v in [&mut overhead, &mut total, &mut exec, &mut handoff] {
+    for v in [
+        &mut overhead,
+        &mut total,
+        &mut exec,
+        &mut handoff,
+        &mut client,
+        &mut client_total,
+    ] {
         v.sort_by(f64::total_cmp);
     }
     println!(
@@ -210,9 +276,14 @@ async fn main() -> anyhow::Result<()> {
         ("submit→completed", &total),
         ("ComfyUI execution (as reported)", &exec),
         ("queue hand-off (submit→leased)", &handoff),
+        (
+            "as this client saw it, µs clock (submit sent→/ws says completed)",
+            &client_total,
+        ),
+        ("  the same, minus ComfyUI execution", &client),
     ] {
         println!(
-            "{name}: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            "{name}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             pct(v, 0.5),
             pct(v, 0.9),
             pct(v, 0.99),
