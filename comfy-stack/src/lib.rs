@@ -139,9 +139,11 @@ pub async fn start_queue(opts: QueueOptions) -> anyhow::Result<RunningQueue> {
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let service = app(state.clone());
     let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        });
+        let serve = axum::serve(comfy_queue::no_delay(listener), service).with_graceful_shutdown(
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        );
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "queue server ended");
         }

@@ -72,6 +72,19 @@ pub fn app(state: AppState) -> axum::Router {
     api::router(state)
 }
 
+/// `listener` with `TCP_NODELAY` set on every connection it accepts, for serving [`app`].
+/// Without it a response whose body is written after its head (a file download streamed
+/// from the store) waits for the client's delayed ACK: about 40 ms a request on Linux.
+pub fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set on a connection");
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};

@@ -105,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let stopping = state.clone();
-    axum::serve(listener, app(state.clone()))
+    axum::serve(comfy_queue::no_delay(listener), app(state.clone()))
         .with_graceful_shutdown(async move {
             stop_signal().await;
             tracing::info!("shutting down: answering long-polls, closing /ws, finishing requests");
