@@ -3,7 +3,8 @@
 //! queue's Content-Type, ETag and ranges. The frontend asks for an output
 //! the moment ComfyUI reports `executed`, before the worker has stored it,
 //! so while the job runs the gateway waits for the file (up to
-//! `view_wait_secs`). Every other `/view` is the user's own ComfyUI's.
+//! `view_wait_secs`, looking again after 5 ms, then after pauses that double up
+//! to 250 ms). Every other `/view` is the user's own ComfyUI's.
 
 use crate::config::User;
 use crate::proxy::stream_back;
@@ -16,6 +17,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use comfy_queue_api::FileRole;
 use std::time::Duration;
+
+/// The first pause before a waiting `/view` looks for its file again; it doubles up to
+/// [`LAST_LOOK_AGAIN`].
+const FIRST_LOOK_AGAIN: Duration = Duration::from_millis(5);
+/// The longest pause between two looks.
+const LAST_LOOK_AGAIN: Duration = Duration::from_millis(250);
 
 /// Whether a `/view` query names a remote output.
 pub fn is_remote(query: Option<&str>) -> bool {
@@ -55,6 +62,9 @@ pub async fn remote(gw: &Gateway, user: &User, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(gw.config().view_wait_secs);
+    // The worker stores an output as soon as ComfyUI announces it, usually a few ms after
+    // the frontend asked: look again soon, then less and less often.
+    let mut pause = FIRST_LOOK_AGAIN;
     loop {
         let job = match gw.queue().job(&user.id, job_id).await {
             Ok(Some(j)) => j,
@@ -70,6 +80,7 @@ pub async fn remote(gw: &Gateway, user: &User, req: Request) -> Response {
         if !job.status.active() || tokio::time::Instant::now() >= deadline {
             return not_found();
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(LAST_LOOK_AGAIN);
     }
 }
