@@ -17,23 +17,17 @@
 //! are the recorded 0.33.0 answers, `/api/ping` answers `pong`, `/ws` echoes
 //! (after ComfyUI's `status` greeting).
 
+mod support;
+
 use axum::extract::ws::{Message as AxMessage, WebSocketUpgrade};
 use axum::routing::get;
-use comfy_gateway::{Config, Gateway};
 use comfy_stack::{QueueOptions, start_queue};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
+use support::{arg, pct};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 fn fixture(name: &str) -> anyhow::Result<Value> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/comfyui-0.33.0");
@@ -126,12 +120,6 @@ async fn ws_times(url: &str, n: usize) -> anyhow::Result<Vec<f64>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let arg = |i: usize, d: u64| {
-        std::env::args()
-            .nth(i)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(d)
-    };
     let (n, c, secs) = (arg(1, 2000) as usize, arg(2, 8) as usize, arg(3, 5));
     let dir = tempfile::tempdir()?;
     let mut o = QueueOptions::sqlite(dir.path().join("bench.db"));
@@ -139,18 +127,7 @@ async fn main() -> anyhow::Result<()> {
     o.settings.max_per_user = 0;
     let queue = start_queue(o).await?;
     let up = upstream().await?;
-    let config: Config = toml::from_str(&format!(
-        "queue_url = \"{}\"\n[[users]]\nid = \"alice\"\nupstream = \"{up}\"\n",
-        queue.url()
-    ))?;
-    config.validate()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let gw = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(comfy_gateway::serve(
-        listener,
-        Gateway::new(config)?,
-        std::future::pending(),
-    ));
+    let gw = comfy_stack::user_side::start_gateway(&queue.url(), "alice", &up).await?;
     let http = reqwest::Client::new();
 
     // Warm up both paths.

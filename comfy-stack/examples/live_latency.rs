@@ -13,6 +13,8 @@
 //! Each job is EmptyImage → SaveImage; SaveImage sends STEPS progress messages over NODE_MS
 //! (defaults: 10 jobs × 40 steps over 400 ms, i.e. 400 events 10 ms apart).
 
+mod support;
+
 use comfy_emulator::{Emulator, EmulatorConfig};
 use comfy_stack::{QueueOptions, UserApi, start_queue};
 use comfy_worker::Worker;
@@ -21,15 +23,8 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use support::{arg, pct};
 use tokio_tungstenite::tungstenite::Message;
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 /// (prompt id, node, step) of a progress message, as the emulator sent it or as the
 /// normalized event carries it.
@@ -45,12 +40,6 @@ fn key(v: &Value) -> Option<Key> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let arg = |i: usize, d: u64| {
-        std::env::args()
-            .nth(i)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(d)
-    };
     let (jobs, steps, node_ms) = (arg(1, 10), arg(2, 40), arg(3, 400));
     let dir = tempfile::tempdir()?;
     let mut o = QueueOptions::sqlite(dir.path().join("bench.db"));

@@ -17,23 +17,17 @@
 //! arrival on the user's socket to the `/view` body's last byte, and how many of the early
 //! images arrived before the prompt's `execution_success`.
 
+mod support;
+
 use comfy_emulator::{Emulator, EmulatorConfig};
-use comfy_gateway::{Config, Gateway};
 use comfy_stack::{QueueOptions, start_queue};
 use comfy_worker::Worker;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
+use support::{arg, pct};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 fn prompt(job: usize) -> Value {
     let scale = |from: &str| json!({"class_type": "ImageScaleBy", "inputs": {"image": [from, 0], "upscale_method": "nearest-exact", "scale_by": 1.0}});
@@ -66,12 +60,6 @@ async fn view(http: &reqwest::Client, gw: &str, executed: &Value) -> anyhow::Res
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let arg = |i: usize, d: u64| {
-        std::env::args()
-            .nth(i)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(d)
-    };
     let (jobs, node_ms) = (arg(1, 20) as usize, arg(2, 200));
     let dir = tempfile::tempdir()?;
     let mut o = QueueOptions::sqlite(dir.path().join("bench.db"));
@@ -87,20 +75,7 @@ async fn main() -> anyhow::Result<()> {
     let (stop, rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(Worker::new(cfg)?.run(rx));
 
-    let config: Config = toml::from_str(&format!(
-        "queue_url = \"{}\"\nstate_dir = \"{}\"\n[[users]]\nid = \"alice\"\nupstream = \"{}\"\n",
-        queue.url(),
-        dir.path().display(),
-        user_ui.url()
-    ))?;
-    config.validate()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let gw = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(comfy_gateway::serve(
-        listener,
-        Gateway::new(config)?,
-        std::future::pending(),
-    ));
+    let gw = comfy_stack::user_side::start_gateway(&queue.url(), "alice", &user_ui.url()).await?;
     let http = reqwest::Client::new();
     let mut req = format!("{}/alice/ws?clientId=tab-1", gw.replace("http://", "ws://"))
         .into_client_request()?;

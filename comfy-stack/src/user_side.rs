@@ -164,3 +164,24 @@ pub async fn start_user_side(o: UserSideOptions) -> anyhow::Result<UserSide> {
         task,
     })
 }
+
+/// Starts a gateway in front of the queue at `queue_url` for one user, `user`, whose own
+/// ComfyUI is at `upstream`: the user's paths are under `/<user>/`, and the identity comes
+/// from the `X-Forwarded-User` header. Answers the gateway's base URL; it serves until the
+/// runtime ends. For benchmarks and tests.
+pub async fn start_gateway(queue_url: &str, user: &str, upstream: &str) -> anyhow::Result<String> {
+    let config: Config = serde_json::from_value(serde_json::json!({
+        "queue_url": queue_url,
+        "users": [{"id": user, "upstream": upstream}],
+    }))
+    .context("the gateway's settings")?;
+    config.validate()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(comfy_gateway::serve(
+        listener,
+        Gateway::new(config)?,
+        std::future::pending(),
+    ));
+    Ok(url)
+}
