@@ -225,8 +225,8 @@ pub struct Follow<'a> {
     /// Where this prompt's events are forwarded to the queue (`None`: not forwarded).
     pub tap: Option<&'a crate::relay::EventTap>,
     /// Where the outputs each `executed` event announces go, to be stored in the queue
-    /// while the prompt goes on (`None`: stored once it has ended).
-    pub uploads: Option<&'a crate::files::OutputUploads>,
+    /// while the prompt goes on.
+    pub uploads: &'a crate::files::OutputUploads,
 }
 
 impl Follow<'_> {
@@ -267,15 +267,12 @@ impl Follow<'_> {
         {
             tap.offer(e);
         }
-        if let (
-            Some(uploads),
-            Event::Executed {
-                prompt_id, outputs, ..
-            },
-        ) = (self.uploads, e)
+        if let Event::Executed {
+            prompt_id, outputs, ..
+        } = e
             && prompt_id == self.prompt_id
         {
-            uploads.offer(outputs);
+            self.uploads.offer(outputs);
         }
         if seen.tracker.apply(e) {
             seen.progress.send_replace(seen.tracker.progress());

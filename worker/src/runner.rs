@@ -415,7 +415,7 @@ async fn execute(
         prompt_id,
         options: ctx.follow,
         tap: relay.as_ref().and_then(Relay::tap),
-        uploads: Some(&uploads),
+        uploads: &uploads,
     };
     let mut tracker = ProgressTracker::new(prompt_id, classes);
     let followed = follow.run(events, &mut tracker, progress, stop).await;

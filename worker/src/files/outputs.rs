@@ -45,6 +45,7 @@ type Uploaded = (HashMap<FileRef, JobFile>, Option<Halt>);
 #[derive(Debug)]
 pub struct OutputUploads {
     offers: mpsc::UnboundedSender<Output>,
+    /// The one upload task, in a set so that dropping this aborts it.
     task: JoinSet<Uploaded>,
 }
 
@@ -63,18 +64,13 @@ impl OutputUploads {
         OutputUploads { offers, task }
     }
 
-    /// Queues the file outputs among `outputs` for upload (each file once, whatever the
-    /// number of offers; texts and files outside the output and temp folders are skipped).
+    /// Queues `outputs` for upload (each file once, whatever the number of offers; the
+    /// task skips texts and files outside the output and temp folders).
     pub fn offer(&self, outputs: &[Output]) {
         for o in outputs {
-            if o.file
-                .as_ref()
-                .is_some_and(|f| role_of(&f.folder).is_some())
-            {
-                // The task only ends after the sender is dropped (in `finish`), or when it
-                // was aborted: an offer then has nobody to go to, and is not needed.
-                let _ = self.offers.send(o.clone());
-            }
+            // The task only ends after the sender is dropped (in `finish`), or when it was
+            // aborted: an offer then has nobody to go to, and is not needed.
+            let _ = self.offers.send(o.clone());
         }
     }
 
