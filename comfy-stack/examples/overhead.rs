@@ -26,6 +26,7 @@
 //! without it).
 
 use comfy_emulator::{Emulator, EmulatorConfig};
+use comfy_queue_api::Status;
 use comfy_stack::{QueueOptions, UserApi, start_queue};
 use comfy_worker::Worker;
 use comfy_worker::config::Config;
@@ -142,7 +143,7 @@ async fn told_end(
     loop {
         match tokio::time::timeout_at(deadline, told.recv()).await {
             Ok(Some((job, status, at))) => {
-                if job == id && matches!(status.as_str(), "completed" | "failed" | "cancelled") {
+                if job == id && Status::parse(&status).is_some_and(Status::is_terminal) {
                     return Ok(at);
                 }
             }
